@@ -1,0 +1,41 @@
+"""The ``sam-annotator`` console script.
+
+``sam-annotator [IMAGE_DIR] [options]`` opens the window. The first word may
+instead name a subcommand; each lives in its own module with a
+``main(argv: list[str]) -> int`` so that the window's Qt imports are never paid
+for by a command-line task:
+
+=========  ==========================  =========================================
+command    module                      what it does
+=========  ==========================  =========================================
+models     ``annotator.cmd_models``    list / download / verify model weights
+export     ``annotator.cmd_export``    convert a working file to COCO RLE/polygons
+encode     ``annotator.cmd_encode``    pre-encode a folder into the embedding cache
+=========  ==========================  =========================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Optional, Sequence
+
+SUBCOMMANDS = {
+    "models": "annotator.cmd_models",
+    "export": "annotator.cmd_export",
+    "encode": "annotator.cmd_encode",
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]) or 0)
+    from annotator.app import main as app_main  # Qt is imported only here
+
+    return int(app_main(argv) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Shared fixtures.
+
+* Qt runs offscreen.
+* ``mobilesam_checkpoint``: the real MobileSAM weights, fetched once into the
+  test cache (``SAM_ANNOTATOR_CACHE``, else the user cache folder) through
+  :func:`sam_core.ensure_checkpoint`, and verified by SHA-256.
+* ``photo``: real photos from scikit-image.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mobilesam_checkpoint():
+    """Path to the verified MobileSAM checkpoint (downloads on first use)."""
+    from sam_core import ensure_checkpoint
+
+    return ensure_checkpoint("vit_t")
+
+
+@pytest.fixture(scope="session")
+def mobilesam_model(mobilesam_checkpoint):
+    from sam_core import load_model
+
+    return load_model("vit_t", checkpoint=mobilesam_checkpoint, device="cpu")
+
+
+def _photos():
+    from skimage import data
+
+    return {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+    }
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real RGB uint8 photos keyed by name."""
+    return _photos()
