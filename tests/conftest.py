@@ -16,6 +16,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 
+# Qt fixtures (QThread/QTimer leak checks, window factories) live in tests/qt_fixtures.py.
+pytest_plugins = ["qt_fixtures"]
+
 
 def pytest_collection_modifyitems(config, items):
     try:

@@ -1,0 +1,1 @@
+"""Qt test fixtures (owned by the GUI work)."""
