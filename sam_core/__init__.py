@@ -45,6 +45,9 @@ _EXPORTS = {
     "cache_dir": "sam_core.checkpoints",
     "checkpoint_path": "sam_core.checkpoints",
     "ensure_checkpoint": "sam_core.checkpoints",
+    "list_models": "sam_core.checkpoints",
+    "verify_checkpoint": "sam_core.checkpoints",
+    "DownloadCancelled": "sam_core.checkpoints",
     # embedding cache
     "EmbeddingCache": "sam_core.cache",
     # segment everything
@@ -71,6 +74,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .amg import AutomaticMaskGenerator
     from .build import MODEL_TYPES, SamModel, build_model, detect_model_type, load_checkpoint, load_model, resolve_device
     from .cache import EmbeddingCache
-    from .checkpoints import CHECKPOINTS, CheckpointDownloadError, cache_dir, checkpoint_path, ensure_checkpoint
+    from .checkpoints import (
+        CHECKPOINTS,
+        CheckpointDownloadError,
+        DownloadCancelled,
+        cache_dir,
+        checkpoint_path,
+        ensure_checkpoint,
+        list_models,
+        verify_checkpoint,
+    )
     from .predictor import Predictor, PromptError
     from .types import Candidates, CheckpointError, ImageEmbedding
