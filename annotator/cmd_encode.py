@@ -1,0 +1,393 @@
+"""``sam-annotator encode``: pre-encode a folder of images into the embedding cache.
+
+::
+
+    sam-annotator encode IMAGE_DIR [--model vit_t] [--checkpoint PATH] [--device auto]
+                                   [--batch-size N] [--cache-dir DIR] [--recursive] [--quiet]
+
+Every image of ``IMAGE_DIR`` (natural order, see :func:`annotator.imageio.list_images`)
+is loaded as the window loads it (EXIF orientation applied), so the content
+hash and therefore the cache key are the ones the window computes; images
+whose entry is already there (and passes its checks) are skipped. Opening the
+folder in the window afterwards needs no encoder run at all, as long as the
+window uses the same model, weights and cache folder.
+
+Folders
+-------
+``--cache-dir`` is the cache *root*, as for ``sam-annotator models``:
+embeddings go to ``<root>/embeddings`` and the weights are looked up (and
+downloaded if needed) in ``<root>/checkpoints``. The default root is
+``$SAM_ANNOTATOR_CACHE``, else the user cache folder. ``--checkpoint`` uses a
+weights file of your own instead.
+
+Batching
+--------
+On a CUDA device, images are loaded and hashed by background threads while
+the GPU works, and ``--batch-size`` images (default 8 on CUDA, 1 on CPU) are
+given to the encoder together when the engine offers a batch encoder
+(``Predictor.encode_batch``); otherwise they are encoded one after another.
+
+Exit codes
+----------
+0
+    every image is in the cache now (encoded by this run or before);
+1
+    nothing could be done: the weights could not be found, downloaded or loaded;
+2
+    usage error: bad option, a folder that cannot be listed or holds no images;
+3
+    some images could not be loaded or encoded (each is reported on stderr with
+    the reason); all the others are in the cache;
+130
+    interrupted (entries written so far are complete and kept).
+
+A partly broken folder is thus told apart from full success (3, not 0) while
+the work done is kept, and from a setup problem (1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULT_GPU_BATCH = 8
+MODEL_CHOICES = ("vit_t", "vit_b", "vit_l", "vit_h")  # overridden by the engine's registry when it loads
+
+
+@dataclass
+class Summary:
+    """What a run did (also returned by :func:`encode_folder` for tests and callers)."""
+
+    total: int = 0
+    encoded: int = 0
+    cached: int = 0
+    failed: List[Tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        text = f"{self.total} images: {self.encoded} encoded, {self.cached} already cached, {len(self.failed)} failed"
+        if self.encoded:
+            text += f" ({self.seconds:.1f} s, {self.seconds / self.encoded:.2f} s per encoded image)"
+        return text
+
+
+def _model_choices() -> Tuple[str, ...]:
+    try:
+        from sam_core.checkpoints import CHECKPOINTS
+
+        return tuple(CHECKPOINTS)
+    except Exception:  # pragma: no cover - registry missing: fall back to SAM 1 names
+        return MODEL_CHOICES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sam-annotator encode",
+        description="Fill the embedding cache for every image in a folder, so that annotating it never waits "
+        "for the image encoder.",
+        epilog="Exit codes: 0 every image is cached; 1 the weights could not be loaded; 2 usage error or no "
+        "images; 3 some images failed (listed), the others are cached; 130 interrupted.",
+    )
+    parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
+    parser.add_argument("--model", default="vit_t", choices=_model_choices(), help="model type (default: vit_t)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="weights file (default: the model's verified file in <cache root>/checkpoints, "
+                        "downloaded if missing)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ... (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help=f"images per encoder call (default: {DEFAULT_GPU_BATCH} on CUDA, 1 otherwise)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="cache root (default: $SAM_ANNOTATOR_CACHE, else the user cache folder); "
+                        "embeddings go to DIR/embeddings")
+    parser.add_argument("-r", "--recursive", action="store_true", help="also encode images in sub-folders")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+# -- seams (replaced in tests) ------------------------------------------------
+
+
+def _resolve_checkpoint(model_type: str, checkpoint: Optional[Path], cache_root: Optional[Path], quiet: bool) -> Path:
+    """The weights file: ``checkpoint`` if given, else the verified registry file (downloaded if needed)."""
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+        return checkpoint
+    from sam_core import checkpoints as ck
+
+    bar = _ByteBar(ck.CHECKPOINTS[model_type].file_name, quiet)
+    try:
+        return ck.ensure_checkpoint(model_type, cache=cache_root, progress=bar)
+    finally:
+        bar.close()
+
+
+def _load_predictor(model_type: str, checkpoint: Path, device: str) -> Any:
+    """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one)."""
+    from sam_core import Predictor, load_model
+
+    return Predictor(load_model(model_type, checkpoint=checkpoint, device=device))
+
+
+class _ByteBar:
+    """tqdm bar for a download, fed by ``progress(done, total)``."""
+
+    def __init__(self, label: str, quiet: bool):
+        self._label, self._quiet, self._bar = label, quiet, None
+
+    def __call__(self, done: int, total: Optional[int]) -> None:
+        if self._quiet:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self._label, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=sys.stderr, dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# -- the work -----------------------------------------------------------------
+
+
+def _device_of(predictor: Any) -> str:
+    """``"cuda"``, ``"cpu"``, ``"mps"``: the type of ``predictor.device``."""
+    return str(getattr(predictor, "device", "cpu")).split(":")[0]
+
+
+def _load_and_key(path: Path, cache: Any) -> Tuple[Optional[np.ndarray], Optional[str], Optional[str]]:
+    """(image, key, None) or (None, key, None) when already cached, or (None, None, reason) on failure."""
+    from annotator.imageio import ImageLoadError, load_image
+
+    try:
+        image = load_image(path)
+    except ImageLoadError as exc:
+        return None, None, exc.problem
+    except OSError as exc:  # pragma: no cover - load_image wraps these; belt and braces
+        return None, None, str(exc)
+    key = cache.key_for(image)
+    if cache.get(key) is not None:  # validated, unlike contains(): a corrupt entry is redone
+        return None, key, None
+    return image, key, None
+
+
+def _prefetched(
+    items: Sequence[Path], fn: Callable[[Path], Any], workers: int, ahead: int
+) -> Iterator[Tuple[Path, Any]]:
+    """``(item, fn(item))`` in order, with up to ``ahead`` items computed in background threads."""
+    if workers <= 0:
+        for item in items:
+            yield item, fn(item)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="sam-encode-load") as pool:
+        pending: "deque[Tuple[Path, Future]]" = deque()
+        it = iter(items)
+        try:
+            for item in it:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) >= ahead:
+                    p, fut = pending.popleft()
+                    yield p, fut.result()
+            while pending:
+                p, fut = pending.popleft()
+                yield p, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+
+def _encode_many(predictor: Any, images: List[np.ndarray]) -> list:
+    """Embeddings of ``images``, one batched call when the engine has one."""
+    batch = getattr(predictor, "encode_batch", None)
+    if batch is not None and len(images) > 1:
+        return list(batch(images))
+    return [predictor.encode(image) for image in images]
+
+
+def encode_folder(
+    paths: Sequence[Path],
+    predictor: Any,
+    cache: Any,
+    *,
+    batch_size: int = 1,
+    progress: Optional[Callable[[int], None]] = None,
+    on_error: Optional[Callable[[Path, str], None]] = None,
+    background_loading: bool = False,
+) -> Summary:
+    """Encode every image in ``paths`` that ``cache`` does not hold yet.
+
+    Parameters
+    ----------
+    paths:
+        Image files, in the order to process them.
+    predictor:
+        Has ``encode(image) -> ImageEmbedding`` (and optionally
+        ``encode_batch(images) -> list``).
+    cache:
+        An :class:`sam_core.cache.EmbeddingCache` with a disk tier.
+    batch_size:
+        Images per encoder call.
+    progress:
+        Called with the number of images finished (cached, encoded or failed)
+        since the last call.
+    on_error:
+        Called as ``on_error(path, reason)`` for each image that failed.
+    background_loading:
+        Load and hash images in two background threads while encoding.
+    """
+    summary = Summary(total=len(paths))
+    start = time.perf_counter()
+    batch: List[Tuple[Path, np.ndarray, str]] = []
+
+    def fail(path: Path, reason: str) -> None:
+        summary.failed.append((path, reason))
+        if on_error is not None:
+            on_error(path, reason)
+
+    def flush() -> None:
+        if not batch:
+            return
+        try:
+            embeddings = _encode_many(predictor, [img for _, img, _ in batch])
+        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: retry one by one
+            if len(batch) == 1:
+                fail(batch[0][0], f"encoder failed: {exc}")
+                embeddings = []
+            else:
+                embeddings = []
+                for path, img, key in batch:
+                    try:
+                        embeddings.append(predictor.encode(img))
+                    except (RuntimeError, ValueError) as exc1:
+                        embeddings.append(None)
+                        fail(path, f"encoder failed: {exc1}")
+        for (path, _, key), emb in zip(batch, embeddings):
+            if emb is None:
+                continue
+            if cache.put(key, emb):
+                summary.encoded += 1
+            else:
+                fail(path, f"could not write the cache entry {cache.path_for(key)}")
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    loaded = _prefetched(paths, lambda p: _load_and_key(p, cache), 2 if background_loading else 0,
+                         ahead=max(2, 2 * batch_size))
+    for path, (image, key, problem) in loaded:
+        if problem is not None:
+            fail(path, problem)
+        elif image is None:
+            summary.cached += 1
+        else:
+            batch.append((path, image, key))
+            if len(batch) >= batch_size:
+                flush()
+            continue
+        if progress is not None:
+            progress(1)
+    flush()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``sam-annotator encode ...`` with ``argv`` (the words after ``encode``); return the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.batch_size is not None and args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+
+    from annotator.imageio import list_images
+
+    try:
+        paths = list_images(args.image_dir, recursive=args.recursive)
+    except OSError as exc:
+        print(f"error: cannot list {args.image_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not paths:
+        print(f"error: no images in {args.image_dir}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from sam_core.cache import EmbeddingCache, checkpoint_fingerprint
+    from sam_core.checkpoints import cache_dir
+
+    try:
+        checkpoint = _resolve_checkpoint(args.model, args.checkpoint, args.cache_dir, args.quiet)
+        checkpoint_id = checkpoint_fingerprint(checkpoint)
+        predictor = _load_predictor(args.model, checkpoint, args.device)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # download failure, bad weights file, unknown device...
+        print(f"error: cannot load the {args.model} model: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+
+    device = _device_of(predictor)
+    batch_size = args.batch_size or (DEFAULT_GPU_BATCH if device == "cuda" else 1)
+    embeddings_dir = cache_dir(args.cache_dir) / "embeddings"
+    cache = EmbeddingCache(embeddings_dir, model_type=args.model, checkpoint_id=checkpoint_id, memory_bytes=0)
+    batched = "batched" if batch_size > 1 and hasattr(predictor, "encode_batch") else "one at a time"
+    if not args.quiet:
+        print(f"encoding {len(paths)} images with {args.model} on {device} ({batched}, batch size {batch_size}) "
+              f"into {embeddings_dir}", file=sys.stderr)
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), desc="encode", unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def report(path: Path, reason: str) -> None:
+        message = f"cannot encode {path}: {reason}"
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    try:
+        summary = encode_folder(paths, predictor, cache, batch_size=batch_size,
+                                progress=bar.update if bar is not None else None, on_error=report,
+                                background_loading=device != "cpu")
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print("\ninterrupted; the entries written so far are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if bar is not None:
+        bar.close()
+    print(summary.line())
+    if summary.failed:
+        print(f"{len(summary.failed)} image(s) could not be encoded:", file=sys.stderr)
+        for path, reason in summary.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
