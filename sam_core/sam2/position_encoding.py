@@ -1,0 +1,81 @@
+"""Position encodings used by SAM 2.
+
+* :class:`PositionEmbeddingRandom`: random Fourier features of (x, y), used by
+  the prompt encoder for point/box coordinates and for the dense 64 x 64 grid
+  the mask decoder attends over. Its Gaussian matrix is a checkpoint buffer.
+* :func:`sine_position_encoding`: the fixed 2-D sine encoding that SAM 2's FPN
+  neck attaches to every feature level. Image mode never reads it (the
+  official image predictor discards ``vision_pos_enc``); it is kept so the
+  neck can reproduce the reference's full output when asked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import torch
+from torch import nn
+
+
+class PositionEmbeddingRandom(nn.Module):
+    """Fourier features with a fixed random ``(2, num_pos_feats)`` frequency matrix.
+
+    Outputs have ``2 * num_pos_feats`` channels (sin then cos).
+    """
+
+    def __init__(self, num_pos_feats: int = 128, scale: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
+
+    def _encode(self, coords: torch.Tensor) -> torch.Tensor:
+        """``(..., 2)`` coordinates in [0, 1], x then y -> ``(..., 2 * num_pos_feats)``."""
+        coords = 2 * coords - 1
+        coords = coords @ self.positional_encoding_gaussian_matrix
+        coords = 2 * math.pi * coords
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
+
+    def forward(self, size: Tuple[int, int]) -> torch.Tensor:
+        """Encoding of the centres of an ``(h, w)`` grid: ``(C, h, w)``."""
+        h, w = size
+        device = self.positional_encoding_gaussian_matrix.device
+        grid = torch.ones((h, w), device=device, dtype=torch.float32)
+        y = (grid.cumsum(dim=0) - 0.5) / h
+        x = (grid.cumsum(dim=1) - 0.5) / w
+        return self._encode(torch.stack([x, y], dim=-1)).permute(2, 0, 1)
+
+    def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
+        """Encode pixel coordinates ``(B, N, 2)`` (x then y) on an ``(h, w)`` image: ``(B, N, C)``."""
+        coords = coords.clone()
+        coords[:, :, 0] = coords[:, :, 0] / image_size[1]
+        coords[:, :, 1] = coords[:, :, 1] / image_size[0]
+        return self._encode(coords.to(torch.float))
+
+
+def sine_position_encoding(
+    batch: int,
+    size: Tuple[int, int],
+    dim: int = 256,
+    temperature: float = 10000.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """SAM 2's normalised 2-D sine encoding of an ``(h, w)`` map: ``(batch, dim, h, w)``.
+
+    The first ``dim / 2`` channels encode y, the rest x; each half interleaves
+    sin and cos of the position (1-based, normalised to ``(0, 2 pi]``) over
+    geometric frequencies.
+    """
+    h, w = size
+    half = dim // 2
+    y = torch.arange(1, h + 1, dtype=torch.float32, device=device).view(1, -1, 1).repeat(batch, 1, w)
+    x = torch.arange(1, w + 1, dtype=torch.float32, device=device).view(1, 1, -1).repeat(batch, h, 1)
+    eps, scale = 1e-6, 2 * math.pi
+    y = y / (y[:, -1:, :] + eps) * scale
+    x = x / (x[:, :, -1:] + eps) * scale
+    freq = torch.arange(half, dtype=torch.float32, device=device)
+    freq = temperature ** (2 * (freq // 2) / half)
+    pos_x = x[..., None] / freq
+    pos_y = y[..., None] / freq
+    pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
+    pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
+    return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)

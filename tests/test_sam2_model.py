@@ -1,0 +1,267 @@
+"""Unit tests of the SAM 2.1 image-mode engine that need no image encoding.
+
+Decoding runs on synthetic embeddings (random features of the right shapes)
+with an untrained Hiera-T model; structure checks use the meta device.
+Parity with the official package is in ``test_sam2_parity.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sam_core.types import Candidates, CheckpointError, ImageEmbedding
+
+SAM2_TYPES = ["sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from sam_core import build_model
+
+    torch.manual_seed(0)
+    return build_model("sam2.1_hiera_t")
+
+
+@pytest.fixture(scope="module")
+def embedding(tiny):
+    gen = torch.Generator().manual_seed(1)
+    return ImageEmbedding(
+        features=torch.randn(1, 256, 64, 64, generator=gen),
+        original_size=(300, 451),
+        input_size=(1024, 1024),
+        model_type="sam2.1_hiera_t",
+        high_res_features=(torch.randn(1, 32, 256, 256, generator=gen), torch.randn(1, 64, 128, 128, generator=gen)),
+    )
+
+
+def _meta_state_dict(model_type: str):
+    from sam_core import build_model
+
+    return build_model(model_type, device="meta").state_dict()
+
+
+# --------------------------------------------------------------------------- registry and structure
+
+
+def test_types_are_registered_and_detected():
+    from sam_core import build_model, detect_model_type
+    from sam_core.build import available_model_types
+    from sam_core.sam2 import Sam2ImageModel
+
+    assert set(SAM2_TYPES) <= set(available_model_types())
+    for t in SAM2_TYPES:
+        model = build_model(t, device="meta")
+        assert isinstance(model, Sam2ImageModel) and model.model_type == t
+        assert detect_model_type(model.state_dict()) == t
+    assert detect_model_type(_meta_state_dict("vit_b")) == "vit_b"  # SAM 1 still told apart
+
+
+@pytest.mark.parametrize(
+    "model_type, widths, depth, globals_",
+    [
+        ("sam2.1_hiera_t", [96, 192, 384, 768], 12, (5, 7, 9)),
+        ("sam2.1_hiera_b+", [112, 224, 448, 896], 24, (12, 16, 20)),
+        ("sam2.1_hiera_l", [144, 288, 576, 1152], 48, (23, 33, 43)),
+    ],
+)
+def test_trunk_layout(model_type, widths, depth, globals_):
+    from sam_core import build_model
+
+    trunk = build_model(model_type, device="meta").image_encoder.trunk
+    assert len(trunk.blocks) == depth
+    assert trunk.channel_list == widths[::-1]
+    assert [i for i, b in enumerate(trunk.blocks) if b.window_size == 0] == list(globals_)
+    pooled = [i for i, b in enumerate(trunk.blocks) if b.q_stride is not None]
+    assert pooled == [end + 1 for end in trunk.stage_ends[:-1]]
+    for i in pooled:  # a stage's first block still uses the previous stage's window
+        assert trunk.blocks[i].window_size in (0, trunk.window_spec[trunk.stage_ends.index(i - 1)])
+
+
+def test_importing_sam2_pulls_in_no_gui_torchvision_or_hydra():
+    code = (
+        "import sys, sam_core.sam2, sam_core.build; sam_core.build.build_model('sam2.1_hiera_t', device='meta');"
+        "bad = [m for m in ('torchvision', 'hydra', 'omegaconf', 'iopath', 'PySide6', 'annotator')"
+        " if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- checkpoint loading
+
+
+def _full_state_dict(model_type: str):
+    """A meta state dict in the official layout: image-mode keys plus video-only ones."""
+    sd = dict(_meta_state_dict(model_type))
+    for k in ("memory_attention.layers.0.norm1.weight", "memory_encoder.out_proj.bias", "maskmem_tpos_enc",
+              "no_mem_pos_enc", "no_obj_ptr", "no_obj_embed_spatial", "mask_downsample.weight",
+              "obj_ptr_proj.layers.0.weight", "obj_ptr_tpos_proj.weight"):
+        sd[k] = torch.zeros(1, device="meta")
+    return sd
+
+
+def test_video_only_keys_are_set_aside():
+    from sam_core import build_model
+    from sam_core.sam2 import IGNORED_PREFIXES, load_sam2_state_dict
+
+    full = {k: torch.zeros(v.shape) for k, v in _full_state_dict("sam2.1_hiera_t").items()}
+    full["no_mem_embed"] = torch.full((1, 1, 256), 0.5)
+    model = build_model("sam2.1_hiera_t")
+    ignored = load_sam2_state_dict(model, {"model": full})
+    assert len(ignored) == len(IGNORED_PREFIXES) == 9
+    assert all(k.startswith(IGNORED_PREFIXES) for k in ignored)
+    assert torch.equal(model.no_mem_embed, full["no_mem_embed"])
+    assert not any(model.image_encoder.trunk.pos_embed.flatten())
+
+
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (lambda sd: sd.pop("sam_mask_decoder.conv_s0.weight"), "missing keys: sam_mask_decoder.conv_s0.weight"),
+        (lambda sd: sd.__setitem__("extra.weight", torch.zeros(1, device="meta")), "unexpected keys: extra.weight"),
+        (lambda sd: sd.__setitem__("no_mem_embed", torch.zeros(1, 1, 64, device="meta")), "no_mem_embed (1, 1, 64)"),
+    ],
+)
+def test_bad_state_dicts_fail_loudly(edit, expect):
+    from sam_core import build_model
+    from sam_core.sam2 import load_sam2_state_dict
+
+    sd = _full_state_dict("sam2.1_hiera_t")
+    edit(sd)
+    with pytest.raises(CheckpointError, match=r"sam2\.1_hiera_t") as info:
+        load_sam2_state_dict(build_model("sam2.1_hiera_t", device="meta"), sd)
+    assert expect in str(info.value)
+
+
+def test_wrong_size_is_named():
+    from sam_core import build_model
+    from sam_core.sam2 import load_sam2_state_dict
+
+    with pytest.raises(CheckpointError, match=r"looks like a sam2\.1_hiera_b\+ checkpoint") as info:
+        load_sam2_state_dict(build_model("sam2.1_hiera_t", device="meta"), _full_state_dict("sam2.1_hiera_b+"))
+    assert info.value.detected_type == "sam2.1_hiera_b+"
+
+
+# --------------------------------------------------------------------------- transforms and candidates
+
+
+def test_coordinates_stretch_each_axis_independently(tiny):
+    out = tiny.transform_coords(np.array([[451.0, 300.0], [0.0, 150.0], [225.5, 0.0]]), (300, 451))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.array([[1024, 1024], [0, 512], [512, 0]], dtype=np.float32))
+
+
+def test_preprocess_stretches_to_the_model_input(tiny):
+    img = np.zeros((30, 60, 3), np.uint8)
+    img[:, :30] = 255  # left half white
+    x, input_size = tiny.preprocess(img)
+    assert x.shape == (1, 3, 1024, 1024) and input_size == (1024, 1024)
+    white = (1 - tiny.pixel_mean[0, :, 0, 0]) / tiny.pixel_std[0, :, 0, 0]
+    black = -tiny.pixel_mean[0, :, 0, 0] / tiny.pixel_std[0, :, 0, 0]
+    torch.testing.assert_close(x[0, :, 500, 100], white)
+    torch.testing.assert_close(x[0, :, 500, 900], black)
+    with pytest.raises(ValueError, match="uint8"):
+        tiny.preprocess(img.astype(np.float32))
+
+
+def test_sam2_candidates_resample_in_one_step():
+    from sam_core.sam2 import Sam2Candidates
+
+    logits = np.random.default_rng(0).normal(size=(2, 256, 256)).astype(np.float32)
+    c = Sam2Candidates(np.array([0.9, 0.5], np.float32), logits, (97, 203), (1024, 1024))
+    ref = F.interpolate(torch.from_numpy(logits)[None], (97, 203), mode="bilinear", align_corners=False)[0] > 0
+    np.testing.assert_array_equal(c.masks(), ref.numpy())
+    # SAM 1's two-step postprocessing gives a different mask on noisy logits
+    sam1 = Candidates(c.scores, logits, (97, 203), (1024, 1024))
+    assert (sam1.mask(0) != c.mask(0)).any()
+    preview = F.interpolate(torch.from_numpy(logits)[None], (40, 80), mode="bilinear", align_corners=False)[0, 1] > 0
+    np.testing.assert_array_equal(c.preview(1, (40, 80)), preview.numpy())
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_dynamic_multimask_falls_back_only_when_unstable(tiny):
+    dec = tiny.sam_mask_decoder
+    stable = torch.full((1, 1, 8, 8), -5.0)
+    stable[..., :4, :] = 5.0  # crisp: stability 1
+    unstable = torch.full((1, 1, 8, 8), -5.0)
+    unstable[..., :4, :] = 0.01  # between -delta and +delta: stability 0
+    multi = torch.stack([torch.full((8, 8), float(i)) for i in (1, 2, 3)])[None]
+    iou = torch.tensor([[0.1, 0.3, 0.9, 0.2]])
+    masks, scores = dec._dynamic_multimask(torch.cat([stable, multi], 1), iou)
+    assert torch.equal(masks, stable) and scores.item() == pytest.approx(0.1)
+    masks, scores = dec._dynamic_multimask(torch.cat([unstable, multi], 1), iou)
+    assert torch.equal(masks, multi[:, 1:2]) and scores.item() == pytest.approx(0.9)  # best multimask
+    assert dec.stability_scores(stable).item() == 1.0 and dec.stability_scores(unstable).item() == 0.0
+
+
+def test_predict_low_res_shapes_and_token_order(tiny, embedding):
+    coords = torch.tensor([[[500.0, 400.0]]])
+    labels = torch.tensor([[1]], dtype=torch.int32)
+    with torch.inference_mode():
+        multi, iou3 = tiny.predict_low_res(embedding, coords, labels, None, None, True)
+        single, iou1 = tiny.predict_low_res(embedding, coords, labels, None, None, False)
+    assert multi.shape == (1, 3, 256, 256) and iou3.shape == (1, 3)
+    assert single.shape == (1, 1, 256, 256) and iou1.shape == (1, 1)
+    assert multi.dtype == iou3.dtype == torch.float32
+    assert ((iou3 > 0) & (iou3 < 1)).all()  # the IoU head ends in a sigmoid
+
+
+def test_box_is_two_labelled_corners_before_the_clicks(tiny, embedding):
+    box = torch.tensor([[100.0, 200.0, 700.0, 900.0]])
+    click = torch.tensor([[[400.0, 500.0]]])
+    with torch.inference_mode():
+        got = tiny.predict_low_res(embedding, click, torch.tensor([[0]], dtype=torch.int32), box, None, True)
+        coords = torch.tensor([[[100.0, 200.0], [700.0, 900.0], [400.0, 500.0]]])
+        labels = torch.tensor([[2, 3, 0]], dtype=torch.int32)
+        want = tiny.decode_prompts(embedding.features, embedding.high_res_features, coords, labels, None, True)
+        other = tiny.decode_prompts(
+            embedding.features, embedding.high_res_features, coords[:, [2, 0, 1]], labels[:, [2, 0, 1]], None, True
+        )
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.allclose(got[0], other[0])  # order matters, so the check above means something
+
+
+def test_mask_input_is_clamped_like_the_official_logits(tiny, embedding):
+    gen = torch.Generator().manual_seed(3)
+    mask = 100 * torch.randn(1, 1, 256, 256, generator=gen)
+    with torch.inference_mode():
+        raw = tiny.predict_low_res(embedding, None, None, None, mask, True)
+        clamped = tiny.predict_low_res(embedding, None, None, None, mask.clamp(-32, 32), True)
+        unclamped = tiny.decode_prompts(embedding.features, embedding.high_res_features, None, None, mask, True)
+    torch.testing.assert_close(raw, clamped, rtol=0, atol=0)
+    assert not torch.allclose(raw[0], unclamped[0])
+
+
+def test_low_precision_embeddings_decode_in_float32(tiny, embedding):
+    half = embedding.to("cpu", torch.bfloat16)
+    rounded = half.to("cpu", torch.float32)  # the same values, held in float32
+    coords = torch.tensor([[[500.0, 400.0]]])
+    labels = torch.tensor([[1]], dtype=torch.int32)
+    with torch.inference_mode():
+        a, ia = tiny.predict_low_res(half, coords, labels, None, None, True)
+        b, ib = tiny.predict_low_res(rounded, coords, labels, None, None, True)
+    assert a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ia, ib)
+
+
+def test_a_batch_of_prompts_decodes_like_each_alone(tiny, embedding):
+    """Automatic mask generation decodes many single-point prompts against one embedding."""
+    coords = torch.tensor([[[100.0, 200.0]], [[700.0, 300.0]], [[512.0, 900.0]]])
+    labels = torch.ones((3, 1), dtype=torch.int32)
+    with torch.inference_mode():
+        batch, iou = tiny.predict_low_res(embedding, coords, labels, None, None, True)
+        for i in range(3):
+            one, one_iou = tiny.predict_low_res(embedding, coords[i : i + 1], labels[i : i + 1], None, None, True)
+            torch.testing.assert_close(batch[i : i + 1], one, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(iou[i : i + 1], one_iou, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(batch[0], batch[1])
