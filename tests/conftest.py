@@ -20,6 +20,13 @@ import pytest
 pytest_plugins = ["qt_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Every test gets its own settings file, logs folder: never the user's."""
+    monkeypatch.setenv("SAM_ANNOTATOR_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("SAM_ANNOTATOR_LOG_DIR", str(tmp_path / "logs"))
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
