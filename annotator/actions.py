@@ -1,0 +1,215 @@
+"""The one table of commands and their keys.
+
+Menus, toolbar actions, the F1 help and (later) a preferences dialog are all
+built from :data:`ACTIONS` and :data:`MOUSE`, so a key shown in the help is
+the key that works. Each :class:`ActionSpec` names a handler; the main window
+passes a mapping from names to callables and gets :class:`QAction`\\ s back.
+
+Some keys are not QAction shortcuts because their meaning depends on what the
+mouse does: Space accepts when released without a drag but pans while held
+during a drag, so the canvas handles it (``canvas_keys``) and calls the same
+action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+MENUS = ("File", "Edit", "Image", "Candidates", "Categories", "View", "Help")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One command.
+
+    Attributes
+    ----------
+    name:
+        Identifier, also the handler's key.
+    text:
+        Menu text (``&`` marks the mnemonic).
+    menu:
+        One of :data:`MENUS`.
+    help:
+        One line for the F1 help.
+    shortcuts:
+        Key sequences in :class:`QKeySequence` portable text (``"Ctrl+Shift+Z"``).
+    canvas_keys:
+        Keys the canvas handles itself and maps to this action (shown in help).
+    checkable:
+        A toggle.
+    aliases:
+        Extra key sequences that mean the same on some platforms or keyboards
+        (registered, not shown in help).
+    group:
+        Help text shared by a run of similar actions (Ctrl+1 ... Ctrl+9), which
+        the help shows as one row.
+    """
+
+    name: str
+    text: str
+    menu: str
+    help: str
+    shortcuts: Tuple[str, ...] = ()
+    canvas_keys: Tuple[str, ...] = ()
+    checkable: bool = False
+    aliases: Tuple[str, ...] = ()
+    group: str = ""
+
+    @property
+    def keys(self) -> Tuple[str, ...]:
+        return self.shortcuts + self.canvas_keys
+
+
+#: How many categories get a quick key (Ctrl+1 ... Ctrl+9).
+QUICK_CATEGORIES = 9
+
+
+def _category_actions() -> Tuple[ActionSpec, ...]:
+    return tuple(
+        ActionSpec(
+            f"category_{i}", f"Category {i}", "Categories", f"Make category {i} (in panel order) the current one",
+            (f"Ctrl+{i}",), group="Make the n-th category (in panel order) the current one",
+        )
+        for i in range(1, QUICK_CATEGORIES + 1)
+    )
+
+
+ACTIONS: Tuple[ActionSpec, ...] = (
+    # File
+    ActionSpec("open_folder", "&Open Folder…", "File", "Open a folder of images", ("Ctrl+O",)),
+    ActionSpec("save", "&Save", "File", "Save the annotations now (they are also saved after every change)", ("Ctrl+S",)),
+    ActionSpec("export_coco", "&Export COCO…", "File", "Write a copy as COCO JSON (RLE or polygons)", ("Ctrl+E",)),
+    ActionSpec("choose_checkpoint", "Load &Checkpoint…", "File", "Load SAM weights from a file"),
+    ActionSpec("quit", "&Quit", "File", "Save and quit", ("Ctrl+Q",)),
+    # Edit
+    ActionSpec("undo", "&Undo", "Edit", "Undo the last prompt or annotation change", ("Ctrl+Z",)),
+    ActionSpec("redo", "&Redo", "Edit", "Redo", ("Ctrl+Shift+Z", "Ctrl+Y")),
+    ActionSpec("accept", "&Accept Mask", "Edit", "Accept the current candidate in the current category",
+               ("Return", "Enter"), canvas_keys=("Space",)),
+    ActionSpec("clear_prompts", "&Clear Prompts", "Edit", "Remove the points and box of the current prompt", ("Esc",)),
+    ActionSpec("delete_annotation", "&Delete Annotation", "Edit", "Delete the annotation selected in the panel",
+               ("Delete", "Backspace")),
+    # Image
+    ActionSpec("next_image", "&Next Image", "Image", "Show the next image", ("D", "Right", "PgDown")),
+    ActionSpec("previous_image", "&Previous Image", "Image", "Show the previous image", ("A", "Left", "PgUp")),
+    # Candidates
+    ActionSpec("next_candidate", "&Next Candidate", "Candidates", "Show the next of the three candidates", ("Tab",)),
+    ActionSpec("previous_candidate", "&Previous Candidate", "Candidates", "Show the previous candidate",
+               ("Shift+Tab",), aliases=("Shift+Backtab",)),
+    ActionSpec("candidate_1", "Candidate &1", "Candidates", "Pick the best-ranked candidate", ("1",)),
+    ActionSpec("candidate_2", "Candidate &2", "Candidates", "Pick the second candidate", ("2",)),
+    ActionSpec("candidate_3", "Candidate &3", "Candidates", "Pick the third candidate", ("3",)),
+    # Categories
+    *_category_actions(),
+    ActionSpec("add_category", "&Add Category…", "Categories", "Add a category", ("Ctrl+Shift+N",)),
+    # View
+    ActionSpec("fit_view", "&Fit Image", "View", "Fit the image to the window", ("F",)),
+    ActionSpec("zoom_in", "Zoom &In", "View", "Zoom in", ("+", "=")),
+    ActionSpec("zoom_out", "Zoom &Out", "View", "Zoom out", ("-",)),
+    ActionSpec("actual_size", "&Actual Size", "View", "One image pixel per screen pixel", ("Ctrl+0",)),
+    ActionSpec("toggle_annotations", "Show &Annotations", "View", "Show or hide accepted annotations",
+               ("H",), checkable=True),
+    # Help
+    ActionSpec("help", "&Keyboard and Mouse…", "Help", "Show this list", ("F1",)),
+    ActionSpec("about", "&About", "Help", "Version and model information"),
+)
+
+#: Mouse gestures on the canvas (documented here so the help lists them beside the keys).
+MOUSE: Tuple[Tuple[str, str], ...] = (
+    ("Left click", "Add a foreground point (green)"),
+    ("Right click, Shift+Left click", "Add a background point (red)"),
+    ("Left drag", "Draw a box (replaces the earlier box)"),
+    ("Wheel", "Zoom around the cursor"),
+    ("Middle drag, Space+Left drag", "Pan"),
+)
+
+
+def spec(name: str) -> ActionSpec:
+    """The spec called ``name`` (KeyError if none)."""
+    for s in ACTIONS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def key_text(key: str) -> str:
+    """How ``key`` is shown to the user on this platform (``"Ctrl+Z"`` -> ``"⌘Z"`` on macOS)."""
+    return QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText) or key
+
+
+def conflicts(specs: Iterable[ActionSpec] = ACTIONS) -> List[Tuple[str, List[str]]]:
+    """Keys bound to more than one action: ``[(key, [action names])]`` (empty when the table is sound)."""
+    seen: Dict[str, List[str]] = {}
+    for s in specs:
+        for k in s.keys + s.aliases:
+            norm = QKeySequence(k).toString(QKeySequence.SequenceFormat.PortableText) or k
+            seen.setdefault(norm, []).append(s.name)
+    return [(k, names) for k, names in seen.items() if len(names) > 1]
+
+
+def build_actions(
+    parent: QObject, handlers: Mapping[str, Callable[..., object]], specs: Sequence[ActionSpec] = ACTIONS
+) -> Dict[str, QAction]:
+    """One QAction per spec, with its shortcuts, tooltip and status tip, connected to ``handlers[name]``.
+
+    Specs without a handler get a disabled action (so menus and help still
+    show them). Shortcuts are window-wide.
+    """
+    actions: Dict[str, QAction] = {}
+    for s in specs:
+        action = QAction(s.text, parent)
+        action.setObjectName(s.name)
+        action.setShortcuts([QKeySequence(k) for k in s.shortcuts + s.aliases])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(s.checkable)
+        shown = ", ".join(key_text(k) for k in s.keys)
+        action.setToolTip(f"{s.text.replace('&', '')} ({shown})" if shown else s.text.replace("&", ""))
+        action.setStatusTip(s.help)
+        handler = handlers.get(s.name)
+        if handler is None:
+            action.setEnabled(False)
+        elif s.checkable:
+            action.toggled.connect(handler)
+        else:
+            action.triggered.connect(lambda _checked=False, h=handler: h())
+        actions[s.name] = action
+    return actions
+
+
+def help_rows(specs: Sequence[ActionSpec] = ACTIONS) -> List[Tuple[str, str, str]]:
+    """``(section, keys, description)`` for every keyed action and mouse gesture, in menu order."""
+    rows: List[Tuple[str, str, str]] = [("Mouse", gesture, what) for gesture, what in MOUSE]
+    for menu in MENUS:
+        in_menu = [s for s in specs if s.menu == menu and s.keys]
+        done_groups = set()
+        for s in in_menu:
+            if s.group:
+                if s.group in done_groups:
+                    continue
+                done_groups.add(s.group)
+                members = [m for m in in_menu if m.group == s.group]
+                keys = f"{key_text(members[0].keys[0])} … {key_text(members[-1].keys[0])}"
+                rows.append((menu, keys, s.group))
+            else:
+                rows.append((menu, ", ".join(key_text(k) for k in s.keys), s.help))
+    return rows
+
+
+def help_html(specs: Sequence[ActionSpec] = ACTIONS, title: Optional[str] = "Keyboard and mouse") -> str:
+    """The help as an HTML table (what F1 shows)."""
+    from html import escape
+
+    out = [f"<h3>{escape(title)}</h3>" if title else "", "<table cellspacing='0' cellpadding='3'>"]
+    section = None
+    for sec, keys, what in help_rows(specs):
+        if sec != section:
+            section = sec
+            out.append(f"<tr><td colspan='2'><br><b>{escape(sec)}</b></td></tr>")
+        out.append(f"<tr><td style='padding-right:18px'><code>{escape(keys)}</code></td><td>{escape(what)}</td></tr>")
+    out.append("</table>")
+    return "".join(out)

@@ -1,0 +1,125 @@
+"""How the accepted annotations of the current image are shown: overlays, visibility, selection.
+
+Decoding an annotation's RLE, shrinking it to overlay size and colouring it
+costs tens of milliseconds for a 12 MP image, so it runs on the decoder thread
+as a task (:func:`annotator.overlays.annotation_patches`). Each overlay is cut
+to the annotation's bounding box (:class:`~annotator.overlays.MaskPatch`), so
+memory follows the objects' size, not the image's. Patches are kept for the
+current image only; a freshly accepted annotation brings its own, so it shows
+at once. Re-colouring (a category colour change, the selection highlight)
+happens on the GUI thread from the cached patch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from . import overlays
+from .rows import AnnotationRow
+
+
+class AnnotationLayer(QObject):
+    """Overlays and panel rows for the annotations of one image at a time.
+
+    ``changed`` is emitted when masks requested in the background arrive.
+    """
+
+    changed = Signal()
+
+    def __init__(self, decoder, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._decoder = decoder
+        self.path: Optional[Path] = None
+        self.hidden: set[int] = set()
+        self.selected: Optional[int] = None
+        self._patches: Dict[int, overlays.MaskPatch] = {}  # annotation id -> patch (current image)
+        self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay
+        self._task: Optional[int] = None
+        self._task_path: Optional[Path] = None
+        decoder.taskDone.connect(self._on_task_done)
+
+    def show_image(self, path: Optional[Path]) -> None:
+        """A new image is current: forget the previous one's masks and selection."""
+        if path != self.path:
+            self.path = path
+            self._patches.clear()
+            self._images.clear()
+            self.selected = None
+            self._task = None
+
+    def put(self, annotation_id: int, patch: overlays.MaskPatch, color=None, image: Optional[QImage] = None) -> None:
+        """The overlay patch of an annotation of the current image (and its plain overlay in ``color``)."""
+        self._patches[annotation_id] = patch
+        self._drop_images(annotation_id)
+        if image is not None and color is not None:
+            self._images[(annotation_id, tuple(color), False)] = image
+
+    def forget(self, annotation_id: int) -> None:
+        self.hidden.discard(annotation_id)
+        if self.selected == annotation_id:
+            self.selected = None
+
+    def request(self, annotations: Sequence, categories: dict) -> None:
+        """Decode, in the background, the patches of ``annotations`` (of the current image) not known yet."""
+        missing = [
+            (a.id, a.segmentation, a.size[0], a.size[1], tuple(categories[a.category_id].color))
+            for a in annotations
+            if a.id not in self._patches
+        ]
+        if missing and self._task is None:
+            self._task_path = self.path
+            self._task = self._decoder.run_task(overlays.annotation_patches, missing)
+
+    def overlays(self, annotations: Sequence, categories: dict) -> List[Tuple[int, QImage, tuple]]:
+        """``(id, overlay, rect)`` of the visible annotations whose patches are known, the selected one last.
+
+        ``rect`` is ``(x, y, width, height)`` in image pixels. Patches not
+        known yet are asked for (``changed`` follows when they arrive).
+        """
+        anns = [a for a in annotations if a.id not in self.hidden]
+        anns.sort(key=lambda a: a.id == self.selected)
+        out = []
+        for ann in anns:
+            patch = self._patches.get(ann.id)
+            if patch is None:
+                continue
+            color = tuple(categories[ann.category_id].color)
+            selected = ann.id == self.selected
+            key = (ann.id, color, selected)
+            image = self._images.get(key)
+            if image is None:
+                image = self._images[key] = overlays.annotation_overlay(patch.mask, color, selected)
+            out.append((ann.id, image, patch.rect))
+        self.request(annotations, categories)
+        return out
+
+    def rows(self, annotations: Iterable, categories: dict) -> List[AnnotationRow]:
+        rows = []
+        for ann in annotations:
+            cat = categories[ann.category_id]
+            score = ann.extra.get("predicted_iou")
+            rows.append(
+                AnnotationRow(
+                    ann.id, cat.id, cat.name, tuple(cat.color), int(ann.area), ann.id not in self.hidden,
+                    float(score) if isinstance(score, (int, float)) else None,
+                )
+            )
+        return rows
+
+    def _drop_images(self, annotation_id: int) -> None:
+        for key in [k for k in self._images if k[0] == annotation_id]:
+            del self._images[key]
+
+    def _on_task_done(self, task_id: int, result: object) -> None:
+        if task_id != self._task:
+            return
+        self._task = None
+        if self._task_path != self.path:
+            return  # the user has moved on
+        for ann_id, (patch, color, image) in result.items():
+            self.put(ann_id, patch, color, image)
+        self.changed.emit()

@@ -1,0 +1,86 @@
+"""The candidate strip: SAM's three candidates side by side, best first.
+
+Each entry shows a thumbnail (the candidate over a crop of the image), its
+rank, predicted IoU and area. Clicking one picks it; the keys (Tab,
+Shift+Tab, 1, 2, 3) go through the main window's actions to the session,
+which then calls :meth:`CandidateStrip.set_selected`.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QWidget
+
+from .rows import CandidateRow, format_area
+
+SLOTS = 3
+THUMB = 72
+
+
+class CandidateStrip(QWidget):
+    """Three selectable entries, plus a hint when there is nothing to show."""
+
+    candidateChosen = Signal(int)  # index 0..2
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("candidateStrip")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.setSpacing(8)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.buttons: List[QToolButton] = []
+        for i in range(SLOTS):
+            b = QToolButton(self)
+            b.setObjectName(f"candidate{i + 1}")
+            b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            b.setIconSize(QSize(THUMB, THUMB))
+            b.setMinimumWidth(200)
+            b.setToolTip(f"Candidate {i + 1} (key {i + 1}; Tab cycles)")
+            self.group.addButton(b, i)
+            layout.addWidget(b)
+            self.buttons.append(b)
+        self.hint = QLabel(self)
+        self.hint.setObjectName("stripHint")
+        self.hint.setWordWrap(True)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.hint, 1)
+        self.group.idClicked.connect(self.candidateChosen)
+        # One height whether it shows candidates or the hint: the canvas above must not jump.
+        self.setFixedHeight(THUMB + 26)
+        self.set_candidates(())
+
+    def set_candidates(self, rows: Sequence[CandidateRow], selected: int = 0, hint: str = "") -> None:
+        """Show ``rows`` (at most three) with ``selected`` checked; no rows shows ``hint`` instead."""
+        for i, b in enumerate(self.buttons):
+            if i < len(rows):
+                r = rows[i]
+                b.setText(f"#{r.rank}\nIoU {r.score:.3f}\n{format_area(r.area)}")
+                b.setIcon(QIcon(QPixmap.fromImage(r.thumb)) if r.thumb is not None else QIcon())
+                b.setEnabled(True)
+                b.show()
+            else:
+                b.setText("")
+                b.setIcon(QIcon())
+                b.hide()
+        self.hint.setText(hint)
+        self.hint.setVisible(not rows)
+        self.set_selected(selected if rows else -1)
+
+    def set_selected(self, index: int) -> None:
+        if 0 <= index < SLOTS and not self.buttons[index].isHidden():
+            self.buttons[index].setChecked(True)
+        else:
+            self.group.setExclusive(False)
+            for b in self.buttons:
+                b.setChecked(False)
+            self.group.setExclusive(True)
+
+    def selected(self) -> int:
+        return self.group.checkedId()

@@ -1,0 +1,184 @@
+"""The values that cross threads: requests, results and the model in use (immutable).
+
+Every job carries the id its requester chose and a snapshot of what it
+needs, so a result can be matched to its request and dropped when stale.
+Image sizes are ``(H, W)`` as numpy shapes; coordinates x then y (see
+:mod:`annotator.prompts`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+from . import overlays
+from .prompts import PromptState
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What model to load.
+
+    ``model_type`` ``None`` means automatic: ``vit_h`` on a CUDA device when
+    its weights are present or can be fetched, else ``vit_t`` (MobileSAM).
+    ``checkpoint`` ``None`` fetches the registry's weights into the cache.
+    ``cache_root``: the cache folder (checkpoints and embeddings), ``None``
+    for :func:`sam_core.cache_dir`'s default.
+    """
+
+    model_type: Optional[str] = None
+    checkpoint: Optional[Path] = None
+    device: str = "auto"
+    cache_root: Optional[Path] = None
+    memory_bytes: Optional[int] = None  # embedding memory bound; None: the cache's default
+    disk_cache: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A loaded model and the cache that goes with it."""
+
+    model: Any  # sam_core.SamModel
+    model_type: str
+    device: str
+    checkpoint: Optional[Path]
+    cache: Any  # sam_core.EmbeddingCache
+    notice: str = ""  # e.g. why the automatic choice fell back to MobileSAM
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_type} on {self.device}"
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """Why a model could not be loaded.
+
+    ``kind``: ``"checkpoint"`` (a file of the wrong kind or damaged),
+    ``"download"`` (no source could provide the weights), ``"cancelled"`` or
+    ``"error"``.
+    """
+
+    kind: str
+    message: str
+    model_type: str = ""
+    checkpoint: Optional[Path] = None
+    detected_type: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    """Read the image at ``path`` (EXIF applied) and prepare it for display."""
+
+    job_id: int
+    path: Path
+    prefetch: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class EncodeJob:
+    """Embed the image ``known`` (from the cache, else by encoding ``pixels``, read again if ``None``)."""
+
+    job_id: int
+    path: Path
+    prefetch: bool
+    known: "LoadedImage"
+    pixels: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """An image ready to show: display pixels, a small copy for thumbnails, its content digest.
+
+    ``qimage`` is RGB32 ``width`` x ``height`` (the full image, EXIF applied);
+    ``small`` is ``(h, w, 3)`` uint8 RGB with a longest side of at most
+    :data:`overlays.THUMB_SOURCE_SIDE`; ``stamp`` is ``(size, mtime_ns)`` of
+    the file when it was read.
+    """
+
+    path: Path
+    width: int
+    height: int
+    qimage: QImage
+    small: np.ndarray
+    digest: str
+    stamp: Tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.qimage.sizeInBytes()) + int(self.small.nbytes)
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingResult:
+    """An embedding for ``path``. ``source``: ``"memory"``, ``"disk"`` or ``"encoded"``; ``seconds`` it took."""
+
+    path: Path
+    embedding: Any  # sam_core.ImageEmbedding
+    source: str
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeJob:
+    """Decode ``prompt`` on ``embedding`` and render the candidates at ``preview_size`` ``(h, w)``.
+
+    ``thumb_source`` is the image's small copy (:attr:`LoadedImage.small`);
+    ``color`` the current category's colour; ``t0`` the
+    :func:`time.perf_counter` of the user action that caused the request.
+    """
+
+    job_id: int
+    embedding: Any
+    prompt: PromptState
+    preview_size: Tuple[int, int]
+    thumb_source: np.ndarray
+    color: overlays.Color
+    t0: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeResult:
+    """Three (K) candidates, best first, ready to draw.
+
+    ``previews``: ``(h, w)`` bool masks at the job's ``preview_size``;
+    ``overlays``: their ARGB QImages; ``thumbs``: strip thumbnails; ``areas``:
+    estimated areas in original pixels; ``decode_s``: the decoder alone;
+    ``total_s``: from the user action to this result.
+    """
+
+    job_id: int
+    prompt: PromptState
+    candidates: Any  # sam_core.Candidates
+    previews: Tuple[np.ndarray, ...]
+    overlays: Tuple[QImage, ...]
+    thumbs: Tuple[QImage, ...]
+    areas: Tuple[int, ...]
+    decode_s: float
+    total_s: float
+    t0: float = 0.0  # the job's t0: perf_counter() of the user action
+
+
+def file_stamp(path: Path) -> Tuple[int, int]:
+    """``(size, mtime_ns)`` of ``path``, or ``(-1, -1)`` when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A pure function to run on the decoder thread: ``fn(*args)``; ``urgent`` tasks go before decodes."""
+
+    task_id: int
+    fn: Callable[..., Any]
+    args: Tuple[Any, ...] = ()
+    urgent: bool = False

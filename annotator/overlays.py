@@ -1,0 +1,277 @@
+"""Numpy masks and images -> QImages for the canvas and the candidate strip.
+
+Only :mod:`PySide6.QtGui`'s :class:`QImage` is used, which may be built on
+any thread: the decoder worker renders candidate overlays and thumbnails off
+the GUI thread, and the GUI thread only turns them into pixmaps.
+
+Sizes are ``(h, w)`` (rows, columns) like numpy shapes; colours are
+``(r, g, b)`` 0-255.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+Color = Tuple[int, int, int]
+
+#: Longest side of candidate previews and annotation overlays, in pixels. Bounds the click path's cost
+#: whatever the image size (a 12 MP photo is drawn from a 2048-pixel overlay, scaled by the view).
+MAX_OVERLAY_SIDE = 2048
+#: Longest side of the downscaled copy of each image used for thumbnails.
+THUMB_SOURCE_SIDE = 512
+
+
+def _premultiplied(color: Color, alpha: float) -> np.uint32:
+    a = int(round(255 * alpha))
+    r, g, b = (int(round(c * a / 255)) for c in color)
+    return np.uint32((a << 24) | (r << 16) | (g << 8) | b)
+
+
+def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int = MAX_OVERLAY_SIDE) -> Tuple[int, int]:
+    """``(h, w)`` at which to render masks of a ``height`` x ``width`` image shown at ``view_scale``.
+
+    Never larger than the image (nor than ``max_side`` on the longest side),
+    never smaller than 256 on the longest side (so a zoomed-out view that
+    is then zoomed in still looks smooth until the next render).
+    """
+    longest = max(height, width)
+    target = min(longest, max_side, max(256, int(np.ceil(longest * min(1.0, max(view_scale, 1e-3))))))
+    f = target / longest
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """One step of 4-neighbourhood erosion (pixels beyond the border count as outside)."""
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    inner[0, :] = inner[-1, :] = False
+    inner[:, 0] = inner[:, -1] = False
+    return inner
+
+
+def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """The inner band of ``mask`` ``(h, w)`` bool, ``width`` pixels wide (4-neighbourhood)."""
+    inner = mask
+    for _ in range(max(1, width)):
+        inner = _erode(inner)
+    return mask & ~inner
+
+
+def mask_overlay(
+    mask: np.ndarray,
+    color: Color,
+    fill_alpha: float = 0.4,
+    edge_alpha: float = 1.0,
+    edge_color: Color | None = None,
+    edge_width: int = 2,
+) -> QImage:
+    """A translucent fill with an opaque outline: ``(h, w)`` bool -> ARGB32 premultiplied QImage ``w`` x ``h``.
+
+    ``edge_width`` is in mask pixels (masks are rendered near screen resolution, see :func:`overlay_size`).
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    h, w = mask.shape
+    argb = np.zeros((h, w), dtype=np.uint32)
+    argb[mask] = _premultiplied(color, fill_alpha)
+    argb[outline(mask, edge_width)] = _premultiplied(edge_color or color, edge_alpha)
+    return _argb_image(argb)
+
+
+#: Outline of the candidate being edited: white, so it stands apart from accepted annotations of its colour.
+CANDIDATE_EDGE = (255, 255, 255)
+#: Outline of the annotation selected in the panel.
+SELECTED_EDGE = (255, 230, 0)
+
+
+def candidate_overlay(mask: np.ndarray, color: Color) -> QImage:
+    """How the current candidate is drawn: the category colour, fairly opaque, with a white outline."""
+    return mask_overlay(mask, color, fill_alpha=0.45, edge_color=CANDIDATE_EDGE)
+
+
+def annotation_overlay(mask: np.ndarray, color: Color, selected: bool = False) -> QImage:
+    """How an accepted annotation is drawn: a light fill and an outline in its category colour (yellow when selected)."""
+    if selected:
+        return mask_overlay(mask, color, fill_alpha=0.5, edge_color=SELECTED_EDGE, edge_width=3)
+    return mask_overlay(mask, color, fill_alpha=0.28)
+
+
+def _argb_image(argb: np.ndarray) -> QImage:
+    h, w = argb.shape
+    image = QImage(argb.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+    return image.copy()  # own the pixels: the numpy buffer goes away
+
+
+def rgb_image(rgb: np.ndarray) -> QImage:
+    """``(H, W, 3)`` uint8 RGB -> an RGB32 QImage that owns its pixels (cheap to turn into a pixmap)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return image.convertToFormat(QImage.Format.Format_RGB32)
+
+
+def downscale(rgb: np.ndarray, max_side: int = THUMB_SOURCE_SIDE) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> at most ``max_side`` on its longest side (area averaging), C-contiguous."""
+    h, w = rgb.shape[:2]
+    f = max_side / max(h, w)
+    if f >= 1:
+        return np.ascontiguousarray(rgb)
+    import cv2
+
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool -> ``size`` ``(h, w)`` bool (area-weighted: a pixel is set when half its area is)."""
+    if tuple(mask.shape) == tuple(size):
+        return mask
+    import cv2
+
+    h, w = size
+    small = cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_AREA)
+    return small >= 128
+
+
+def thumbnail(source: np.ndarray, preview: np.ndarray, color: Color, side: int = 72) -> QImage:
+    """Thumbnail of one candidate: the image around the candidate, tinted where the mask is.
+
+    ``source`` is the image's small copy ``(hs, ws, 3)`` RGB; ``preview`` the
+    candidate at any resolution ``(hp, wp)`` bool covering the same image. The
+    crop is the mask's bounding box grown by half its size (at least a quarter
+    of the image), so small objects stay visible; an empty mask gives the
+    whole image. Everything after the crop happens at thumbnail size, so the
+    cost is tiny whatever the image size. Returns an RGB32 QImage whose longest
+    side is ``side``.
+    """
+    import cv2
+
+    hp, wp = preview.shape
+    hs, ws = source.shape[:2]
+    ys = np.flatnonzero(preview.any(axis=1))
+    xs = np.flatnonzero(preview.any(axis=0))
+    if len(xs):  # the bounding box, in source pixels
+        bx0, bx1 = xs[0] * ws / wp, (xs[-1] + 1) * ws / wp
+        by0, by1 = ys[0] * hs / hp, (ys[-1] + 1) * hs / hp
+        half = max(bx1 - bx0, by1 - by0, max(hs, ws) / 4) * 0.75
+        cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+        x0, x1 = max(0, int(cx - half)), min(ws, int(np.ceil(cx + half)))
+        y0, y1 = max(0, int(cy - half)), min(hs, int(np.ceil(cy + half)))
+    else:
+        x0, x1, y0, y1 = 0, ws, 0, hs
+    crop = source[y0:y1, x0:x1]
+    mcrop = preview[y0 * hp // hs : max(y0 * hp // hs + 1, -(-y1 * hp // hs)),
+                    x0 * wp // ws : max(x0 * wp // ws + 1, -(-x1 * wp // ws))]
+    f = side / max(crop.shape[:2])
+    size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
+    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = cv2.resize(mcrop.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+    tint = np.asarray(color, dtype=np.float32)
+    small[m] = small[m] * 0.45 + tint * 0.55
+    small[outline(m)] = tint
+    small[~m] *= 0.7  # dim the surroundings so the candidate stands out
+    return rgb_image(small.clip(0, 255).astype(np.uint8))
+
+
+def swatch(color: Color, side: int = 14) -> QImage:
+    """A small square of ``color`` with a dark border (list icons)."""
+    argb = np.full((side, side), _premultiplied(color, 1.0), dtype=np.uint32)
+    argb[0, :] = argb[-1, :] = argb[:, 0] = argb[:, -1] = _premultiplied((30, 30, 30), 1.0)
+    return _argb_image(argb)
+
+
+def dot(color: Color, side: int = 12, hollow: bool = False) -> QImage:
+    """A round dot (image-list state icons)."""
+    yy, xx = np.mgrid[:side, :side]
+    r = (side - 1) / 2
+    d = np.hypot(yy - r, xx - r)
+    disc = d <= r
+    if hollow:
+        disc &= d >= r - 2
+    argb = np.zeros((side, side), dtype=np.uint32)
+    argb[disc] = _premultiplied(color, 1.0)
+    return _argb_image(argb)
+
+
+def areas(masks: Sequence[np.ndarray], scale: float) -> list[int]:
+    """Pixel counts of display-resolution masks, scaled to original pixels by ``scale`` (= orig pixels / preview pixel)."""
+    return [int(round(m.sum() * scale)) for m in masks]
+
+
+# ---------------------------------------------------------------------------
+# heavy mask work, run on the decoder thread (pure functions)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPatch:
+    """A mask at overlay resolution, cut to its bounding box (plus a margin for the outline).
+
+    ``mask`` is ``(h, w)`` bool; ``rect`` is ``(x, y, width, height)`` of the
+    region it covers, in image pixels (scene units: pixel ``(c, r)`` covers
+    ``[c, c+1) x [r, r+1)``). Overlays of small objects thus cost little
+    memory whatever the image size.
+    """
+
+    mask: np.ndarray
+    rect: Tuple[float, float, float, float]
+
+
+def mask_patch(small: np.ndarray, height: int, width: int, margin: int = 3) -> MaskPatch:
+    """Cut an overlay-size mask of a ``height`` x ``width`` image to its content."""
+    h, w = small.shape
+    ys = np.flatnonzero(small.any(axis=1))
+    xs = np.flatnonzero(small.any(axis=0))
+    if len(xs) == 0:
+        return MaskPatch(np.zeros((1, 1), bool), (0.0, 0.0, width / w, height / h))
+    y0, y1 = max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)
+    x0, x1 = max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)
+    sx, sy = width / w, height / h
+    return MaskPatch(np.ascontiguousarray(small[y0:y1, x0:x1]), (x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy))
+
+
+def patch_of(mask: np.ndarray) -> MaskPatch:
+    """Full-resolution ``(H, W)`` bool mask -> its overlay patch."""
+    h, w = mask.shape
+    return mask_patch(resize_mask(mask, overlay_size(h, w, 1.0)), h, w)
+
+
+@dataclass(frozen=True, eq=False)
+class FinishedMask:
+    """An accepted candidate: full-resolution mask, its compressed RLE, its overlay patch and image."""
+
+    mask: np.ndarray
+    rle: dict
+    patch: MaskPatch
+    overlay: QImage
+    empty: bool
+
+
+def finish_candidate(candidates, index: int, color: Color) -> FinishedMask:
+    """Everything an accept needs from candidate ``index``, computed once, off the GUI thread.
+
+    The full-resolution mask comes from :meth:`sam_core.Candidates.mask`; the
+    RLE from :func:`annotator.coco.encode_mask`.
+    """
+    from .coco import encode_mask
+
+    mask = candidates.mask(index)
+    patch = patch_of(mask)
+    return FinishedMask(mask, encode_mask(mask), patch, annotation_overlay(patch.mask, color), not mask.any())
+
+
+def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]]) -> dict:
+    """``{id: (MaskPatch, colour, overlay QImage)}`` for ``(id, segmentation, height, width, colour)`` items."""
+    from .coco import decode_rle
+
+    out = {}
+    for ann_id, segmentation, h, w, color in items:
+        patch = patch_of(decode_rle(segmentation, h, w))
+        out[ann_id] = (patch, color, annotation_overlay(patch.mask, color))
+    return out

@@ -1,0 +1,68 @@
+"""What the panels show, as plain values (Qt-free).
+
+The session produces these from the document and its own state; the panels
+only display them and report what the user did. Colours are ``(r, g, b)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+Color = Tuple[int, int, int]
+
+
+class ImageState:
+    """States of an image in the list."""
+
+    UNKNOWN = "unknown"  # not looked at in this session
+    LOADING = "loading"  # being read or encoded now
+    READY = "ready"  # its embedding is in the cache: clicks answer at once
+    ERROR = "error"  # cannot be used; see ImageRow.message
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    path: Path
+    name: str
+    annotations: int
+    state: str = ImageState.UNKNOWN
+    message: str = ""  # why it is unusable, for ERROR
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    id: int
+    category_id: int
+    category: str
+    color: Color
+    area: int
+    visible: bool = True
+    score: Optional[float] = None  # predicted IoU when it was accepted
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    id: int
+    name: str
+    color: Color
+    count: int  # annotations in the whole document
+    quick_key: Optional[str] = None  # e.g. "Ctrl+1"
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    rank: int  # 1, 2, 3
+    score: float  # predicted IoU
+    area: int  # pixels at the original resolution (estimated from the preview)
+    thumb: Any = None  # QImage
+
+
+def format_area(pixels: int) -> str:
+    """``1234`` -> ``"1.2k px"``; ``2_500_000`` -> ``"2.5M px"``."""
+    if pixels >= 1_000_000:
+        return f"{pixels / 1e6:.1f}M px"
+    if pixels >= 1_000:
+        return f"{pixels / 1e3:.1f}k px"
+    return f"{pixels} px"
