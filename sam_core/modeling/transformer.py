@@ -1,0 +1,178 @@
+"""SAM's two-way transformer (the core of the mask decoder).
+
+Prompt tokens ``(B, N_tokens, C)`` and image tokens ``(B, 64 * 64, C)``
+attend to each other in both directions: tokens to image, image to tokens.
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+Parameter names match Meta's ``segment_anything.modeling.transformer``.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .common import MLPBlock
+
+
+class TwoWayTransformer(nn.Module):
+    """A stack of :class:`TwoWayAttentionBlock` and a final token-to-image attention.
+
+    Parameters
+    ----------
+    depth:
+        Number of two-way blocks (2).
+    embedding_dim:
+        Token width (256).
+    num_heads:
+        Attention heads (8).
+    mlp_dim:
+        Hidden width of the token MLPs (2048).
+    activation:
+        MLP activation class.
+    attention_downsample_rate:
+        Cross-attention works at ``embedding_dim / rate`` internal width.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        activation: Type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+    ) -> None:
+        super().__init__()
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(
+                embedding_dim=embedding_dim,
+                num_heads=num_heads,
+                mlp_dim=mlp_dim,
+                activation=activation,
+                attention_downsample_rate=attention_downsample_rate,
+                skip_first_layer_pe=(i == 0),
+            )
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> Tuple[Tensor, Tensor]:
+        """Run the transformer.
+
+        Parameters
+        ----------
+        image_embedding:
+            ``(B, C, h, w)`` image features (plus dense prompt embedding).
+        image_pe:
+            ``(B or 1, C, h, w)`` positional encoding of the feature grid.
+        point_embedding:
+            ``(B, N_tokens, C)`` output tokens followed by prompt tokens.
+
+        Returns
+        -------
+        queries:
+            ``(B, N_tokens, C)`` processed tokens.
+        keys:
+            ``(B, h * w, C)`` processed image tokens.
+        """
+        # token-major copies: every linear layer below then runs on contiguous rows
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()  # (B, hw, C)
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe)
+        q = queries + point_embedding
+        k = keys + key_pe
+        queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
+        queries = self.norm_final_attn(queries)
+        return queries, keys
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token-to-image attention, token MLP, image-to-token attention.
+
+    Each step is residual and followed by a LayerNorm. The first block of the
+    stack skips the positional encoding in its self-attention (and its
+    residual), as in the reference.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int = 2048,
+        activation: Type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=attention_downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> Tuple[Tensor, Tensor]:
+        """``queries`` ``(B, N, C)``, ``keys`` ``(B, hw, C)`` -> updated ``(queries, keys)``."""
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q=q, k=q, v=queries)
+        queries = self.norm1(queries)
+
+        q = queries + query_pe
+        k = keys + key_pe  # keys are unchanged until the end of the block: reused below
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+
+        queries = self.norm3(queries + self.mlp(queries))
+
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        return queries, keys
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate q/k/v projections.
+
+    The projections map ``embedding_dim`` to ``embedding_dim / downsample_rate``
+    (split into ``num_heads``); ``out_proj`` maps back to ``embedding_dim``.
+    """
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError("num_heads must divide embedding_dim // downsample_rate")
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """``(B, N, D)`` -> ``(B, heads, N, D / heads)``."""
+        b, n, d = x.shape
+        return x.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """``q`` ``(B, Nq, C)``, ``k``/``v`` ``(B, Nk, C)`` -> ``(B, Nq, C)``."""
+        out = F.scaled_dot_product_attention(
+            self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        )
+        b, _, n, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))

@@ -1,0 +1,284 @@
+"""Encode an image once, decode prompts per click.
+
+:class:`Predictor` holds no per-image state: :meth:`Predictor.encode` returns
+an immutable :class:`~sam_core.types.ImageEmbedding` and
+:meth:`Predictor.decode` takes one back, so embeddings can be cached, passed
+between threads and decoded in any order.
+
+Coordinates are original-image pixels, **x then y**:
+
+* ``points``: ``(N, 2)`` float;
+* ``labels``: ``(N,)`` int, 1 = foreground, 0 = background;
+* ``box``: ``(4,)`` ``x0, y0, x1, y1``;
+* ``mask_input``: ``(256, 256)`` low-res logits of an earlier candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .build import SamModel
+from .types import Candidates, ImageEmbedding
+
+__all__ = ["Predictor", "PromptError"]
+
+LOW_RES = 256
+
+
+class PromptError(ValueError):
+    """A prompt passed to :meth:`Predictor.decode` is invalid (the message says why)."""
+
+
+def _autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """Reduced precision for the encoder: bf16 on CUDA where supported, else fp16; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class Predictor:
+    """Runs a :class:`~sam_core.build.SamModel`: ``encode`` per image, ``decode`` per prompt.
+
+    Parameters
+    ----------
+    model:
+        A loaded model (see :func:`sam_core.load_model`). It is only read.
+    """
+
+    def __init__(self, model: SamModel) -> None:
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device."""
+        return self.model.device
+
+    @property
+    def model_type(self) -> str:
+        """The model's type, e.g. ``"vit_t"``."""
+        return self.model.model_type
+
+    # -- encode ---------------------------------------------------------------------------------
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        """Run the image encoder.
+
+        Parameters
+        ----------
+        image:
+            ``(H, W, 3)`` uint8 RGB array, any size (1 x 1 included).
+
+        Returns
+        -------
+        ImageEmbedding
+            ``features`` ``(1, 256, 64, 64)`` on the model's device,
+            ``original_size = (H, W)``, ``input_size = (h, w)`` after resizing
+            the longest side to 1024. On CUDA the encoder runs under bf16 (or
+            fp16) autocast; elsewhere in fp32.
+
+        Raises
+        ------
+        ValueError
+            ``image`` is not an ``(H, W, 3)`` uint8 array.
+        """
+        _check_image(image)
+        model = self.model
+        dtype = _autocast_dtype(model.device)
+        with torch.inference_mode():
+            x, input_size = model.preprocess(image)
+            if dtype is None:
+                features, high_res = model.embed(x)
+            else:
+                with torch.autocast(device_type=model.device.type, dtype=dtype):
+                    features, high_res = model.embed(x)
+        return ImageEmbedding(
+            features=features,
+            original_size=(int(image.shape[0]), int(image.shape[1])),
+            input_size=(int(input_size[0]), int(input_size[1])),
+            model_type=model.model_type,
+            high_res_features=tuple(high_res),
+        )
+
+    # -- decode ---------------------------------------------------------------------------------
+
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        mask_input: Any = None,
+        multimask: bool = True,
+    ) -> Candidates:
+        """Predict candidate masks for one prompt.
+
+        Parameters
+        ----------
+        embedding:
+            From :meth:`encode` with a model of the same type.
+        points:
+            ``(N, 2)`` float, x then y, original-image pixels. Points outside
+            the image are clamped onto it (``[0, W-1] x [0, H-1]``).
+        labels:
+            ``(N,)`` int, 1 = foreground, 0 = background; required with points.
+        box:
+            ``(4,)`` ``x0, y0, x1, y1`` in original pixels; corners are reordered
+            if inverted and clamped to ``[0, W] x [0, H]``; zero-size boxes are
+            allowed.
+        mask_input:
+            ``(256, 256)`` (or ``(1, 256, 256)``) float logits, numpy or torch,
+            e.g. ``candidates.low_res_logits[0]`` of an earlier decode.
+        multimask:
+            Three candidates (True) or SAM's single-mask output (False).
+
+        Returns
+        -------
+        Candidates
+            ``scores`` ``(K,)`` predicted IoU in descending order and
+            ``low_res_logits`` ``(K, 256, 256)`` float32 in the same order;
+            K = 3 with ``multimask``, else 1. Full-resolution masks are computed
+            lazily by :meth:`Candidates.mask`.
+
+        Raises
+        ------
+        PromptError
+            Empty prompt, NaN/inf values, wrong shapes, labels other than 0/1,
+            or labels that do not match the points.
+        ValueError
+            ``embedding`` comes from another model type.
+        """
+        model = self.model
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError(f"embedding must be an ImageEmbedding, not {type(embedding).__name__}")
+        if embedding.model_type != model.model_type:
+            raise ValueError(
+                f"embedding was computed by a {embedding.model_type!r} model; this predictor runs "
+                f"{model.model_type!r}. Re-encode the image with this model."
+            )
+        H, W = embedding.original_size
+        pts, lbl = _check_points(points, labels, (H, W))
+        bx = _check_box(box, (H, W))
+        mask = _check_mask(mask_input)
+        if pts is None and bx is None and mask is None:
+            raise PromptError("empty prompt: give at least one point, a box or a mask_input")
+
+        device = model.device
+        coords_t = labels_t = box_t = mask_t = None
+        if pts is not None:
+            coords = model.transform_coords(pts, (H, W))
+            coords_t = torch.from_numpy(coords.astype(np.float32)).to(device).unsqueeze(0)
+            labels_t = torch.from_numpy(lbl).to(device).unsqueeze(0)
+        if bx is not None:
+            corners = model.transform_coords(bx.reshape(2, 2), (H, W))
+            box_t = torch.from_numpy(corners.reshape(1, 4).astype(np.float32)).to(device)
+        if mask is not None:
+            mask_t = mask.to(device=device, dtype=torch.float32).reshape(1, 1, LOW_RES, LOW_RES)
+
+        if embedding.features.device != device:
+            embedding = embedding.to(device)
+        with torch.inference_mode():
+            logits, iou = model.predict_low_res(embedding, coords_t, labels_t, box_t, mask_t, bool(multimask))
+            logits = logits[0].float().cpu().numpy()
+            iou = iou[0].float().cpu().numpy()
+        order = np.argsort(-iou, kind="stable")
+        return Candidates(
+            scores=np.ascontiguousarray(iou[order], dtype=np.float32),
+            low_res_logits=np.ascontiguousarray(logits[order], dtype=np.float32),
+            original_size=(H, W),
+            input_size=tuple(embedding.input_size),
+            model_type=model.model_type,
+            mask_threshold=float(model.mask_threshold),
+        )
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def _check_image(image: Any) -> None:
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array of shape (H, W, 3), not {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3) (RGB), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0..255 RGB), got {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PromptError(f"{name} must be numeric: {exc}") from None
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if not np.isfinite(arr).all():
+        raise PromptError(f"{name} contains NaN or infinite values: {arr.tolist() if arr.size <= 16 else '...'}")
+
+
+def _check_points(points: Any, labels: Any, size: Tuple[int, int]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Validated ``(N, 2)`` float64 points clamped to the pixel grid ``[0, W-1] x [0, H-1]``,
+    and ``(N,)`` int32 labels."""
+    if points is None:
+        if labels is not None and np.asarray(labels).size:
+            raise PromptError("labels were given without points")
+        return None, None
+    pts = _as_array(points, "points")
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise PromptError(f"points must have shape (N, 2) (x, y), got {pts.shape}")
+    if labels is None:
+        raise PromptError("points need labels: (N,) with 1 = foreground, 0 = background")
+    lbl = _as_array(labels, "labels")
+    if lbl.ndim != 1 or lbl.shape[0] != pts.shape[0]:
+        raise PromptError(f"labels must have shape ({pts.shape[0]},) to match the points, got {lbl.shape}")
+    _check_finite(pts, "points")
+    if not np.isin(lbl, (0.0, 1.0)).all():
+        raise PromptError(f"labels must be 0 (background) or 1 (foreground), got {np.unique(lbl).tolist()}")
+    if pts.shape[0] == 0:
+        return None, None
+    H, W = size
+    pts = pts.copy()
+    np.clip(pts[:, 0], 0, W - 1, out=pts[:, 0])
+    np.clip(pts[:, 1], 0, H - 1, out=pts[:, 1])
+    return pts, lbl.astype(np.int32)
+
+
+def _check_box(box: Any, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """Validated ``(4,)`` float64 box with ordered corners, clamped to ``[0, W] x [0, H]``."""
+    if box is None:
+        return None
+    b = _as_array(box, "box")
+    if b.size != 4 or b.ndim > 2:
+        raise PromptError(f"box must have shape (4,) (x0, y0, x1, y1), got {b.shape}")
+    b = b.reshape(4)
+    _check_finite(b, "box")
+    H, W = size
+    x0, x1 = sorted((float(np.clip(b[0], 0, W)), float(np.clip(b[2], 0, W))))
+    y0, y1 = sorted((float(np.clip(b[1], 0, H)), float(np.clip(b[3], 0, H))))
+    return np.array([x0, y0, x1, y1], dtype=np.float64)
+
+
+def _check_mask(mask_input: Any) -> Optional[torch.Tensor]:
+    """Validated mask logits as a float32 ``(256, 256)`` CPU or device tensor."""
+    if mask_input is None:
+        return None
+    if isinstance(mask_input, torch.Tensor):
+        m = mask_input.detach()
+    else:
+        try:
+            m = torch.from_numpy(np.asarray(mask_input, dtype=np.float32))
+        except (TypeError, ValueError) as exc:
+            raise PromptError(f"mask_input must be numeric: {exc}") from None
+    if tuple(m.shape) not in ((LOW_RES, LOW_RES), (1, LOW_RES, LOW_RES), (1, 1, LOW_RES, LOW_RES)):
+        raise PromptError(f"mask_input must be (256, 256) low-res logits, got shape {tuple(m.shape)}")
+    if not m.is_floating_point():
+        m = m.float()
+    if not bool(torch.isfinite(m).all()):
+        raise PromptError("mask_input contains NaN or infinite values")
+    return m.reshape(LOW_RES, LOW_RES)
