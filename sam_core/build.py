@@ -242,6 +242,12 @@ def _meta_model(model_type: str) -> Optional[SamModel]:
         return None
 
 
+def _prepare(model: nn.Module, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The entries of ``sd`` that ``model`` loads (SAM 2 sets its video-only entries aside)."""
+    prepare = getattr(model, "prepare_state_dict", None)
+    return prepare(sd) if prepare is not None else sd
+
+
 def _materialize(meta: Optional[SamModel], model_type: str, device: torch.device) -> SamModel:
     """A model on ``device`` whose parameters are about to be overwritten by a checkpoint.
 
@@ -250,7 +256,7 @@ def _materialize(meta: Optional[SamModel], model_type: str, device: torch.device
     only non-persistent buffers (the pixel statistics) are refilled. Other
     models are built normally and moved.
     """
-    if isinstance(meta, Sam) and sorted(_non_persistent_buffers(meta)) == ["pixel_mean", "pixel_std"]:
+    if hasattr(meta, "reset_pixel_stats") and sorted(_non_persistent_buffers(meta)) == ["pixel_mean", "pixel_std"]:
         model = meta.to_empty(device=device)
         model.reset_pixel_stats()
         return model
@@ -428,7 +434,7 @@ def load_checkpoint(model: SamModel, path: PathLike) -> SamModel:
         (e.g. "this looks like a vit_b checkpoint") and the differing keys.
     """
     expected = getattr(model, "model_type", "") or type(model).__name__
-    sd = _read_checkpoint(path, expected)
+    sd = _prepare(model, _read_checkpoint(path, expected))
     _check_fit(model, sd, path, expected)
     model.load_state_dict(sd, strict=True)
     return model
@@ -485,8 +491,10 @@ def load_model(
     meta = _meta_model(model_type)
     sd = _read_checkpoint(checkpoint, model_type)
     if meta is not None:  # check before allocating the real model
+        sd = _prepare(meta, sd)
         _check_fit(meta, sd, checkpoint, model_type)
     model = _materialize(meta, model_type, dev)
+    sd = _prepare(model, sd)
     _check_fit(model, sd, checkpoint, model_type)
     model.load_state_dict(sd, strict=True)
     del sd

@@ -184,7 +184,7 @@ class Predictor:
             logits = logits[0].float().cpu().numpy()
             iou = iou[0].float().cpu().numpy()
         order = np.argsort(-iou, kind="stable")
-        return Candidates(
+        return getattr(model, "candidates_type", Candidates)(
             scores=np.ascontiguousarray(iou[order], dtype=np.float32),
             low_res_logits=np.ascontiguousarray(logits[order], dtype=np.float32),
             original_size=(H, W),
