@@ -1,6 +1,6 @@
 """The one table of commands and their keys.
 
-Menus, toolbar actions, the F1 help and (later) a preferences dialog are all
+Menus, toolbar actions, the F1 help and the preferences dialog are all
 built from :data:`ACTIONS` and :data:`MOUSE`, so a key shown in the help is
 the key that works. Each :class:`ActionSpec` names a handler; the main window
 passes a mapping from names to callables and gets :class:`QAction`\\ s back.
@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 
-MENUS = ("File", "Edit", "Image", "Candidates", "Categories", "View", "Help")
+MENUS = ("File", "Edit", "Image", "Candidates", "Proposals", "Categories", "View", "Help")
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,25 @@ def _category_actions() -> Tuple[ActionSpec, ...]:
 ACTIONS: Tuple[ActionSpec, ...] = (
     # File
     ActionSpec("open_folder", "&Open Folder…", "File", "Open a folder of images", ("Ctrl+O",)),
-    ActionSpec("save", "&Save", "File", "Save the annotations now (they are also saved after every change)", ("Ctrl+S",)),
-    ActionSpec("export_coco", "&Export COCO…", "File", "Write a copy as COCO JSON (RLE or polygons)", ("Ctrl+E",)),
+    ActionSpec("save", "&Save", "File", "Save the annotations now (also done after every change while autosave is on)",
+               ("Ctrl+S",)),
+    ActionSpec("export_coco", "&Export COCO…", "File", "Write a copy as COCO JSON (RLE or polygons)",
+               ("Ctrl+Shift+E",)),
     ActionSpec("choose_checkpoint", "Load &Checkpoint…", "File", "Load SAM weights from a file"),
     ActionSpec("quit", "&Quit", "File", "Save and quit", ("Ctrl+Q",)),
     # Edit
     ActionSpec("undo", "&Undo", "Edit", "Undo the last prompt or annotation change", ("Ctrl+Z",)),
     ActionSpec("redo", "&Redo", "Edit", "Redo", ("Ctrl+Shift+Z", "Ctrl+Y")),
-    ActionSpec("accept", "&Accept Mask", "Edit", "Accept the current candidate in the current category",
+    ActionSpec("accept", "&Accept Mask", "Edit",
+               "Accept the current candidate in the current category (reviewing proposals: the selected ones)",
                ("Return", "Enter"), canvas_keys=("Space",)),
-    ActionSpec("clear_prompts", "&Clear Prompts", "Edit", "Remove the points and box of the current prompt", ("Esc",)),
+    ActionSpec("clear_prompts", "&Clear Prompts", "Edit",
+               "Remove the points and box of the current prompt (reviewing proposals: reject them; "
+               "segmenting everything: cancel)", ("Esc",)),
     ActionSpec("delete_annotation", "&Delete Annotation", "Edit", "Delete the annotation selected in the panel",
                ("Delete", "Backspace")),
+    ActionSpec("preferences", "&Preferences…", "Edit", "Model, device, cache, mask opacity, autosave and shortcuts",
+               ("Ctrl+,",)),
     # Image
     ActionSpec("next_image", "&Next Image", "Image", "Show the next image", ("D", "Right", "PgDown")),
     ActionSpec("previous_image", "&Previous Image", "Image", "Show the previous image", ("A", "Left", "PgUp")),
@@ -104,6 +111,16 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     ActionSpec("candidate_1", "Candidate &1", "Candidates", "Pick the best-ranked candidate", ("1",)),
     ActionSpec("candidate_2", "Candidate &2", "Candidates", "Pick the second candidate", ("2",)),
     ActionSpec("candidate_3", "Candidate &3", "Candidates", "Pick the third candidate", ("3",)),
+    # Proposals (segment everything, then review)
+    ActionSpec("segment_everything", "Segment &Everything", "Proposals",
+               "Propose masks for every object of the image, in the background, to review", ("Ctrl+E",)),
+    ActionSpec("accept_proposals", "Accept &Selected Proposals", "Proposals",
+               "Accept the proposals selected by clicking (also Enter while reviewing)"),
+    ActionSpec("accept_all_proposals", "Accept &All Proposals", "Proposals",
+               "Accept every remaining proposal in the current category", ("Shift+Return",),
+               aliases=("Shift+Enter",)),
+    ActionSpec("reject_proposals", "&Reject All Proposals", "Proposals",
+               "Leave the review without accepting the rest (also Esc)"),
     # Categories
     *_category_actions(),
     ActionSpec("add_category", "&Add Category…", "Categories", "Add a category", ("Ctrl+Shift+N",)),
@@ -116,7 +133,8 @@ ACTIONS: Tuple[ActionSpec, ...] = (
                ("H",), checkable=True),
     # Help
     ActionSpec("help", "&Keyboard and Mouse…", "Help", "Show this list", ("F1",)),
-    ActionSpec("about", "&About", "Help", "Version and model information"),
+    ActionSpec("open_log_folder", "Open &Log Folder", "Help", "Show the folder of the log file"),
+    ActionSpec("about", "&About", "Help", "Version, model, device and where logs and caches are"),
 )
 
 #: Mouse gestures on the canvas (documented here so the help lists them beside the keys).
@@ -126,6 +144,8 @@ MOUSE: Tuple[Tuple[str, str], ...] = (
     ("Left drag", "Draw a box (replaces the earlier box)"),
     ("Wheel", "Zoom around the cursor"),
     ("Middle drag, Space+Left drag", "Pan"),
+    ("Click (reviewing proposals)", "Select or unselect the proposal under the cursor"),
+    ("Drag (reviewing proposals)", "Select every proposal inside the box"),
 )
 
 

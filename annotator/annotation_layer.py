@@ -36,10 +36,12 @@ class AnnotationLayer(QObject):
         self.path: Optional[Path] = None
         self.hidden: set[int] = set()
         self.selected: Optional[int] = None
+        self.opacity = overlays.DEFAULT_OPACITY  # fill opacity of the overlays (the user's preference)
         self._patches: Dict[int, overlays.MaskPatch] = {}  # annotation id -> patch (current image)
-        self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay
+        self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay at self.opacity
         self._task: Optional[int] = None
         self._task_path: Optional[Path] = None
+        self._task_opacity = self.opacity
         decoder.taskDone.connect(self._on_task_done)
 
     def show_image(self, path: Optional[Path]) -> None:
@@ -58,6 +60,13 @@ class AnnotationLayer(QObject):
         if image is not None and color is not None:
             self._images[(annotation_id, tuple(color), False)] = image
 
+    def set_opacity(self, opacity: float) -> None:
+        """Draw the fills at ``opacity`` (0..1) from now on (overlays are drawn again from their patches)."""
+        opacity = float(opacity)
+        if opacity != self.opacity:
+            self.opacity = opacity
+            self._images.clear()
+
     def forget(self, annotation_id: int) -> None:
         self.hidden.discard(annotation_id)
         if self.selected == annotation_id:
@@ -72,7 +81,8 @@ class AnnotationLayer(QObject):
         ]
         if missing and self._task is None:
             self._task_path = self.path
-            self._task = self._decoder.run_task(overlays.annotation_patches, missing)
+            self._task_opacity = self.opacity
+            self._task = self._decoder.run_task(overlays.annotation_patches, missing, self.opacity)
 
     def overlays(self, annotations: Sequence, categories: dict) -> List[Tuple[int, QImage, tuple]]:
         """``(id, overlay, rect)`` of the visible annotations whose patches are known, the selected one last.
@@ -92,7 +102,7 @@ class AnnotationLayer(QObject):
             key = (ann.id, color, selected)
             image = self._images.get(key)
             if image is None:
-                image = self._images[key] = overlays.annotation_overlay(patch.mask, color, selected)
+                image = self._images[key] = overlays.annotation_overlay(patch.mask, color, selected, self.opacity)
             out.append((ann.id, image, patch.rect))
         self.request(annotations, categories)
         return out
@@ -118,8 +128,9 @@ class AnnotationLayer(QObject):
         if task_id != self._task:
             return
         self._task = None
+        task_opacity = self._task_opacity
         if self._task_path != self.path:
             return  # the user has moved on
         for ann_id, (patch, color, image) in result.items():
-            self.put(ann_id, patch, color, image)
+            self.put(ann_id, patch, color, image if task_opacity == self.opacity else None)
         self.changed.emit()

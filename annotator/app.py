@@ -11,6 +11,17 @@ Without ``--model``: ``vit_h`` on a CUDA GPU when its weights are present or
 can be fetched, else MobileSAM (``vit_t``), with a notice in the status bar.
 With ``--checkpoint`` and no ``--model``, the type is read from the file.
 
+Model, device and cache folder: the command line wins, then
+``$SAM_ANNOTATOR_CACHE`` (cache folder only), then the preferences
+(:class:`annotator.settings.Settings`), then the defaults.
+
+Launch smoke test (CI): with ``SAM_ANNOTATOR_SMOKE_TEST=1`` the app, once its
+window is shown and the model has loaded (weights fetched and verified, model
+built), prints ``sam-annotator: ready (model vit_t on cpu)`` on stdout and
+exits with status 0; if the model cannot be loaded it prints the reason and
+exits with 1; after ``SAM_ANNOTATOR_SMOKE_TIMEOUT`` seconds (default 600)
+without either, it exits with 2. No dialog waits for a click meanwhile.
+
 Importing this module does not import torch: the model's code is imported by
 the encoder thread, after the window is up.
 """
@@ -24,8 +35,13 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobs import ModelRequest
+    from .settings import Settings
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
+#: Environment variables of the launch smoke test (see the module notes).
+SMOKE_ENV = "SAM_ANNOTATOR_SMOKE_TEST"
+SMOKE_TIMEOUT_ENV = "SAM_ANNOTATOR_SMOKE_TIMEOUT"
+SMOKE_TIMEOUT_S = 600.0
 
 
 def model_choices() -> list[str]:
@@ -49,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=model_choices(),
         default=None,
-        help="model type (default: vit_h on a CUDA GPU if its weights are available, else vit_t = MobileSAM)",
+        help="model type (default: the preferences' choice, else vit_h on a CUDA GPU if its weights are "
+        "available, else vit_t = MobileSAM)",
     )
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="weights file (default: the cached download)")
-    p.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N, mps or cpu")
+    p.add_argument("--device", default=None, help="auto, cuda, cuda:N, mps or cpu (default: the preferences' choice, "
+                   "else auto)")
     p.add_argument(
         "--output", type=Path, metavar="FILE", help="working file (default: IMAGE_DIR/annotations.json)"
     )
@@ -61,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="cache root for weights (DIR/checkpoints) and embeddings (DIR/embeddings); "
-        "default $SAM_ANNOTATOR_CACHE or the user cache folder",
+        "default $SAM_ANNOTATOR_CACHE, else the preferences' folder, else the user cache folder",
     )
     return p
 
@@ -71,7 +89,7 @@ def parse_args(argv: Optional[Sequence[str]]):
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.image_dir is not None and not args.image_dir.is_dir():
         parser.error(f"IMAGE_DIR {args.image_dir} is not a folder")
-    if args.device.split(":")[0] not in DEVICES:
+    if args.device is not None and args.device.split(":")[0] not in DEVICES:
         parser.error(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {args.device!r}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} is not a file")
@@ -80,14 +98,34 @@ def parse_args(argv: Optional[Sequence[str]]):
     return args
 
 
-def model_request(args) -> "ModelRequest":
+def model_request(args, settings: Optional["Settings"] = None) -> "ModelRequest":
+    """The model to load: command line > ``$SAM_ANNOTATOR_CACHE`` (cache) > preferences > defaults.
+
+    With ``--checkpoint`` and no ``--model`` the type comes from the file, not
+    from the preferences (whose model may be another one).
+    """
+    import os
+
+    from sam_core.checkpoints import ENV_CACHE
+
     from .jobs import ModelRequest
 
+    if settings is None:
+        return ModelRequest(model_type=args.model, checkpoint=args.checkpoint, device=args.device or "auto",
+                            cache_root=args.cache_dir)
+    model = args.model
+    if model is None and args.checkpoint is None:
+        model = settings.model_type()
+    cache_root = args.cache_dir
+    if cache_root is None and not os.environ.get(ENV_CACHE):
+        cache_root = settings.cache_root()
     return ModelRequest(
-        model_type=args.model,
+        model_type=model,
         checkpoint=args.checkpoint,
-        device=args.device,
-        cache_root=args.cache_dir,
+        device=args.device or settings.device,
+        cache_root=cache_root,
+        memory_bytes=settings.memory_bytes(),
+        disk_bytes=settings.disk_bytes(),
     )
 
 
@@ -126,22 +164,81 @@ def configure_application(app) -> None:
         app.setStyleSheet(qss)
 
 
+def smoke_test(app, window, timeout_s: Optional[float] = None) -> None:
+    """Make ``app`` exit once ``window``'s model has loaded (0), failed (1) or after ``timeout_s`` (2).
+
+    Prints ``sam-annotator: ready (model TYPE on DEVICE)`` or the failure on stdout.
+    """
+    import os
+
+    from PySide6.QtCore import QTimer
+
+    if timeout_s is None:
+        timeout_s = float(os.environ.get(SMOKE_TIMEOUT_ENV) or SMOKE_TIMEOUT_S)
+    window.interactive = False
+
+    def finish(code: int, line: str) -> None:
+        if getattr(window, "_smoke_done", False):
+            return
+        window._smoke_done = True
+        print(line, flush=True)
+        window.close()
+        app.exit(code)
+
+    def loaded(info) -> None:
+        finish(0, f"sam-annotator: ready (model {info.model_type} on {info.device})")
+
+    def failed(failure) -> None:
+        finish(1, f"sam-annotator: the model could not be loaded ({failure.kind}): {failure.message}")
+
+    window.session.modelChanged.connect(loaded)
+    window.session.modelFailed.connect(failed)
+    timer = QTimer(window)
+    timer.setSingleShot(True)
+    timer.timeout.connect(lambda: finish(2, f"sam-annotator: not ready after {timeout_s:.0f} s"))
+    timer.start(int(timeout_s * 1000))
+    window._smoke_timer = timer
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the window; returns the exit status."""
+    import os
+
     args = parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
 
-    from .logs import install_excepthook, setup_logging
-    from .main_window import MainWindow
+    from .logs import install_excepthook, log_path, setup_logging
 
     setup_logging()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "sam-annotator"])
-    configure_application(app)
-    window = MainWindow()
-    install_excepthook(window.show_error)
-    window.show()
-    window.start(args.image_dir, args.output, model_request(args))
+    smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
+    try:
+        from .main_window import MainWindow
+        from .settings import Settings
+
+        configure_application(app)
+        settings = Settings()
+        window = MainWindow(settings=settings)
+        install_excepthook(window.show_error)
+        if smoke:
+            smoke_test(app, window)
+        window.show()
+        window.start(args.image_dir, args.output, model_request(args, settings))
+    except Exception as exc:  # the window could not even be built: say so, never exit silently
+        import logging
+        import traceback
+
+        logging.getLogger("sam_annotator").exception("sam-annotator could not start")
+        sys.stderr.write(f"sam-annotator could not start: {exc}\n(details in {log_path()})\n")
+        if not smoke:
+            from PySide6.QtWidgets import QMessageBox
+
+            box = QMessageBox(QMessageBox.Icon.Critical, "sam-annotator could not start",
+                              f"{type(exc).__name__}: {exc}\n\nDetails are in {log_path()}")
+            box.setDetailedText(traceback.format_exc())
+            box.exec()
+        return 1
     return int(app.exec())
 
 

@@ -83,6 +83,7 @@ class Canvas(QGraphicsView):
         self._scene.addItem(self._image_item)
         self._annotation_items: dict[int, QGraphicsPixmapItem] = {}
         self._annotations_visible = True
+        self._proposal_items: dict[int, QGraphicsPixmapItem] = {}
         self._candidate_item = self._overlay_item(z=2)
         self._box_item = QGraphicsRectItem()
         self._box_item.setPen(_cosmetic_pen(BOX_COLOR, 2))
@@ -129,6 +130,7 @@ class Canvas(QGraphicsView):
     def clear_overlays(self) -> None:
         self.set_candidate_overlay(None)
         self.set_annotation_overlays(())
+        self.set_proposals(())
         self.set_prompt(PromptState())
         self._drag_item.hide()
 
@@ -150,6 +152,29 @@ class Canvas(QGraphicsView):
             self._set_overlay(item, image, rect)
             item.setVisible(self._annotations_visible and item.isVisible())
             self._annotation_items[ann_id] = item
+
+    def set_proposals(self, proposals: Iterable[Tuple[int, QImage, Tuple[float, float, float, float]]]) -> None:
+        """Replace the segment-everything proposals with ``(index, image, rect)`` (drawn in order, above annotations).
+
+        ``rect`` is ``(x, y, width, height)`` in image pixels, as for annotations.
+        """
+        for item in self._proposal_items.values():
+            self._scene.removeItem(item)
+        self._proposal_items = {}
+        for z, (index, image, rect) in enumerate(proposals):
+            item = self._overlay_item(z=1.5 + z * 1e-6)
+            self._set_overlay(item, image, rect)
+            self._proposal_items[index] = item
+
+    def update_proposal(self, index: int, image: QImage) -> None:
+        """Draw proposal ``index`` with ``image`` (same rect as before), e.g. once it is selected."""
+        item = self._proposal_items.get(index)
+        if item is not None and not image.isNull():
+            item.setPixmap(QPixmap.fromImage(image))
+
+    @property
+    def proposal_count(self) -> int:
+        return len(self._proposal_items)
 
     def set_annotations_visible(self, visible: bool) -> None:
         self._annotations_visible = bool(visible)

@@ -70,7 +70,7 @@ class DecoderWorker(QObject):
         decode_s = time.perf_counter() - t
         n = len(cands)
         previews = tuple(cands.preview(i, job.preview_size) for i in range(n))
-        rendered = tuple(overlays.candidate_overlay(p, job.color) for p in previews)
+        rendered = tuple(overlays.candidate_overlay(p, job.color, job.opacity) for p in previews)
         thumbs = tuple(overlays.thumbnail(job.thumb_source, p, job.color) for p in previews)
         h, w = cands.original_size
         scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])

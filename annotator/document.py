@@ -34,7 +34,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -601,7 +601,15 @@ class Dataset:
 
     # ------------------------------------------------------------------ annotations
 
-    def make_annotation(self, image_id: int, category_id: int, mask: np.ndarray, **extra: Any) -> Annotation:
+    def make_annotation(
+        self,
+        image_id: int,
+        category_id: int,
+        mask: Optional[np.ndarray] = None,
+        *,
+        rle: Optional[Mapping[str, Any]] = None,
+        **extra: Any,
+    ) -> Annotation:
         """Build (not add) an annotation with a fresh id.
 
         Parameters
@@ -610,6 +618,12 @@ class Dataset:
             Existing ids.
         mask
             ``(height, width)`` of the image, bool (non-zero = inside).
+        rle
+            Instead of ``mask``: the mask already encoded, as compressed COCO
+            RLE ``{"size": [height, width], "counts": str or bytes}`` (e.g.
+            computed off the GUI thread, so a 12 MP mask is not encoded twice).
+            It is checked to decode to the image's size; ``counts`` is stored as str.
+            When both are given, ``rle`` is used and must describe ``mask``.
         **extra
             Extra fields (``predicted_iou=0.93, model="vit_t"``); numpy
             scalars and arrays are converted to plain Python.
@@ -619,25 +633,37 @@ class Dataset:
         Annotation
             Id = one more than any id used so far in this session (never
             reused, even after deletion); area and bbox from pycocotools.
+
+        Raises
+        ------
+        KeyError
+            Unknown image or category id.
+        ValueError
+            Neither or a malformed ``mask``/``rle``, or one whose size is not the image's.
         """
         rec = self.images[image_id]
         if category_id not in self.categories:
             raise KeyError(f"unknown category id {category_id}")
-        m = np.asarray(mask)
-        if m.shape != (rec.height, rec.width):
-            raise ValueError(
-                f"mask shape {m.shape} does not match image '{rec.file_name}' "
-                f"(height {rec.height}, width {rec.width})"
-            )
+        if rle is not None:
+            segmentation = coco.to_compressed_rle(dict(rle), rec.height, rec.width)
+        elif mask is not None:
+            m = np.asarray(mask)
+            if m.shape != (rec.height, rec.width):
+                raise ValueError(
+                    f"mask shape {m.shape} does not match image '{rec.file_name}' "
+                    f"(height {rec.height}, width {rec.width})"
+                )
+            segmentation = coco.encode_mask(m)
+        else:
+            raise ValueError("make_annotation needs a mask or an rle")
         plain_extra = _plain(dict(extra), "extra")
-        rle = coco.encode_mask(m)
         ann = Annotation(
             id=self._next_annotation_id,
             image_id=image_id,
             category_id=category_id,
-            segmentation=rle,
-            area=coco.rle_area(rle),
-            bbox=coco.rle_bbox(rle),
+            segmentation=segmentation,
+            area=coco.rle_area(segmentation),
+            bbox=coco.rle_bbox(segmentation),
             iscrowd=0,
             extra=plain_extra,
         )

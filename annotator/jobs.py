@@ -38,6 +38,7 @@ class ModelRequest:
     cache_root: Optional[Path] = None
     memory_bytes: Optional[int] = None  # embedding memory bound; None: the cache's default
     disk_cache: bool = True
+    disk_bytes: Optional[int] = None  # embedding disk bound; None: unbounded
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class DecodeJob:
 
     ``thumb_source`` is the image's small copy (:attr:`LoadedImage.small`);
     ``color`` the current category's colour; ``t0`` the
-    :func:`time.perf_counter` of the user action that caused the request.
+    :func:`time.perf_counter` of the user action that caused the request;
+    ``opacity`` the fill opacity of the overlays (0..1).
     """
 
     job_id: int
@@ -141,6 +143,7 @@ class DecodeJob:
     thumb_source: np.ndarray
     color: overlays.Color
     t0: float = field(default_factory=time.perf_counter)
+    opacity: float = overlays.DEFAULT_OPACITY
 
 
 @dataclass(frozen=True, eq=False)

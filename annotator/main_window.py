@@ -8,59 +8,99 @@ It computes nothing: every behaviour lives in :class:`annotator.session.Session`
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QDialog,
-    QDialogButtonBox,
     QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
-    QTextBrowser,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
-from . import __version__, actions
+from . import __version__, actions, dialogs
 from .candidate_strip import CandidateStrip
 from .canvas import Canvas
 from .categories_panel import CategoriesPanel
+from .jobs import ModelFailure, ModelInfo, ModelRequest
 from .panels import AnnotationsPanel, EncoderStatus, ImageListPanel
 from .session import Session
-from .jobs import ModelFailure, ModelInfo, ModelRequest
+from .settings import Settings, apply_shortcuts
+from .task_widgets import ReviewBar, TaskProgress
 
 log = logging.getLogger(__name__)
 
-STRIP_HINT = "Click an object to segment it · right click: background · drag: box · Enter/Space: accept"
+STRIP_HINT = (
+    "Click an object to segment it · right click: background · drag: box · Enter/Space: accept · "
+    "Ctrl+E: segment everything"
+)
+
+
+class _ErrorRelay(QObject):
+    """Carries error reports from any thread to the GUI thread (a queued signal)."""
+
+    raised = Signal(str, str)  # summary, details
 
 
 class MainWindow(QMainWindow):
-    """The annotator window. ``session`` defaults to a new :class:`Session` owned by the window."""
+    """The annotator window.
 
-    def __init__(self, session: Optional[Session] = None, parent: Optional[QWidget] = None) -> None:
+    Parameters
+    ----------
+    session:
+        Defaults to a new :class:`Session` owned by the window.
+    parent:
+        Parent widget.
+    settings:
+        The user's preferences (default: :class:`Settings` ``()``, the store
+        named by ``$SAM_ANNOTATOR_SETTINGS`` or the user's); read now, written
+        by Edit → Preferences.
+
+    Attributes
+    ----------
+    interactive:
+        ``False`` (the launch smoke test) shows errors in the status bar and
+        the log only, never in a dialog that waits for a click.
+    """
+
+    def __init__(
+        self, session: Optional[Session] = None, parent: Optional[QWidget] = None, settings: Optional[Settings] = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
+        self.settings = settings if settings is not None else Settings()
         self.session = session or Session(self)
         self.model_request: Optional[ModelRequest] = None
+        self.interactive = True
         self._progress: Optional[QProgressDialog] = None
         self._save_error_shown = False
         self._closing = False
+        self.error_box: Optional[dialogs.ErrorBox] = None
+        self.preferences_dialog = None
+        self._errors = _ErrorRelay(self)
+        self._errors.raised.connect(self._show_error, Qt.ConnectionType.QueuedConnection)
 
         self.canvas = Canvas(self)
         self.strip = CandidateStrip(self)
+        self.review_bar = ReviewBar(self)
+        self.review_bar.setFixedHeight(self.strip.height())
+        self.review_bar.hide()
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.strip)
+        layout.addWidget(self.review_bar)
         self.setCentralWidget(central)
 
         s = self.session
@@ -73,16 +113,21 @@ class MainWindow(QMainWindow):
         self.resizeDocks([categories, annotations], [260, 500], Qt.Orientation.Vertical)
 
         self.encoder_status = EncoderStatus(self)
+        self.everything_progress = TaskProgress("everythingProgress", self)
+        self.export_progress = TaskProgress("exportProgress", self)
         self.model_label = QLabel("no model", self)
         self.model_label.setObjectName("modelLabel")
         self.position_label = QLabel("", self)
         self.zoom_label = QLabel("", self)
-        for w in (self.encoder_status, self.position_label, self.zoom_label, self.model_label):
+        for w in (self.everything_progress, self.export_progress, self.encoder_status, self.position_label,
+                  self.zoom_label, self.model_label):
             self.statusBar().addPermanentWidget(w)
 
         self.actions_by_name: Dict[str, QAction] = actions.build_actions(self, self._handlers())
         self._build_menus()
+        self._build_toolbar()
         self._wire()
+        self.apply_settings()
         self.strip.set_candidates((), hint=STRIP_HINT)
         self.setWindowTitle(s.title())
         self.resize(1400, 900)
@@ -126,7 +171,13 @@ class MainWindow(QMainWindow):
             "zoom_out": lambda: self.canvas.zoom_by(0.8),
             "actual_size": self.canvas.actual_size,
             "toggle_annotations": self.canvas.set_annotations_visible,
+            "preferences": self.show_preferences,
+            "segment_everything": s.everything.start,
+            "accept_proposals": s.everything.accept_selected,
+            "accept_all_proposals": s.everything.accept_all,
+            "reject_proposals": s.everything.reject_all,
             "help": self.show_help,
+            "open_log_folder": self.open_log_folder,
             "about": self.show_about,
         }
         for i in range(1, actions.QUICK_CATEGORIES + 1):
@@ -137,12 +188,36 @@ class MainWindow(QMainWindow):
         menus = {name: self.menuBar().addMenu(f"&{name}") for name in actions.MENUS}
         for spec in actions.ACTIONS:
             menu = menus[spec.menu]
-            if spec.name == "quit" or spec.name == "category_1" or spec.name == "add_category":
+            if spec.name in ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about"):
                 menu.addSeparator()
             menu.addAction(self.actions_by_name[spec.name])
         self.actions_by_name["toggle_annotations"].setChecked(True)
         self.actions_by_name["undo"].setEnabled(False)
         self.actions_by_name["redo"].setEnabled(False)
+        self._review_actions_enabled(False)
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Tools", self)
+        bar.setObjectName("toolbar")
+        bar.setMovable(False)
+        bar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        a = self.actions_by_name
+        for name in ("open_folder", "save", "export_coco"):
+            bar.addAction(a[name])
+        bar.addSeparator()
+        bar.addAction(a["segment_everything"])
+        for name, text in (("undo", "Undo"), ("redo", "Redo")):
+            a[name].setIconText(text)  # the menu text names the step ("Undo Accept object"); the button stays short
+            bar.addAction(a[name])
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
+        for button in bar.findChildren(QWidget):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys keep going to the canvas
+
+    def _review_actions_enabled(self, on: bool) -> None:
+        for name in ("accept_proposals", "accept_all_proposals", "reject_proposals"):
+            self.actions_by_name[name].setEnabled(on)
 
     def _wire(self) -> None:
         s, c = self.session, self.canvas
@@ -170,6 +245,22 @@ class MainWindow(QMainWindow):
         s.undo_stack.canRedoChanged.connect(a["redo"].setEnabled)
         s.undo_stack.undoTextChanged.connect(lambda t: a["undo"].setText(f"&Undo {t}".strip()))
         s.undo_stack.redoTextChanged.connect(lambda t: a["redo"].setText(f"&Redo {t}".strip()))
+        ev = s.everything
+        ev.runningChanged.connect(self._everything_running)
+        ev.progress.connect(self.everything_progress.set_progress)
+        ev.reviewChanged.connect(self._review_changed)
+        ev.overlaysChanged.connect(lambda: c.set_proposals(ev.overlays()))
+        ev.proposalChanged.connect(c.update_proposal)
+        ev.selectionChanged.connect(self.review_bar.set_counts)
+        self.everything_progress.cancelRequested.connect(ev.cancel)
+        self.review_bar.acceptSelected.connect(a["accept_proposals"].trigger)
+        self.review_bar.acceptAll.connect(a["accept_all_proposals"].trigger)
+        self.review_bar.rejectAll.connect(a["reject_proposals"].trigger)
+        s.exportRunning.connect(self._export_running)
+        s.exportProgress.connect(self.export_progress.set_progress)
+        s.exportFinished.connect(self._export_finished)
+        s.exportFailed.connect(self._export_failed)
+        self.export_progress.cancelRequested.connect(s.cancel_export)
         # widgets -> session
         c.pointClicked.connect(s.add_point)
         c.boxDrawn.connect(s.set_box)
@@ -206,6 +297,23 @@ class MainWindow(QMainWindow):
 
     def _update_title(self, *_: object) -> None:
         self.setWindowTitle(self.session.title())
+
+    # =====================================================================================
+    # segment everything
+    # =====================================================================================
+
+    def _everything_running(self, running: bool) -> None:
+        self.actions_by_name["segment_everything"].setEnabled(not running)
+        if running:
+            self.everything_progress.start("Segmenting everything…")
+        else:
+            self.everything_progress.finish()
+
+    def _review_changed(self, reviewing: bool) -> None:
+        self.strip.setVisible(not reviewing)
+        self.review_bar.setVisible(reviewing)
+        self._review_actions_enabled(reviewing)
+        self.canvas.setFocus()
 
     # =====================================================================================
     # starting
@@ -302,14 +410,24 @@ class MainWindow(QMainWindow):
         if not target:
             return
         fmt = "coco-polygon" if chosen == poly else "coco-rle"
-        try:
-            warnings = self.session.export_coco(Path(target), fmt)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.statusBar().showMessage(f"Exported {target}", 5000)
-        if warnings:
-            QMessageBox.information(self, "Exported with warnings", "\n".join(warnings[:20]))
+        self.session.start_export(Path(target), fmt)
+
+    def _export_running(self, running: bool) -> None:
+        if running:
+            self.export_progress.start("Exporting…")
+        else:
+            self.export_progress.finish()
+
+    def _export_finished(self, path: Path, warnings: List[str]) -> None:
+        self.statusBar().showMessage(f"Exported {path}", 5000)
+        if warnings and self.interactive:
+            more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
+            QMessageBox.information(self, "Exported with warnings", "\n".join(warnings[:20]) + more)
+
+    def _export_failed(self, message: str) -> None:
+        self.statusBar().showMessage(f"Export failed: {message.splitlines()[0] if message else ''}", 0)
+        if self.interactive:
+            QMessageBox.warning(self, "Export failed", message)
 
     # =====================================================================================
     # model
@@ -318,9 +436,8 @@ class MainWindow(QMainWindow):
     def choose_checkpoint(self, model_type: Optional[str] = None) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth);;All files (*)")
         if path:
-            base = self.model_request or ModelRequest()
-            self.model_request = ModelRequest(model_type, Path(path), base.device, base.cache_root,
-                                              base.memory_bytes, base.disk_cache)
+            base = self.model_request or self.settings_request()
+            self.model_request = replace(base, model_type=model_type, checkpoint=Path(path))
             self.session.load_model(self.model_request)
 
     def _model_changed(self, info: ModelInfo) -> None:
@@ -331,6 +448,9 @@ class MainWindow(QMainWindow):
     def _model_failed(self, failure: ModelFailure) -> None:
         self._close_progress()
         self.model_label.setText("no model")
+        if not self.interactive:
+            self.statusBar().showMessage(f"The model could not be loaded: {failure.message}", 0)
+            return
         if failure.kind == "cancelled":
             self.statusBar().showMessage("Download cancelled. File → Load Checkpoint… picks weights from a file.", 0)
             return
@@ -348,9 +468,8 @@ class MainWindow(QMainWindow):
         if box.clickedButton() is pick:
             self.choose_checkpoint()
         elif as_detected is not None and box.clickedButton() is as_detected:
-            base = self.model_request or ModelRequest()
-            self.model_request = ModelRequest(failure.detected_type, failure.checkpoint, base.device,
-                                              base.cache_root, base.memory_bytes, base.disk_cache)
+            base = self.model_request or self.settings_request()
+            self.model_request = replace(base, model_type=failure.detected_type, checkpoint=failure.checkpoint)
             self.session.load_model(self.model_request)
 
     def _download_progress(self, done: int, total: Optional[int]) -> None:
@@ -379,34 +498,120 @@ class MainWindow(QMainWindow):
     # =====================================================================================
 
     def show_help(self) -> None:
-        dialog = QDialog(self)
-        dialog.setWindowTitle("Keyboard and mouse")
-        text = QTextBrowser(dialog)
-        text.setObjectName("helpText")
-        text.setHtml(actions.help_html())
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=dialog)
-        buttons.rejected.connect(dialog.reject)
-        layout = QVBoxLayout(dialog)
-        layout.addWidget(text)
-        layout.addWidget(buttons)
-        dialog.resize(620, 720)
-        self.help_dialog = dialog
-        dialog.open()
+        """F1: the keys in use (the user's remapped ones included) and the mouse gestures."""
+        self.help_dialog = dialogs.help_dialog(self, self.settings.effective_specs())
+        self.help_dialog.open()
 
-    def show_about(self) -> None:
+    def about_rows(self):
+        """What Help → About lists: version, model, device, weights, log, cache and settings paths."""
+        from .logs import log_path
+        from .cachefiles import embeddings_dir
+
         info = self.session.model_info
-        model = f"{info.label}<br>{info.checkpoint}" if info else "no model loaded"
-        QMessageBox.about(
-            self, "About sam-annotator",
-            f"<b>sam-annotator {__version__}</b><br>Segment Anything annotation with three ranked candidates."
-            f"<br><br>Model: {model}",
+        cache_root = embeddings_dir(self._cache_root()).parent
+        return dialogs.about_rows(
+            __version__,
+            info.model_type if info else "none loaded",
+            info.device if info else "—",
+            str(info.checkpoint or "—") if info else "—",
+            log_path(),
+            cache_root,
+            self.settings.path,
         )
 
+    def show_about(self) -> None:
+        self.about_box = dialogs.about_box(self, self.about_rows())
+        self.about_box.open()
+
+    def open_log_folder(self) -> bool:
+        """Help → Open Log Folder."""
+        from .logs import log_dir
+
+        return dialogs.open_folder(log_dir())
+
     def show_error(self, summary: str, details: str) -> None:
-        """Called for uncaught exceptions (see :func:`annotator.logs.install_excepthook`)."""
+        """Report an uncaught exception (see :func:`annotator.logs.install_excepthook`).
+
+        Safe to call from any thread: the report reaches the GUI thread through
+        a queued signal, where a dialog shows the summary, the details and the
+        log file's path (one dialog collects further errors while it is open).
+        """
+        self._errors.raised.emit(summary, details)
+
+    def _show_error(self, summary: str, details: str) -> None:
         from .logs import log_path
 
-        self.statusBar().showMessage(f"Internal error: {summary} (details in {log_path()})", 0)
+        path = log_path()
+        self.statusBar().showMessage(f"Internal error: {summary} (details in {path})", 0)
+        if not self.interactive or self._closing:
+            return
+        if self.error_box is None or not self.error_box.isVisible():
+            self.error_box = dialogs.ErrorBox(self, path)
+            self.error_box.add(summary, details)
+            self.error_box.open()
+        else:
+            self.error_box.add(summary, details)
+
+    # =====================================================================================
+    # preferences
+    # =====================================================================================
+
+    def settings_request(self) -> ModelRequest:
+        """A model request from the preferences alone (no command line)."""
+        st = self.settings
+        return ModelRequest(
+            model_type=st.model_type(), device=st.device, cache_root=st.cache_root(),
+            memory_bytes=st.memory_bytes(), disk_bytes=st.disk_bytes(),
+        )
+
+    def _cache_root(self) -> Optional[Path]:
+        if self.model_request is not None:
+            return self.model_request.cache_root
+        return self.settings.cache_root()
+
+    def apply_settings(self) -> None:
+        """Take the preferences that apply at once: shortcuts, opacity, autosave, cache bounds."""
+        st = self.settings
+        apply_shortcuts(self.actions_by_name, st)
+        self.session.set_autosave(st.autosave)
+        self.session.set_opacity(st.overlay_opacity)
+        cache = self.session.encoder.cache
+        if cache is not None:
+            cache.memory_bytes = st.memory_bytes()
+            cache.disk_bytes = st.disk_bytes()
+        if self.model_request is not None:
+            self.model_request = replace(self.model_request, memory_bytes=st.memory_bytes(),
+                                         disk_bytes=st.disk_bytes())
+
+    def show_preferences(self) -> None:
+        """Edit → Preferences: non-blocking; OK applies what can be applied now."""
+        from .preferences import PreferencesDialog
+
+        dialog = PreferencesDialog(self.settings, parent=self, clear_cache=self.clear_embedding_cache)
+        dialog.accepted.connect(lambda: self._preferences_accepted(dialog))
+        self.preferences_dialog = dialog
+        dialog.open()
+
+    def _preferences_accepted(self, dialog) -> None:
+        self.apply_settings()
+        if dialog.restart_required:
+            self.statusBar().showMessage(
+                "Preferences saved. The model, device and cache folder change when sam-annotator next starts.", 0
+            )
+        else:
+            self.statusBar().showMessage("Preferences saved", 3000)
+
+    def clear_embedding_cache(self) -> str:
+        """Delete the stored image embeddings (all models; weights stay); returns what was done, for the dialog."""
+        from .cachefiles import clear_embeddings, embeddings_dir
+
+        cache = self.session.encoder.cache
+        directory = cache.directory if cache is not None and cache.directory is not None \
+            else embeddings_dir(self._cache_root())
+        if cache is not None:
+            cache.clear_memory()
+        files, size = clear_embeddings(directory)
+        return f"Deleted {files} embedding(s), {size / 2**20:.0f} MB."
 
     # =====================================================================================
     # closing
@@ -427,7 +632,9 @@ class MainWindow(QMainWindow):
                 return
         self._close_progress()
         self.encoder_status.stop()
-        if self.session.encoder.busy:
+        self.everything_progress.finish()
+        self.export_progress.finish()
+        if self.session.encoder.busy or self.session.everything.running or self.session.exporting:
             self.hide()  # the window goes at once; the encode in flight may take a moment to finish
             QApplication.processEvents()
         self.session.shutdown()

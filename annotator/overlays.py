@@ -88,18 +88,48 @@ def mask_overlay(
 CANDIDATE_EDGE = (255, 255, 255)
 #: Outline of the annotation selected in the panel.
 SELECTED_EDGE = (255, 230, 0)
+#: Outline of a segment-everything proposal not (yet) selected: a cyan no category uses by default.
+PROPOSAL_EDGE = (0, 225, 255)
+#: Fill opacity of the current candidate by default (the user's "mask opacity" preference).
+DEFAULT_OPACITY = 0.45
+#: Accepted annotations are filled lighter than the candidate being edited, by this factor.
+ANNOTATION_FILL_RATIO = 0.62
 
 
-def candidate_overlay(mask: np.ndarray, color: Color) -> QImage:
-    """How the current candidate is drawn: the category colour, fairly opaque, with a white outline."""
-    return mask_overlay(mask, color, fill_alpha=0.45, edge_color=CANDIDATE_EDGE)
+def _alpha(value: float) -> float:
+    return float(min(1.0, max(0.0, value)))
 
 
-def annotation_overlay(mask: np.ndarray, color: Color, selected: bool = False) -> QImage:
-    """How an accepted annotation is drawn: a light fill and an outline in its category colour (yellow when selected)."""
+def candidate_overlay(mask: np.ndarray, color: Color, opacity: float = DEFAULT_OPACITY) -> QImage:
+    """How the current candidate is drawn: the category colour filled at ``opacity`` (0..1), a white outline."""
+    return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE)
+
+
+def annotation_overlay(
+    mask: np.ndarray, color: Color, selected: bool = False, opacity: float = DEFAULT_OPACITY
+) -> QImage:
+    """How an accepted annotation is drawn: a light fill and an outline in its category colour (yellow when selected).
+
+    The fill is ``opacity`` times :data:`ANNOTATION_FILL_RATIO` (a selected
+    annotation: a little more than ``opacity``); outlines stay opaque at every
+    opacity, so a fill of 0 still shows where each annotation is.
+    """
     if selected:
-        return mask_overlay(mask, color, fill_alpha=0.5, edge_color=SELECTED_EDGE, edge_width=3)
-    return mask_overlay(mask, color, fill_alpha=0.28)
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity * 1.1), edge_color=SELECTED_EDGE, edge_width=3)
+    return mask_overlay(mask, color, fill_alpha=_alpha(opacity * ANNOTATION_FILL_RATIO))
+
+
+def proposal_overlay(mask: np.ndarray, selected: bool = False, color: Color = PROPOSAL_EDGE,
+                     opacity: float = DEFAULT_OPACITY) -> QImage:
+    """How a segment-everything proposal is drawn.
+
+    Not selected: an outline only, in :data:`PROPOSAL_EDGE`. Selected (it will
+    be accepted): a thicker outline and a fill in ``color`` (the current
+    category's) at ``opacity``, like the candidate being edited.
+    """
+    if selected:
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE, edge_width=3)
+    return mask_overlay(mask, PROPOSAL_EDGE, fill_alpha=0.0, edge_width=2)
 
 
 def _argb_image(argb: np.ndarray) -> QImage:
@@ -253,25 +283,26 @@ class FinishedMask:
     empty: bool
 
 
-def finish_candidate(candidates, index: int, color: Color) -> FinishedMask:
+def finish_candidate(candidates, index: int, color: Color, opacity: float = DEFAULT_OPACITY) -> FinishedMask:
     """Everything an accept needs from candidate ``index``, computed once, off the GUI thread.
 
     The full-resolution mask comes from :meth:`sam_core.Candidates.mask`; the
-    RLE from :func:`annotator.coco.encode_mask`.
+    RLE from :func:`annotator.coco.encode_mask`; the overlay is drawn at ``opacity``.
     """
     from .coco import encode_mask
 
     mask = candidates.mask(index)
     patch = patch_of(mask)
-    return FinishedMask(mask, encode_mask(mask), patch, annotation_overlay(patch.mask, color), not mask.any())
+    overlay = annotation_overlay(patch.mask, color, opacity=opacity)
+    return FinishedMask(mask, encode_mask(mask), patch, overlay, not mask.any())
 
 
-def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]]) -> dict:
+def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]], opacity: float = DEFAULT_OPACITY) -> dict:
     """``{id: (MaskPatch, colour, overlay QImage)}`` for ``(id, segmentation, height, width, colour)`` items."""
     from .coco import decode_rle
 
     out = {}
     for ann_id, segmentation, h, w, color in items:
         patch = patch_of(decode_rle(segmentation, h, w))
-        out[ann_id] = (patch, color, annotation_overlay(patch.mask, color))
+        out[ann_id] = (patch, color, annotation_overlay(patch.mask, color, opacity=opacity))
     return out

@@ -16,6 +16,12 @@ Flow of one click::
 Before the image's embedding exists (still encoding), prompts are kept and
 decoded as soon as it arrives. Image switches give every request a new id, so
 nothing computed for one image is ever shown on another.
+
+Segment everything and the review of its proposals live in
+:class:`annotator.everything.EverythingController` (``session.everything``);
+while a review is open, clicks, boxes, Enter and Esc go to it instead of
+SAM's prompt. File → Export runs on its own thread (:meth:`Session.start_export`).
+Preferences reach the session through :meth:`set_autosave` and :meth:`set_opacity`.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from . import overlays
 from .annotation_layer import AnnotationLayer
 from .prompts import EMPTY, PromptState, clamp_box, inside
 from .rows import AnnotationRow, CandidateRow, CategoryRow, Color, ImageRow, ImageState
+from .background import JobService
+from .everything import EverythingController
 from .undo import (
     AcceptCommand,
     AddCategoryCommand,
@@ -96,16 +104,11 @@ def _after_accept(method):
 
 
 def make_annotation(dataset, image_id: int, category_id: int, done: overlays.FinishedMask, **extra):
-    """``dataset.make_annotation`` for an accepted mask, passing its RLE when the document takes one.
+    """``dataset.make_annotation`` for an accepted mask, with the RLE computed off the GUI thread.
 
-    The RLE was computed off the GUI thread with the mask; a document API that
-    accepts it (``rle=``) saves encoding a 12 MP mask a second time here.
+    Passing ``rle=`` saves encoding a 12 MP mask a second time on the GUI thread.
     """
-    import inspect
-
-    if "rle" in inspect.signature(dataset.make_annotation).parameters:
-        return dataset.make_annotation(image_id, category_id, done.mask, rle=done.rle, **extra)
-    return dataset.make_annotation(image_id, category_id, done.mask, **extra)
+    return dataset.make_annotation(image_id, category_id, rle=done.rle, **extra)
 
 
 class Session(QObject):
@@ -128,6 +131,10 @@ class Session(QObject):
     downloadProgress = Signal(object, object)  # done bytes, total bytes or None
     dirtyChanged = Signal(bool)
     saveFailed = Signal(str)
+    exportProgress = Signal(int, int, str)  # done, total (0: unknown), text
+    exportRunning = Signal(bool)
+    exportFinished = Signal(object, object)  # Path written, list of warnings
+    exportFailed = Signal(str)  # message for the user
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -168,6 +175,19 @@ class Session(QObject):
         self._save_timer = make_timer(self, AUTOSAVE_MS, single_shot=True)
         self._save_timer.timeout.connect(self.save)
         self._closed = False
+        #: Save after every change (else on Ctrl+S, image or folder change and quit).
+        self.autosave = True
+        #: Fill opacity of candidate, annotation and selected-proposal overlays (0..1).
+        self.opacity = overlays.DEFAULT_OPACITY
+
+        #: Segment everything and its review (``everything.options`` sets the generator's parameters).
+        self.everything = EverythingController(self)
+        self.exporter = JobService("sam-export", self)
+        self.exporter.progress.connect(lambda _id, done, total, text: self.exportProgress.emit(done, total, text))
+        self.exporter.finished.connect(self._on_export_finished)
+        self.exporter.failed.connect(self._on_export_failed)
+        self.exporter.cancelled.connect(self._on_export_cancelled)
+        self._export_path: Optional[Path] = None
 
         enc = self.encoder
         enc.modelLoaded.connect(self._on_model_loaded)
@@ -203,6 +223,7 @@ class Session(QObject):
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
         self._model_t0 = None
+        self.everything.stop()
         self.model_info = info
         self.decoder.set_model(info.model)
         self.encoderStatus.emit("", 0.0)
@@ -314,6 +335,7 @@ class Session(QObject):
         return self.paths[self.index] if 0 <= self.index < len(self.paths) else None
 
     def _clear_image(self) -> None:
+        self.everything.stop()
         self._encode_id = 0
         self._decode_id += 1
         self.decoder.cancel()
@@ -403,10 +425,17 @@ class Session(QObject):
 
     @_after_accept
     def add_point(self, x: float, y: float, label: int) -> None:
-        """Add a point (image coordinates, x then y; label 1 foreground / 0 background)."""
+        """Add a point (image coordinates, x then y; label 1 foreground / 0 background).
+
+        While proposals are being reviewed a click does not prompt SAM: label 1
+        toggles the proposal under the point, label 0 unselects it.
+        """
         if self.current_path is None or self.loaded is None:
             return
         if not inside(x, y, self.loaded.width, self.loaded.height):
+            return
+        if self.everything.reviewing:
+            self.everything.toggle_at(x, y, None if label == 1 else False)
             return
         t0 = time.perf_counter()
         after = self.prompt.with_point(x, y, label, self._refine_from())
@@ -421,12 +450,21 @@ class Session(QObject):
         box = clamp_box((x0, y0, x1, y1), self.loaded.width, self.loaded.height)
         if box is None:
             return
+        if self.everything.reviewing:  # select the proposals inside
+            self.everything.select_inside(box)
+            return
         t0 = time.perf_counter()
         self._push_prompt(self.prompt.with_box(box, self._refine_from()), "Draw box", t0)
 
     @_after_accept
     def clear_prompts(self) -> None:
-        """Esc: forget the current points and box (undoable)."""
+        """Esc: forget the current points and box (undoable); cancels segment everything, or leaves its review."""
+        if self.everything.running:
+            self.everything.cancel()
+            return
+        if self.everything.reviewing:
+            self.everything.reject_all()
+            return
         if not self.prompt.empty:
             self._push_prompt(EMPTY, "Clear prompts", time.perf_counter())
 
@@ -442,7 +480,12 @@ class Session(QObject):
         self.undo_stack.push(PromptCommand(self, self.current_path, self.prompt, after, text))
 
     def _apply_prompt(self, state: PromptState) -> None:
-        """Make ``state`` the prompt (undo commands call this) and decode it."""
+        """Make ``state`` the prompt (undo commands call this) and decode it.
+
+        Going back to a prompt (undo) ends a review of proposals.
+        """
+        if not state.empty:
+            self.everything.leave()
         self.prompt = state
         self.promptChanged.emit(state)
         if state.empty:
@@ -462,7 +505,8 @@ class Session(QObject):
         self._decode_id += 1
         size = overlays.overlay_size(self.loaded.height, self.loaded.width, self.view_scale)
         self.decoder.submit(
-            DecodeJob(self._decode_id, self.embedding, self.prompt, size, self.loaded.small, self.category_color(), t0)
+            DecodeJob(self._decode_id, self.embedding, self.prompt, size, self.loaded.small, self.category_color(), t0,
+                      self.opacity)
         )
 
     def _on_decoded(self, job_id: int, result: DecodeResult) -> None:
@@ -543,6 +587,9 @@ class Session(QObject):
         """
         if self.dataset is None or self.loaded is None:
             return
+        if self.everything.reviewing:
+            self.everything.accept_selected()
+            return
         if self.prompt.empty:
             self.statusMessage.emit("Nothing to accept: click on an object first", 3000)
             return
@@ -555,7 +602,8 @@ class Session(QObject):
             self.statusMessage.emit("Add a category first (Categories panel)", 5000)
             return
         r, i = self.result, self.selected
-        task = self.decoder.run_task(overlays.finish_candidate, r.candidates, i, category.color, urgent=True)
+        task = self.decoder.run_task(overlays.finish_candidate, r.candidates, i, category.color, self.opacity,
+                                     urgent=True)
         self._pending_accept = _PendingAccept(
             task, self.loaded.path, self.loaded.width, self.loaded.height, self.prompt,
             float(r.candidates.scores[i]), category.id,
@@ -628,6 +676,20 @@ class Session(QObject):
         ann = self.dataset.remove_annotation(annotation_id)
         self.layer.forget(annotation_id)
         self._annotations_edited(ann.image_id)
+
+    def _apply_add_annotations(self, anns) -> None:
+        """Add several annotations (one user step): one save, one refresh."""
+        for ann in anns:
+            self.dataset.add_annotation(ann)
+        for image_id in dict.fromkeys(a.image_id for a in anns):
+            self._annotations_edited(image_id)
+
+    def _apply_remove_annotations(self, annotation_ids) -> None:
+        removed = [self.dataset.remove_annotation(i) for i in annotation_ids]
+        for ann in removed:
+            self.layer.forget(ann.id)
+        for image_id in dict.fromkeys(a.image_id for a in removed):
+            self._annotations_edited(image_id)
 
     def _apply_annotation_category(self, annotation_id: int, category_id: int) -> None:
         ann = self.dataset.annotations[annotation_id]
@@ -818,6 +880,7 @@ class Session(QObject):
             self.imageRowChanged.emit(i)
 
     def _recolor_candidates(self) -> None:
+        self.everything.restyle()
         if self.result is not None and self.result.prompt is self.prompt:
             self._request_decode(time.perf_counter())
 
@@ -852,15 +915,33 @@ class Session(QObject):
         return self.dataset is not None and self.dataset.dirty
 
     def _save_now(self) -> None:
-        if self._closed:
+        if self._closed or not self.autosave:
             self._emit_dirty()
             return
         self.save()
 
     def _schedule_save(self) -> None:
         self._emit_dirty()
-        if not self._closed:
+        if not self._closed and self.autosave:
             self._save_timer.start()
+
+    def set_autosave(self, on: bool) -> None:
+        """Save after every change (``True``), or only on Ctrl+S, image or folder change and quit."""
+        self.autosave = bool(on)
+        if self.autosave and self.dirty:
+            self._schedule_save()
+        elif not self.autosave:
+            self._save_timer.stop()
+
+    def set_opacity(self, opacity: float) -> None:
+        """Fill opacity (0..1) of the overlays; what is on show is drawn again."""
+        opacity = min(1.0, max(0.0, float(opacity)))
+        if opacity == self.opacity:
+            return
+        self.opacity = opacity
+        self.layer.set_opacity(opacity)
+        self.annotationsChanged.emit()
+        self._recolor_candidates()
 
     def _emit_dirty(self) -> None:
         self.dirtyChanged.emit(self.dirty)
@@ -892,30 +973,65 @@ class Session(QObject):
         return self.save()
 
     def export_coco(self, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> List[str]:
-        """Write a COCO copy (``"coco-rle"`` or ``"coco-polygon"``); returns warnings (e.g. masks with holes).
+        """Write a COCO copy now, on this thread (``"coco-rle"`` or ``"coco-polygon"``); returns warnings.
 
-        Raises OSError or ValueError with a message for the user.
+        The document as it is in memory is exported, saved or not. Raises
+        OSError or ValueError with a message for the user. The window uses
+        :meth:`start_export` (a worker thread, with progress) instead.
         """
-        import contextlib
-        import io
-
         from . import cmd_export
 
         if self.dataset is None:
             raise ValueError("no folder is open")
-        if hasattr(cmd_export, "export_dataset"):
-            return list(cmd_export.export_dataset(self.dataset, Path(path), fmt, tolerance))
-        # Through the command line's entry point, on the working file as saved now.
-        if not self.save():
-            raise OSError(f"the working file {self.dataset.path} could not be saved first")
-        err, out = io.StringIO(), io.StringIO()
-        argv = [str(self.dataset.path), "--format", fmt, "-o", str(path), "--tolerance", str(tolerance)]
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            status = cmd_export.main(argv)
-        lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
-        if status != 0:
-            raise ValueError("\n".join(lines) or f"export failed (status {status})")
-        return [line.removeprefix("warning: ") for line in lines]
+        return list(cmd_export.export_dataset(self.dataset, Path(path), fmt, tolerance))
+
+    @property
+    def exporting(self) -> bool:
+        return self.exporter.running
+
+    def start_export(self, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> bool:
+        """Export in the background: ``exportProgress``, then ``exportFinished(path, warnings)`` or ``exportFailed``.
+
+        The document is copied now (on this thread); the conversion, validation
+        and writing happen on the export thread. Returns ``False`` (with
+        ``exportFailed``) when the export cannot start.
+        """
+        from . import cmd_export
+
+        if self.dataset is None:
+            self.exportFailed.emit("no folder is open")
+            return False
+        path = Path(path)
+        try:
+            data = cmd_export.snapshot(self.dataset, path, fmt)
+        except ValueError as exc:
+            self.exportFailed.emit(str(exc))
+            return False
+        self._export_path = path
+        self.exporter.submit(_export_job, data, path, fmt, tolerance)
+        self.exportRunning.emit(True)
+        self.exportProgress.emit(0, 0, f"Exporting {path.name}…")
+        return True
+
+    def cancel_export(self) -> None:
+        if self.exporter.cancel():
+            self.statusMessage.emit("Export cancelled", 3000)
+
+    def _end_export(self) -> None:
+        self._export_path = None
+        self.exportRunning.emit(False)
+
+    def _on_export_finished(self, _job_id: int, warnings: List[str]) -> None:
+        path = self._export_path
+        self._end_export()
+        self.exportFinished.emit(path, list(warnings))
+
+    def _on_export_failed(self, _job_id: int, message: str) -> None:
+        self._end_export()
+        self.exportFailed.emit(message)
+
+    def _on_export_cancelled(self, _job_id: int) -> None:
+        self._end_export()
 
     def title(self) -> str:
         if self.dataset is None:
@@ -931,6 +1047,19 @@ class Session(QObject):
         """Stop the workers (joining their threads) and the timers. Call :meth:`flush` first. Idempotent."""
         self._closed = True
         self._save_timer.stop()
+        c = self.everything.shutdown(timeout_ms)
+        d = self.exporter.shutdown(timeout_ms)
         a = self.encoder.shutdown(timeout_ms)
         b = self.decoder.shutdown(timeout_ms)
-        return a and b
+        return a and b and c and d
+
+
+def _export_job(data: dict, path: Path, fmt: str, tolerance: float, *, report, cancel) -> List[str]:
+    """The export's job (export thread): convert, validate and write a COCO snapshot."""
+    from . import cmd_export
+
+    report(0, 0, f"Exporting {path.name}…")
+    return cmd_export.export_data(
+        data, path, fmt, tolerance, progress=lambda done, total: report(done, total, f"Exporting {path.name}…"),
+        cancel=cancel,
+    )

@@ -13,7 +13,7 @@ obsolete), so Ctrl+Z never edits a prompt the user cannot see.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from PySide6.QtGui import QUndoCommand
 
@@ -72,6 +72,32 @@ class AcceptCommand(QUndoCommand):
         self.session._apply_remove_annotation(self.annotation.id)
         if self.session.current_path == self.image:
             self.session._apply_prompt(self.prompt)
+
+
+class AcceptProposalsCommand(QUndoCommand):
+    """Segment-everything proposals ``indices`` (of review ``token``) became ``annotations``: one user step.
+
+    Undo removes all of them at once and, while that review is still open,
+    shows the proposals again; redo adds them back with the same ids.
+    """
+
+    def __init__(self, session: "Session", image: Path, token: int, indices: Sequence[int],
+                 annotations: Sequence[Any], category_name: str) -> None:
+        n = len(annotations)
+        super().__init__(f"Accept {n} proposal{'s' if n != 1 else ''} as {category_name}")
+        self.session = session
+        self.image = image
+        self.token = token
+        self.indices = tuple(indices)
+        self.annotations = tuple(annotations)
+
+    def redo(self) -> None:
+        self.session._apply_add_annotations(self.annotations)
+        self.session.everything._mark_accepted(self.token, self.indices, True)
+
+    def undo(self) -> None:
+        self.session._apply_remove_annotations([a.id for a in self.annotations])
+        self.session.everything._mark_accepted(self.token, self.indices, False)
 
 
 class DeleteAnnotationCommand(QUndoCommand):

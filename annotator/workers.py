@@ -73,7 +73,7 @@ def make_timer(parent: QObject, interval_ms: int, *, single_shot: bool = False) 
 #: Niceness of the worker threads (Linux, macOS): background work yields the CPU to the GUI thread, and
 #: the decoder (on the click path) to the encoder's prefetching. Threads that torch starts from a worker
 #: inherit it.
-NICE = {"sam-decoder": 2, "sam-loader": 5, "sam-encoder": 10}
+NICE = {"sam-decoder": 2, "sam-loader": 5, "sam-encoder": 10, "sam-everything": 10, "sam-export": 5}
 
 
 def _lower_priority(nice: int) -> None:
@@ -256,6 +256,7 @@ class EncoderWorker(QObject):
             model_type=model_type,
             checkpoint_id=checkpoint_fingerprint(checkpoint),
             disk=request.disk_cache,
+            disk_bytes=request.disk_bytes,
             **kwargs,
         )
 

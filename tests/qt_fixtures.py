@@ -188,13 +188,16 @@ def mobilesam_info(mobilesam_model, mobilesam_checkpoint, tmp_path) -> Callable[
 
 @pytest.fixture
 def make_window(qtbot, _no_leaked_qt_work):
-    """``make(folder=None, model_info=None, output=None)`` -> a shown MainWindow; closed at teardown."""
+    """``make(folder=None, model_info=None, output=None, settings=None)`` -> a shown MainWindow; closed at teardown.
+
+    ``settings`` (an :class:`annotator.settings.Settings`) defaults to the test's private settings file.
+    """
     from annotator.main_window import MainWindow
 
     windows = []
 
-    def make(folder: Optional[Path] = None, model_info=None, output: Optional[Path] = None):
-        window = MainWindow()
+    def make(folder: Optional[Path] = None, model_info=None, output: Optional[Path] = None, settings=None):
+        window = MainWindow(settings=settings)
         windows.append(window)
         qtbot.addWidget(window)
         window.resize(1000, 750)

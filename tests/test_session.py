@@ -633,16 +633,24 @@ def test_ctrl_s_and_export_menu(qtbot, fake_window, image_folder, monkeypatch, t
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: pytest.fail(f"export failed: {a[2]}"))
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(out), "COCO JSON, polygons (*.json)"))
-    key(qtbot, w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    data = __import__("json").loads(out.read_text())
+    ctrl_shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    # File → Export runs on the export thread: the status bar shows its progress, the file appears after
+    with qtbot.waitSignal(s.exportFinished, timeout=20_000) as done:
+        key(qtbot, w, Qt.Key.Key_E, ctrl_shift)
+        assert s.exporting and w.export_progress.isVisible()
+    assert done.args[0] == out and not w.export_progress.isVisible()
+    data = json.loads(out.read_text())
     assert all(isinstance(a["segmentation"], list) for a in data["annotations"])
     assert infos and "hole" in infos[0]
     assert coco.validate_coco(data) == []
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "COCO JSON, RLE masks (*.json)"))
     infos.clear()
-    key(qtbot, w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    data = __import__("json").loads(out.read_text())
+    with qtbot.waitSignal(s.exportFinished, timeout=20_000):
+        key(qtbot, w, Qt.Key.Key_E, ctrl_shift)
+    data = json.loads(out.read_text())
     assert all(isinstance(a["segmentation"], dict) for a in data["annotations"]) and not infos
+    # Ctrl+E is segment everything now, not export
+    assert w.actions_by_name["segment_everything"].shortcut().toString() == "Ctrl+E"
 
 
 def test_start_over_replaces_a_bad_file_after_backing_it_up(qtbot, make_window, image_folder, monkeypatch):

@@ -240,14 +240,14 @@ def test_apply_shortcuts_sets_keys_aliases_and_tooltips(qtbot, ini):
     qtbot.addWidget(window)
     acts = actions.build_actions(window, {})
     s = Settings(ini)
-    s.set_shortcuts("next_candidate", ["N", "Ctrl+,"])
+    s.set_shortcuts("next_candidate", ["N", "Ctrl+Alt+,"])
     s.set_shortcuts("previous_candidate", ["P"])
-    assert apply_shortcuts(acts, s) == {"next_candidate": ("N", "Ctrl+,"), "previous_candidate": ("P",)}
+    assert apply_shortcuts(acts, s) == {"next_candidate": ("N", "Ctrl+Alt+,"), "previous_candidate": ("P",)}
 
     def keys(name):
         return [k.toString(P) for k in acts[name].shortcuts()]
 
-    assert keys("next_candidate") == ["N", "Ctrl+,"]
+    assert keys("next_candidate") == ["N", "Ctrl+Alt+,"]
     assert keys("previous_candidate") == ["P"]  # the alias goes with the default
     assert keys("redo") == ["Ctrl+Shift+Z", "Ctrl+Y"]
     assert "N" in acts["next_candidate"].toolTip() and "Tab" not in acts["next_candidate"].toolTip()

@@ -1,0 +1,102 @@
+"""The data layer's API for the window: annotations from a precomputed RLE, and export as a function."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from annotator import cmd_export, coco
+from annotator.document import Dataset
+
+H, W = 60, 80
+
+
+def _ring():
+    yy, xx = np.mgrid[0:H, 0:W]
+    d2 = (yy - 30) ** 2 + (xx - 40) ** 2
+    return (d2 < 20**2) & (d2 >= 8**2)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    (tmp_path / "images").mkdir()
+    ds = Dataset.open(tmp_path / "images" / "annotations.json")
+    ds.ensure_image("a.png", W, H)
+    ds.add_category("donut")
+    return ds
+
+
+def test_make_annotation_takes_a_precomputed_rle(dataset):
+    mask = _ring()
+    rle = coco.encode_mask(mask)
+    from_rle = dataset.make_annotation(1, 1, rle=rle, predicted_iou=0.91, stability_score=0.97)
+    from_mask = dataset.make_annotation(1, 1, mask)
+    assert from_rle.segmentation == from_mask.segmentation
+    assert from_rle.area == from_mask.area == int(mask.sum())
+    assert from_rle.bbox == from_mask.bbox
+    assert from_rle.extra == {"predicted_iou": 0.91, "stability_score": 0.97}
+    np.testing.assert_array_equal(from_rle.mask(), mask)
+    as_bytes = dataset.make_annotation(1, 1, rle={"size": rle["size"], "counts": rle["counts"].encode()})
+    assert isinstance(as_bytes.segmentation["counts"], str)
+    assert as_bytes.segmentation == rle
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"size": [H + 1, W], "counts": "PPYo1"},  # another image's size
+        {"size": [H, W], "counts": "not rle at all ~~~"},
+        {"size": [H, W]},
+    ],
+)
+def test_make_annotation_rejects_a_bad_rle(dataset, bad):
+    with pytest.raises(ValueError):
+        dataset.make_annotation(1, 1, rle=bad)
+
+
+def test_make_annotation_needs_a_mask_or_an_rle(dataset):
+    with pytest.raises(ValueError):
+        dataset.make_annotation(1, 1)
+
+
+def test_export_dataset_returns_warnings_and_writes_unsaved_work(dataset, tmp_path):
+    dataset.add_annotation(dataset.make_annotation(1, 1, _ring()))
+    empty = dataset.make_annotation(1, 1, np.zeros((H, W), bool))
+    dataset.add_annotation(empty)
+    assert dataset.dirty  # never saved: the export takes the document as it is in memory
+    out = tmp_path / "exports" / "poly.json"
+    out.parent.mkdir()
+    seen = []
+    warnings = cmd_export.export_dataset(dataset, out, "coco-polygon", 1.0, progress=lambda d, t: seen.append((d, t)))
+    assert len(warnings) == 2
+    assert any("holes" in w for w in warnings) and any("empty" in w for w in warnings)
+    assert not any(w.startswith("warning:") for w in warnings)
+    assert seen[-1] == (2, 2)
+    data = json.loads(out.read_text())
+    assert len(data["annotations"]) == 1 and isinstance(data["annotations"][0]["segmentation"], list)
+    assert data["images"][0]["file_name"] == "../images/a.png"
+    assert coco.validate_coco(data) == []
+    assert cmd_export.export_dataset(dataset, tmp_path / "rle.json") == []
+    assert len(json.loads((tmp_path / "rle.json").read_text())["annotations"]) == 2
+    assert len(dataset.annotations) == 2  # the document is untouched
+
+
+def test_export_dataset_refuses_bad_requests_and_honours_cancel(dataset, tmp_path):
+    dataset.add_annotation(dataset.make_annotation(1, 1, _ring()))
+    dataset.save()
+    with pytest.raises(ValueError, match="lossy"):
+        cmd_export.export_dataset(dataset, dataset.path, "coco-polygon")
+    with pytest.raises(ValueError):
+        cmd_export.export_dataset(dataset, tmp_path / "x.json", "yaml")
+    with pytest.raises(ValueError):
+        cmd_export.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", float("nan"))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(cmd_export.ExportCancelled):
+        cmd_export.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", cancel=cancel)
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(OSError):
+        cmd_export.export_dataset(dataset, tmp_path / "no" / "such" / "folder" / "x.json")
