@@ -1,0 +1,524 @@
+"""Automatic mask generation ("segment everything").
+
+The image (and optionally overlapping crops of it) is prompted with a regular
+grid of single foreground points. Each point yields three candidate masks;
+candidates with a low predicted IoU or an unstable threshold are dropped, and
+duplicates are removed by box non-maximum suppression. The output has the
+same meaning as the official ``SamAutomaticMaskGenerator`` with
+``output_mode="coco_rle"``.
+
+Memory is bounded whatever the photo size: a batch of ``points_per_batch``
+points is decoded at the decoder's 256 x 256 resolution, filtered there, and
+only the surviving masks are upsampled to full resolution, a few at a time
+(:data:`FULL_RES_BUDGET` elements), and compressed to RLE at once. Between
+batches only RLEs, boxes and scores are kept.
+
+Differences from the official generator (which upsamples every candidate to
+full resolution before filtering):
+
+* The stability filter is applied in stages. A candidate is dropped without
+  being upsampled when its stability score on the 256 x 256 logits is below
+  ``stability_score_thresh - LOW_RES_MARGIN``; on a photo larger than the
+  model input, also when its score at the model input's resolution is below
+  ``stability_score_thresh - MID_RES_MARGIN``. Every other candidate is
+  judged, and reported, with its stability score at full resolution, exactly
+  as the official generator does. A decision can differ only for a candidate
+  whose cheap score is off by more than the margin (measured errors are well
+  inside them).
+* NMS is :func:`sam_core.amg_utils.nms` (exact to torchvision's, ties in
+  stable score order).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .amg_utils import (
+    batched_nms,
+    box_area,
+    box_xyxy_to_xywh,
+    build_all_layer_point_grids,
+    coco_area,
+    coco_to_mask,
+    counts_to_coco,
+    generate_crop_boxes,
+    is_box_near_crop_edge,
+    mask_to_coco,
+    masks_to_boxes,
+    masks_to_rle_counts,
+    nms,
+    release_free_memory,
+    remove_small_regions,
+    stability_score,
+)
+from .types import LOW_RES, Candidates, ImageEmbedding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .predictor import Predictor
+
+__all__ = ["AutomaticMaskGenerator", "Cancelled", "FULL_RES_BUDGET", "LOW_RES_MARGIN", "MID_RES_MARGIN"]
+
+#: Most float elements of full-resolution logits (plus their 1024 x 1024
+#: intermediate) held at once while upsampling kept candidates: 2**25 float32
+#: elements = 128 MiB. On a 12 MP photo that is two masks at a time.
+FULL_RES_BUDGET = 2**25
+
+#: A candidate whose stability score on the 256 x 256 logits is this far
+#: below ``stability_score_thresh`` is dropped without upsampling. Measured
+#: on photos: the full-resolution score of kept candidates exceeds the
+#: low-resolution one by at most 0.04.
+LOW_RES_MARGIN = 0.1
+
+#: Same, for the score at the model input's resolution (longest side 1024),
+#: used before the last upsampling when the photo is larger than that.
+#: Measured: within 0.007 of the full-resolution score.
+MID_RES_MARGIN = 0.02
+
+IMG_SIZE = 1024  # side of the padded model input
+
+ProgressFn = Callable[[int, int], None]
+CancelFlag = Union[threading.Event, Callable[[], bool], None]
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`AutomaticMaskGenerator.generate` when its cancel flag is set."""
+
+
+@dataclass
+class _Found:
+    """Kept candidates of one crop: no masks, only what the output needs.
+
+    While a crop is processed, ``boxes`` (``(n, 4)`` int64 inclusive x0, y0,
+    x1, y1) and ``points`` (``(n, 2)`` float64 x, y) are in crop pixels, one
+    tensor per batch; :meth:`finish` de-duplicates and moves them to image pixels.
+    """
+
+    rles: List[Dict[str, Any]] = field(default_factory=list)
+    boxes: List[torch.Tensor] = field(default_factory=list)
+    iou: List[torch.Tensor] = field(default_factory=list)
+    stability: List[torch.Tensor] = field(default_factory=list)
+    points: List[torch.Tensor] = field(default_factory=list)
+
+    def add(self, rles, boxes, iou, stability, points) -> None:
+        self.rles.extend(rles)
+        self.boxes.append(boxes.cpu())
+        self.iou.append(iou.float().cpu())
+        self.stability.append(stability.float().cpu())
+        self.points.append(points.cpu())
+
+    def finish(
+        self, crop_box: Sequence[int], nms_thresh: float
+    ) -> Tuple[List[Dict[str, Any]], Dict[str, torch.Tensor]]:
+        """Box NMS by predicted IoU, then image coordinates.
+
+        Returns the kept RLEs and a dict of tensors ``boxes`` ``(K, 4)``,
+        ``iou`` ``(K,)``, ``stability`` ``(K,)``, ``points`` ``(K, 2)`` and
+        ``crop`` ``(K, 4)`` (the crop box, xyxy), by descending predicted IoU.
+        """
+        boxes = _cat(self.boxes, (0, 4), torch.int64)
+        iou = _cat(self.iou, (0,), torch.float32)
+        keep = nms(boxes.float(), iou, nms_thresh)
+        x0, y0 = int(crop_box[0]), int(crop_box[1])
+        return [self.rles[i] for i in keep.tolist()], {
+            "boxes": boxes[keep] + torch.tensor([x0, y0, x0, y0]),
+            "iou": iou[keep],
+            "stability": _cat(self.stability, (0,), torch.float32)[keep],
+            "points": _cat(self.points, (0, 2), torch.float64)[keep] + torch.tensor([x0, y0], dtype=torch.float64),
+            "crop": torch.tensor([list(crop_box)], dtype=torch.int64).expand(len(keep), 4),
+        }
+
+
+def _cat(parts: List[torch.Tensor], shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.empty(shape, dtype=dtype)
+
+
+class AutomaticMaskGenerator:
+    """Mask proposals for a whole image from a grid of point prompts.
+
+    Parameters
+    ----------
+    predictor:
+        A :class:`sam_core.Predictor` (only its ``encode`` and its model's
+        ``transform_coords``, ``predict_low_res`` and ``mask_threshold`` are used).
+    points_per_side:
+        The grid has ``points_per_side**2`` points over the image (fewer on
+        deeper crop layers, see ``crop_n_points_downscale_factor``).
+    points_per_batch:
+        Points decoded together; higher is faster but holds
+        ``3 * points_per_batch`` low-resolution logits (256 KiB each).
+    pred_iou_thresh:
+        Keep candidates whose predicted IoU is ``>`` this (no filter at 0).
+    stability_score_thresh:
+        Keep candidates whose stability score is ``>=`` this (no filter at 0).
+    stability_score_offset:
+        The logit cutoff is moved by +- this to compute the stability score.
+    box_nms_thresh:
+        Box IoU above which the lower-scored of two candidates of one crop is dropped.
+    crop_n_layers:
+        Extra layers of overlapping crops; layer ``i`` has ``(2**i)**2`` crops,
+        each encoded separately.
+    crop_nms_thresh:
+        Box IoU for removing duplicates between crops (masks from smaller crops win).
+    crop_overlap_ratio:
+        Overlap of first-layer crops as a fraction of the short side.
+    crop_n_points_downscale_factor:
+        Points per side on layer ``i`` are divided by this ``**i``.
+    min_mask_region_area:
+        If > 0, holes and islands smaller than this (pixels) are removed from
+        each kept mask, then duplicates are removed again.
+    """
+
+    def __init__(
+        self,
+        predictor: "Predictor",
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        min_mask_region_area: int = 0,
+    ) -> None:
+        if points_per_side < 1:
+            raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
+        if points_per_batch < 1:
+            raise ValueError(f"points_per_batch must be >= 1, got {points_per_batch}")
+        if crop_n_layers < 0:
+            raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
+        if crop_n_points_downscale_factor < 1:
+            raise ValueError(f"crop_n_points_downscale_factor must be >= 1, got {crop_n_points_downscale_factor}")
+        self.predictor = predictor
+        self.points_per_side = int(points_per_side)
+        self.points_per_batch = int(points_per_batch)
+        self.pred_iou_thresh = float(pred_iou_thresh)
+        self.stability_score_thresh = float(stability_score_thresh)
+        self.stability_score_offset = float(stability_score_offset)
+        self.box_nms_thresh = float(box_nms_thresh)
+        self.crop_n_layers = int(crop_n_layers)
+        self.crop_nms_thresh = float(crop_nms_thresh)
+        self.crop_overlap_ratio = float(crop_overlap_ratio)
+        self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
+        self.min_mask_region_area = int(min_mask_region_area)
+        self.point_grids = build_all_layer_point_grids(
+            self.points_per_side, self.crop_n_layers, self.crop_n_points_downscale_factor
+        )
+        for grid in self.point_grids:
+            if len(grid) == 0:
+                raise ValueError("a crop layer has no points: lower crop_n_points_downscale_factor")
+
+    # ------------------------------------------------------------------ public
+
+    def generate(
+        self,
+        image: np.ndarray,
+        embedding: Optional[ImageEmbedding] = None,
+        progress: Optional[ProgressFn] = None,
+        cancel: CancelFlag = None,
+    ) -> List[Dict[str, Any]]:
+        """Mask proposals for ``image``.
+
+        Parameters
+        ----------
+        image:
+            ``(H, W, 3)`` uint8 RGB.
+        embedding:
+            The image's :class:`ImageEmbedding`, to skip encoding. Only with
+            ``crop_n_layers == 0``; its ``original_size`` must be ``(H, W)``.
+        progress:
+            Called as ``progress(done, total)``: first with ``done = 0``, then
+            after each image encoding (one unit per crop, also when an
+            embedding is given) and each decoded batch of points.
+        cancel:
+            A :class:`threading.Event` or a callable returning True to stop.
+            It is checked before each encoding and batch (and between the
+            upsampling chunks of a batch); then :class:`Cancelled` is raised.
+
+        Returns
+        -------
+        list of dict
+            One record per proposal, in the official generator's order and
+            meaning: ``segmentation`` (COCO RLE ``{"size": [H, W], "counts":
+            str}``), ``area`` (int pixels), ``bbox`` ``[x, y, w, h]`` (ints;
+            ``w = x1 - x0`` with inclusive ``x1``), ``predicted_iou`` (float),
+            ``stability_score`` (float), ``point_coords`` ``[[x, y]]`` (the
+            prompt, image pixels), ``crop_box`` ``[x, y, w, h]`` (ints).
+
+        Raises
+        ------
+        Cancelled
+            When ``cancel`` is set.
+        ValueError
+            For a malformed image, or an unusable ``embedding``.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        orig_h, orig_w = int(image.shape[0]), int(image.shape[1])
+        if embedding is not None:
+            if self.crop_n_layers > 0:
+                raise ValueError("a precomputed embedding can be used only with crop_n_layers == 0")
+            if tuple(embedding.original_size) != (orig_h, orig_w):
+                raise ValueError(
+                    f"embedding was computed for an image of size {tuple(embedding.original_size)}, "
+                    f"not {(orig_h, orig_w)}"
+                )
+        is_cancelled = _cancel_checker(cancel)
+
+        crop_boxes, layer_idxs = generate_crop_boxes((orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio)
+        n_batches = [math.ceil(len(self.point_grids[layer]) / self.points_per_batch) for layer in layer_idxs]
+        total = len(crop_boxes) + sum(n_batches)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        if progress is not None:
+            progress(0, total)
+
+        with torch.inference_mode():
+            rles: List[Dict[str, Any]] = []
+            per_crop: List[Dict[str, torch.Tensor]] = []
+            for crop_box, layer in zip(crop_boxes, layer_idxs):
+                found = self._process_crop(image, crop_box, layer, embedding, is_cancelled, step)
+                crop_rles, data = found.finish(crop_box, self.box_nms_thresh)
+                rles.extend(crop_rles)
+                per_crop.append(data)
+            shapes = {"boxes": (0, 4), "iou": (0,), "stability": (0,), "points": (0, 2), "crop": (0, 4)}
+            data = {
+                k: _cat([d[k] for d in per_crop], shape, torch.float64 if k == "points" else torch.float32)
+                for k, shape in shapes.items()
+            }
+            if len(crop_boxes) > 1 and rles:
+                # duplicates between crops: prefer masks from smaller crops
+                order = batched_nms(
+                    data["boxes"].float(),
+                    1.0 / box_area(data["crop"]).float(),
+                    torch.zeros(len(rles)),
+                    self.crop_nms_thresh,
+                )
+                rles = [rles[i] for i in order.tolist()]
+                data = {k: v[order] for k, v in data.items()}
+            if self.min_mask_region_area > 0 and rles:
+                order, rles, boxes = self._remove_small_regions(rles, data["boxes"], is_cancelled)
+                data = {k: v[order] for k, v in data.items()}
+                data["boxes"] = boxes
+
+        boxes, crops = data["boxes"].tolist(), data["crop"].tolist()
+        iou, stab, points = data["iou"].tolist(), data["stability"].tolist(), data["points"].tolist()
+        return [
+            {
+                "segmentation": rles[i],
+                "area": coco_area(rles[i]),
+                "bbox": box_xyxy_to_xywh(boxes[i]),
+                "predicted_iou": iou[i],
+                "point_coords": [points[i]],
+                "stability_score": stab[i],
+                "crop_box": box_xyxy_to_xywh(crops[i]),
+            }
+            for i in range(len(rles))
+        ]
+
+    # ------------------------------------------------------------------ crops and batches
+
+    def _process_crop(
+        self,
+        image: np.ndarray,
+        crop_box: List[int],
+        layer: int,
+        embedding: Optional[ImageEmbedding],
+        is_cancelled: Callable[[], bool],
+        step: Callable[[], None],
+    ) -> _Found:
+        """Candidates of one crop, filtered but not yet de-duplicated (crop coordinates)."""
+        x0, y0, x1, y1 = crop_box
+        orig_box = [0, 0, image.shape[1], image.shape[0]]
+        if is_cancelled():
+            raise Cancelled()
+        if embedding is None:
+            embedding = self.predictor.encode(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        step()
+        crop_h, crop_w = y1 - y0, x1 - x0
+        points = self.point_grids[layer] * np.array([[crop_w, crop_h]], dtype=np.float64)  # (P, 2) x, y
+        found = _Found()
+        for start in range(0, len(points), self.points_per_batch):
+            if is_cancelled():
+                raise Cancelled()
+            batch = points[start : start + self.points_per_batch]
+            self._process_batch(batch, embedding, crop_box, orig_box, found, is_cancelled)
+            release_free_memory()  # keeps the resident size flat from batch to batch
+            step()
+        return found
+
+    def _process_batch(
+        self,
+        points: np.ndarray,
+        embedding: ImageEmbedding,
+        crop_box: List[int],
+        orig_box: List[int],
+        found: _Found,
+        is_cancelled: Callable[[], bool],
+    ) -> None:
+        """Decode one batch of points ``(B, 2)`` (x, y, crop pixels) and add its kept candidates to ``found``."""
+        low_res, iou = self._decode_points(embedding, points)  # (B, K, 256, 256), (B, K)
+        k = low_res.shape[1]
+        low_res = low_res.flatten(0, 1)
+        iou = iou.flatten(0, 1).float()
+        pts = torch.from_numpy(np.repeat(points, k, axis=0))  # (B*K, 2) float64
+        threshold = self._mask_threshold()
+
+        keep = torch.ones_like(iou, dtype=torch.bool)
+        if self.pred_iou_thresh > 0.0:
+            keep &= iou > self.pred_iou_thresh
+        screen = self.stability_score_thresh > 0.0
+        if screen:
+            # stage 1: stability on the valid part of the 256 x 256 logits
+            h_in, w_in = embedding.input_size
+            hh = max(1, math.ceil(LOW_RES * h_in / 1024))
+            ww = max(1, math.ceil(LOW_RES * w_in / 1024))
+            sel = torch.nonzero(keep).flatten()
+            rough = stability_score(low_res[sel, :hh, :ww].float(), threshold, self.stability_score_offset)
+            keep[sel[~(rough >= self.stability_score_thresh - LOW_RES_MARGIN)]] = False
+        idx = torch.nonzero(keep).flatten()
+        if idx.numel() == 0:
+            return
+
+        crop_h, crop_w = crop_box[3] - crop_box[1], crop_box[2] - crop_box[0]
+        h_in, w_in = embedding.input_size
+        two_step = self._two_step_upsampling()
+        # stage 2 pays off only when the full resolution is larger than the model input's
+        screen_mid = screen and two_step and crop_h * crop_w > h_in * w_in
+        chunk = max(1, FULL_RES_BUDGET // (IMG_SIZE * IMG_SIZE + crop_h * crop_w))
+        for start in range(0, idx.numel(), chunk):
+            if start > 0 and is_cancelled():
+                raise Cancelled()
+            sub = idx[start : start + chunk]
+            low = low_res[sub].unsqueeze(1).float()  # (n, 1, 256, 256)
+            if two_step:
+                # SAM 1's upsampling (as types.upscale_logits), split in its two steps
+                low = F.interpolate(low, (IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)[
+                    ..., :h_in, :w_in
+                ]
+            if screen_mid:
+                # stage 2: stability at the model input's resolution
+                rough = stability_score(low[:, 0], threshold, self.stability_score_offset)
+                ok = rough >= self.stability_score_thresh - MID_RES_MARGIN
+                if not bool(ok.any()):
+                    continue
+                low, sub = low[ok], sub[ok]
+            logits = F.interpolate(low, (crop_h, crop_w), mode="bilinear", align_corners=False)[:, 0]
+            del low
+            # exact filters at full resolution
+            stab = stability_score(logits, threshold, self.stability_score_offset)
+            ok = stab >= self.stability_score_thresh if screen else torch.ones_like(stab, dtype=torch.bool)
+            masks = logits > threshold
+            del logits
+            boxes = masks_to_boxes(masks)
+            ok &= ~is_box_near_crop_edge(boxes, crop_box, orig_box)
+            if not bool(ok.any()):
+                continue
+            masks, boxes, stab, sub = masks[ok], boxes[ok], stab[ok], sub[ok]
+            found.add(self._encode(masks, crop_box, orig_box), boxes, iou[sub], stab, pts[sub.cpu()])
+
+    def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode single-point prompts in one batch.
+
+        Parameters
+        ----------
+        points:
+            ``(B, 2)`` float64, x then y, in pixels of the encoded image
+            (``embedding.original_size``); each is its own foreground prompt.
+
+        Returns
+        -------
+        low_res, iou
+            ``(B, 3, 256, 256)`` logits over the padded model input and
+            ``(B, 3)`` predicted IoU (multimask output, token order).
+
+        Notes
+        -----
+        Uses the model protocol's ``predict_low_res`` with a prompt batch of
+        ``B`` (``coords (B, 1, 2)``, ``labels (B, 1)``) against the one image
+        embedding; the mask decoders broadcast the embedding over the batch.
+        """
+        model = self.predictor.model
+        device = model.device
+        if embedding.features.device != device:
+            embedding = embedding.to(device)
+        coords = model.transform_coords(points, tuple(embedding.original_size))
+        coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
+        labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
+        return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
+
+    def _two_step_upsampling(self) -> bool:
+        """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).
+
+        SAM 2 models (whose ``candidates_type`` is not the plain
+        :class:`~sam_core.types.Candidates`) upsample 256 -> original directly.
+        """
+        return getattr(self.predictor.model, "candidates_type", Candidates) is Candidates
+
+    def _mask_threshold(self) -> float:
+        return float(getattr(self.predictor.model, "mask_threshold", 0.0))
+
+    @staticmethod
+    def _encode(masks: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int]) -> List[Dict[str, Any]]:
+        """``(N, h, w)`` bool crop masks -> COCO RLEs over the whole image."""
+        x0, y0, x1, y1 = crop_box
+        img_w, img_h = orig_box[2], orig_box[3]
+        if (x0, y0, x1, y1) != (0, 0, img_w, img_h):
+            masks = torch.nn.functional.pad(masks, (x0, img_w - x1, y0, img_h - y1), value=False)
+        return [counts_to_coco(c, (img_h, img_w)) for c in masks_to_rle_counts(masks)]
+
+    # ------------------------------------------------------------------ post-processing
+
+    def _remove_small_regions(
+        self, rles: List[Dict[str, Any]], boxes: torch.Tensor, is_cancelled: Callable[[], bool]
+    ) -> Tuple[torch.Tensor, List[Dict[str, Any]], torch.Tensor]:
+        """Remove small holes and islands, one mask at a time, then NMS again.
+
+        Unchanged masks are preferred over changed ones in the NMS. Returns the
+        kept positions (into the inputs), their RLEs and boxes ``(K, 4)``.
+        """
+        new_rles: List[Dict[str, Any]] = []
+        new_boxes = torch.empty_like(boxes)
+        scores = torch.empty(len(rles), dtype=torch.float32)
+        for i, rle in enumerate(rles):
+            if is_cancelled():
+                raise Cancelled()
+            mask = coco_to_mask(rle)
+            mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, "islands")
+            changed = changed_holes or changed_islands
+            scores[i] = 0.0 if changed else 1.0
+            if changed:
+                new_rles.append(mask_to_coco(mask))
+                new_boxes[i] = masks_to_boxes(torch.from_numpy(mask)[None])[0]
+            else:
+                new_rles.append(rle)
+                new_boxes[i] = boxes[i]
+        keep = nms(new_boxes.float(), scores, max(self.box_nms_thresh, self.crop_nms_thresh))
+        return keep, [new_rles[i] for i in keep.tolist()], new_boxes[keep]
+
+
+def _cancel_checker(cancel: CancelFlag) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set  # type: ignore[union-attr]
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise TypeError("cancel must be a threading.Event, a callable returning bool, or None")

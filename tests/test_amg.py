@@ -1,0 +1,381 @@
+"""AutomaticMaskGenerator driven by a scripted model (no weights, fast).
+
+The fake model answers every point prompt with three concentric discs around
+the point (radii 6, 14 and 30 low-res pixels, steep logits so that they are
+stable) with predicted IoUs 0.97, 0.93 and 0.80. That is enough to check the
+pipeline's bookkeeping: filtering, NMS, RLE, crops, progress, cancel,
+embedding reuse and bounded memory. Quality against real weights is in
+tests/test_amg_weights.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sam_core import amg as amg_mod
+from sam_core import transforms
+from sam_core.amg import AutomaticMaskGenerator, Cancelled
+from sam_core.amg_utils import coco_to_mask
+from sam_core.types import Candidates, ImageEmbedding, upscale_logits
+
+RADII = (6.0, 14.0, 30.0)
+IOUS = (0.97, 0.93, 0.80)
+
+
+class FakeModel:
+    """The model protocol the generator uses, answering with discs."""
+
+    model_type = "fake"
+    mask_threshold = 0.0
+    image_size = 1024
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.decode_calls = 0
+        self.prompts = 0
+
+    def transform_coords(self, coords, original_size):
+        return transforms.apply_coords(coords, original_size)
+
+    def predict_low_res(self, embedding, coords, labels, boxes, mask_input, multimask):
+        assert boxes is None and mask_input is None and multimask
+        assert coords.shape[1:] == (1, 2) and labels.shape == coords.shape[:2]
+        assert bool((labels == 1).all())
+        self.decode_calls += 1
+        self.prompts += coords.shape[0]
+        c = coords[:, 0, :] / 4.0  # low-res frame (256 over the padded 1024 input)
+        ys, xs = torch.meshgrid(torch.arange(256.0) + 0.5, torch.arange(256.0) + 0.5, indexing="ij")
+        d = torch.sqrt((xs[None] - c[:, 0, None, None]) ** 2 + (ys[None] - c[:, 1, None, None]) ** 2)
+        logits = torch.stack([(r - d) * 20.0 for r in RADII], dim=1)  # (B, 3, 256, 256)
+        iou = torch.tensor(IOUS).expand(coords.shape[0], 3).clone()
+        return logits, iou
+
+
+class FakePredictor:
+    def __init__(self, model=None) -> None:
+        self.model = model or FakeModel()
+        self.encode_calls = 0
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        self.encode_calls += 1
+        h, w = image.shape[:2]
+        return ImageEmbedding(
+            features=torch.zeros(1, 256, 64, 64),
+            original_size=(h, w),
+            input_size=transforms.preprocess_shape(h, w),
+            model_type="fake",
+        )
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(150, 200, 3), dtype=np.uint8)
+
+
+def _xyxy(rec):
+    x, y, w, h = rec["bbox"]
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+def _box_iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _check_records(records, image_hw, pred_iou_thresh=0.88, stability_thresh=0.95, nms_thresh=0.7):
+    H, W = image_hw
+    assert records
+    for r in records:
+        assert set(r) == {
+            "segmentation",
+            "area",
+            "bbox",
+            "predicted_iou",
+            "stability_score",
+            "point_coords",
+            "crop_box",
+        }
+        seg = r["segmentation"]
+        assert seg["size"] == [H, W] and isinstance(seg["counts"], str)
+        mask = coco_to_mask(seg)
+        assert isinstance(r["area"], int) and r["area"] == int(mask.sum()) > 0
+        ys, xs = np.nonzero(mask)
+        assert r["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+        assert all(isinstance(v, int) for v in r["bbox"] + r["crop_box"])
+        assert r["predicted_iou"] > pred_iou_thresh
+        assert r["stability_score"] >= stability_thresh
+        (px, py), = r["point_coords"]
+        assert 0 <= px < W and 0 <= py < H
+    boxes = [_xyxy(r) for r in records]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert _box_iou(boxes[i], boxes[j]) <= nms_thresh
+
+
+def test_records_meet_thresholds_and_nms(image):
+    pred = FakePredictor()
+    records = AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=16).generate(image)
+    _check_records(records, image.shape[:2])
+    assert pred.encode_calls == 1
+    assert pred.model.decode_calls == 4 and pred.model.prompts == 64
+    # the third disc (predicted IoU 0.80) never passes; sorted by predicted IoU
+    assert {round(r["predicted_iou"], 2) for r in records} <= {0.97, 0.93}
+    ious = [r["predicted_iou"] for r in records]
+    assert ious == sorted(ious, reverse=True)
+    assert all(r["crop_box"] == [0, 0, 200, 150] for r in records)
+
+
+def test_masks_are_the_official_upsampling_of_the_logits(image):
+    """Each proposal is exactly its low-res candidate upsampled by SAM 1's postprocessing."""
+    pred = FakePredictor()
+    records = AutomaticMaskGenerator(pred, points_per_side=3).generate(image)
+    assert len(records) >= 3
+    emb = pred.encode(image)
+    for r in records:
+        coords = pred.model.transform_coords(np.array(r["point_coords"]), (150, 200))
+        logits, iou = pred.model.predict_low_res(
+            emb, torch.tensor(coords, dtype=torch.float32)[None], torch.ones(1, 1), None, None, True
+        )
+        k = IOUS.index(min(IOUS, key=lambda v: abs(v - r["predicted_iou"])))
+        full = upscale_logits(logits[:, k : k + 1], emb.input_size, emb.original_size)[0, 0] > 0
+        np.testing.assert_array_equal(coco_to_mask(r["segmentation"]), full.numpy())
+
+
+def test_filters_can_be_disabled(image):
+    pred = FakePredictor()
+    strict = AutomaticMaskGenerator(pred, points_per_side=4).generate(image)
+    loose = AutomaticMaskGenerator(pred, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0).generate(
+        image
+    )
+    assert len(loose) > len(strict)
+    assert any(round(r["predicted_iou"], 2) == 0.80 for r in loose)
+
+
+def test_chunking_does_not_change_the_output(image, monkeypatch):
+    pred = FakePredictor()
+    ref = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=40).generate(image)
+    monkeypatch.setattr(amg_mod, "FULL_RES_BUDGET", 1)  # one mask at a time
+    one = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=7).generate(image)
+    assert one == ref
+
+
+def test_progress_reports_every_step(image):
+    calls = []
+    pred = FakePredictor()
+    AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=20).generate(
+        image, progress=lambda done, total: calls.append((done, total))
+    )
+    # 1 encoding + ceil(64 / 20) = 4 batches
+    assert calls == [(i, 5) for i in range(6)]
+
+
+def test_progress_with_crops_counts_every_crop(image):
+    calls = []
+    gen = AutomaticMaskGenerator(FakePredictor(), points_per_side=4, points_per_batch=16, crop_n_layers=1)
+    records = gen.generate(image, progress=lambda d, t: calls.append((d, t)))
+    total = 5 + 5  # five crops, each one encoding and one batch of 16 points
+    assert calls == [(i, total) for i in range(total + 1)]
+    assert records
+    crop_boxes = {tuple(r["crop_box"]) for r in records}
+    assert len(crop_boxes) >= 2  # proposals from the whole image and from crops
+    for r in records:  # every proposal lies inside the crop it came from
+        x, y, w, h = r["bbox"]
+        cx, cy, cw, ch = r["crop_box"]
+        assert cx <= x and cy <= y and x + w < cx + cw and y + h < cy + ch
+
+
+@pytest.mark.parametrize("kind", ["event", "callable"])
+def test_cancel_stops_between_batches(image, kind):
+    pred = FakePredictor()
+    event = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done == 2:  # after the encoding and the first batch
+            event.set()
+
+    flag = event if kind == "event" else event.is_set
+    with pytest.raises(Cancelled):
+        AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=8).generate(
+            image, progress=progress, cancel=flag
+        )
+    assert seen == [0, 1, 2]
+    assert pred.model.decode_calls == 1  # 7 of the 8 batches never ran
+
+
+def test_cancel_before_start_skips_encoding(image):
+    pred = FakePredictor()
+    with pytest.raises(Cancelled):
+        AutomaticMaskGenerator(pred, points_per_side=4).generate(image, cancel=lambda: True)
+    assert pred.encode_calls == 0 and pred.model.decode_calls == 0
+
+
+def test_cancel_from_another_thread(image):
+    """The GUI's pattern: generate() in a worker, Cancel pressed on the main thread."""
+    pred = FakePredictor()
+    event = threading.Event()
+    started = threading.Event()
+    outcome = {}
+
+    def progress(done, total):
+        started.set()
+        if done >= 1:
+            assert event.wait(10)  # keep the worker busy until Cancel arrives
+
+    def work():
+        try:
+            AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=4).generate(
+                image, progress=progress, cancel=event
+            )
+        except Cancelled:
+            outcome["cancelled"] = True
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert started.wait(10)
+    event.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert outcome == {"cancelled": True}
+    assert pred.model.decode_calls <= 1
+
+
+def test_bad_cancel_flag(image):
+    with pytest.raises(TypeError):
+        AutomaticMaskGenerator(FakePredictor(), points_per_side=2).generate(image, cancel=True)
+
+
+def test_embedding_reuse_gives_the_same_output(image):
+    pred = FakePredictor()
+    gen = AutomaticMaskGenerator(pred, points_per_side=5)
+    fresh = gen.generate(image)
+    emb = pred.encode(image)
+    calls = pred.encode_calls
+    reused = gen.generate(image, embedding=emb)
+    assert pred.encode_calls == calls  # not encoded again
+    assert reused == fresh
+
+
+def test_embedding_reuse_is_refused_when_unusable(image):
+    pred = FakePredictor()
+    emb = pred.encode(image)
+    with pytest.raises(ValueError, match="crop_n_layers"):
+        AutomaticMaskGenerator(pred, points_per_side=2, crop_n_layers=1).generate(image, embedding=emb)
+    other = pred.encode(image[:100])
+    with pytest.raises(ValueError, match="size"):
+        AutomaticMaskGenerator(pred, points_per_side=2).generate(image, embedding=other)
+
+
+def test_invalid_arguments(image):
+    pred = FakePredictor()
+    for kwargs in ({"points_per_side": 0}, {"points_per_batch": 0}, {"crop_n_layers": -1}):
+        with pytest.raises(ValueError):
+            AutomaticMaskGenerator(pred, **kwargs)
+    with pytest.raises(ValueError):
+        AutomaticMaskGenerator(pred, points_per_side=2, crop_n_layers=2, crop_n_points_downscale_factor=2)
+    with pytest.raises(ValueError):
+        AutomaticMaskGenerator(pred).generate(image[..., 0])
+    with pytest.raises(ValueError):
+        AutomaticMaskGenerator(pred).generate(image.astype(np.float32))
+
+
+def _has_hole(mask: np.ndarray) -> bool:
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    solid = np.zeros(mask.shape, dtype=np.uint8)
+    cv2.drawContours(solid, contours, -1, 1, thickness=-1)
+    return bool((solid.astype(bool) != mask).any())
+
+
+def test_small_region_removal(image):
+    """Candidates with a small hole: filled when min_mask_region_area exceeds the hole."""
+
+    class HoleModel(FakeModel):
+        def predict_low_res(self, embedding, coords, labels, boxes, mask_input, multimask):
+            logits, iou = super().predict_low_res(embedding, coords, labels, boxes, mask_input, multimask)
+            c = coords[:, 0, :] / 4.0
+            for b in range(logits.shape[0]):  # a 4x4 low-res hole inside the middle disc
+                x, y = int(c[b, 0]) + 6, int(c[b, 1])
+                logits[b, 1, y - 2 : y + 2, x - 2 : x + 2] = -100.0
+            return logits, iou
+
+    pred = FakePredictor(HoleModel())
+    kwargs = dict(points_per_side=2, stability_score_thresh=0.5)
+    plain = AutomaticMaskGenerator(pred, **kwargs).generate(image)
+    assert any(_has_hole(coco_to_mask(r["segmentation"])) for r in plain)
+    cleaned = AutomaticMaskGenerator(pred, min_mask_region_area=50, **kwargs).generate(image)
+    assert cleaned
+    for r in cleaned:
+        m = coco_to_mask(r["segmentation"])
+        assert not _has_hole(m)
+        assert r["area"] == int(m.sum())
+        ys, xs = np.nonzero(m)
+        assert r["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+
+
+def test_memory_is_bounded_on_a_12_megapixel_photo(monkeypatch):
+    """No full-resolution float tensor larger than FULL_RES_BUDGET elements is ever made."""
+    big = np.zeros((3000, 4000, 3), dtype=np.uint8)
+    biggest = []
+    real_interpolate = F.interpolate
+
+    def spy(x, *args, **kwargs):
+        out = real_interpolate(x, *args, **kwargs)
+        biggest.append(out.numel())
+        return out
+
+    monkeypatch.setattr(amg_mod.F, "interpolate", spy)
+    trims = []
+    monkeypatch.setattr(amg_mod, "release_free_memory", lambda: trims.append(1))
+    records = AutomaticMaskGenerator(FakePredictor(), points_per_side=2, points_per_batch=2).generate(big)
+    assert records and records[0]["segmentation"]["size"] == [3000, 4000]
+    assert max(biggest) <= amg_mod.FULL_RES_BUDGET
+    assert max(biggest) >= 3000 * 4000  # it did work at full resolution
+    assert len(trims) == 2  # free heap memory handed back after each batch
+
+
+def test_release_free_memory_uses_glibc_malloc_trim():
+    import platform
+    import sys
+
+    from sam_core import amg_utils
+
+    amg_utils.release_free_memory()
+    amg_utils.release_free_memory()  # the libc handle is cached
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert amg_utils._LIBC and hasattr(amg_utils._LIBC, "malloc_trim")
+    else:  # pragma: no cover - other C libraries: a no-op
+        assert amg_utils._LIBC is False
+
+
+def test_sam2_models_upsample_in_one_step(image):
+    """Models whose candidates_type is not plain Candidates get 256 -> original directly."""
+
+    class Sam2LikeCandidates(Candidates):
+        pass
+
+    class Sam2Like(FakeModel):
+        candidates_type = Sam2LikeCandidates
+
+    pred = FakePredictor(Sam2Like())
+    records = AutomaticMaskGenerator(pred, points_per_side=2).generate(image)
+    assert records
+    emb = pred.encode(image)
+    for r in records:
+        coords = pred.model.transform_coords(np.array(r["point_coords"]), (150, 200))
+        logits, _ = pred.model.predict_low_res(
+            emb, torch.tensor(coords, dtype=torch.float32)[None], torch.ones(1, 1), None, None, True
+        )
+        k = IOUS.index(min(IOUS, key=lambda v: abs(v - r["predicted_iou"])))
+        full = F.interpolate(logits[:, k : k + 1], (150, 200), mode="bilinear", align_corners=False)[0, 0] > 0
+        np.testing.assert_array_equal(coco_to_mask(r["segmentation"]), full.numpy())
