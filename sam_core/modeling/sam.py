@@ -18,7 +18,7 @@ does not reach into model internals:
 ``embed(x) -> (features, high_res_features)``
     ``(1, 256, 64, 64)`` features and a tuple of finer levels (empty for SAM 1).
     The predictor calls it under ``torch.inference_mode`` and, on CUDA, under
-    bf16/fp16 autocast.
+    half-precision autocast (fp16 by default).
 ``transform_coords(coords, original_size) -> coords``
     ``(..., 2)`` float64 x, y in original pixels -> the same points in the
     model's input frame (float64 numpy).

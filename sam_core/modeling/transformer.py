@@ -145,6 +145,10 @@ class TwoWayAttentionBlock(nn.Module):
         return queries, keys
 
 
+# Keys from which the few-queries form of attention (see Attention._few_queries) pays off.
+_FOLD_MIN_KEYS = 256
+
+
 class Attention(nn.Module):
     """Multi-head attention with separate q/k/v projections.
 
@@ -171,8 +175,41 @@ class Attention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """``q`` ``(B, Nq, C)``, ``k``/``v`` ``(B, Nk, C)`` -> ``(B, Nq, C)``."""
-        out = F.scaled_dot_product_attention(
-            self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        )
-        b, _, n, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))
+        b, nq, _ = q.shape
+        if nq * self.num_heads < self.internal_dim and k.shape[1] >= _FOLD_MIN_KEYS:
+            out = self._few_queries(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(
+                self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+            )
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.internal_dim))
+
+    def _few_queries(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Attention of a few queries over many keys without projecting the keys.
+
+        For head ``h`` with projections ``(W_q, b_q)``, ``(W_k, b_k)``, ``(W_v, b_v)``:
+
+        * logit ``i, j`` is ``(W_q q_i + b_q) . (W_k k_j + b_k) = q'_i . k_j + const_i``
+          with ``q'_i = W_k^T (W_q q_i + b_q)``; the constant does not change the
+          softmax over ``j``;
+        * the output is ``sum_j a_ij (W_v v_j + b_v) = W_v (sum_j a_ij v_j) + b_v``
+          because the weights sum to 1.
+
+        So the keys and values enter in their input width, and the heads can be
+        stacked as extra queries of one attention call (they share ``k`` and
+        ``v``). For the decoder's tokens-to-image attention (7 tokens x 8 heads
+        over 4096 image tokens) this replaces two ``4096 x 256 x 128``
+        projections by attention over 56 queries. Returns ``(B, heads, Nq, hd)``.
+        """
+        b, nq, c = q.shape
+        heads = self.num_heads
+        hd = self.internal_dim // heads
+        qh = self.q_proj(q).view(b, nq, heads, hd)
+        w_k = self.k_proj.weight.view(heads, hd, c)
+        q_folded = torch.einsum("bnhd,hdc->bhnc", qh, w_k).reshape(b, 1, heads * nq, c)
+        mixed = F.scaled_dot_product_attention(
+            q_folded, k.unsqueeze(1), v.unsqueeze(1), scale=hd**-0.5
+        )  # (B, 1, heads * Nq, C): per head and query, the attention-weighted input values
+        w_v = self.v_proj.weight.view(heads, hd, c)
+        out = torch.einsum("bhnc,hdc->bhnd", mixed.view(b, heads, nq, c), w_v)
+        return out + self.v_proj.bias.view(1, heads, 1, hd)
