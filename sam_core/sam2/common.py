@@ -11,6 +11,12 @@ from typing import Type
 import torch
 from torch import nn
 
+# SAM 1's channel LayerNorm is the same layer (keys ``weight``/``bias``); it also normalises
+# half-precision input in float32 under CUDA autocast.
+from ..modeling.common import LayerNorm2d
+
+__all__ = ["MLP", "LayerNorm2d"]
+
 
 class MLP(nn.Module):
     """A stack of ``num_layers`` linear layers with an activation between them.
@@ -51,21 +57,3 @@ class MLP(nn.Module):
             if i < last:
                 x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of a ``(B, C, H, W)`` tensor."""
-
-    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, C, H, W)``, normalised per pixel over C."""
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
-
