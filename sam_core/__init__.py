@@ -52,6 +52,7 @@ _EXPORTS = {
     "EmbeddingCache": "sam_core.cache",
     # segment everything
     "AutomaticMaskGenerator": "sam_core.amg",
+    "Cancelled": "sam_core.amg",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -71,7 +72,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .amg import AutomaticMaskGenerator
+    from .amg import AutomaticMaskGenerator, Cancelled
     from .build import MODEL_TYPES, SamModel, build_model, detect_model_type, load_checkpoint, load_model, resolve_device
     from .cache import EmbeddingCache
     from .checkpoints import (

@@ -11,7 +11,14 @@ Memory is bounded whatever the photo size: a batch of ``points_per_batch``
 points is decoded at the decoder's 256 x 256 resolution, filtered there, and
 only the surviving masks are upsampled to full resolution, a few at a time
 (:data:`FULL_RES_BUDGET` elements), and compressed to RLE at once. Between
-batches only RLEs, boxes and scores are kept.
+batches only RLEs, boxes and scores are kept, and free C-heap memory is handed
+back to the OS (:func:`~sam_core.amg_utils.release_free_memory`). The peak is
+then the mask decoder's working memory for one batch (about 1.6 GB on CPU for
+64 points with MobileSAM), whatever the photo size.
+
+:meth:`AutomaticMaskGenerator.generate` may run in a worker thread: it only
+reads the model, reports through a ``progress`` callback and stops at a
+``cancel`` flag, raising :class:`Cancelled`.
 
 Differences from the official generator (which upsamples every candidate to
 full resolution before filtering):
@@ -54,9 +61,11 @@ from .amg_utils import (
     masks_to_boxes,
     masks_to_rle_counts,
     nms,
+    rle_counts_to_box,
     release_free_memory,
     remove_small_regions,
     stability_score,
+    threshold_masks,
 )
 from .types import LOW_RES, Candidates, ImageEmbedding
 
@@ -424,14 +433,20 @@ class AutomaticMaskGenerator:
             # exact filters at full resolution
             stab = stability_score(logits, threshold, self.stability_score_offset)
             ok = stab >= self.stability_score_thresh if screen else torch.ones_like(stab, dtype=torch.bool)
-            masks = logits > threshold
-            del logits
-            boxes = masks_to_boxes(masks)
-            ok &= ~is_box_near_crop_edge(boxes, crop_box, orig_box)
             if not bool(ok.any()):
                 continue
-            masks, boxes, stab, sub = masks[ok], boxes[ok], stab[ok], sub[ok]
-            found.add(self._encode(masks, crop_box, orig_box), boxes, iou[sub], stab, pts[sub.cpu()])
+            masks = threshold_masks(logits, threshold)
+            del logits
+            if not bool(ok.all()):
+                masks, stab, sub = masks[ok], stab[ok], sub[ok]
+            rles, boxes = self._encode(masks, crop_box, orig_box)
+            del masks
+            ok = ~is_box_near_crop_edge(boxes, crop_box, orig_box)
+            if not bool(ok.any()):
+                continue
+            rles = [r for r, k in zip(rles, ok.tolist()) if k]
+            sub, stab = sub[ok.to(sub.device)], stab[ok.to(stab.device)]
+            found.add(rles, boxes[ok], iou[sub], stab, pts[sub.cpu()])
 
     def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode single-point prompts in one batch.
@@ -475,13 +490,39 @@ class AutomaticMaskGenerator:
         return float(getattr(self.predictor.model, "mask_threshold", 0.0))
 
     @staticmethod
-    def _encode(masks: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int]) -> List[Dict[str, Any]]:
-        """``(N, h, w)`` bool crop masks -> COCO RLEs over the whole image."""
-        x0, y0, x1, y1 = crop_box
-        img_w, img_h = orig_box[2], orig_box[3]
-        if (x0, y0, x1, y1) != (0, 0, img_w, img_h):
-            masks = torch.nn.functional.pad(masks, (x0, img_w - x1, y0, img_h - y1), value=False)
-        return [counts_to_coco(c, (img_h, img_w)) for c in masks_to_rle_counts(masks)]
+    def _encode(
+        masks: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int]
+    ) -> Tuple[List[Dict[str, Any]], torch.Tensor]:
+        """Encode crop masks over the whole image.
+
+        Parameters
+        ----------
+        masks:
+            ``(N, h, w)`` bool masks of the crop ``crop_box`` ``[x0, y0, x1, y1]``.
+        orig_box:
+            ``[0, 0, W, H]``.
+
+        Returns
+        -------
+        rles, boxes
+            COCO RLEs of size ``(H, W)`` (``counts`` str) and ``(N, 4)`` int64
+            boxes ``x0, y0, x1, y1`` (inclusive) in *crop* pixels, ``[0, 0, 0, 0]``
+            for an empty mask (the official convention).
+        """
+        x0, y0, x1, y1 = (int(v) for v in crop_box)
+        img_w, img_h = int(orig_box[2]), int(orig_box[3])
+        whole = (x0, y0, x1, y1) == (0, 0, img_w, img_h)
+        if not whole:
+            masks = F.pad(masks, (x0, img_w - x1, y0, img_h - y1), value=False)
+        all_counts = masks_to_rle_counts(masks)
+        rles, boxes = [], []
+        for counts in all_counts:
+            rles.append(counts_to_coco(counts, (img_h, img_w)))
+            box = rle_counts_to_box(counts, (img_h, img_w))
+            if not whole and len(counts) > 1:  # non-empty: back to crop pixels
+                box = [box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]
+            boxes.append(box)
+        return rles, torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4)
 
     # ------------------------------------------------------------------ post-processing
 

@@ -239,6 +239,34 @@ def test_rle_counts_empty_batch():
     assert U.masks_to_rle_counts(torch.zeros((0, 3, 3), dtype=torch.bool)) == []
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (7, 5)])
+def test_rle_counts_on_thin_masks(ref_amg, shape):
+    rng = np.random.default_rng(sum(shape))
+    masks = torch.from_numpy(rng.random((12, *shape)) > 0.5)
+    masks[0] = False
+    masks[1] = True
+    counts = U.masks_to_rle_counts(masks)
+    assert counts == [r["counts"] for r in ref_amg.mask_to_rle_pytorch(masks)]
+
+
+def test_box_from_rle_counts_equals_box_from_mask():
+    rng = np.random.default_rng(5)
+    masks = _random_masks(rng, 12, 31, 23)
+    # runs that cross from one column into the next, and single pixels
+    extra = torch.zeros((4, 31, 23), dtype=torch.bool)
+    extra[0, 25:, 3] = True
+    extra[0, :4, 4] = True
+    extra[1, 30, 22] = True
+    extra[2, 0, 0] = True
+    extra[3, 10:, 5] = True
+    extra[3, :, 6:9] = True
+    extra[3, :2, 9] = True
+    masks = torch.cat([masks, extra])
+    expected = U.masks_to_boxes(masks).tolist()
+    for m, c, box in zip(masks, U.masks_to_rle_counts(masks), expected):
+        assert U.rle_counts_to_box(c, (31, 23)) == box
+
+
 # --------------------------------------------------------------------------- small regions
 
 
@@ -269,3 +297,10 @@ def test_remove_small_regions_semantics():
     assert changed and only_small[2, 2] and not only_small[16, 16]
     with pytest.raises(ValueError):
         U.remove_small_regions(m, 5, "both")
+
+
+def test_threshold_masks_equals_torch_comparison():
+    x = torch.tensor([[[-1.0, 0.0, 1e-45, 0.3, np.float32(0.3)]]], dtype=torch.float32)
+    for thr in (0.0, 0.3, -1.0):
+        assert torch.equal(U.threshold_masks(x, thr), x > thr)
+    assert U.threshold_masks(x, 0.0).dtype == torch.bool
