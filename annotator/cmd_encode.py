@@ -23,9 +23,10 @@ weights file of your own instead.
 Batching
 --------
 On a CUDA device, images are loaded and hashed by background threads while
-the GPU works, and ``--batch-size`` images (default 8 on CUDA, 1 on CPU) are
-given to the encoder together when the engine offers a batch encoder
-(``Predictor.encode_batch``); otherwise they are encoded one after another.
+the GPU works, and ``--batch-size`` images (default 8 on CUDA, 1 on CPU) go
+through the encoder in one forward pass (``Predictor.encode_batch``). A batch
+that fails (out of GPU memory, say) is retried image by image. On a CPU a
+batch only costs memory, hence the default of 1 there.
 
 Exit codes
 ----------

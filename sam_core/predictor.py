@@ -15,7 +15,7 @@ Coordinates are original-image pixels, **x then y**:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -108,27 +108,65 @@ class Predictor:
         ValueError
             ``image`` is not an ``(H, W, 3)`` uint8 array.
         """
-        _check_image(image)
+        (embedding,) = self.encode_batch([image])
+        return embedding
+
+    def encode_batch(self, images: Sequence[np.ndarray]) -> List[ImageEmbedding]:
+        """Run the image encoder on several images in one forward pass.
+
+        Each result is what :meth:`encode` gives for that image (the same
+        arithmetic, up to the last bits of batched kernels), and owns its
+        memory: keeping one embedding does not keep the batch alive. Worth it
+        on a GPU, where one pass over ``B`` images is faster than ``B`` passes;
+        on a CPU it only raises peak memory (about 64 MB per image of input and
+        activations for ViT-B at a time). The images may differ in size.
+
+        Raises
+        ------
+        ValueError
+            One of ``images`` is not an ``(H, W, 3)`` uint8 array (the message
+            says which); nothing is encoded then.
+        """
+        images = list(images)
+        for i, image in enumerate(images):
+            try:
+                _check_image(image)
+            except ValueError as exc:
+                raise ValueError(f"image {i} of the batch: {exc}" if len(images) > 1 else str(exc)) from None
+        if not images:
+            return []
         model = self.model
         dtype = _encoder_dtype(self.encoder_dtype, model.device)
         with torch.inference_mode():
-            x, input_size = model.preprocess(image)
-            features = None
-            if dtype is not None:
+            inputs = [model.preprocess(image) for image in images]
+            x = inputs[0][0] if len(inputs) == 1 else torch.cat([t for t, _ in inputs])
+            if dtype is None:
+                features, high_res = model.embed(x)
+            else:
                 with torch.autocast(device_type=model.device.type, dtype=dtype):
                     features, high_res = model.embed(x)
-                finite = all(bool(torch.isfinite(t).all()) for t in (features, *high_res))
-                if not finite:  # half precision overflowed on this image: redo it exactly
-                    features = None
-            if features is None:
-                features, high_res = model.embed(x)
-        return ImageEmbedding(
-            features=features,
-            original_size=(int(image.shape[0]), int(image.shape[1])),
-            input_size=(int(input_size[0]), int(input_size[1])),
-            model_type=model.model_type,
-            high_res_features=tuple(high_res),
-        )
+                # half precision can overflow on some image: redo just those exactly
+                bad = [i for i in range(len(images)) if not _finite(i, features, *high_res)]
+                if bad:
+                    features, high_res = features.float(), tuple(t.float() for t in high_res)
+                for i in bad:
+                    exact, exact_high_res = model.embed(x[i : i + 1])
+                    features[i : i + 1] = exact
+                    for t, e in zip(high_res, exact_high_res):
+                        t[i : i + 1] = e
+            del x
+            out = []
+            for i, (image, (_, input_size)) in enumerate(zip(images, inputs)):
+                out.append(
+                    ImageEmbedding(
+                        features=_own(features, i, len(images)),
+                        original_size=(int(image.shape[0]), int(image.shape[1])),
+                        input_size=(int(input_size[0]), int(input_size[1])),
+                        model_type=model.model_type,
+                        high_res_features=tuple(_own(t, i, len(images)) for t in high_res),
+                    )
+                )
+        return out
 
     # -- decode ---------------------------------------------------------------------------------
 
@@ -223,6 +261,17 @@ class Predictor:
 
 
 # -- validation -----------------------------------------------------------------------------------
+
+
+def _finite(i: int, *batches: torch.Tensor) -> bool:
+    return all(bool(torch.isfinite(t[i]).all()) for t in batches)
+
+
+def _own(batch: torch.Tensor, i: int, n: int) -> torch.Tensor:
+    """Item ``i`` of a batch of ``n`` as a ``(1, ...)`` tensor with its own storage, in the batch's layout."""
+    if n == 1:
+        return batch
+    return batch[i : i + 1].clone()  # preserve_format keeps channels-last
 
 
 def _check_image(image: Any) -> None:

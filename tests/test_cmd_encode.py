@@ -160,6 +160,31 @@ def test_batches_use_the_batch_encoder_and_fall_back_one_by_one(tmp_path):
     assert "out of memory" in summary.failed[0][1]
 
 
+def test_batched_entries_decode_like_images_encoded_one_at_a_time(tmp_path):
+    """The real batch encoder (random MobileSAM weights) fills the cache with the embeddings encode() gives."""
+    from sam_core import Predictor, build_model
+
+    torch.manual_seed(0)
+    predictor = Predictor(build_model("vit_t"))
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, shape in enumerate([(60, 80), (90, 40), (50, 50)]):
+        paths.append(tmp_path / f"im{i}.png")
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), np.uint8)).save(paths[-1])
+    cache = EmbeddingCache(tmp_path / "emb", model_type="vit_t", checkpoint_id="c", memory_bytes=0)
+    summary = cmd_encode.encode_folder(paths, predictor, cache, batch_size=3)
+    assert (summary.encoded, summary.failed) == (3, [])
+    for path in paths:
+        image = load_image(path)
+        cached = cache.get(cache.key_for(image))
+        alone = predictor.encode(image)
+        assert cached.original_size == alone.original_size and cached.input_size == alone.input_size
+        a = predictor.decode(cached, points=[[10, 10]], labels=[1])
+        b = predictor.decode(alone, points=[[10, 10]], labels=[1])
+        # the cache stores float16: masks agree up to that rounding
+        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits, atol=0.05 * np.abs(b.low_res_logits).max())
+
+
 def test_usage_errors(tmp_path, fake, capsys):
     _, ckpt = fake
     empty = tmp_path / "empty"

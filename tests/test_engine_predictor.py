@@ -144,6 +144,58 @@ def test_half_precision_encoder_on_cpu_and_overflow_fallback(predictor, photos, 
     torch.testing.assert_close(emb.features, exact, atol=0, rtol=0)
 
 
+def test_encode_batch_equals_encoding_each_image_alone(predictor, photos, embeddings):
+    tiny = np.full((1, 1, 3), 200, np.uint8)
+    images = [photos["coffee"], photos["chelsea"], tiny]
+    batch = predictor.encode_batch(images)
+    alone = [embeddings["coffee"], embeddings["chelsea"], predictor.encode(tiny)]
+    assert len(batch) == 3
+    storages = set()
+    for got, want in zip(batch, alone):
+        assert (got.original_size, got.input_size, got.model_type) == (want.original_size, want.input_size, "tiny")
+        assert got.features.shape == (1, 256, 64, 64)
+        assert got.features.is_contiguous(memory_format=torch.channels_last)
+        # its own storage: keeping one embedding does not keep the whole batch alive
+        assert got.features.untyped_storage().nbytes() == got.features.nbytes
+        storages.add(got.features.untyped_storage().data_ptr())
+        torch.testing.assert_close(got.features, want.features, atol=1e-5, rtol=1e-4)
+        a, b = predictor.decode(got, points=[[2, 0]], labels=[1]), predictor.decode(want, points=[[2, 0]], labels=[1])
+        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits, atol=1e-3)
+    assert len(storages) == 3
+    assert predictor.encode_batch([]) == []
+
+
+def test_encode_batch_names_the_bad_image_and_encodes_nothing(predictor, photos):
+    with pytest.raises(ValueError, match=r"image 1 of the batch: image must be uint8"):
+        predictor.encode_batch([photos["coffee"], photos["coffee"].astype(np.float32)])
+
+
+def test_encode_batch_redoes_only_the_overflowing_image_in_fp32(predictor, photos, embeddings):
+    class OverflowsOnSecond(nn.Module):
+        """An encoder whose half-precision activations overflow on the second image of a batch only."""
+
+        img_size = 1024
+
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x):
+            out = self.encoder(x)
+            if torch.is_autocast_enabled("cpu") and len(out) > 1:
+                out = out.clone()
+                out[1] = float("inf")
+            return out
+
+    model = tiny_sam()
+    model.image_encoder = OverflowsOnSecond(model.image_encoder)
+    first, second = Predictor(model, encoder_dtype="bf16").encode_batch([photos["coffee"], photos["chelsea"]])
+    torch.testing.assert_close(second.features, embeddings["chelsea"].features, atol=1e-5, rtol=1e-4)  # exact redo
+    exact = embeddings["coffee"].features
+    rel = float((first.features.float() - exact).norm() / exact.norm())
+    assert 0 < rel < 0.05  # the first stayed in bf16
+
+
 # -- decode ---------------------------------------------------------------------------------------
 
 

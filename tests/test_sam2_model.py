@@ -265,3 +265,19 @@ def test_a_batch_of_prompts_decodes_like_each_alone(tiny, embedding):
             torch.testing.assert_close(batch[i : i + 1], one, atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(iou[i : i + 1], one_iou, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(batch[0], batch[1])
+
+
+def test_encode_batch_splits_the_high_resolution_features_per_image(tiny):
+    from sam_core import Predictor
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (120, 90, 3), np.uint8), rng.integers(0, 256, (64, 200, 3), np.uint8)]
+    pred = Predictor(tiny)
+    batch = pred.encode_batch(images)
+    for got, image in zip(batch, images):
+        want = pred.encode(image)
+        assert got.original_size == image.shape[:2] and got.input_size == (1024, 1024)
+        assert [t.shape for t in got.high_res_features] == [(1, 32, 256, 256), (1, 64, 128, 128)]
+        for a, b in zip((got.features, *got.high_res_features), (want.features, *want.high_res_features)):
+            assert a.untyped_storage().nbytes() == a.nbytes
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

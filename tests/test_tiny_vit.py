@@ -236,3 +236,17 @@ def test_train_mode_uses_batch_statistics_and_backpropagates():
 def test_training_only_options_are_refused(kwargs):
     with pytest.raises(ValueError, match="inference"):
         TinyViT(**{**VIT_T_ARGS, **kwargs})
+
+
+def test_mobilesam_encode_batch_equals_one_at_a_time():
+    from sam_core import Predictor, build_model
+
+    torch.manual_seed(0)
+    pred = Predictor(build_model("vit_t"))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (300, 451, 3), np.uint8), rng.integers(0, 256, (500, 200, 3), np.uint8)]
+    for got, image in zip(pred.encode_batch(images), images):
+        want = pred.encode(image)
+        assert got.input_size == want.input_size
+        assert got.features.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got.features, want.features, atol=1e-5, rtol=1e-4)
