@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .workers import start_thread, stop_thread, user_message
+from .workers import in_fresh_thread, start_thread, stop_thread, user_message
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class JobWorker(QObject):
             if job.cancel.is_set():
                 self.cancelled.emit(job.job_id)
                 return
-            result = job.fn(*job.args, report=report, cancel=job.cancel)
+            result = in_fresh_thread(job.fn, *job.args, report=report, cancel=job.cancel)
             if job.cancel.is_set():
                 self.cancelled.emit(job.job_id)
             else:

@@ -13,7 +13,7 @@ and emits what the user did.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap, QTransform
@@ -80,6 +80,8 @@ class Canvas(QGraphicsView):
 
         self._image_item = QGraphicsPixmapItem()
         self._image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        # keep the image as drawn at the current zoom: a repaint (a new overlay, a point) blits it, no resampling
+        self._image_item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._scene.addItem(self._image_item)
         self._annotation_items: dict[int, QGraphicsPixmapItem] = {}
         self._annotations_visible = True
@@ -98,6 +100,8 @@ class Canvas(QGraphicsView):
         self._point_items: list[QGraphicsEllipseItem] = []
 
         self._image_size: Optional[Tuple[int, int]] = None  # (width, height)
+        self._levels: Tuple[QImage, ...] = ()  # the image's pyramid, full size first
+        self._level = -1  # the level drawn
         self._fit_mode = True  # refit on resize until the user zooms
         self._press: Optional[QPointF] = None
         self._press_shift = False
@@ -109,18 +113,50 @@ class Canvas(QGraphicsView):
 
     # -- content ---------------------------------------------------------------------
 
-    def set_image(self, image: Optional[QImage]) -> None:
-        """Show ``image`` (or nothing), drop all overlays and fit it to the view."""
+    def set_image(self, image: Union[QImage, Sequence[QImage], None]) -> None:
+        """Show an image (or nothing), drop all overlays and fit it to the view.
+
+        ``image`` is a QImage, or its pyramid: the full image, then smaller
+        copies of it (see :func:`annotator.overlays.pyramid`). The view draws
+        the smallest level with at least one pixel per screen pixel; scene
+        coordinates are those of the full image at every level.
+        """
         self.clear_overlays()
-        if image is None or image.isNull():
+        levels = tuple(image) if isinstance(image, (tuple, list)) else (image,)
+        self._levels = ()
+        self._level = -1
+        if not levels or levels[0] is None or levels[0].isNull():
             self._image_item.setPixmap(QPixmap())
+            self._image_item.setTransform(QTransform())
             self._image_size = None
             self._scene.setSceneRect(QRectF())
             return
-        self._image_item.setPixmap(QPixmap.fromImage(image))
-        self._image_size = (image.width(), image.height())
-        self._scene.setSceneRect(QRectF(0, 0, image.width(), image.height()))
+        self._levels = levels
+        self._image_size = (levels[0].width(), levels[0].height())
+        self._scene.setSceneRect(QRectF(0, 0, levels[0].width(), levels[0].height()))
         self.fit()
+
+    def _show_level(self) -> None:
+        """Draw the image from the smallest level that still has a pixel per screen pixel at the current zoom."""
+        if not self._levels:
+            return
+        full_w, full_h = self._image_size
+        scale = self.view_scale()
+        k = 0
+        for i, level in enumerate(self._levels):
+            if level.width() >= full_w * scale * 0.999:
+                k = i
+        if k == self._level:
+            return
+        level = self._levels[k]
+        self._level = k
+        self._image_item.setPixmap(QPixmap.fromImage(level))
+        self._image_item.setTransform(QTransform.fromScale(full_w / level.width(), full_h / level.height()))
+
+    @property
+    def image_level(self) -> int:
+        """Index of the pyramid level drawn now (0: the full image; -1: none)."""
+        return self._level
 
     @property
     def image_size(self) -> Optional[Tuple[int, int]]:
@@ -216,7 +252,7 @@ class Canvas(QGraphicsView):
         self._fit_mode = True
         if self._image_size is None:
             return
-        self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
+        self.fitInView(QRectF(0, 0, *self._image_size), Qt.AspectRatioMode.KeepAspectRatio)
         self._after_zoom()
 
     def zoom_by(self, factor: float, anchor: Optional[QPointF] = None) -> None:
@@ -254,6 +290,7 @@ class Canvas(QGraphicsView):
         return self.viewportTransform().map(QPointF(sx, sy))
 
     def _after_zoom(self) -> None:
+        self._show_level()
         # Show the pixels when zoomed in: smoothing blurs exactly what the user zoomed in to see.
         smooth = self.view_scale() < 2.0
         self._image_item.setTransformationMode(

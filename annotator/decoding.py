@@ -68,10 +68,11 @@ class DecoderWorker(QObject):
         t = time.perf_counter()
         cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args())
         decode_s = time.perf_counter() - t
-        n = len(cands)
-        previews = tuple(cands.preview(i, job.preview_size) for i in range(n))
+        previews = tuple(overlays.previews(cands, job.preview_size))
         rendered = tuple(overlays.candidate_overlay(p, job.color, job.opacity) for p in previews)
-        thumbs = tuple(overlays.thumbnail(job.thumb_source, p, job.color) for p in previews)
+        # 72-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
+        low_res = cands.valid_low_res_logits > cands.mask_threshold
+        thumbs = tuple(overlays.thumbnail(job.thumb_source, m, job.color) for m in low_res)
         h, w = cands.original_size
         scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
         return DecodeResult(

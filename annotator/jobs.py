@@ -98,9 +98,11 @@ class LoadedImage:
     """An image ready to show: display pixels, a small copy for thumbnails, its content digest.
 
     ``qimage`` is RGB32 ``width`` x ``height`` (the full image, EXIF applied);
-    ``small`` is ``(h, w, 3)`` uint8 RGB with a longest side of at most
-    :data:`overlays.THUMB_SOURCE_SIDE`; ``stamp`` is ``(size, mtime_ns)`` of
-    the file when it was read.
+    ``smaller`` are the lower levels of its pyramid for drawing it zoomed
+    out (each half the size of the one before; see
+    :func:`annotator.overlays.pyramid`); ``small`` is ``(h, w, 3)`` uint8 RGB
+    with a longest side of at most :data:`overlays.THUMB_SOURCE_SIDE`;
+    ``stamp`` is ``(size, mtime_ns)`` of the file when it was read.
     """
 
     path: Path
@@ -110,10 +112,16 @@ class LoadedImage:
     small: np.ndarray
     digest: str
     stamp: Tuple[int, int]
+    smaller: Tuple[QImage, ...] = ()
+
+    @property
+    def levels(self) -> Tuple[QImage, ...]:
+        """The full image, then each smaller level."""
+        return (self.qimage, *self.smaller)
 
     @property
     def nbytes(self) -> int:
-        return int(self.qimage.sizeInBytes()) + int(self.small.nbytes)
+        return sum(int(q.sizeInBytes()) for q in self.levels) + int(self.small.nbytes)
 
 
 @dataclass(frozen=True, eq=False)

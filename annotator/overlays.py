@@ -44,24 +44,24 @@ def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int
     return max(1, round(height * f)), max(1, round(width * f))
 
 
-def _erode(mask: np.ndarray) -> np.ndarray:
-    """One step of 4-neighbourhood erosion (pixels beyond the border count as outside)."""
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    inner[0, :] = inner[-1, :] = False
-    inner[:, 0] = inner[:, -1] = False
-    return inner
-
-
 def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
-    """The inner band of ``mask`` ``(h, w)`` bool, ``width`` pixels wide (4-neighbourhood)."""
-    inner = mask
-    for _ in range(max(1, width)):
-        inner = _erode(inner)
-    return mask & ~inner
+    """The inner band of ``mask`` ``(h, w)`` bool, ``width`` pixels wide (4-neighbourhood).
+
+    A pixel of the mask is in the band when a path of at most ``width``
+    steps (up, down, left, right) leads from it out of the mask or out of
+    the image. Computed by OpenCV's erosion with a cross.
+    """
+    import cv2
+
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if mask.size == 0:
+        return mask.copy()
+    inner = cv2.erode(mask.view(np.uint8), _CROSS, iterations=max(1, width),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return mask & ~inner.view(bool)
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
 
 
 def mask_overlay(
@@ -77,10 +77,8 @@ def mask_overlay(
     ``edge_width`` is in mask pixels (masks are rendered near screen resolution, see :func:`overlay_size`).
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
-    h, w = mask.shape
-    argb = np.zeros((h, w), dtype=np.uint32)
-    argb[mask] = _premultiplied(color, fill_alpha)
-    argb[outline(mask, edge_width)] = _premultiplied(edge_color or color, edge_alpha)
+    argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
+    np.copyto(argb, _premultiplied(edge_color or color, edge_alpha), where=outline(mask, edge_width))
     return _argb_image(argb)
 
 
@@ -144,6 +142,44 @@ def rgb_image(rgb: np.ndarray) -> QImage:
     h, w = rgb.shape[:2]
     image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
     return image.convertToFormat(QImage.Format.Format_RGB32)
+
+
+def previews(candidates, size: Tuple[int, int]) -> list[np.ndarray]:
+    """Every candidate of a :class:`sam_core.Candidates` as an ``(h, w)`` bool mask at display ``size``.
+
+    The resampling of :meth:`sam_core.Candidates.preview` (bilinear, pixel
+    centres at half-integers, from the logits' valid region), done by OpenCV:
+    ~3x faster than torch's for these shapes, and equal but for the odd pixel
+    whose logit rounds to the other side of the threshold.
+    """
+    import cv2
+
+    h, w = size
+    return [
+        cv2.resize(np.ascontiguousarray(logits), (w, h), interpolation=cv2.INTER_LINEAR) > candidates.mask_threshold
+        for logits in candidates.valid_low_res_logits
+    ]
+
+
+#: The pyramid of a large image stops at this longest side.
+PYRAMID_MIN_SIDE = 1024
+
+
+def pyramid(rgb: np.ndarray, min_side: int = PYRAMID_MIN_SIDE) -> list[np.ndarray]:
+    """``rgb`` ``(H, W, 3)`` uint8, then halves of it (area averaging) while the longest side exceeds ``min_side``.
+
+    The canvas draws the smallest level that still has a pixel per screen
+    pixel: a zoomed-out 12 MP photo is then painted from a 1000 x 750 copy,
+    not resampled from 12 million pixels on every repaint (~6 ms each), and
+    without the aliasing of bilinear shrinking by more than two.
+    """
+    import cv2
+
+    levels = [rgb]
+    while max(levels[-1].shape[:2]) > min_side:
+        h, w = levels[-1].shape[:2]
+        levels.append(cv2.resize(levels[-1], ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA))
+    return levels
 
 
 def downscale(rgb: np.ndarray, max_side: int = THUMB_SOURCE_SIDE) -> np.ndarray:

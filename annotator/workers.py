@@ -118,6 +118,37 @@ def stop_thread(thread: Optional[QThread], timeout_ms: int = -1) -> bool:
     return thread.wait(timeout_ms)
 
 
+def in_fresh_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` run on a new thread that ends with it; returns its result or raises its exception.
+
+    Why: torch's CPU kernels run on OpenMP, which keeps a pool of threads for
+    every thread that ever ran a parallel operation, for as long as that
+    thread lives. Once the process holds more such threads than there are
+    cores, OpenMP stops spinning between operations and sleeps instead, and
+    every small operation then costs two context switches: the decoder, a
+    chain of ~170 small operations per click, ran 1.5-2x slower on two cores
+    while the encoder thread merely idled with its pool. So the long jobs
+    (loading a model, encoding, segment everything, exports) run here, and
+    their pools go away with them; the decoder thread, on the click path,
+    keeps its pool. Nothing on the GUI thread may run torch. The new thread
+    inherits the caller's niceness (Linux).
+    """
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"{threading.current_thread().name}-job", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def make_predictor(model: Any):
     """A :class:`sam_core.Predictor` for ``model``; an object that already has ``encode`` and ``decode`` is used as is.
 
@@ -160,7 +191,7 @@ class EncoderWorker(QObject):
     @Slot(object)
     def load_model(self, request: ModelRequest) -> None:
         try:
-            info = self._load(request)
+            info = in_fresh_thread(self._load, request)
         except _Failed as exc:
             self.modelFailed.emit(exc.failure)
             return
@@ -265,7 +296,7 @@ class EncoderWorker(QObject):
     @Slot(object)
     def run(self, job: EncodeJob) -> None:
         try:
-            self._run(job)
+            in_fresh_thread(self._run, job)
         except Exception as exc:  # never let a bad image or an encoder error kill the thread
             log.exception("encoding %s failed", job.path)
             self.jobFailed.emit(job.job_id, job.path, user_message(exc))
@@ -321,14 +352,16 @@ def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
     from sam_core.cache import image_digest
 
     h, w = image.shape[:2]
+    levels = overlays.pyramid(image)
     return LoadedImage(
         path=path,
         width=w,
         height=h,
         qimage=overlays.rgb_image(image),
-        small=overlays.downscale(image),
+        small=overlays.downscale(levels[-1]),
         digest=image_digest(image),
         stamp=file_stamp(path),
+        smaller=tuple(overlays.rgb_image(level) for level in levels[1:]),
     )
 
 

@@ -124,12 +124,29 @@ class Candidates:
         low-resolution logits is resampled straight to ``size``. Use
         :meth:`mask` for the exact full-resolution mask (e.g. on accept).
         """
+        return self._resample(slice(i, i + 1), size)[0]
+
+    def previews(self, size: Tuple[int, int]) -> np.ndarray:
+        """All candidates as ``(K, h, w)`` bool masks at a display size: :meth:`preview` of each, in one pass."""
+        return self._resample(slice(None), size)
+
+    @property
+    def valid_low_res_logits(self) -> np.ndarray:
+        """``(K, h, w)`` view of :attr:`low_res_logits` covering the image (the rest is padding).
+
+        ``(h, w)`` is ``input_size / 4``, rounded: the part of the 256 x 256
+        grid that :meth:`preview` resamples to the image's shape.
+        """
         h_in, w_in = self.input_size
         hh = max(1, round(LOW_RES * h_in / 1024))
         ww = max(1, round(LOW_RES * w_in / 1024))
-        logits = torch.from_numpy(self.low_res_logits[i, :hh, :ww]).reshape(1, 1, hh, ww)
-        out = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-        return out[0, 0].gt(self.mask_threshold).numpy()
+        return self.low_res_logits[:, :hh, :ww]
+
+    def _resample(self, which: slice, size: Tuple[int, int]) -> np.ndarray:
+        # a contiguous copy of the valid region: resampling a strided view is slower
+        logits = torch.from_numpy(np.ascontiguousarray(self.valid_low_res_logits[which]))
+        out = F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+        return out.numpy() > self.mask_threshold  # numpy's comparison: 5x faster than torch's here
 
 
 def upscale_logits(

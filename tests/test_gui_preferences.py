@@ -174,7 +174,7 @@ def test_command_line_beats_preferences_beat_defaults(ini, tmp_path, monkeypatch
 def test_clear_embedding_cache_deletes_embeddings_only(qtbot, window, ini, tmp_path):
     w = window()
     _ready(qtbot, w)
-    qtbot.waitUntil(lambda: not w.session.encoder.busy, timeout=10_000)  # the prefetch is written too
+    qtbot.waitUntil(lambda: w.session.encoder_idle, timeout=10_000)  # the prefetch is written too
     emb = tmp_path / "cache" / "embeddings"
     files = list(emb.rglob("*.samemb"))
     assert files

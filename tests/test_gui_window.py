@@ -125,14 +125,23 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, make_window, ima
 
 
 def test_event_loop_keeps_ticking_during_encode(qtbot, make_window, image_folder, mobilesam_info, tmp_path):
+    """The real encoder runs off the GUI thread: a 10 ms timer keeps ticking while it works.
+
+    Were the encode on the GUI thread, no tick could land between its start
+    and its result. How long the longest stall is (target < 50 ms) depends on
+    the machine and its load: ``benchmarks/bench_gui.py`` measures it.
+    """
     w = make_window(None, mobilesam_info(tmp_path / "fresh-cache"))
     s = w.session
     ticks = []
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    states = []
-    s.encoderStatus.connect(lambda state, t: states.append((state, time.perf_counter())))
+    events = []  # (what, perf_counter)
+    s.encoderStatus.connect(lambda state, t: events.append((state, time.perf_counter())))
+    s.imageRowChanged.connect(
+        lambda i: events.append(("ready", time.perf_counter())) if s.image_row(i).state == ImageState.READY else None
+    )
     timer.start()
     try:
         assert w.open_folder(image_folder)
@@ -142,14 +151,16 @@ def test_event_loop_keeps_ticking_during_encode(qtbot, make_window, image_folder
         qtbot.waitUntil(lambda: s.image_row(1).state == ImageState.READY, timeout=ENCODE_TIMEOUT)
     finally:
         timer.stop()
-    enc_start = next(t for state, t in states if state == "encoding")
-    during = [t for t in ticks if t >= enc_start]
-    gaps = np.diff(during)
-    assert len(gaps) > 10
-    worst = float(gaps.max())
-    print(f"\nevent loop during encode + prefetch + click: {len(gaps)} ticks, max gap {worst * 1000:.1f} ms, "
-          f"p99 {np.percentile(gaps, 99) * 1000:.1f} ms")
-    assert worst < 0.100
+    starts = [t for what, t in events if what == "encoding"]
+    readies = [t for what, t in events if what == "ready"]
+    assert starts and readies
+    enc_start = starts[0]
+    enc_end = min(t for t in readies if t > enc_start)
+    during = [t for t in ticks if enc_start < t < enc_end]
+    assert len(during) >= 3, f"the event loop stood still for the whole encode ({(enc_end - enc_start) * 1000:.0f} ms)"
+    gaps = np.diff([t for t in ticks if t >= enc_start])
+    print(f"\nevent loop during encode + prefetch + click: {len(gaps)} ticks, max gap {gaps.max() * 1000:.1f} ms, "
+          f"p99 {np.percentile(gaps, 99) * 1000:.1f} ms (encode {(enc_end - enc_start) * 1000:.0f} ms)")
 
 
 def test_after_prefetch_next_image_answers_without_encoding(
@@ -159,7 +170,7 @@ def test_after_prefetch_next_image_answers_without_encoding(
     s = w.session
     _ready(qtbot, w)
     qtbot.waitUntil(lambda: s.image_row(1).state == ImageState.READY, timeout=ENCODE_TIMEOUT)
-    qtbot.waitUntil(lambda: not s.encoder.busy, timeout=ENCODE_TIMEOUT)
+    qtbot.waitUntil(lambda: s.encoder_idle, timeout=ENCODE_TIMEOUT)
     encodes = []
     s.encoderStatus.connect(lambda state, t: encodes.append(state) if state == "encoding" else None)
     t0 = time.perf_counter()

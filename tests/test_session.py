@@ -119,7 +119,7 @@ def test_tab_and_number_keys_pick_candidates_and_refine_from_the_choice(qtbot, f
 def test_clicks_during_encoding_are_kept_and_answered(qtbot, fake_window):
     w = fake_window()
     _ready(qtbot, w)
-    qtbot.waitUntil(lambda: not w.session.encoder.busy)  # the prefetch of image 2 is done
+    qtbot.waitUntil(lambda: w.session.encoder_idle)  # the prefetch of image 2 is done
     w.fake.gate = threading.Event()
     w.session.go_to(2)
     qtbot.waitUntil(lambda: w.session.loaded is not None and w.session.loaded.path.name == "03_coffee.jpg")
@@ -593,7 +593,7 @@ def test_bad_prompt_input_is_ignored(qtbot, fake_window):
 def test_status_bar_times_the_encode(qtbot, fake_window):
     w = fake_window()
     _ready(qtbot, w)
-    qtbot.waitUntil(lambda: not w.session.encoder.busy)
+    qtbot.waitUntil(lambda: w.session.encoder_idle)
     w.fake.gate = threading.Event()
     w.session.go_to(2)
     qtbot.waitUntil(lambda: w.encoder_status.text().startswith("Encoding image…"), timeout=5000)
@@ -672,3 +672,50 @@ def test_start_over_replaces_a_bad_file_after_backing_it_up(qtbot, make_window, 
     assert w.session.save()
     backups = list(image_folder.glob("annotations.json.*.bak"))
     assert backups and backups[0].read_text() == '{"images": 3}'
+
+
+def test_large_images_are_drawn_from_the_pyramid_level_of_the_zoom(qtbot, fake_window, tmp_path):
+    """A 3000 x 2000 photo fitted in the window is painted from a smaller copy; at 100 %, from the full image."""
+    from PIL import Image
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (2000, 3000, 3), np.uint8)).save(folder / "big.png")
+    w = fake_window(folder=folder)
+    _ready(qtbot, w)
+    c, s = w.canvas, w.session
+    assert [(q.width(), q.height()) for q in s.loaded.levels] == [(3000, 2000), (1500, 1000), (750, 500)]
+    # fitted: drawn from the smallest level that still has a pixel per screen pixel
+    on_screen = 3000 * c.view_scale()
+    assert on_screen < 1500
+    assert c.image_level == max(k for k, q in enumerate(s.loaded.levels) if q.width() >= on_screen * 0.999) > 0
+    assert c._image_item.sceneBoundingRect().getRect() == (0, 0, 3000, 2000)  # scene units stay full-image pixels
+    click_image(qtbot, w, 1234.5, 987.25)
+    (px, py), = s.prompt.points
+    assert abs(px - 1234.5) <= 1 / c.view_scale() and abs(py - 987.25) <= 1 / c.view_scale()
+    c.actual_size()
+    assert c.view_scale() == pytest.approx(1.0) and c.image_level == 0
+    assert c._image_item.sceneBoundingRect().getRect() == (0, 0, 3000, 2000)
+    assert s.loaded.nbytes == 4 * (3000 * 2000 + 1500 * 1000 + 750 * 500) + s.loaded.small.nbytes
+
+
+def test_prefetch_waits_a_moment_and_for_the_click_being_answered(qtbot, fake_window, monkeypatch):
+    from annotator import session as session_module
+    from annotator.decoding import DecoderService
+
+    monkeypatch.setattr(session_module, "PREFETCH_DELAY_MS", 60_000)
+    w = fake_window()
+    _ready(qtbot, w)
+    s = w.session
+    qtbot.wait(300)
+    assert len(w.fake.encoded) == 1 and s.image_row(1).state != ImageState.READY  # not yet
+    assert s._prefetch_timer.isActive() and not s.encoder_idle
+    with monkeypatch.context() as m:
+        m.setattr(DecoderService, "busy", property(lambda self: True))
+        s._prefetch()  # the delay is over, but a click is being answered: later
+        qtbot.wait(100)
+        assert len(w.fake.encoded) == 1 and s._prefetch_timer.isActive()
+    s._prefetch()
+    qtbot.waitUntil(lambda: s.image_row(1).state == ImageState.READY, timeout=10_000)
+    assert len(w.fake.encoded) == 2

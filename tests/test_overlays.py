@@ -1,0 +1,88 @@
+"""Rendering helpers of the decoder thread (annotator/overlays.py): outlines, overlays, previews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotator import overlays
+from sam_core.types import Candidates
+
+
+def _outline_by_definition(mask: np.ndarray, width: int) -> np.ndarray:
+    """Mask pixels within ``width`` 4-neighbour steps of a non-mask pixel or of the image's edge."""
+    inner = mask.copy()
+    for _ in range(width):
+        grown = np.pad(inner, 1, constant_values=False)
+        inner = inner & grown[:-2, 1:-1] & grown[2:, 1:-1] & grown[1:-1, :-2] & grown[1:-1, 2:]
+    return mask & ~inner
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (1, 9), (9, 1), (1, 1), (3, 3)])
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_outline_is_the_inner_band(shape, width):
+    rng = np.random.default_rng(width)
+    for density in (0.3, 0.7, 1.0):
+        mask = rng.random(shape) < density
+        np.testing.assert_array_equal(overlays.outline(mask, width), _outline_by_definition(mask, width))
+
+
+def test_outline_of_a_filled_square_is_a_ring():
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    band = overlays.outline(mask, 2)
+    assert band.sum() == 100 - 36 and not band[7:13, 7:13].any() and band[5, 5] and band[6, 9]
+
+
+def test_mask_overlay_pixels():
+    mask = np.zeros((12, 16), bool)
+    mask[2:10, 3:13] = True
+    img = overlays.mask_overlay(mask, (200, 0, 0), fill_alpha=0.5, edge_color=(255, 255, 255), edge_width=1)
+    assert (img.width(), img.height()) == (16, 12)
+    inside, edge, outside = img.pixelColor(7, 5), img.pixelColor(3, 5), img.pixelColor(0, 0)
+    assert outside.alpha() == 0
+    assert edge.alpha() == 255 and (edge.red(), edge.green(), edge.blue()) == (255, 255, 255)
+    assert inside.alpha() == 128 and inside.red() > 190 and inside.green() == 0
+
+
+def test_previews_agree_with_the_engines_preview():
+    rng = np.random.default_rng(0)
+    smooth = rng.normal(size=(3, 32, 32)).astype(np.float32)
+    logits = np.stack([np.kron(s, np.ones((8, 8), np.float32)) for s in smooth])  # blobs, not noise
+    cands = Candidates(np.array([0.9, 0.8, 0.7], np.float32), logits, original_size=(3000, 4000),
+                       input_size=(768, 1024))
+    assert cands.valid_low_res_logits.shape == (3, 192, 256)
+    for size in [(810, 1080), (96, 128), (3000, 4000)]:
+        ours = overlays.previews(cands, size)
+        engine = cands.previews(size)
+        assert engine.shape == (3, *size)
+        for i in range(3):
+            assert ours[i].shape == size and ours[i].dtype == bool
+            np.testing.assert_array_equal(engine[i], cands.preview(i, size))
+            assert (ours[i] != engine[i]).mean() < 1e-4  # rounding at the threshold only
+            assert 0.2 < ours[i].mean() < 0.8
+
+
+def test_pyramid_halves_down_to_the_minimum_side():
+    img = np.zeros((3000, 4001, 3), np.uint8)
+    img[:, 2000:] = 200
+    levels = overlays.pyramid(img, min_side=1024)
+    assert [lv.shape for lv in levels] == [(3000, 4001, 3), (1500, 2001, 3), (750, 1001, 3)]
+    assert levels[0] is img
+    assert levels[2][:, :490].max() == 0 and levels[2][:, 510:].min() == 200  # area averaging keeps the edge
+    small = np.zeros((600, 800, 3), np.uint8)
+    assert len(overlays.pyramid(small, min_side=1024)) == 1
+
+
+def test_in_fresh_thread_returns_raises_and_leaves_no_thread():
+    import threading
+
+    from annotator.workers import in_fresh_thread
+
+    before = threading.active_count()
+    seen = []
+    assert in_fresh_thread(lambda a, b=0: seen.append(threading.get_ident()) or a + b, 2, b=3) == 5
+    assert seen and seen[0] != threading.get_ident()
+    with pytest.raises(KeyError, match="boom"):
+        in_fresh_thread(lambda: {}["boom"])
+    assert threading.active_count() == before
