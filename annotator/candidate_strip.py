@@ -61,7 +61,10 @@ class CandidateStrip(QWidget):
         for i, b in enumerate(self.buttons):
             if i < len(rows):
                 r = rows[i]
-                b.setText(f"#{r.rank}\nIoU {r.score:.3f}\n{format_area(r.area)}")
+                # SAM's IoU estimate is a regression output that can exceed 1: shown capped, the raw value on hover
+                b.setText(f"#{r.rank}\nIoU {min(r.score, 1.0):.3f}\n{format_area(r.area)}")
+                b.setToolTip(f"Candidate {r.rank} (key {r.rank}; Tab cycles): SAM's predicted IoU {r.score:.4f}, "
+                             f"{format_area(r.area)}")
                 b.setIcon(QIcon(QPixmap.fromImage(r.thumb)) if r.thumb is not None else QIcon())
                 b.setEnabled(True)
                 b.show()

@@ -187,7 +187,7 @@ class AnnotationsPanel(QWidget):
             for r in self._rows:
                 text = f"#{r.id}  {r.category}   {format_area(r.area)}"
                 if r.score is not None:
-                    text += f"   IoU {r.score:.2f}"
+                    text += f"   IoU {min(r.score, 1.0):.2f}"  # SAM's estimate may exceed 1
                 item = QListWidgetItem(_icon(overlays.swatch(r.color)), text)
                 item.setData(Qt.ItemDataRole.UserRole, r.id)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
