@@ -65,6 +65,8 @@ AUTOSAVE_MS = 250
 #: being answered: on a 2-core CPU, loading and encoding a 12 MP photo alongside the decoder made the first
 #: mask on a just-opened image 2-3x slower. Users take longer than this to aim their first click.
 PREFETCH_DELAY_MS = 300
+#: ...but a user clicking without pause does not hold the prefetch back for more than this many delays.
+PREFETCH_MAX_DEFERRALS = 5
 #: How many user actions Ctrl+Z can go back.
 UNDO_LIMIT = 500
 ANNOTATIONS_FILENAME = "annotations.json"
@@ -176,6 +178,7 @@ class Session(QObject):
         self._pending_accept: Optional[_PendingAccept] = None
         self._deferred: List[tuple] = []  # user actions made while an accept was being finished
 
+        self._prefetch_deferrals = 0
         self._prefetch_timer = make_timer(self, PREFETCH_DELAY_MS, single_shot=True)
         self._prefetch_timer.timeout.connect(self._prefetch)
         self._save_timer = make_timer(self, AUTOSAVE_MS, single_shot=True)
@@ -372,13 +375,14 @@ class Session(QObject):
         """Nothing is being loaded or encoded, and no prefetch is waiting to start."""
         return not self.encoder.busy and not self._prefetch_timer.isActive()
 
-    def _schedule_prefetch(self) -> None:
+    def _schedule_prefetch(self, deferred: bool = False) -> None:
+        self._prefetch_deferrals = self._prefetch_deferrals + 1 if deferred else 0
         if not self._closed:
             self._prefetch_timer.start()
 
     def _prefetch(self) -> None:
-        if self.decoder.busy:  # a click is being answered: it goes first
-            self._schedule_prefetch()
+        if self.decoder.busy and self._prefetch_deferrals < PREFETCH_MAX_DEFERRALS:
+            self._schedule_prefetch(deferred=True)  # a click is being answered: it goes first
             return
         i = self.index + self._direction
         if 0 <= i < len(self.paths):

@@ -274,7 +274,7 @@ def run_gui(model, checkpoint: Path, folder: Path, paths: List[Path], cache_root
     ticks.begin("clicks while the next photo is encoded (prefetch)")
     busy: List[float] = []
     i = 0
-    while not prefetched(1) and len(busy) < 200:
+    while not prefetched(1) and len(busy) < 100:
         if i % 2 == 0:
             press(window, Qt.Key.Key_Escape)
         fx, fy = CLICKS[i % len(CLICKS)]
