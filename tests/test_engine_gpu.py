@@ -58,3 +58,15 @@ def test_half_precision_encoder_masks_match_fp32(name, photos, gpu_predictor, mo
             best = max(_iou(mask, other) for other in multi_fast)
             assert best >= 0.99, f"{name} {prompt}: candidate {i} best IoU {best:.4f}"
 
+
+
+def test_batched_encode_on_the_gpu_gives_each_images_masks(photos, gpu_predictor):
+    images = [photos[n] for n in ("astronaut", "coffee", "chelsea")]
+    batch = gpu_predictor.encode_batch(images)
+    for image, emb in zip(images, batch):
+        alone = gpu_predictor.encode(image)
+        assert emb.features.device.type == "cuda" and emb.original_size == image.shape[:2]
+        h, w = image.shape[:2]
+        a = gpu_predictor.decode(emb, points=[[0.5 * w, 0.5 * h]], labels=[1]).mask(0)
+        b = gpu_predictor.decode(alone, points=[[0.5 * w, 0.5 * h]], labels=[1]).mask(0)
+        assert _iou(a, b) >= 0.99
