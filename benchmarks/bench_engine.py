@@ -66,6 +66,28 @@ def _loadavg() -> str:
         return "n/a"
 
 
+def machine_info(**extra: str) -> Dict[str, str]:
+    """Date, CPU, cores, torch threads and versions, then ``extra`` rows, for a report's machine table."""
+    info = {
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "CPU": _cpu_model(),
+        "cores (os.cpu_count)": str(os.cpu_count()),
+        "torch threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    info.update(extra)
+    return info
+
+
+def write_report(text: str, out: str) -> None:
+    """Write the markdown report to ``out`` (folders made as needed) and print it."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -200,15 +222,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load_before = _loadavg()
-    machine = {
-        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "CPU": _cpu_model(),
-        "cores (os.cpu_count)": str(os.cpu_count()),
-        "torch threads": str(torch.get_num_threads()),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-    }
+    machine = machine_info(
+        device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
 
     image = photo_12mp()
     rows: list = []
@@ -238,11 +254,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         del ours_b, ref_b
 
     machine["load average (1/5/15 min) before / after"] = f"{load_before} / {_loadavg()}"
-    text = render(rows + click_rows, machine, args, device)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    write_report(render(rows + click_rows, machine, args, device), args.out)
     return 0
 
 

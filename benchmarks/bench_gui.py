@@ -28,9 +28,7 @@ Results go to ``docs/benchmarks/gui.md``. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,7 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench_engine import _cpu_model, _loadavg  # noqa: E402
+from bench_engine import _loadavg, machine_info, write_report  # noqa: E402
 
 TIMEOUT_S = 120.0
 TICK_MS = 5
@@ -415,21 +413,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("reference predict again ...", flush=True)
     ref += in_fresh_thread(reference_predict, checkpoint, paths[0], args.ref_clicks)
 
-    machine = {
-        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "CPU": _cpu_model(),
-        "cores (os.cpu_count)": str(os.cpu_count()),
-        "torch threads": str(torch.get_num_threads()),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+    machine = machine_info(**{
         "Qt platform": os.environ.get("QT_QPA_PLATFORM", ""),
         "load average (1/5/15 min) before / after": f"{load_before} / {_loadavg()}",
-    }
-    text = render(res, ref, machine, args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    })
+    write_report(render(res, ref, machine, args), args.out)
     return 0
 
 

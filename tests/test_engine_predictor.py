@@ -45,6 +45,26 @@ def tiny_sam(model_type: str = "tiny", seed: int = 0) -> Sam:
     return model.requires_grad_(False)
 
 
+class OverflowingEncoder(nn.Module):
+    """Stands in for an encoder whose activations overflow in half precision (on ``items`` of a batch, or all)."""
+
+    img_size = 1024
+
+    def __init__(self, encoder, items=None):
+        super().__init__()
+        self.encoder = encoder
+        self.items = items
+
+    def forward(self, x):
+        out = self.encoder(x)
+        if not torch.is_autocast_enabled("cpu"):
+            return out
+        out = out.clone()
+        for i in range(len(out)) if self.items is None else [i for i in self.items if i < len(out)]:
+            out[i] = float("inf")
+        return out
+
+
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     return Predictor(tiny_sam())
@@ -125,21 +145,8 @@ def test_half_precision_encoder_on_cpu_and_overflow_fallback(predictor, photos, 
     rel = float((half - exact).norm() / exact.norm())
     assert 0 < rel < 0.05  # really ran in bf16, and stayed close
 
-    class Overflowing(nn.Module):
-        """Stands in for an encoder whose activations overflow in half precision."""
-
-        img_size = 1024
-
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, x):
-            out = self.encoder(x)
-            return out * float("inf") if torch.is_autocast_enabled("cpu") else out
-
     model = tiny_sam()
-    model.image_encoder = Overflowing(model.image_encoder)
+    model.image_encoder = OverflowingEncoder(model.image_encoder)
     emb = Predictor(model, encoder_dtype="fp16").encode(image)
     torch.testing.assert_close(emb.features, exact, atol=0, rtol=0)
 
@@ -171,24 +178,8 @@ def test_encode_batch_names_the_bad_image_and_encodes_nothing(predictor, photos)
 
 
 def test_encode_batch_redoes_only_the_overflowing_image_in_fp32(predictor, photos, embeddings):
-    class OverflowsOnSecond(nn.Module):
-        """An encoder whose half-precision activations overflow on the second image of a batch only."""
-
-        img_size = 1024
-
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, x):
-            out = self.encoder(x)
-            if torch.is_autocast_enabled("cpu") and len(out) > 1:
-                out = out.clone()
-                out[1] = float("inf")
-            return out
-
     model = tiny_sam()
-    model.image_encoder = OverflowsOnSecond(model.image_encoder)
+    model.image_encoder = OverflowingEncoder(model.image_encoder, items=[1])
     first, second = Predictor(model, encoder_dtype="bf16").encode_batch([photos["coffee"], photos["chelsea"]])
     torch.testing.assert_close(second.features, embeddings["chelsea"].features, atol=1e-5, rtol=1e-4)  # exact redo
     exact = embeddings["coffee"].features
