@@ -721,7 +721,7 @@ def test_prefetch_waits_a_moment_and_for_the_click_being_answered(qtbot, fake_wi
         qtbot.waitUntil(lambda: s.image_row(1).state == ImageState.READY, timeout=10_000)
     assert len(w.fake.encoded) == 2
     key(qtbot, w, Qt.Key.Key_D)  # on the next image, the count starts again
-    qtbot.wait(200)
+    qtbot.waitUntil(lambda: s.embedding is not None)
     assert s._prefetch_timer.isActive() and s._prefetch_deferrals == 0 and len(w.fake.encoded) == 2
     s._prefetch()
     qtbot.waitUntil(lambda: s.image_row(2).state == ImageState.READY, timeout=10_000)
