@@ -175,17 +175,29 @@ def _device_of(predictor: Any) -> str:
     return str(getattr(predictor, "device", "cpu")).split(":")[0]
 
 
-def _load_and_key(path: Path, cache: Any) -> Tuple[Optional[np.ndarray], Optional[str], Optional[str]]:
-    """(image, key, None) or (None, key, None) when already cached, or (None, None, reason) on failure."""
-    from annotator.imageio import ImageLoadError, load_image
+def _load_and_key(
+    path: Path, cache: Any, digests: Any = None
+) -> Tuple[Optional[np.ndarray], Optional[str], Optional[str]]:
+    """(image, key, None) or (None, key, None) when already cached, or (None, None, reason) on failure.
 
+    The image's content digest goes to ``digests`` (:class:`annotator.digests.DigestIndex`), so that the
+    window can show the image as encoded without reading it.
+    """
+    from annotator.imageio import ImageLoadError, load_image
+    from annotator.jobs import file_stamp
+    from sam_core.cache import image_digest
+
+    stamp = file_stamp(path)
     try:
         image = load_image(path)
     except ImageLoadError as exc:
         return None, None, exc.problem
     except OSError as exc:  # pragma: no cover - load_image wraps these; belt and braces
         return None, None, str(exc)
-    key = cache.key_for(image)
+    digest = image_digest(image)
+    key = cache.key_for_digest(digest)
+    if digests is not None and file_stamp(path) == stamp:
+        digests.record(path, stamp, digest)
     if cache.get(key) is not None:  # validated, unlike contains(): a corrupt entry is redone
         return None, key, None
     return image, key, None
@@ -292,7 +304,10 @@ def encode_folder(
             progress(len(batch))
         batch.clear()
 
-    loaded = _prefetched(paths, lambda p: _load_and_key(p, cache), 2 if background_loading else 0,
+    from annotator.digests import DigestIndex
+
+    digests = DigestIndex.beside(cache)
+    loaded = _prefetched(paths, lambda p: _load_and_key(p, cache, digests), 2 if background_loading else 0,
                          ahead=max(2, 2 * batch_size))
     for path, (image, key, problem) in loaded:
         if problem is not None:

@@ -80,6 +80,7 @@ class LoadJob:
     job_id: int
     path: Path
     prefetch: bool = False
+    digests: Any = None  # annotator.digests.DigestIndex where the image's content digest is recorded, or None
 
 
 @dataclass(frozen=True, eq=False)

@@ -155,6 +155,7 @@ class Session(QObject):
         self.folder: Optional[Path] = None
         self.paths: List[Path] = []
         self._row_state: Dict[Path, Tuple[str, str]] = {}
+        self._scan_id = 0  # of the latest look for images already in the disk cache
 
         self.index = -1
         self.loaded: Optional[LoadedImage] = None
@@ -203,6 +204,7 @@ class Session(QObject):
         enc.modelFailed.connect(self._on_model_failed)
         enc.downloadProgress.connect(self.downloadProgress)
         enc.imageLoaded.connect(self._on_image_loaded)
+        enc.cachedFound.connect(self._on_cached_found)
         enc.encodeStarted.connect(self._on_encode_started)
         enc.embeddingReady.connect(self._on_embedding_ready)
         enc.jobFailed.connect(self._on_job_failed)
@@ -239,7 +241,12 @@ class Session(QObject):
         self.modelChanged.emit(info)
         if info.notice:
             self.statusMessage.emit(info.notice, 0)
-        # Embeddings of another model must not be decoded by this one.
+        # Embeddings of another model must not be decoded by this one, nor shown as ready.
+        for path, (state, _) in list(self._row_state.items()):
+            if state == ImageState.READY:
+                del self._row_state[path]
+                self._emit_row(path)
+        self._scan_cached()
         self.embedding = None
         self._decode_id += 1
         if self.result is not None:
@@ -299,6 +306,7 @@ class Session(QObject):
         problems = dataset.check_image_sizes() if dataset.images else []
         if problems:
             self.statusMessage.emit(f"{len(problems)} recorded image(s) differ from their files: {problems[0]}", 0)
+        self._scan_cached()
         if paths:
             self.go_to(0)
         else:
@@ -307,6 +315,19 @@ class Session(QObject):
 
     def image_count(self) -> int:
         return len(self.paths)
+
+    def _scan_cached(self) -> None:
+        """Look (in the background) for this folder's images whose embedding is already on disk."""
+        self._scan_id += 1
+        if self.model_info is not None:
+            self.encoder.scan_cached(self._scan_id, self.paths)
+
+    def _on_cached_found(self, scan_id: int, paths: List[Path]) -> None:
+        if scan_id != self._scan_id:
+            return  # another folder or model since
+        for path in paths:
+            if path not in self._row_state:
+                self._set_row_state(path, ImageState.READY)
 
     def image_row(self, i: int) -> ImageRow:
         path = self.paths[i]

@@ -29,7 +29,7 @@ import time
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
@@ -331,6 +331,7 @@ class LoaderWorker(QObject):
     loaded = Signal(int, object, object)  # job id, LoadedImage, pixels (H, W, 3) uint8 for the encoder
     jobFailed = Signal(int, object, str)  # job id, path, message for the user
     jobDone = Signal(int)
+    cachedFound = Signal(int, object)  # scan id, list of paths whose embedding is in the disk cache
 
     @Slot(object)
     def run(self, job: LoadJob) -> None:
@@ -338,13 +339,27 @@ class LoaderWorker(QObject):
 
         try:
             image = load_image(job.path)  # ImageLoadError carries a message for the user
-            self.loaded.emit(job.job_id, prepare_image(job.path, image), image)
+            loaded = prepare_image(job.path, image)
+            self.loaded.emit(job.job_id, loaded, image)
+            if job.digests is not None:
+                job.digests.record(job.path, loaded.stamp, loaded.digest)
         except Exception as exc:
             if type(exc).__name__ != "ImageLoadError":
                 log.exception("loading %s failed", job.path)
             self.jobFailed.emit(job.job_id, job.path, user_message(exc))
         finally:
             self.jobDone.emit(job.job_id)
+
+
+    @Slot(int, object, object, object)
+    def scan(self, scan_id: int, paths: list, digests: Any, cache: Any) -> None:
+        """Which of ``paths`` have a recorded digest (:mod:`annotator.digests`) whose embedding ``cache`` holds."""
+        try:
+            found = [p for p, d in digests.lookup(paths).items() if cache.contains(cache.key_for_digest(d))]
+        except Exception:  # a hint only: never let it stop the loader
+            log.exception("looking for cached images failed")
+            found = []
+        self.cachedFound.emit(scan_id, found)
 
 
 def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
@@ -477,8 +492,10 @@ class EncoderService(QObject):
     embeddingReady = Signal(int, object)  # job id, EmbeddingResult
     jobFailed = Signal(int, object, str)  # job id, path, message
     idle = Signal()  # nothing in flight and nothing queued
+    cachedFound = Signal(int, object)  # scan id, paths whose embedding is in the disk cache (see scan_cached)
 
     _runLoad = Signal(object)
+    _runScan = Signal(int, object, object, object)
     _runEncode = Signal(object)
     _loadModel = Signal(object)
     _useModel = Signal(object)
@@ -489,6 +506,8 @@ class EncoderService(QObject):
         self._loader_worker = LoaderWorker()
         self._worker = EncoderWorker(self._cancel)
         self._runLoad.connect(self._loader_worker.run)
+        self._runScan.connect(self._loader_worker.scan)
+        self._loader_worker.cachedFound.connect(self.cachedFound)
         self._runEncode.connect(self._worker.run)
         self._loadModel.connect(self._worker.load_model)
         self._useModel.connect(self._worker.use_model)
@@ -510,6 +529,8 @@ class EncoderService(QObject):
         self._encodes = _Lane(self._runEncode.emit)
 
         self.info: Optional[ModelInfo] = None
+        self._digest_index_for: Any = None  # the cache that _digest_index belongs to
+        self._digest_index: Any = None
         self._next_id = 0
         self._loading_model = False
         self._images: "OrderedDict[Path, LoadedImage]" = OrderedDict()
@@ -580,9 +601,32 @@ class EncoderService(QObject):
             self._encodes.drop_current()
         loaded = self.loaded_image(path)
         if loaded is None:
-            self._loads.want(LoadJob(job_id, path, prefetch))
+            self._loads.want(LoadJob(job_id, path, prefetch, self._digests()))
             return
         self._after_load(job_id, prefetch, loaded, None)
+
+    def scan_cached(self, scan_id: int, paths: Sequence[Path]) -> bool:
+        """Find, on the loader thread, which of ``paths`` are in the disk cache already (``cachedFound``).
+
+        Only images read before (by the window or ``sam-annotator encode``)
+        and unchanged since can be told; see :mod:`annotator.digests`.
+        Returns False (and does nothing) without a model or a disk cache.
+        """
+        digests = self._digests()
+        if digests is None or not paths:
+            return False
+        self._runScan.emit(scan_id, list(paths), digests, self.cache)
+        return True
+
+    def _digests(self):
+        from .digests import DigestIndex
+
+        cache = self.cache
+        if cache is None:
+            return None
+        if self._digest_index_for is not cache:
+            self._digest_index_for, self._digest_index = cache, DigestIndex.beside(cache)
+        return self._digest_index
 
     def forget_current(self) -> None:
         """No image is wanted any more (a folder is closing): drop queued jobs."""
