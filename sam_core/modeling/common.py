@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Type
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -66,10 +65,11 @@ class LayerNorm2d(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (the decoder's heads).
+    """``num_layers`` linear layers with an activation (ReLU) between them: the decoders' heads, SAM 2's MLPs.
 
-    Widths: ``input_dim -> hidden_dim -> ... -> hidden_dim -> output_dim``.
-    With ``sigmoid_output`` the result goes through a sigmoid.
+    Widths: ``input_dim -> hidden_dim -> ... -> hidden_dim -> output_dim``
+    (keys ``layers.0`` ... ``layers.{n-1}``). With ``sigmoid_output`` the
+    result goes through a sigmoid.
     """
 
     def __init__(
@@ -79,12 +79,14 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        activation: Type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
         widths_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         widths_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths_in, widths_out))
+        self.act = activation()  # no parameters: the state-dict keys stay layers.*
         self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +95,7 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = F.relu(x)
+                x = self.act(x)
         if self.sigmoid_output:
             x = torch.sigmoid(x)
         return x

@@ -15,41 +15,11 @@ import math
 from typing import Tuple
 
 import torch
-from torch import nn
 
+# the same layer as SAM 1's (its grid and coordinate arithmetic give the same values bit for bit)
+from ..modeling.prompt_encoder import PositionEmbeddingRandom
 
-class PositionEmbeddingRandom(nn.Module):
-    """Fourier features with a fixed random ``(2, num_pos_feats)`` frequency matrix.
-
-    Outputs have ``2 * num_pos_feats`` channels (sin then cos).
-    """
-
-    def __init__(self, num_pos_feats: int = 128, scale: float = 1.0) -> None:
-        super().__init__()
-        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
-
-    def _encode(self, coords: torch.Tensor) -> torch.Tensor:
-        """``(..., 2)`` coordinates in [0, 1], x then y -> ``(..., 2 * num_pos_feats)``."""
-        coords = 2 * coords - 1
-        coords = coords @ self.positional_encoding_gaussian_matrix
-        coords = 2 * math.pi * coords
-        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
-
-    def forward(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Encoding of the centres of an ``(h, w)`` grid: ``(C, h, w)``."""
-        h, w = size
-        device = self.positional_encoding_gaussian_matrix.device
-        grid = torch.ones((h, w), device=device, dtype=torch.float32)
-        y = (grid.cumsum(dim=0) - 0.5) / h
-        x = (grid.cumsum(dim=1) - 0.5) / w
-        return self._encode(torch.stack([x, y], dim=-1)).permute(2, 0, 1)
-
-    def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
-        """Encode pixel coordinates ``(B, N, 2)`` (x then y) on an ``(h, w)`` image: ``(B, N, C)``."""
-        coords = coords.clone()
-        coords[:, :, 0] = coords[:, :, 0] / image_size[1]
-        coords[:, :, 1] = coords[:, :, 1] / image_size[0]
-        return self._encode(coords.to(torch.float))
+__all__ = ["PositionEmbeddingRandom", "sine_position_encoding"]
 
 
 def sine_position_encoding(
