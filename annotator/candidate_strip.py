@@ -14,7 +14,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QWidget
 
-from .rows import CandidateRow, format_area
+from .rows import CandidateRow, format_area, format_iou
 
 SLOTS = 3
 THUMB = 72
@@ -61,8 +61,7 @@ class CandidateStrip(QWidget):
         for i, b in enumerate(self.buttons):
             if i < len(rows):
                 r = rows[i]
-                # SAM's IoU estimate is a regression output that can exceed 1: shown capped, the raw value on hover
-                b.setText(f"#{r.rank}\nIoU {min(r.score, 1.0):.3f}\n{format_area(r.area)}")
+                b.setText(f"#{r.rank}\n{format_iou(r.score)}\n{format_area(r.area)}")  # the raw value on hover
                 b.setToolTip(f"Candidate {r.rank} (key {r.rank}; Tab cycles): SAM's predicted IoU {r.score:.4f}, "
                              f"{format_area(r.area)}")
                 b.setIcon(QIcon(QPixmap.fromImage(r.thumb)) if r.thumb is not None else QIcon())

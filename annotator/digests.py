@@ -18,6 +18,7 @@ is logged and ignored, and an unreadable file is replaced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -48,44 +49,33 @@ class DigestIndex:
             return None
         return cls(Path(directory) / FILENAME)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _once(self, fn):
+        """``fn(connection)`` in one transaction on a fresh connection (closed after)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=5.0)
-        try:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5.0)) as con, con:
             con.execute("PRAGMA synchronous=OFF")  # a hint: losing the last writes to a crash costs nothing
             con.execute(_SCHEMA)
-        except sqlite3.DatabaseError:
-            con.close()
-            raise
-        return con
+            return fn(con)
 
     def _run(self, fn, default):
         """``fn(connection)``; an unreadable file is replaced once; other errors are logged and give ``default``."""
         with self._lock:
-            for attempt in (1, 2):
-                con = None
+            try:
+                return self._once(fn)
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    log.warning("image digest record %s: %s", self.path, exc)
+                    return default
+                log.warning("image digest record %s is unreadable (%s); starting a new one", self.path, exc)
                 try:
-                    con = self._connect()
-                    with con:
-                        return fn(con)
-                except sqlite3.DatabaseError as exc:
-                    message = str(exc)
-                    if attempt == 1 and ("not a database" in message or "malformed" in message):
-                        log.warning("image digest record %s is unreadable (%s); starting a new one", self.path, exc)
-                        try:
-                            self.path.unlink()
-                        except OSError:
-                            return default
-                        continue
-                    log.warning("image digest record %s: %s", self.path, exc)
+                    self.path.unlink()
+                    return self._once(fn)
+                except (sqlite3.Error, OSError) as again:
+                    log.warning("image digest record %s: %s", self.path, again)
                     return default
-                except (sqlite3.Error, OSError) as exc:
-                    log.warning("image digest record %s: %s", self.path, exc)
-                    return default
-                finally:
-                    if con is not None:
-                        con.close()
-        return default
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("image digest record %s: %s", self.path, exc)
+                return default
 
     def record(self, path: Path, stamp: Tuple[int, int], digest: str) -> None:
         """Remember that the file at ``path``, with ``stamp`` ``(size, mtime_ns)``, has content ``digest``."""

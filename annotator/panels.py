@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import overlays
-from .rows import AnnotationRow, CategoryRow, ImageRow, ImageState, format_area
+from .rows import AnnotationRow, CategoryRow, ImageRow, ImageState, format_area, format_iou
 
 _STATE_COLORS = {
     ImageState.UNKNOWN: ((120, 124, 130), True),
@@ -187,7 +187,7 @@ class AnnotationsPanel(QWidget):
             for r in self._rows:
                 text = f"#{r.id}  {r.category}   {format_area(r.area)}"
                 if r.score is not None:
-                    text += f"   IoU {min(r.score, 1.0):.2f}"  # SAM's estimate may exceed 1
+                    text += f"   {format_iou(r.score, 2)}"
                 item = QListWidgetItem(_icon(overlays.swatch(r.color)), text)
                 item.setData(Qt.ItemDataRole.UserRole, r.id)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)

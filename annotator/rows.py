@@ -59,6 +59,11 @@ class CandidateRow:
     thumb: Any = None  # QImage
 
 
+def format_iou(score: float, digits: int = 3) -> str:
+    """SAM's predicted IoU for display: capped at 1 (the estimate is a regression output that can exceed it)."""
+    return f"IoU {min(score, 1.0):.{digits}f}"
+
+
 def format_area(pixels: int) -> str:
     """``1234`` -> ``"1.2k px"``; ``2_500_000`` -> ``"2.5M px"``."""
     if pixels >= 1_000_000:

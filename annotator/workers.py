@@ -350,7 +350,6 @@ class LoaderWorker(QObject):
         finally:
             self.jobDone.emit(job.job_id)
 
-
     @Slot(int, object, object, object)
     def scan(self, scan_id: int, paths: list, digests: Any, cache: Any) -> None:
         """Which of ``paths`` have a recorded digest (:mod:`annotator.digests`) whose embedding ``cache`` holds."""
@@ -529,8 +528,7 @@ class EncoderService(QObject):
         self._encodes = _Lane(self._runEncode.emit)
 
         self.info: Optional[ModelInfo] = None
-        self._digest_index_for: Any = None  # the cache that _digest_index belongs to
-        self._digest_index: Any = None
+        self._digests: Any = None  # annotator.digests.DigestIndex beside the model's disk cache, or None
         self._next_id = 0
         self._loading_model = False
         self._images: "OrderedDict[Path, LoadedImage]" = OrderedDict()
@@ -601,7 +599,7 @@ class EncoderService(QObject):
             self._encodes.drop_current()
         loaded = self.loaded_image(path)
         if loaded is None:
-            self._loads.want(LoadJob(job_id, path, prefetch, self._digests()))
+            self._loads.want(LoadJob(job_id, path, prefetch, self._digests))
             return
         self._after_load(job_id, prefetch, loaded, None)
 
@@ -612,21 +610,10 @@ class EncoderService(QObject):
         and unchanged since can be told; see :mod:`annotator.digests`.
         Returns False (and does nothing) without a model or a disk cache.
         """
-        digests = self._digests()
-        if digests is None or not paths:
+        if self._digests is None or not paths:
             return False
-        self._runScan.emit(scan_id, list(paths), digests, self.cache)
+        self._runScan.emit(scan_id, list(paths), self._digests, self.cache)
         return True
-
-    def _digests(self):
-        from .digests import DigestIndex
-
-        cache = self.cache
-        if cache is None:
-            return None
-        if self._digest_index_for is not cache:
-            self._digest_index_for, self._digest_index = cache, DigestIndex.beside(cache)
-        return self._digest_index
 
     def forget_current(self) -> None:
         """No image is wanted any more (a folder is closing): drop queued jobs."""
@@ -702,7 +689,10 @@ class EncoderService(QObject):
 
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        from .digests import DigestIndex
+
         self.info = info
+        self._digests = DigestIndex.beside(info.cache)
         self._loading_model = False
         self.modelLoaded.emit(info)
 

@@ -712,11 +712,22 @@ def ensure_checkpoint(
     """
     spec = _spec(model_type)
     path = checkpoint_path(spec, cache)
-    if path.exists() and verify_checkpoint(path, spec) is None:
+    seen = _file_id(path)
+    reason = verify_checkpoint(path, spec) if seen is not None else None
+    if seen is not None and reason is None:
         return path
     report = _Reporter(progress, cancel)
     with _download_lock(path, report):  # one download per file, across processes
-        return _ensure_locked(spec, path, sources, report)
+        return _ensure_locked(spec, path, sources, report, (seen, reason))
+
+
+def _file_id(path: Path) -> Optional[Tuple[int, int, int]]:
+    """``(inode, size, mtime_ns)`` of ``path``, or ``None`` when it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 #: How often a process waiting for another one's download checks the lock (seconds).
@@ -725,7 +736,7 @@ _LOCK_POLL_S = 0.2
 
 @contextlib.contextmanager
 def _download_lock(path: Path, report: "_Reporter") -> Iterator[None]:
-    """Hold ``.locks/<file name>.lock`` beside ``path`` (``flock``) while fetching; wait (cancellably) for another holder.
+    """Hold ``.locks/<file name>.lock`` beside ``path`` (``flock``) while fetching; wait, cancellably, for a holder.
 
     Two windows, or a window and ``sam-annotator encode``, started at once
     would otherwise write the same ``.part`` file. Without ``fcntl``
@@ -761,10 +772,14 @@ def _download_lock(path: Path, report: "_Reporter") -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _ensure_locked(spec: "Checkpoint", path: Path, sources: Optional[Sequence["Source"]], report: "_Reporter") -> Path:
+def _ensure_locked(spec: "Checkpoint", path: Path, sources: Optional[Sequence["Source"]], report: "_Reporter",
+                   checked: Tuple[Optional[Tuple[int, int, int]], Optional[str]]) -> Path:
+    """:func:`ensure_checkpoint` under the lock; ``checked`` is ``(file id, reason)`` of its check before the lock."""
     part = _part(path)
-    if path.exists():
-        reason = verify_checkpoint(path, spec)
+    now = _file_id(path)
+    if now is not None:
+        # a large file is hashed once: again only if another process replaced it while we waited for the lock
+        reason = checked[1] if now == checked[0] else verify_checkpoint(path, spec)
         if reason is None:
             return path  # another process has just fetched it
         log.warning("%s does not verify (%s); downloading it again", path, reason)
