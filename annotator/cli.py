@@ -8,9 +8,9 @@ for by a command-line task:
 =========  ==========================  =========================================
 command    module                      what it does
 =========  ==========================  =========================================
-models     ``annotator.cmd_models``    list / download / verify model weights
-export     ``annotator.cmd_export``    convert a working file to COCO RLE/polygons
-encode     ``annotator.cmd_encode``    pre-encode a folder into the embedding cache
+models     ``annotator.commands.models``    list / download / verify model weights
+export     ``annotator.commands.export``    convert a working file to COCO RLE/polygons
+encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache
 =========  ==========================  =========================================
 """
 
@@ -21,9 +21,9 @@ import sys
 from typing import Optional, Sequence
 
 SUBCOMMANDS = {
-    "models": "annotator.cmd_models",
-    "export": "annotator.cmd_export",
-    "encode": "annotator.cmd_encode",
+    "models": "annotator.commands.models",
+    "export": "annotator.commands.export",
+    "encode": "annotator.commands.encode",
 }
 
 
@@ -32,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         return int(module.main(argv[1:]) or 0)
-    from annotator.app import main as app_main  # Qt is imported only here
+    from annotator.ui.app import main as app_main  # Qt is imported only here
 
     return int(app_main(argv) or 0)
 

@@ -175,7 +175,7 @@ def press(window, key) -> float:
 
 
 def make_window(info, folder: Path):
-    from annotator.main_window import MainWindow
+    from annotator.ui.main_window import MainWindow
 
     window = MainWindow()
     window.resize(1400, 900)
@@ -188,7 +188,7 @@ def make_window(info, folder: Path):
 
 
 def model_info(model, checkpoint: Path, cache_root: Path):
-    from annotator.jobs import ModelInfo
+    from annotator.workers.messages import ModelInfo
     from sam_core import EmbeddingCache
     from sam_core.cache import checkpoint_fingerprint
 
@@ -250,7 +250,7 @@ def _switch(window, overlay: Overlay, key, index: int) -> float:
 def run_gui(model, checkpoint: Path, folder: Path, paths: List[Path], cache_root: Path, args) -> Dict[str, object]:
     from PySide6.QtCore import Qt
 
-    from annotator.rows import ImageState
+    from annotator.session.rows import ImageState
 
     res: Dict[str, object] = {}
     ticks = Ticks()
@@ -400,9 +400,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder = tmp / "photos"
     folder.mkdir()
     paths = photos_12mp(folder)
-    # loaded on a thread that then ends, as the app does (annotator.workers.in_fresh_thread): torch work on the
+    # loaded on a thread that then ends, as the app does (annotator.workers.encoder.in_fresh_thread): torch work on the
     # GUI thread would leave it an OpenMP pool for good, which slows every worker's operations (see there)
-    from annotator.workers import in_fresh_thread
+    from annotator.workers.encoder import in_fresh_thread
 
     model = in_fresh_thread(load_model, "vit_t", checkpoint=checkpoint, device="cpu")
 

@@ -5,7 +5,7 @@ Usage::
     python tests/gui_driver.py annotate -- IMAGE_DIR [sam-annotator options]
     python tests/gui_driver.py report   -- IMAGE_DIR [sam-annotator options]
 
-Both run :func:`annotator.app.main` (the same code path as ``sam-annotator``)
+Both run :func:`annotator.ui.app.main` (the same code path as ``sam-annotator``)
 and steer the window from a QTimer, as a user would: mouse clicks on the
 canvas at image coordinates and key presses.
 
@@ -33,7 +33,7 @@ def _say(text: str) -> None:
 def _window():
     from PySide6.QtWidgets import QApplication
 
-    from annotator.main_window import MainWindow
+    from annotator.ui.main_window import MainWindow
 
     for w in QApplication.topLevelWidgets():
         if isinstance(w, MainWindow):
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from annotator import app
+    from annotator.ui import app
 
     QApplication.instance() or QApplication([sys.argv[0]])
     driver = Annotate() if mode == "annotate" else Report()

@@ -1,15 +1,15 @@
 """Qt test fixtures (a pytest plugin, loaded by conftest.py).
 
 * Every test marked ``gui`` fails if it leaves one of our QThreads running or
-  one of our QTimers active (registries: :data:`annotator.workers.THREADS`,
-  :data:`annotator.workers.TIMERS`).
+  one of our QTimers active (registries: :data:`annotator.workers.encoder.THREADS`,
+  :data:`annotator.workers.encoder.TIMERS`).
 * ``image_folder``: a temporary folder with three real photos (JPEG/PNG).
 * ``fake_predictor``: a stand-in for :class:`sam_core.Predictor` with a
   controllable encode delay and a deterministic decoder (discs around the
   last foreground point), for fast tests of the window's logic.
-* ``make_window``: builds real :class:`annotator.main_window.MainWindow`\\ s and
+* ``make_window``: builds real :class:`annotator.ui.main_window.MainWindow`\\ s and
   closes them (saving, joining threads) at teardown.
-* ``mobilesam_info``: a factory of :class:`annotator.workers.ModelInfo` around the
+* ``mobilesam_info``: a factory of :class:`annotator.workers.encoder.ModelInfo` around the
   real MobileSAM model with a fresh embedding cache in a temporary folder.
 * Helpers to click at image coordinates (image -> scene -> viewport).
 """
@@ -47,7 +47,7 @@ def _no_leaked_qt_work(request):
     import shiboken6
     from PySide6.QtWidgets import QApplication
 
-    from annotator import workers
+    from annotator.workers import encoder as workers
 
     app = QApplication.instance()
     if app is not None:
@@ -157,7 +157,7 @@ def fake_info(predictor: FakePredictor, cache_root: Path, disk: bool = True):
     """ModelInfo around a FakePredictor with its own embedding cache under ``cache_root``."""
     from sam_core import EmbeddingCache
 
-    from annotator.jobs import ModelInfo
+    from annotator.workers.messages import ModelInfo
 
     cache = EmbeddingCache(cache_root / "embeddings", model_type="fake", checkpoint_id="fake-1", disk=disk)
     return ModelInfo(predictor, "fake", "cpu", None, cache)
@@ -169,7 +169,7 @@ def mobilesam_info(mobilesam_model, mobilesam_checkpoint, tmp_path) -> Callable[
     from sam_core import EmbeddingCache
     from sam_core.cache import checkpoint_fingerprint
 
-    from annotator.jobs import ModelInfo
+    from annotator.workers.messages import ModelInfo
 
     def make(cache_root: Optional[Path] = None):
         root = cache_root or tmp_path / "cache"
@@ -190,9 +190,9 @@ def mobilesam_info(mobilesam_model, mobilesam_checkpoint, tmp_path) -> Callable[
 def make_window(qtbot, _no_leaked_qt_work):
     """``make(folder=None, model_info=None, output=None, settings=None)`` -> a shown MainWindow; closed at teardown.
 
-    ``settings`` (an :class:`annotator.settings.Settings`) defaults to the test's private settings file.
+    ``settings`` (an :class:`annotator.ui.settings.Settings`) defaults to the test's private settings file.
     """
-    from annotator.main_window import MainWindow
+    from annotator.ui.main_window import MainWindow
 
     windows = []
 

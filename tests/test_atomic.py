@@ -1,4 +1,4 @@
-"""annotator.atomic: failures at every step leave the old file and no debris."""
+"""annotator.data.atomic: failures at every step leave the old file and no debris."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from annotator import atomic
-from annotator.atomic import atomic_write_bytes, atomic_write_text, backup_once
+from annotator.data import atomic
+from annotator.data.atomic import atomic_write_bytes, atomic_write_text, backup_once
 
 
 def _debris(folder: Path):
@@ -128,7 +128,7 @@ def test_missing_folder_raises(tmp_path):
 
 _WRITER = r"""
 import sys
-from annotator.atomic import atomic_write_bytes
+from annotator.data.atomic import atomic_write_bytes
 path = sys.argv[1]
 payloads = [b"A" * 3_000_000, b"B" * 2_000_000]
 print("ready", flush=True)

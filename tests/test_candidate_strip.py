@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.candidate_strip import CandidateStrip
-from annotator.rows import CandidateRow
+from annotator.ui.candidate_strip import CandidateStrip
+from annotator.session.rows import CandidateRow
 
 pytestmark = pytest.mark.gui
 

@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from annotator import cli, cmd_encode
-from annotator.imageio import load_image
+from annotator import cli
+
+from annotator.commands import encode as cmd_encode
+from annotator.data.imageio import load_image
 from sam_core.cache import EmbeddingCache, checkpoint_fingerprint
 from sam_core.types import ImageEmbedding
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import cmd_export, coco
+from annotator.commands import export as cmd_export
+
+from annotator.data import coco
 from annotator.cli import main as cli_main
-from annotator.document import Dataset
+from annotator.data.document import Dataset
 
 H, W = 60, 80
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from annotator import cmd_models
+from annotator.commands import models as cmd_models
 from sam_core import checkpoints as ck
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""annotator.coco: RLE/polygon conversion through pycocotools, its traps, validation."""
+"""annotator.data.coco: RLE/polygon conversion through pycocotools, its traps, validation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from annotator import coco
-from annotator.coco import SegmentationError
+from annotator.data import coco
+from annotator.data.coco import SegmentationError
 
 
 def blob_mask(h, w, seed, n=4):
@@ -339,7 +339,7 @@ def test_self_evaluation_gives_ap_one():
 def test_importing_the_data_layer_pulls_no_gui_or_plotting():
     root = Path(__file__).resolve().parents[1]
     code = (
-        "import sys, annotator.coco, annotator.document, annotator.imageio, annotator.atomic, annotator.cmd_export\n"
+        "import sys, annotator.data.coco, annotator.data.document, annotator.data.imageio, annotator.data.atomic, annotator.commands.export\n"
         "bad = [m for m in ('PySide6', 'matplotlib', 'pycocotools.coco', 'torch') if m in sys.modules]\n"
         "print(bad)\n"
     )

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from qt_fixtures import FakePredictor, fake_info
 
-from annotator.digests import FILENAME, DigestIndex
-from annotator.jobs import file_stamp
-from annotator.rows import ImageState
+from annotator.data.digests import FILENAME, DigestIndex
+from annotator.data.digests import file_stamp
+from annotator.session.rows import ImageState
 
 
 def _files(folder, n):
@@ -87,7 +87,7 @@ def test_threads_record_at_once(tmp_path):
 @pytest.mark.gui
 def test_a_pre_encoded_folder_shows_as_ready_before_any_image_is_visited(qtbot, make_window, tmp_path):
     """``sam-annotator encode`` fills the cache; the window lists those images as ready, and only those."""
-    from annotator import cmd_encode
+    from annotator.commands import encode as cmd_encode
 
     folder = tmp_path / "imgs"
     folder.mkdir()

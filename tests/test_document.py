@@ -1,4 +1,4 @@
-"""annotator.document: lossless save/load, resume, bad files, atomic saves."""
+"""annotator.data.document: lossless save/load, resume, bad files, atomic saves."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotator import atomic, coco
-from annotator.document import DEFAULT_PALETTE, Annotation, Dataset, DatasetError
+from annotator.data import atomic
+
+from annotator.data import coco
+from annotator.data.document import DEFAULT_PALETTE, Annotation, Dataset, DatasetError
 
 
 def blob_mask(h, w, seed, n=4):

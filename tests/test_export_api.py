@@ -8,8 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from annotator import cmd_export, coco
-from annotator.document import Dataset
+from annotator.data import export as export_api
+
+from annotator.data import coco
+from annotator.data.document import Dataset
 
 H, W = 60, 80
 
@@ -70,7 +72,7 @@ def test_export_dataset_returns_warnings_and_writes_unsaved_work(dataset, tmp_pa
     out = tmp_path / "exports" / "poly.json"
     out.parent.mkdir()
     seen = []
-    warnings = cmd_export.export_dataset(dataset, out, "coco-polygon", 1.0, progress=lambda d, t: seen.append((d, t)))
+    warnings = export_api.export_dataset(dataset, out, "coco-polygon", 1.0, progress=lambda d, t: seen.append((d, t)))
     assert len(warnings) == 2
     assert any("holes" in w for w in warnings) and any("empty" in w for w in warnings)
     assert not any(w.startswith("warning:") for w in warnings)
@@ -79,7 +81,7 @@ def test_export_dataset_returns_warnings_and_writes_unsaved_work(dataset, tmp_pa
     assert len(data["annotations"]) == 1 and isinstance(data["annotations"][0]["segmentation"], list)
     assert data["images"][0]["file_name"] == "../images/a.png"
     assert coco.validate_coco(data) == []
-    assert cmd_export.export_dataset(dataset, tmp_path / "rle.json") == []
+    assert export_api.export_dataset(dataset, tmp_path / "rle.json") == []
     assert len(json.loads((tmp_path / "rle.json").read_text())["annotations"]) == 2
     assert len(dataset.annotations) == 2  # the document is untouched
 
@@ -88,15 +90,15 @@ def test_export_dataset_refuses_bad_requests_and_honours_cancel(dataset, tmp_pat
     dataset.add_annotation(dataset.make_annotation(1, 1, _ring()))
     dataset.save()
     with pytest.raises(ValueError, match="lossy"):
-        cmd_export.export_dataset(dataset, dataset.path, "coco-polygon")
+        export_api.export_dataset(dataset, dataset.path, "coco-polygon")
     with pytest.raises(ValueError):
-        cmd_export.export_dataset(dataset, tmp_path / "x.json", "yaml")
+        export_api.export_dataset(dataset, tmp_path / "x.json", "yaml")
     with pytest.raises(ValueError):
-        cmd_export.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", float("nan"))
+        export_api.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", float("nan"))
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(cmd_export.ExportCancelled):
-        cmd_export.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", cancel=cancel)
+    with pytest.raises(export_api.ExportCancelled):
+        export_api.export_dataset(dataset, tmp_path / "x.json", "coco-polygon", cancel=cancel)
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(OSError):
-        cmd_export.export_dataset(dataset, tmp_path / "no" / "such" / "folder" / "x.json")
+        export_api.export_dataset(dataset, tmp_path / "no" / "such" / "folder" / "x.json")

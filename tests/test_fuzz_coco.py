@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotator import coco
-from annotator.coco import SegmentationError
-from annotator.document import Dataset, DatasetError
+from annotator.data import coco
+from annotator.data.coco import SegmentationError
+from annotator.data.document import Dataset, DatasetError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""annotator.background.JobService: one job in flight, the latest wins, cancel, progress, shutdown."""
+"""annotator.workers.jobs.JobService: one job in flight, the latest wins, cancel, progress, shutdown."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from annotator import workers
-from annotator.background import JobService
+from annotator.workers import encoder as workers
+from annotator.workers.jobs import JobService
 
 pytestmark = pytest.mark.gui
 

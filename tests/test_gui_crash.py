@@ -1,6 +1,6 @@
 """Crash safety for real: run the application, accept annotations, SIGKILL it, start it again.
 
-The app runs in a subprocess (offscreen Qt) through :func:`annotator.app.main`,
+The app runs in a subprocess (offscreen Qt) through :func:`annotator.ui.app.main`,
 steered by ``tests/gui_driver.py``. It is killed the moment it reports its
 last accept, while it is already prefetching the next image. Restarted on the
 same folder, it must show every accepted annotation, from a file that loads.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from annotator.document import Dataset
+from annotator.data.document import Dataset
 
 pytestmark = [pytest.mark.gui, pytest.mark.weights, pytest.mark.slow]
 

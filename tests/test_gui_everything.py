@@ -16,7 +16,9 @@ import pytest
 from PySide6.QtCore import Qt
 from qt_fixtures import FakePredictor, click_image, close_window, drag_image, fake_info, key
 
-from annotator import coco, workers
+from annotator.data import coco
+
+from annotator.workers import encoder as workers
 
 pytestmark = pytest.mark.gui
 

@@ -35,7 +35,7 @@ def test_300_images_annotated_with_bounded_memory(qtbot, make_window, tmp_path):
     from PIL import Image
     from sam_core import EmbeddingCache
 
-    from annotator.jobs import ModelInfo
+    from annotator.workers.messages import ModelInfo
 
     folder = tmp_path / "many"
     folder.mkdir()

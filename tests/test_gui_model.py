@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from annotator.jobs import ModelRequest
+from annotator.workers.messages import ModelRequest
 
 pytestmark = [pytest.mark.gui]
 

@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTextBrowser
 from qt_fixtures import FakePredictor, click_image, close_window, fake_info, key
 
-from annotator.settings import Settings
+from annotator.ui.settings import Settings
 
 pytestmark = pytest.mark.gui
 
@@ -144,13 +144,13 @@ def test_autosave_off_saves_only_on_image_change_and_close(qtbot, window, ini, i
     qtbot.waitUntil(lambda: not s.accepting)
     assert s.dirty
     close_window(w)  # quitting saves
-    from annotator.document import Dataset
+    from annotator.data.document import Dataset
 
     assert len(Dataset.open(working).annotations) == 2
 
 
 def test_command_line_beats_preferences_beat_defaults(ini, tmp_path, monkeypatch):
-    from annotator import app
+    from annotator.ui import app
 
     monkeypatch.delenv("SAM_ANNOTATOR_CACHE", raising=False)
     st = Settings(ini)
@@ -196,7 +196,7 @@ def test_clear_embedding_cache_deletes_embeddings_only(qtbot, window, ini, tmp_p
 
 
 def test_error_on_a_worker_thread_shows_a_dialog_with_the_log_path(qtbot, window, tmp_path):
-    from annotator import logs
+    from annotator.data import logs
 
     w = window()
     old_hooks = (__import__("sys").excepthook, threading.excepthook)
@@ -225,7 +225,9 @@ def test_error_on_a_worker_thread_shows_a_dialog_with_the_log_path(qtbot, window
 def test_about_and_log_folder(qtbot, window, monkeypatch):
     from PySide6.QtGui import QDesktopServices
 
-    from annotator import __version__, logs
+    from annotator import __version__
+
+    from annotator.data import logs
 
     w = window()
     key_rows = dict(w.about_rows())

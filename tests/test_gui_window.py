@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from qt_fixtures import click_image, close_window, key
 
-from annotator.rows import ImageState
+from annotator.session.rows import ImageState
 
 pytestmark = [pytest.mark.gui, pytest.mark.weights, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""annotator.imageio: listing, and one test per class of bad or unusual image file."""
+"""annotator.data.imageio: listing, and one test per class of bad or unusual image file."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from annotator import imageio
-from annotator.imageio import ImageLoadError, image_size, list_images, load_image
+from annotator.data import imageio
+from annotator.data.imageio import ImageLoadError, image_size, list_images, load_image
 
 
 def _rgb(h=24, w=32, seed=0):
@@ -409,7 +409,7 @@ def test_image_size_reads_the_header_only(tmp_path):
 _BIG_SCRIPT = r"""
 import resource, sys, time
 import numpy as np
-from annotator.imageio import load_image, image_size
+from annotator.data.imageio import load_image, image_size
 path = sys.argv[1]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()

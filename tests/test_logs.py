@@ -2,7 +2,7 @@ import logging
 import sys
 import threading
 
-from annotator import logs
+from annotator.data import logs
 
 
 def test_setup_logging_writes_rotating_file(tmp_path, monkeypatch):

@@ -1,11 +1,11 @@
-"""Rendering helpers of the decoder thread (annotator/overlays.py): outlines, overlays, previews."""
+"""Rendering helpers of the decoder thread (annotator/render.py): outlines, overlays, previews."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from annotator import overlays
+from annotator import render
 from sam_core.types import Candidates
 
 
@@ -24,20 +24,20 @@ def test_outline_is_the_inner_band(shape, width):
     rng = np.random.default_rng(width)
     for density in (0.3, 0.7, 1.0):
         mask = rng.random(shape) < density
-        np.testing.assert_array_equal(overlays.outline(mask, width), _outline_by_definition(mask, width))
+        np.testing.assert_array_equal(render.outline(mask, width), _outline_by_definition(mask, width))
 
 
 def test_outline_of_a_filled_square_is_a_ring():
     mask = np.zeros((20, 20), bool)
     mask[5:15, 5:15] = True
-    band = overlays.outline(mask, 2)
+    band = render.outline(mask, 2)
     assert band.sum() == 100 - 36 and not band[7:13, 7:13].any() and band[5, 5] and band[6, 9]
 
 
 def test_mask_overlay_pixels():
     mask = np.zeros((12, 16), bool)
     mask[2:10, 3:13] = True
-    img = overlays.mask_overlay(mask, (200, 0, 0), fill_alpha=0.5, edge_color=(255, 255, 255), edge_width=1)
+    img = render.mask_overlay(mask, (200, 0, 0), fill_alpha=0.5, edge_color=(255, 255, 255), edge_width=1)
     assert (img.width(), img.height()) == (16, 12)
     inside, edge, outside = img.pixelColor(7, 5), img.pixelColor(3, 5), img.pixelColor(0, 0)
     assert outside.alpha() == 0
@@ -53,7 +53,7 @@ def test_previews_agree_with_the_engines_preview():
                        input_size=(768, 1024))
     assert cands.valid_low_res_logits.shape == (3, 192, 256)
     for size in [(810, 1080), (96, 128), (3000, 4000)]:
-        ours = overlays.previews(cands, size)
+        ours = render.previews(cands, size)
         engine = cands.previews(size)
         assert engine.shape == (3, *size)
         for i in range(3):
@@ -66,23 +66,35 @@ def test_previews_agree_with_the_engines_preview():
 def test_pyramid_halves_down_to_the_minimum_side():
     img = np.zeros((3000, 4001, 3), np.uint8)
     img[:, 2000:] = 200
-    levels = overlays.pyramid(img, min_side=1024)
+    levels = render.pyramid(img, min_side=1024)
     assert [lv.shape for lv in levels] == [(3000, 4001, 3), (1500, 2001, 3), (750, 1001, 3)]
     assert levels[0] is img
     assert levels[2][:, :490].max() == 0 and levels[2][:, 510:].min() == 200  # area averaging keeps the edge
     small = np.zeros((600, 800, 3), np.uint8)
-    assert len(overlays.pyramid(small, min_side=1024)) == 1
+    assert len(render.pyramid(small, min_side=1024)) == 1
 
 
 def test_in_fresh_thread_returns_raises_and_leaves_no_thread():
     import threading
 
-    from annotator.workers import in_fresh_thread
+    from annotator.workers.encoder import in_fresh_thread
 
-    before = threading.active_count()
-    seen = []
-    assert in_fresh_thread(lambda a, b=0: seen.append(threading.get_ident()) or a + b, 2, b=3) == 5
-    assert seen and seen[0] != threading.get_ident()
+    # Count only the threads this test made: other tests' threads may still be ending (a process-wide
+    # count went 7 -> 6 under a full run). Each job records the thread it ran on; all must be gone after.
+    ran_on = []
+
+    def job(a, b=0):
+        ran_on.append(threading.current_thread())
+        return a + b
+
+    def failing():
+        ran_on.append(threading.current_thread())
+        return {}["boom"]
+
+    assert in_fresh_thread(job, 2, b=3) == 5
     with pytest.raises(KeyError, match="boom"):
-        in_fresh_thread(lambda: {}["boom"])
-    assert threading.active_count() == before
+        in_fresh_thread(failing)
+    assert len(ran_on) == 2
+    assert all(t is not threading.current_thread() for t in ran_on)
+    assert ran_on[0] is not ran_on[1]
+    assert not any(t.is_alive() for t in ran_on)

@@ -1,8 +1,8 @@
 """The preferences dialog, driven as a user would with qtbot.
 
 The main check (issue 10): a shortcut changed in the dialog takes effect in a
-window whose actions come from :data:`annotator.actions.ACTIONS` (built by
-:func:`annotator.actions.build_actions`, as the main window builds them) and
+window whose actions come from :data:`annotator.ui.actions.ACTIONS` (built by
+:func:`annotator.ui.actions.build_actions`, as the main window builds them) and
 persists in the settings file. Settings live in an ini file under ``tmp_path``.
 """
 
@@ -16,9 +16,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QMainWindow, QWidget
 
-from annotator import actions
-from annotator.preferences import PreferencesDialog
-from annotator.settings import DEFAULT_OPACITY, Settings, apply_shortcuts
+from annotator.ui import actions
+from annotator.ui.preferences import PreferencesDialog
+from annotator.ui.settings import DEFAULT_OPACITY, Settings, apply_shortcuts
 
 pytestmark = pytest.mark.gui
 

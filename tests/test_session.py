@@ -15,8 +15,8 @@ import pytest
 from PySide6.QtCore import Qt
 from qt_fixtures import FakePredictor, click_image, close_window, drag_image, fake_info, key
 
-from annotator.prompts import PromptState
-from annotator.rows import ImageState
+from annotator.data.prompts import PromptState
+from annotator.session.rows import ImageState
 
 pytestmark = pytest.mark.gui
 
@@ -157,7 +157,7 @@ def test_stale_embedding_results_are_dropped(qtbot, fake_window):
     w = fake_window()
     _ready(qtbot, w)
     s = w.session
-    from annotator.jobs import EmbeddingResult
+    from annotator.workers.messages import EmbeddingResult
 
     emb = s.embedding
     s._on_embedding_ready(s._encode_id - 1, EmbeddingResult(s.paths[1], "not an embedding", "encoded", 0.0))
@@ -315,16 +315,16 @@ def test_categories_quick_keys_add_rename_recolour_delete(qtbot, fake_window):
 
 
 def test_actions_during_an_accept_wait_for_it_in_order(qtbot, fake_window, monkeypatch):
-    from annotator import overlays
+    from annotator import render
 
     gate = threading.Event()
-    real = overlays.finish_candidate
+    real = render.finish_candidate
 
     def slow_finish(*args):
         assert gate.wait(30)
         return real(*args)
 
-    monkeypatch.setattr(overlays, "finish_candidate", slow_finish)
+    monkeypatch.setattr(render, "finish_candidate", slow_finish)
     w = fake_window()
     _ready(qtbot, w)
     s = w.session
@@ -396,7 +396,7 @@ def test_a_bad_annotation_file_is_never_overwritten(qtbot, make_window, image_fo
         return 0  # the user closes the dialog (Cancel)
 
     monkeypatch.setattr(QMessageBox, "exec", fake_exec)
-    from annotator.main_window import MainWindow
+    from annotator.ui.main_window import MainWindow
 
     w = MainWindow()
     qtbot.addWidget(w)
@@ -447,7 +447,7 @@ def test_help_lists_every_shortcut_from_the_table(qtbot, fake_window):
     from PySide6.QtGui import QKeySequence
     from PySide6.QtWidgets import QTextBrowser
 
-    from annotator import actions
+    from annotator.ui import actions
 
     w = fake_window()
     key(qtbot, w, Qt.Key.Key_F1)
@@ -491,13 +491,13 @@ def test_prompt_state_is_a_checked_value():
     ],
 )
 def test_clamp_box(box, expected):
-    from annotator.prompts import clamp_box
+    from annotator.data.prompts import clamp_box
 
     assert clamp_box(box, 100, 80) == expected
 
 
 def test_closing_saves_and_joins_threads(qtbot, fake_window, image_folder):
-    from annotator import workers
+    from annotator.workers import encoder as workers
 
     w = fake_window(delay=0.3)
     _ready(qtbot, w)
@@ -607,8 +607,8 @@ def test_status_bar_times_the_encode(qtbot, fake_window):
 def test_ctrl_s_and_export_menu(qtbot, fake_window, image_folder, monkeypatch, tmp_path):
     from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-    from annotator import coco
-    from annotator.document import Dataset
+    from annotator.data import coco
+    from annotator.data.document import Dataset
 
     w = fake_window()
     _ready(qtbot, w)
@@ -701,8 +701,8 @@ def test_large_images_are_drawn_from_the_pyramid_level_of_the_zoom(qtbot, fake_w
 
 
 def test_prefetch_waits_a_moment_and_for_the_click_being_answered(qtbot, fake_window, monkeypatch):
-    from annotator import session as session_module
-    from annotator.decoding import DecoderService
+    from annotator.session import session as session_module
+    from annotator.workers.decoder import DecoderService
 
     monkeypatch.setattr(session_module, "PREFETCH_DELAY_MS", 60_000)
     w = fake_window()

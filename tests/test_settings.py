@@ -1,4 +1,4 @@
-"""annotator.settings: typed QSettings with defaults, bad values ignored, shortcut overrides.
+"""annotator.ui.settings: typed QSettings with defaults, bad values ignored, shortcut overrides.
 
 Every test uses an ini file under ``tmp_path``; the user's settings are never touched.
 """
@@ -13,8 +13,8 @@ from PySide6.QtCore import QSettings
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
-from annotator import actions
-from annotator.settings import (
+from annotator.ui import actions
+from annotator.ui.settings import (
     DEFAULT_MEMORY_MB,
     DEFAULT_OPACITY,
     ENV_SETTINGS,
@@ -101,7 +101,7 @@ def test_bad_stored_values_fall_back_to_defaults(ini, caplog):
         "no_such_action=X\n",
     )
     s = Settings(ini)
-    with caplog.at_level(logging.WARNING, logger="annotator.settings"):
+    with caplog.at_level(logging.WARNING, logger="annotator.ui.settings"):
         for _ in range(2):
             assert (s.model, s.device, s.cache_dir) == ("auto", "auto", "")
             assert (s.cache_memory_mb, s.cache_disk_mb) == (DEFAULT_MEMORY_MB, 0)
@@ -225,7 +225,7 @@ def test_conflicts_consider_defaults_overrides_aliases_and_canvas_keys(ini):
 
 def test_stored_overrides_that_clash_fall_back_to_defaults(ini, caplog):
     write_ini(ini, "[shortcuts]\nnext_candidate=D\nundo=U\n")
-    with caplog.at_level(logging.WARNING, logger="annotator.settings"):
+    with caplog.at_level(logging.WARNING, logger="annotator.ui.settings"):
         s = Settings(ini)
         assert s.shortcuts == {"undo": ("U",)}
         assert s.shortcuts_for("next_candidate") == ("Tab",)

@@ -2,8 +2,8 @@
 
 Decoding an annotation's RLE, shrinking it to overlay size and colouring it
 costs tens of milliseconds for a 12 MP image, so it runs on the decoder thread
-as a task (:func:`annotator.overlays.annotation_patches`). Each overlay is cut
-to the annotation's bounding box (:class:`~annotator.overlays.MaskPatch`), so
+as a task (:func:`annotator.render.annotation_patches`). Each overlay is cut
+to the annotation's bounding box (:class:`~annotator.render.MaskPatch`), so
 memory follows the objects' size, not the image's. Patches are kept for the
 current image only; a freshly accepted annotation brings its own, so it shows
 at once. Re-colouring (a category colour change, the selection highlight)
@@ -18,8 +18,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from . import overlays
-from .rows import AnnotationRow
+from annotator import render
+from annotator.session.rows import AnnotationRow
 
 
 class AnnotationLayer(QObject):
@@ -36,8 +36,8 @@ class AnnotationLayer(QObject):
         self.path: Optional[Path] = None
         self.hidden: set[int] = set()
         self.selected: Optional[int] = None
-        self.opacity = overlays.DEFAULT_OPACITY  # fill opacity of the overlays (the user's preference)
-        self._patches: Dict[int, overlays.MaskPatch] = {}  # annotation id -> patch (current image)
+        self.opacity = render.DEFAULT_OPACITY  # fill opacity of the overlays (the user's preference)
+        self._patches: Dict[int, render.MaskPatch] = {}  # annotation id -> patch (current image)
         self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay at self.opacity
         self._task: Optional[int] = None
         self._task_path: Optional[Path] = None
@@ -53,7 +53,7 @@ class AnnotationLayer(QObject):
             self.selected = None
             self._task = None
 
-    def put(self, annotation_id: int, patch: overlays.MaskPatch, color=None, image: Optional[QImage] = None) -> None:
+    def put(self, annotation_id: int, patch: render.MaskPatch, color=None, image: Optional[QImage] = None) -> None:
         """The overlay patch of an annotation of the current image (and its plain overlay in ``color``)."""
         self._patches[annotation_id] = patch
         self._drop_images(annotation_id)
@@ -82,7 +82,7 @@ class AnnotationLayer(QObject):
         if missing and self._task is None:
             self._task_path = self.path
             self._task_opacity = self.opacity
-            self._task = self._decoder.run_task(overlays.annotation_patches, missing, self.opacity)
+            self._task = self._decoder.run_task(render.annotation_patches, missing, self.opacity)
 
     def overlays(self, annotations: Sequence, categories: dict) -> List[Tuple[int, QImage, tuple]]:
         """``(id, overlay, rect)`` of the visible annotations whose patches are known, the selected one last.
@@ -102,7 +102,7 @@ class AnnotationLayer(QObject):
             key = (ann.id, color, selected)
             image = self._images.get(key)
             if image is None:
-                image = self._images[key] = overlays.annotation_overlay(patch.mask, color, selected, self.opacity)
+                image = self._images[key] = render.annotation_overlay(patch.mask, color, selected, self.opacity)
             out.append((ann.id, image, patch.rect))
         self.request(annotations, categories)
         return out

@@ -3,12 +3,11 @@
 Every job carries the id its requester chose and a snapshot of what it
 needs, so a result can be matched to its request and dropped when stale.
 Image sizes are ``(H, W)`` as numpy shapes; coordinates x then y (see
-:mod:`annotator.prompts`).
+:mod:`annotator.data.prompts`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 from PySide6.QtGui import QImage
 
-from . import overlays
-from .prompts import PromptState
+from annotator import render
+from annotator.data.prompts import PromptState
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class LoadJob:
     job_id: int
     path: Path
     prefetch: bool = False
-    digests: Any = None  # annotator.digests.DigestIndex where the image's content digest is recorded, or None
+    digests: Any = None  # annotator.data.digests.DigestIndex where the image's content digest is recorded, or None
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +100,8 @@ class LoadedImage:
     ``qimage`` is RGB32 ``width`` x ``height`` (the full image, EXIF applied);
     ``smaller`` are the lower levels of its pyramid for drawing it zoomed
     out (each half the size of the one before; see
-    :func:`annotator.overlays.pyramid`); ``small`` is ``(h, w, 3)`` uint8 RGB
-    with a longest side of at most :data:`overlays.THUMB_SOURCE_SIDE`;
+    :func:`annotator.render.pyramid`); ``small`` is ``(h, w, 3)`` uint8 RGB
+    with a longest side of at most :data:`render.THUMB_SOURCE_SIDE`;
     ``stamp`` is ``(size, mtime_ns)`` of the file when it was read.
     """
 
@@ -150,9 +149,9 @@ class DecodeJob:
     prompt: PromptState
     preview_size: Tuple[int, int]
     thumb_source: np.ndarray
-    color: overlays.Color
+    color: render.Color
     t0: float = field(default_factory=time.perf_counter)
-    opacity: float = overlays.DEFAULT_OPACITY
+    opacity: float = render.DEFAULT_OPACITY
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,15 +174,6 @@ class DecodeResult:
     decode_s: float
     total_s: float
     t0: float = 0.0  # the job's t0: perf_counter() of the user action
-
-
-def file_stamp(path: Path) -> Tuple[int, int]:
-    """``(size, mtime_ns)`` of ``path``, or ``(-1, -1)`` when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True, eq=False)

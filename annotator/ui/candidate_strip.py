@@ -14,7 +14,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QWidget
 
-from .rows import CandidateRow, format_area, format_iou
+from annotator.session.rows import CandidateRow, format_area, format_iou
 
 SLOTS = 3
 THUMB = 72

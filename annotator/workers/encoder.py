@@ -10,8 +10,8 @@ Each worker is a :class:`QObject` moved to its own :class:`QThread`
   :class:`sam_core.EmbeddingCache` (memory + disk). :class:`EncoderService`
   drives both: the current image before the prefetch, results of a job the
   user has left delivered under its id (and so dropped by the caller).
-* The decoder thread is in :mod:`annotator.decoding`; the values that cross
-  threads are in :mod:`annotator.jobs`.
+* The decoder thread is in :mod:`annotator.workers.decoder`; the values that cross
+  threads are in :mod:`annotator.workers.messages`.
 
 Teardown: ``thread.finished`` -> ``worker.deleteLater``; a service's
 ``shutdown()`` asks its threads to quit and joins them. Threads and timers
@@ -34,8 +34,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
-from . import overlays, qtcompat
-from .jobs import (
+from annotator import qtcompat, render
+from annotator.workers.messages import (
     EmbeddingResult,
     EncodeJob,
     LoadedImage,
@@ -43,8 +43,8 @@ from .jobs import (
     ModelFailure,
     ModelInfo,
     ModelRequest,
-    file_stamp,
 )
+from annotator.data.digests import file_stamp
 
 qtcompat.apply()  # binding work-arounds, before any signal is emitted
 
@@ -316,7 +316,7 @@ class EncoderWorker(QObject):
                 return
         image = job.pixels
         if image is None:
-            from .imageio import load_image
+            from annotator.data.imageio import load_image
 
             image = load_image(job.path)
         self.encodeStarted.emit(job.job_id)
@@ -335,7 +335,7 @@ class LoaderWorker(QObject):
 
     @Slot(object)
     def run(self, job: LoadJob) -> None:
-        from .imageio import load_image
+        from annotator.data.imageio import load_image
 
         try:
             image = load_image(job.path)  # ImageLoadError carries a message for the user
@@ -352,7 +352,7 @@ class LoaderWorker(QObject):
 
     @Slot(int, object, object, object)
     def scan(self, scan_id: int, paths: list, digests: Any, cache: Any) -> None:
-        """Which of ``paths`` have a recorded digest (:mod:`annotator.digests`) whose embedding ``cache`` holds."""
+        """Which of ``paths`` have a recorded digest (:mod:`annotator.data.digests`) whose embedding ``cache`` holds."""
         try:
             found = [p for p, d in digests.lookup(paths).items() if cache.contains(cache.key_for_digest(d))]
         except Exception:  # a hint only: never let it stop the loader
@@ -366,16 +366,16 @@ def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
     from sam_core.cache import image_digest
 
     h, w = image.shape[:2]
-    levels = overlays.pyramid(image)
+    levels = render.pyramid(image)
     return LoadedImage(
         path=path,
         width=w,
         height=h,
-        qimage=overlays.rgb_image(image),
-        small=overlays.downscale(levels[-1]),
+        qimage=render.rgb_image(image),
+        small=render.downscale(levels[-1]),
         digest=image_digest(image),
         stamp=file_stamp(path),
-        smaller=tuple(overlays.rgb_image(level) for level in levels[1:]),
+        smaller=tuple(render.rgb_image(level) for level in levels[1:]),
     )
 
 
@@ -528,7 +528,7 @@ class EncoderService(QObject):
         self._encodes = _Lane(self._runEncode.emit)
 
         self.info: Optional[ModelInfo] = None
-        self._digests: Any = None  # annotator.digests.DigestIndex beside the model's disk cache, or None
+        self._digests: Any = None  # annotator.data.digests.DigestIndex beside the model's disk cache, or None
         self._next_id = 0
         self._loading_model = False
         self._images: "OrderedDict[Path, LoadedImage]" = OrderedDict()
@@ -607,7 +607,7 @@ class EncoderService(QObject):
         """Find, on the loader thread, which of ``paths`` are in the disk cache already (``cachedFound``).
 
         Only images read before (by the window or ``sam-annotator encode``)
-        and unchanged since can be told; see :mod:`annotator.digests`.
+        and unchanged since can be told; see :mod:`annotator.data.digests`.
         Returns False (and does nothing) without a model or a disk cache.
         """
         if self._digests is None or not paths:
@@ -689,7 +689,7 @@ class EncoderService(QObject):
 
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
-        from .digests import DigestIndex
+        from annotator.data.digests import DigestIndex
 
         self.info = info
         self._digests = DigestIndex.beside(info.cache)

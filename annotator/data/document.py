@@ -1,10 +1,10 @@
 """The annotation document: images, categories and masks, without Qt.
 
-The working file is COCO JSON (see :mod:`annotator.coco` for conventions):
+The working file is COCO JSON (see :mod:`annotator.data.coco` for conventions):
 
 * ``images``: ``id``, ``file_name`` (POSIX path relative to the JSON file's
   folder), ``width``, ``height`` (after EXIF orientation, as
-  :func:`annotator.imageio.image_size` reports).
+  :func:`annotator.data.imageio.image_size` reports).
 * ``categories``: ``id`` (from 1), ``name``, ``supercategory`` and our display
   colour in an extra ``color`` field, ``[r, g, b]`` 0..255.
 * ``annotations``: ``id`` (unique, from 1), ``image_id``, ``category_id``,
@@ -38,8 +38,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from annotator import coco
-from annotator.atomic import atomic_write_text, backup_once
+from annotator.data import coco
+from annotator.data.atomic import atomic_write_text, backup_once
 
 __all__ = [
     "Category",
@@ -469,7 +469,7 @@ class Dataset:
             One sentence per image whose file is missing, unreadable or of
             another size than recorded.
         """
-        from annotator.imageio import ImageLoadError, image_size
+        from annotator.data.imageio import ImageLoadError, image_size
 
         problems = []
         for rec in self.images.values():
@@ -824,7 +824,7 @@ def write_working_file(path: PathLike, text: str) -> None:
     Raises
     ------
     OSError
-        The old file is then intact (see :mod:`annotator.atomic`).
+        The old file is then intact (see :mod:`annotator.data.atomic`).
     """
     backup_once(path)
     atomic_write_text(path, text)

@@ -14,7 +14,7 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-SOURCE_TREE_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+SOURCE_TREE_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 
 def resource_text(name: str) -> Optional[str]:

@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from . import overlays
-from .jobs import DecodeJob, DecodeResult, Task
-from .workers import make_predictor, start_thread, stop_thread, user_message
+from annotator import render
+from annotator.workers.messages import DecodeJob, DecodeResult, Task
+from annotator.workers.encoder import make_predictor, start_thread, stop_thread, user_message
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,11 @@ class DecoderWorker(QObject):
         t = time.perf_counter()
         cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args())
         decode_s = time.perf_counter() - t
-        previews = tuple(overlays.previews(cands, job.preview_size))
-        rendered = tuple(overlays.candidate_overlay(p, job.color, job.opacity) for p in previews)
+        previews = tuple(render.previews(cands, job.preview_size))
+        rendered = tuple(render.candidate_overlay(p, job.color, job.opacity) for p in previews)
         # 72-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
         low_res = cands.valid_low_res_logits > cands.mask_threshold
-        thumbs = tuple(overlays.thumbnail(job.thumb_source, m, job.color) for m in low_res)
+        thumbs = tuple(render.thumbnail(job.thumb_source, m, job.color) for m in low_res)
         h, w = cands.original_size
         scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
         return DecodeResult(
@@ -82,7 +82,7 @@ class DecoderWorker(QObject):
             previews=previews,
             overlays=rendered,
             thumbs=thumbs,
-            areas=tuple(overlays.areas(previews, scale)),
+            areas=tuple(render.areas(previews, scale)),
             decode_s=decode_s,
             total_s=time.perf_counter() - job.t0,
             t0=job.t0,

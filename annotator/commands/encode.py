@@ -5,7 +5,7 @@
     sam-annotator encode IMAGE_DIR [--model vit_t] [--checkpoint PATH] [--device auto]
                                    [--batch-size N] [--cache-dir DIR] [--recursive] [--quiet]
 
-Every image of ``IMAGE_DIR`` (natural order, see :func:`annotator.imageio.list_images`)
+Every image of ``IMAGE_DIR`` (natural order, see :func:`annotator.data.imageio.list_images`)
 is loaded as the window loads it (EXIF orientation applied), so the content
 hash and therefore the cache key are the ones the window computes; images
 whose entry is already there (and passes its checks) are skipped. Opening the
@@ -180,11 +180,11 @@ def _load_and_key(
 ) -> Tuple[Optional[np.ndarray], Optional[str], Optional[str]]:
     """(image, key, None) or (None, key, None) when already cached, or (None, None, reason) on failure.
 
-    The image's content digest goes to ``digests`` (:class:`annotator.digests.DigestIndex`), so that the
+    The image's content digest goes to ``digests`` (:class:`annotator.data.digests.DigestIndex`), so that the
     window can show the image as encoded without reading it.
     """
-    from annotator.imageio import ImageLoadError, load_image
-    from annotator.jobs import file_stamp
+    from annotator.data.imageio import ImageLoadError, load_image
+    from annotator.data.digests import file_stamp
     from sam_core.cache import image_digest
 
     stamp = file_stamp(path)
@@ -304,7 +304,7 @@ def encode_folder(
             progress(len(batch))
         batch.clear()
 
-    from annotator.digests import DigestIndex
+    from annotator.data.digests import DigestIndex
 
     digests = DigestIndex.beside(cache)
     loaded = _prefetched(paths, lambda p: _load_and_key(p, cache, digests), 2 if background_loading else 0,
@@ -338,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
 
-    from annotator.imageio import list_images
+    from annotator.data.imageio import list_images
 
     try:
         paths = list_images(args.image_dir, recursive=args.recursive)

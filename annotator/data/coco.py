@@ -581,7 +581,7 @@ def validate_coco(
         The parsed JSON.
     image_sizes
         Optional ``file_name -> (width, height)`` of the actual image files
-        (after EXIF orientation, see :func:`annotator.imageio.image_size`);
+        (after EXIF orientation, see :func:`annotator.data.imageio.image_size`);
         images listed here must agree with their JSON ``width``/``height``.
     check_geometry
         Also require ``area`` and ``bbox`` to be present and agree with the

@@ -1,6 +1,6 @@
 """Side panels: the image list and the annotations of the current image.
 
-Panels display rows (:mod:`annotator.rows`) and emit what the user asked for;
+Panels display rows (:mod:`annotator.session.rows`) and emit what the user asked for;
 they never change the document themselves. They take no keyboard focus, so
 the shortcuts and the canvas keep working after a click in a panel.
 """
@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import overlays
-from .rows import AnnotationRow, CategoryRow, ImageRow, ImageState, format_area, format_iou
+from annotator import render
+from annotator.session.rows import AnnotationRow, CategoryRow, ImageRow, ImageState, format_area, format_iou
 
 _STATE_COLORS = {
     ImageState.UNKNOWN: ((120, 124, 130), True),
@@ -53,7 +53,7 @@ class ImageListModel(QAbstractListModel):
         super().__init__(parent)
         self._count = count
         self._row = row
-        self._icons = {state: _icon(overlays.dot(c, 12, hollow)) for state, (c, hollow) in _STATE_COLORS.items()}
+        self._icons = {state: _icon(render.dot(c, 12, hollow)) for state, (c, hollow) in _STATE_COLORS.items()}
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else self._count()
@@ -188,7 +188,7 @@ class AnnotationsPanel(QWidget):
                 text = f"#{r.id}  {r.category}   {format_area(r.area)}"
                 if r.score is not None:
                     text += f"   {format_iou(r.score, 2)}"
-                item = QListWidgetItem(_icon(overlays.swatch(r.color)), text)
+                item = QListWidgetItem(_icon(render.swatch(r.color)), text)
                 item.setData(Qt.ItemDataRole.UserRole, r.id)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if r.visible else Qt.CheckState.Unchecked)
@@ -242,7 +242,7 @@ class AnnotationsPanel(QWidget):
         menu = QMenu(self)
         sub = menu.addMenu("Category")
         for c in self._categories:
-            act = sub.addAction(_icon(overlays.swatch(c.color)), c.name)
+            act = sub.addAction(_icon(render.swatch(c.color)), c.name)
             act.triggered.connect(lambda _=False, a=ann, cid=c.id: self.categoryChangeRequested.emit(a, cid))
         menu.addAction("Delete").triggered.connect(lambda: self.deleteRequested.emit(ann))
         menu.exec(self.list.viewport().mapToGlobal(pos))
@@ -254,7 +254,7 @@ class AnnotationsPanel(QWidget):
         self.category.blockSignals(True)
         self.category.clear()
         for c in self._categories:
-            self.category.addItem(_icon(overlays.swatch(c.color)), c.name, c.id)
+            self.category.addItem(_icon(render.swatch(c.color)), c.name, c.id)
         if row is not None:
             self.category.setCurrentIndex(max(0, self.category.findData(row.category_id)))
         self.category.blockSignals(False)
@@ -274,7 +274,7 @@ class EncoderStatus(QLabel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("encoderStatus")
-        from .workers import make_timer
+        from annotator.workers.encoder import make_timer
 
         self._timer = make_timer(self, 100)
         self._timer.timeout.connect(self._tick)

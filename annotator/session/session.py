@@ -1,6 +1,6 @@
 """The annotation session: everything the window shows, without any widget.
 
-A :class:`Session` owns the document (:class:`annotator.document.Dataset`),
+A :class:`Session` owns the document (:class:`annotator.data.document.Dataset`),
 the folder's image list, the current image, its prompt and candidates, the
 undo stack, the background workers and the autosave. Widgets call its public
 methods and listen to its signals; the main window only wires the two.
@@ -18,7 +18,7 @@ decoded as soon as it arrives. Image switches give every request a new id, so
 nothing computed for one image is ever shown on another.
 
 Segment everything and the review of its proposals live in
-:class:`annotator.everything.EverythingController` (``session.everything``);
+:class:`annotator.session.everything.EverythingController` (``session.everything``);
 while a review is open, clicks, boxes, Enter and Esc go to it instead of
 SAM's prompt. File → Export runs on its own thread (:meth:`Session.start_export`).
 Preferences reach the session through :meth:`set_autosave` and :meth:`set_opacity`.
@@ -38,13 +38,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QUndoStack
 
-from . import overlays
-from .annotation_layer import AnnotationLayer
-from .prompts import EMPTY, PromptState, clamp_box, inside
-from .rows import AnnotationRow, CandidateRow, CategoryRow, Color, ImageRow, ImageState
-from .background import JobService
-from .everything import EverythingController
-from .undo import (
+from annotator import render
+from annotator.session.annotation_layer import AnnotationLayer
+from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside
+from annotator.session.rows import AnnotationRow, CandidateRow, CategoryRow, Color, ImageRow, ImageState
+from annotator.workers.jobs import JobService
+from annotator.session.everything import EverythingController
+from annotator.session.undo import (
     AcceptCommand,
     AddCategoryCommand,
     DeleteAnnotationCommand,
@@ -53,9 +53,9 @@ from .undo import (
     PromptCommand,
     SetAnnotationCategoryCommand,
 )
-from .decoding import DecoderService
-from .jobs import DecodeJob, DecodeResult, EmbeddingResult, LoadedImage, ModelFailure, ModelInfo, ModelRequest
-from .workers import EncoderService, make_timer
+from annotator.workers.decoder import DecoderService
+from annotator.workers.messages import DecodeJob, DecodeResult, EmbeddingResult, LoadedImage, ModelFailure, ModelInfo, ModelRequest
+from annotator.workers.encoder import EncoderService, make_timer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ ANNOTATIONS_FILENAME = "annotations.json"
 
 def default_categories() -> List[Tuple[str, Optional[Color]]]:
     """``(name, colour)`` pairs from ``resources/default_categories.json`` (``object`` if it is missing)."""
-    from .appdata import resource_text
+    from annotator.data.appdata import resource_text
 
     text = resource_text("default_categories.json")
     if text is None:
@@ -109,7 +109,7 @@ def _after_accept(method):
     return wrapper
 
 
-def make_annotation(dataset, image_id: int, category_id: int, done: overlays.FinishedMask, **extra):
+def make_annotation(dataset, image_id: int, category_id: int, done: render.FinishedMask, **extra):
     """``dataset.make_annotation`` for an accepted mask, with the RLE computed off the GUI thread.
 
     Passing ``rle=`` saves encoding a 12 MP mask a second time on the GUI thread.
@@ -151,7 +151,7 @@ class Session(QObject):
         self.model_info: Optional[ModelInfo] = None
         self._model_t0: Optional[float] = None  # perf_counter() when a model load began
 
-        self.dataset = None  # annotator.document.Dataset
+        self.dataset = None  # annotator.data.document.Dataset
         self.folder: Optional[Path] = None
         self.paths: List[Path] = []
         self._row_state: Dict[Path, Tuple[str, str]] = {}
@@ -188,7 +188,7 @@ class Session(QObject):
         #: Save after every change (else on Ctrl+S, image or folder change and quit).
         self.autosave = True
         #: Fill opacity of candidate, annotation and selected-proposal overlays (0..1).
-        self.opacity = overlays.DEFAULT_OPACITY
+        self.opacity = render.DEFAULT_OPACITY
 
         #: Segment everything and its review (``everything.options`` sets the generator's parameters).
         self.everything = EverythingController(self)
@@ -268,17 +268,17 @@ class Session(QObject):
 
         Raises
         ------
-        annotator.document.DatasetError
+        annotator.data.document.DatasetError
             The working file exists but cannot be used. Nothing changes (the
             current folder stays open) and the file is not touched. Call again
             with ``replace_bad_file=True`` to start an empty document there
             (its first save keeps a backup of the bad file), or with another
             ``output``.
-        annotator.imageio.ImageLoadError, OSError
+        annotator.data.imageio.ImageLoadError, OSError
             The folder cannot be listed.
         """
-        from .document import Dataset
-        from .imageio import list_images
+        from annotator.data.document import Dataset
+        from annotator.data.imageio import list_images
 
         folder = Path(folder)
         output = Path(output) if output is not None else folder / ANNOTATIONS_FILENAME
@@ -547,7 +547,7 @@ class Session(QObject):
                 self.statusMessage.emit("The mask will appear when the image is encoded…", 2000)
             return
         self._decode_id += 1
-        size = overlays.overlay_size(self.loaded.height, self.loaded.width, self.view_scale)
+        size = render.overlay_size(self.loaded.height, self.loaded.width, self.view_scale)
         self.decoder.submit(
             DecodeJob(self._decode_id, self.embedding, self.prompt, size, self.loaded.small, self.category_color(), t0,
                       self.opacity)
@@ -612,7 +612,7 @@ class Session(QObject):
         r = self.result
         if r is None or self.loaded is None:
             return
-        want = overlays.overlay_size(self.loaded.height, self.loaded.width, scale)
+        want = render.overlay_size(self.loaded.height, self.loaded.width, scale)
         have = r.previews[0].shape
         if want[0] > have[0] * 1.3:
             self._request_decode(time.perf_counter())
@@ -646,15 +646,15 @@ class Session(QObject):
             self.statusMessage.emit("Add a category first (Categories panel)", 5000)
             return
         r, i = self.result, self.selected
-        task = self.decoder.run_task(overlays.finish_candidate, r.candidates, i, category.color, self.opacity,
+        task = self.decoder.run_task(render.finish_candidate, r.candidates, i, category.color, self.opacity,
                                      urgent=True)
         self._pending_accept = _PendingAccept(
             task, self.loaded.path, self.loaded.width, self.loaded.height, self.prompt,
             float(r.candidates.scores[i]), category.id,
         )
 
-    def _finish_accept(self, pending: "_PendingAccept", done: overlays.FinishedMask) -> None:
-        from .document import DatasetError
+    def _finish_accept(self, pending: "_PendingAccept", done: render.FinishedMask) -> None:
+        from annotator.data.document import DatasetError
 
         category = self.dataset.categories.get(pending.category_id)
         if category is None or done.empty:
@@ -1023,11 +1023,11 @@ class Session(QObject):
         OSError or ValueError with a message for the user. The window uses
         :meth:`start_export` (a worker thread, with progress) instead.
         """
-        from . import cmd_export
+        from annotator.data import export
 
         if self.dataset is None:
             raise ValueError("no folder is open")
-        return list(cmd_export.export_dataset(self.dataset, Path(path), fmt, tolerance))
+        return list(export.export_dataset(self.dataset, Path(path), fmt, tolerance))
 
     @property
     def exporting(self) -> bool:
@@ -1040,14 +1040,14 @@ class Session(QObject):
         and writing happen on the export thread. Returns ``False`` (with
         ``exportFailed``) when the export cannot start.
         """
-        from . import cmd_export
+        from annotator.data import export
 
         if self.dataset is None:
             self.exportFailed.emit("no folder is open")
             return False
         path = Path(path)
         try:
-            data = cmd_export.snapshot(self.dataset, path, fmt)
+            data = export.snapshot(self.dataset, path, fmt)
         except ValueError as exc:
             self.exportFailed.emit(str(exc))
             return False
@@ -1101,10 +1101,10 @@ class Session(QObject):
 
 def _export_job(data: dict, path: Path, fmt: str, tolerance: float, *, report, cancel) -> List[str]:
     """The export's job (export thread): convert, validate and write a COCO snapshot."""
-    from . import cmd_export
+    from annotator.data import export
 
     report(0, 0, f"Exporting {path.name}…")
-    return cmd_export.export_data(
+    return export.export_data(
         data, path, fmt, tolerance, progress=lambda done, total: report(done, total, f"Exporting {path.name}…"),
         cancel=cancel,
     )

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from PySide6.QtGui import QUndoCommand
 
-from .prompts import PromptState
+from annotator.data.prompts import PromptState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+    from annotator.session.session import Session
 
 
 class PromptCommand(QUndoCommand):

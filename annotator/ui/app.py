@@ -13,7 +13,7 @@ With ``--checkpoint`` and no ``--model``, the type is read from the file.
 
 Model, device and cache folder: the command line wins, then
 ``$SAM_ANNOTATOR_CACHE`` (cache folder only), then the preferences
-(:class:`annotator.settings.Settings`), then the defaults.
+(:class:`annotator.ui.settings.Settings`), then the defaults.
 
 Launch smoke test (CI): with ``SAM_ANNOTATOR_SMOKE_TEST=1`` the app, once its
 window is shown and the model has loaded (weights fetched and verified, model
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .jobs import ModelRequest
-    from .settings import Settings
+    from annotator.workers.messages import ModelRequest
+    from annotator.ui.settings import Settings
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 #: Environment variables of the launch smoke test (see the module notes).
@@ -108,7 +108,7 @@ def model_request(args, settings: Optional["Settings"] = None) -> "ModelRequest"
 
     from sam_core.checkpoints import ENV_CACHE
 
-    from .jobs import ModelRequest
+    from annotator.workers.messages import ModelRequest
 
     if settings is None:
         return ModelRequest(model_type=args.model, checkpoint=args.checkpoint, device=args.device or "auto",
@@ -133,7 +133,7 @@ def configure_application(app) -> None:
     """Names, the Fusion style with a dark palette and ``resources/style.qss``."""
     from PySide6.QtGui import QColor, QPalette
 
-    from .appdata import resource_text
+    from annotator.data.appdata import resource_text
 
     app.setApplicationName("sam-annotator")
     app.setOrganizationName("sam-annotator")
@@ -208,14 +208,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from .logs import install_excepthook, log_path, setup_logging
+    from annotator.data.logs import install_excepthook, log_path, setup_logging
 
     setup_logging()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "sam-annotator"])
     smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
     try:
-        from .main_window import MainWindow
-        from .settings import Settings
+        from annotator.ui.main_window import MainWindow
+        from annotator.ui.settings import Settings
 
         configure_application(app)
         settings = Settings()

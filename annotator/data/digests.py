@@ -20,16 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
-from .jobs import file_stamp
 
 log = logging.getLogger(__name__)
 
 FILENAME = "image-digests.sqlite3"
+
+def file_stamp(path: Path) -> Tuple[int, int]:
+    """``(size, mtime_ns)`` of ``path``, or ``(-1, -1)`` when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT)"
 

@@ -323,9 +323,9 @@ def finish_candidate(candidates, index: int, color: Color, opacity: float = DEFA
     """Everything an accept needs from candidate ``index``, computed once, off the GUI thread.
 
     The full-resolution mask comes from :meth:`sam_core.Candidates.mask`; the
-    RLE from :func:`annotator.coco.encode_mask`; the overlay is drawn at ``opacity``.
+    RLE from :func:`annotator.data.coco.encode_mask`; the overlay is drawn at ``opacity``.
     """
-    from .coco import encode_mask
+    from annotator.data.coco import encode_mask
 
     mask = candidates.mask(index)
     patch = patch_of(mask)
@@ -335,7 +335,7 @@ def finish_candidate(candidates, index: int, color: Color, opacity: float = DEFA
 
 def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]], opacity: float = DEFAULT_OPACITY) -> dict:
     """``{id: (MaskPatch, colour, overlay QImage)}`` for ``(id, segmentation, height, width, colour)`` items."""
-    from .coco import decode_rle
+    from annotator.data.coco import decode_rle
 
     out = {}
     for ann_id, segmentation, h, w, color in items:

@@ -2,7 +2,7 @@
 
 Coordinates: the scene is the image, one scene unit per image pixel, pixel
 ``(col, row)`` covering ``[col, col + 1) x [row, row + 1)``. Signals carry
-image coordinates as :mod:`annotator.prompts` defines them (pixel centres at
+image coordinates as :mod:`annotator.data.prompts` defines them (pixel centres at
 integers, x then y), converted in exactly one place (:meth:`Canvas.image_at`).
 Mapping goes through the view's full-precision transform, so positions are
 exact at every zoom level.
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .prompts import PromptState, image_to_scene, inside, scene_to_image
+from annotator.data.prompts import PromptState, image_to_scene, inside, scene_to_image
 
 #: A press that moves further than this (screen pixels) becomes a box drag.
 DRAG_THRESHOLD_PX = 5
@@ -117,7 +117,7 @@ class Canvas(QGraphicsView):
         """Show an image (or nothing), drop all overlays and fit it to the view.
 
         ``image`` is a QImage, or its pyramid: the full image, then smaller
-        copies of it (see :func:`annotator.overlays.pyramid`). The view draws
+        copies of it (see :func:`annotator.render.pyramid`). The view draws
         the smallest level with at least one pixel per screen pixel; scene
         coordinates are those of the full image at every level.
         """

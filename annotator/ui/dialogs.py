@@ -14,7 +14,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
-from . import actions
+from annotator.ui import actions
 
 
 def help_dialog(parent: QWidget, specs: Sequence[actions.ActionSpec]) -> QDialog:

@@ -1,6 +1,6 @@
 """Edit → Preferences…: model, device, cache, overlay, autosave and keyboard shortcuts.
 
-The dialog edits a copy: nothing reaches :class:`~annotator.settings.Settings`
+The dialog edits a copy: nothing reaches :class:`~annotator.ui.settings.Settings`
 until OK, and Cancel writes nothing. OK is refused while two actions share a
 key (the clashes are listed in red above the buttons), because Qt disables
 both actions of an ambiguous shortcut without a word.
@@ -11,7 +11,7 @@ of the key boxes under the table (each action may have up to
 Keys the canvas handles itself (Space) are shown but cannot be remapped.
 
 After OK, :attr:`PreferencesDialog.restart_required` says whether a setting
-that only takes effect at the next start (:data:`~annotator.settings.RESTART_KEYS`)
+that only takes effect at the next start (:data:`~annotator.ui.settings.RESTART_KEYS`)
 changed; the caller applies the rest (shortcuts, opacity, autosave, cache sizes).
 """
 
@@ -45,8 +45,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .actions import ACTIONS, ActionSpec, key_text
-from .settings import AUTO, DEVICES, MAX_CACHE_MB, RESTART_KEYS, Settings, conflicts, model_types, normalize_key
+from annotator.ui.actions import ACTIONS, ActionSpec, key_text
+from annotator.ui.settings import AUTO, DEVICES, MAX_CACHE_MB, RESTART_KEYS, Settings, conflicts, model_types, normalize_key
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Shortcuts: only the user's overrides are stored, one key per action under
 "no key"). JSON, because QSettings turns a one-element list into a plain
 string and an empty list into nothing in the ini format, and because ``","``
 is itself a key. An action without an override keeps its
-:data:`annotator.actions.ACTIONS` keys and their aliases; an override replaces
+:data:`annotator.ui.actions.ACTIONS` keys and their aliases; an override replaces
 both. Stored overrides that clash with another action are dropped (the
 action falls back to its default), so a bad file cannot leave two actions on
 one key, which Qt would silently disable.
@@ -52,7 +52,7 @@ from typing import (
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QAction, QKeySequence
 
-from .actions import ACTIONS, ActionSpec, conflicts as table_conflicts, key_text
+from annotator.ui.actions import ACTIONS, ActionSpec, conflicts as table_conflicts, key_text
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class Settings:
         organisation and application ``"sam-annotator"``.
     specs:
         The action table whose keys may be overridden (default
-        :data:`annotator.actions.ACTIONS`).
+        :data:`annotator.ui.actions.ACTIONS`).
 
     Reading is cheap (QSettings caches) and always returns a valid value;
     call :meth:`sync` after writing to put the values on disk now.
@@ -493,7 +493,7 @@ def apply_shortcuts(
     """Set each QAction's shortcuts (and tooltip) from ``settings``.
 
     An action without an override gets its default keys and aliases, as
-    :func:`annotator.actions.build_actions` gave it; an overridden one gets
+    :func:`annotator.ui.actions.build_actions` gave it; an overridden one gets
     exactly its override. Actions missing from ``actions`` are skipped.
     Returns the overrides applied (action name -> keys).
     """

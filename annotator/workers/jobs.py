@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .workers import in_fresh_thread, start_thread, stop_thread, user_message
+from annotator.workers.encoder import in_fresh_thread, start_thread, stop_thread, user_message
 
 log = logging.getLogger(__name__)
 

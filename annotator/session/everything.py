@@ -14,10 +14,10 @@ Flow::
       -> accepted proposals become annotations of the current category in ONE
          undo step (AcceptProposalsCommand), their RLE used as computed.
 
-The controller belongs to a :class:`annotator.session.Session` and uses its
+The controller belongs to a :class:`annotator.session.session.Session` and uses its
 current image, embedding, model, category and undo stack; it emits signals
 for the window (progress, review state, overlays). Coordinates are image
-pixels, x then y (see :mod:`annotator.prompts`); sizes ``(h, w)``.
+pixels, x then y (see :mod:`annotator.data.prompts`); sizes ``(h, w)``.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from . import overlays
-from .background import JobService
-from .prompts import EMPTY
+from annotator import render
+from annotator.workers.jobs import JobService
+from annotator.data.prompts import EMPTY
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+    from annotator.session.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Proposal:
 
     ``segmentation`` is compressed COCO RLE (``counts`` str) over the whole
     image; ``bbox`` ``(x, y, w, h)`` in image pixels; ``patch`` the mask at
-    overlay resolution cut to its box (:class:`annotator.overlays.MaskPatch`);
+    overlay resolution cut to its box (:class:`annotator.render.MaskPatch`);
     ``outline`` how it is drawn when not selected.
     """
 
@@ -81,7 +81,7 @@ class Proposal:
     bbox: Tuple[float, float, float, float]
     predicted_iou: float
     stability_score: float
-    patch: overlays.MaskPatch
+    patch: render.MaskPatch
     outline: QImage
 
     def contains(self, x: float, y: float) -> bool:
@@ -126,7 +126,7 @@ def prepare_proposals(
     Each RLE is decoded once at full resolution, shrunk to overlay size and
     cut to its box; the full-resolution mask is not kept. Runs on the job thread.
     """
-    from .coco import decode_rle
+    from annotator.data.coco import decode_rle
 
     out: List[Proposal] = []
     for i, r in enumerate(records):
@@ -135,7 +135,7 @@ def prepare_proposals(
         seg = {"size": [int(v) for v in r["segmentation"]["size"]], "counts": r["segmentation"]["counts"]}
         if isinstance(seg["counts"], bytes):
             seg["counts"] = seg["counts"].decode("ascii")
-        patch = overlays.patch_of(decode_rle(seg, height, width))
+        patch = render.patch_of(decode_rle(seg, height, width))
         x, y, w, h = (float(v) for v in r["bbox"])
         out.append(
             Proposal(
@@ -146,7 +146,7 @@ def prepare_proposals(
                 predicted_iou=float(r["predicted_iou"]),
                 stability_score=float(r["stability_score"]),
                 patch=patch,
-                outline=overlays.proposal_overlay(patch.mask),
+                outline=render.proposal_overlay(patch.mask),
             )
         )
         if report is not None:
@@ -169,7 +169,7 @@ def run_everything(
 
     Raises whatever the generator raises (``sam_core.amg.Cancelled`` once ``cancel`` is set).
     """
-    from .imageio import load_image
+    from annotator.data.imageio import load_image
 
     t0 = time.perf_counter()
     image = load_image(path)
@@ -426,7 +426,7 @@ class EverythingController(QObject):
         key = (p.index, tuple(self.session.category_color()), self.session.opacity)
         image = self._selected_images.get(key)
         if image is None:
-            image = self._selected_images[key] = overlays.proposal_overlay(
+            image = self._selected_images[key] = render.proposal_overlay(
                 p.patch.mask, True, key[1], self.session.opacity
             )
         return image
@@ -476,7 +476,7 @@ class EverythingController(QObject):
         return self._accept(review.open())
 
     def _accept(self, chosen: Sequence[Proposal]) -> int:
-        from .undo import AcceptProposalsCommand
+        from annotator.session.undo import AcceptProposalsCommand
 
         s = self.session
         review = self.review
@@ -487,7 +487,7 @@ class EverythingController(QObject):
             s.statusMessage.emit("Add a category first (Categories panel)", 5000)
             return 0
         h, w = review.result.size
-        from .document import DatasetError
+        from annotator.data.document import DatasetError
 
         try:
             record = s.dataset.ensure_image(s.dataset.relative_name(review.path), w, h)

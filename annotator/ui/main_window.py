@@ -1,6 +1,6 @@
 """The main window: builds the widgets and actions, wires them to the session, asks the user questions.
 
-It computes nothing: every behaviour lives in :class:`annotator.session.Session`
+It computes nothing: every behaviour lives in :class:`annotator.session.session.Session`
 (state, undo, workers, saving), the canvas (drawing, mouse) or a panel
 (display). What remains here is layout, signal wiring and the dialogs.
 """
@@ -27,15 +27,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import __version__, actions, dialogs
-from .candidate_strip import CandidateStrip
-from .canvas import Canvas
-from .categories_panel import CategoriesPanel
-from .jobs import ModelFailure, ModelInfo, ModelRequest
-from .panels import AnnotationsPanel, EncoderStatus, ImageListPanel
-from .session import Session
-from .settings import Settings, apply_shortcuts
-from .task_widgets import ReviewBar, TaskProgress
+from annotator import __version__
+
+from annotator.ui import actions
+
+from annotator.ui import dialogs
+from annotator.ui.candidate_strip import CandidateStrip
+from annotator.ui.canvas import Canvas
+from annotator.ui.categories_panel import CategoriesPanel
+from annotator.workers.messages import ModelFailure, ModelInfo, ModelRequest
+from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
+from annotator.session.session import Session
+from annotator.ui.settings import Settings, apply_shortcuts
+from annotator.ui.task_widgets import ReviewBar, TaskProgress
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +347,8 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, folder: Path, output: Optional[Path] = None) -> bool:
         """Open ``folder``; a bad working file is never overwritten without the user's say."""
-        from .document import DatasetError
-        from .imageio import ImageLoadError
+        from annotator.data.document import DatasetError
+        from annotator.data.imageio import ImageLoadError
 
         try:
             self.session.open_folder(folder, output)
@@ -504,8 +508,8 @@ class MainWindow(QMainWindow):
 
     def about_rows(self):
         """What Help → About lists: version, model, device, weights, log, cache and settings paths."""
-        from .logs import log_path
-        from .cachefiles import embeddings_dir
+        from annotator.data.logs import log_path
+        from annotator.data.cachefiles import embeddings_dir
 
         info = self.session.model_info
         cache_root = embeddings_dir(self._cache_root()).parent
@@ -525,12 +529,12 @@ class MainWindow(QMainWindow):
 
     def open_log_folder(self) -> bool:
         """Help → Open Log Folder."""
-        from .logs import log_dir
+        from annotator.data.logs import log_dir
 
         return dialogs.open_folder(log_dir())
 
     def show_error(self, summary: str, details: str) -> None:
-        """Report an uncaught exception (see :func:`annotator.logs.install_excepthook`).
+        """Report an uncaught exception (see :func:`annotator.data.logs.install_excepthook`).
 
         Safe to call from any thread: the report reaches the GUI thread through
         a queued signal, where a dialog shows the summary, the details and the
@@ -539,7 +543,7 @@ class MainWindow(QMainWindow):
         self._errors.raised.emit(summary, details)
 
     def _show_error(self, summary: str, details: str) -> None:
-        from .logs import log_path
+        from annotator.data.logs import log_path
 
         path = log_path()
         self.statusBar().showMessage(f"Internal error: {summary} (details in {path})", 0)
@@ -585,7 +589,7 @@ class MainWindow(QMainWindow):
 
     def show_preferences(self) -> None:
         """Edit → Preferences: non-blocking; OK applies what can be applied now."""
-        from .preferences import PreferencesDialog
+        from annotator.ui.preferences import PreferencesDialog
 
         dialog = PreferencesDialog(self.settings, parent=self, clear_cache=self.clear_embedding_cache)
         dialog.accepted.connect(lambda: self._preferences_accepted(dialog))
@@ -603,7 +607,7 @@ class MainWindow(QMainWindow):
 
     def clear_embedding_cache(self) -> str:
         """Delete the stored image embeddings (all models; weights stay); returns what was done, for the dialog."""
-        from .cachefiles import clear_embeddings, embeddings_dir
+        from annotator.data.cachefiles import clear_embeddings, embeddings_dir
 
         cache = self.session.encoder.cache
         directory = cache.directory if cache is not None and cache.directory is not None \

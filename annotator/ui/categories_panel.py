@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import overlays
-from .rows import CategoryRow
+from annotator import render
+from annotator.session.rows import CategoryRow
 
 
 class CategoriesPanel(QWidget):
@@ -77,7 +77,7 @@ class CategoriesPanel(QWidget):
         self.list.clear()
         for r in self._rows:
             key = f"   {r.quick_key}" if r.quick_key else ""
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(overlays.swatch(r.color, 16))), f"{r.name}  ({r.count}){key}")
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(render.swatch(r.color, 16))), f"{r.name}  ({r.count}){key}")
             item.setData(Qt.ItemDataRole.UserRole, r.id)
             item.setToolTip(f"{r.name}: {r.count} annotation(s)" + (f"; {r.quick_key} makes it current" if key else ""))
             self.list.addItem(item)
@@ -158,7 +158,7 @@ class DeleteCategoryDialog(QDialog):
         self.move = QRadioButton("Move them to:")
         self.target = QComboBox()
         for r in others:
-            self.target.addItem(QIcon(QPixmap.fromImage(overlays.swatch(r.color))), r.name, r.id)
+            self.target.addItem(QIcon(QPixmap.fromImage(render.swatch(r.color))), r.name, r.id)
         self.drop = QRadioButton(f"Delete them ({row.count})")
         move_row = QHBoxLayout()
         move_row.addWidget(self.move)
