@@ -158,7 +158,16 @@ def main(argv=None) -> int:
         print("no CUDA GPU: nothing to measure")
         return 0
     ious = {dtype: half_vs_fp32(args.mobilesam, dtype) for dtype in ("fp16", "bf16")}
-    results = [time_model(m, args.mobilesam if m == "vit_t" else None, args.repeats) for m in args.models.split(",")]
+    for d, v in ious.items():
+        print(f"{d}: min mask IoU {min(v):.4f}, mean {np.mean(v):.4f}", flush=True)
+    results = []
+    for m in args.models.split(","):  # one model failing (e.g. out of memory) still reports the others
+        try:
+            results.append(time_model(m, args.mobilesam if m == "vit_t" else None, args.repeats))
+            print(results[-1], flush=True)
+        except Exception as exc:  # noqa: BLE001 - reported, the benchmark goes on
+            print(f"{m}: failed: {type(exc).__name__}: {exc}", flush=True)
+            torch.cuda.empty_cache()
     gpu = torch.cuda.get_device_name(0)
     lines = [
         f"GPU: {gpu}; torch {torch.__version__}; CUDA {torch.version.cuda}; Python {platform.python_version()}; "
