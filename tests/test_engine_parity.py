@@ -20,8 +20,7 @@ from sam_core.types import ImageEmbedding
 
 
 def _reference_model(model_type: str, device: str):
-    if model_type == "vit_t":
-        pytest.importorskip("sam_core.modeling.tiny_vit")
+    if model_type == "vit_t":  # our TinyViT is imported by build_model: a broken module fails here, never skips
         registry = mobile_sam().sam_model_registry
         device = "cpu"  # MobileSAM's TinyViT calls .item() while building; it is small anyway
     else:
