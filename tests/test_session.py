@@ -209,8 +209,9 @@ def test_space_accepts_and_space_drag_pans(qtbot, fake_window):
     click_image(qtbot, w, 256, 256)
     _candidates(qtbot, w)
     w.canvas.setFocus()
-    qtbot.keyPress(w.canvas, Qt.Key.Key_Space)
-    qtbot.keyRelease(w.canvas, Qt.Key.Key_Space)
+    with qtbot.waitSignal(w.canvas.spaceReleased, timeout=5000):  # a release is an accept once no press follows
+        qtbot.keyPress(w.canvas, Qt.Key.Key_Space)
+        qtbot.keyRelease(w.canvas, Qt.Key.Key_Space)
     _settled(qtbot, w)
     assert len(w.session.dataset.annotations) == 1
     # Space held while dragging pans and accepts nothing
@@ -221,6 +222,8 @@ def test_space_accepts_and_space_drag_pans(qtbot, fake_window):
     qtbot.keyPress(w.canvas, Qt.Key.Key_Space)
     drag_image(qtbot, w, 100, 100, 60, 100)
     qtbot.keyRelease(w.canvas, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not w.canvas._space_settle.isActive(), timeout=5000)
+    _settled(qtbot, w)
     assert len(w.session.dataset.annotations) == 1
     assert w.canvas.horizontalScrollBar().value() != h0
     assert len(w.session.prompt.points) == 1  # no point added by the pan

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
@@ -31,6 +31,9 @@ from annotator.data.prompts import PromptState, image_to_scene, inside, scene_to
 
 #: A press that moves further than this (screen pixels) becomes a box drag.
 DRAG_THRESHOLD_PX = 5
+#: A Space release waits this long for a Space press that would make it half of a key-autorepeat pair
+#: (those come back to back, well under a millisecond apart) before it counts as the accept key.
+SPACE_SETTLE_MS = 60
 MIN_SCALE, MAX_SCALE = 0.01, 40.0
 FG_COLOR = QColor(40, 220, 90)
 BG_COLOR = QColor(235, 60, 60)
@@ -110,6 +113,13 @@ class Canvas(QGraphicsView):
         self._pan_button = Qt.MouseButton.NoButton
         self._space_down = False
         self._space_used = False
+        # A Space release counts only once no Space press follows it at once: key autorepeat sends
+        # release/press pairs back to back, on some platforms without the autorepeat flag, and an
+        # accept from one of those would create an annotation the user never asked for.
+        self._space_settle = QTimer(self)
+        self._space_settle.setSingleShot(True)
+        self._space_settle.setInterval(SPACE_SETTLE_MS)
+        self._space_settle.timeout.connect(self._space_settled)
 
     # -- content ---------------------------------------------------------------------
 
@@ -312,6 +322,9 @@ class Canvas(QGraphicsView):
     # -- mouse -----------------------------------------------------------------------
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._space_settle.isActive():  # Space went up just before this click: settle it first
+            self._space_settle.stop()
+            self._space_settled()
         button = event.button()
         pos = event.position()
         if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space_down):
@@ -389,7 +402,9 @@ class Canvas(QGraphicsView):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space:
-            if not event.isAutoRepeat():
+            if self._space_settle.isActive():  # the release just before was half of an autorepeat pair
+                self._space_settle.stop()
+            elif not event.isAutoRepeat() and not self._space_down:
                 self._space_down, self._space_used = True, False
                 self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
             event.accept()
@@ -399,17 +414,24 @@ class Canvas(QGraphicsView):
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space:
             if not event.isAutoRepeat() and self._space_down:
-                self._space_down = False
-                if self._pan_from is None:
-                    self.viewport().setCursor(Qt.CursorShape.CrossCursor)
-                if not self._space_used:
-                    self.spaceReleased.emit()
+                self._space_settle.start()  # decided in _space_settled, unless a press follows
             event.accept()
             return
         super().keyReleaseEvent(event)
 
+    def _space_settled(self) -> None:
+        """Space is really up: leave pan mode; accept if nothing was dragged while it was held."""
+        if not self._space_down:
+            return
+        self._space_down = False
+        if self._pan_from is None:
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        if not self._space_used:
+            self.spaceReleased.emit()
+
     def focusOutEvent(self, event) -> None:  # noqa: N802
-        # A Space released elsewhere must not leave the canvas in pan mode.
+        # A Space released elsewhere must not leave the canvas in pan mode, nor accept.
+        self._space_settle.stop()
         self._space_down = False
         super().focusOutEvent(event)
 
