@@ -237,7 +237,7 @@ class Prompting(QObject):
         if self.result is not None:
             self._show_result(None)
 
-    def image_ready(self) -> None:
+    def image_ready(self, *_: object) -> None:
         """The current image's embedding arrived: decode a prompt made while it was encoding."""
         if not self.prompt.empty and not self.current:
             self._request_decode(time.perf_counter())
