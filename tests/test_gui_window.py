@@ -43,6 +43,15 @@ def _candidates(qtbot, w, timeout=60_000):
     return s.result
 
 
+def _idle(qtbot, session, timeout=ENCODE_TIMEOUT):
+    """A deterministic idle barrier: nothing is loading, encoding or queued, and a task sent through the
+    decoder thread now has come back, so every result sent before it has been delivered (applied or dropped)."""
+    qtbot.waitUntil(lambda: not session.encoder.busy, timeout=timeout)
+    sent = []
+    with qtbot.waitSignal(session.decoder.taskDone, timeout=60_000, check_params_cb=lambda tid, _: tid in sent):
+        sent.append(session.decoder.run_task(int))
+
+
 def _overlay(w):
     return w.canvas._candidate_item.pixmap().toImage()
 
@@ -114,7 +123,7 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, make_window, ima
     key(qtbot, w, Qt.Key.Key_D)  # leave before its embedding exists
     assert s.current_path.name == "02_chelsea.png" and s.prompt.empty
     _ready(qtbot, w)
-    qtbot.wait(200)
+    _idle(qtbot, s)  # the astronaut's late embedding, and anything decoded for it, has arrived by now
     assert s.result is None and not w.canvas._candidate_item.isVisible()
     assert s.embedding.original_size == (300, 451)
     click_image(qtbot, w, 230, 120)  # the cat

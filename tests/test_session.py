@@ -31,6 +31,15 @@ def _ready(qtbot, window, timeout=10_000):
     qtbot.waitUntil(lambda: window.session.embedding is not None, timeout=timeout)
 
 
+def _idle(qtbot, session, timeout=10_000):
+    """A deterministic idle barrier: nothing is loading, encoding or queued, and a task sent through the
+    decoder thread now has come back, so every result sent before it has been delivered (applied or dropped)."""
+    qtbot.waitUntil(lambda: not session.encoder.busy, timeout=timeout)
+    sent = []
+    with qtbot.waitSignal(session.decoder.taskDone, timeout=timeout, check_params_cb=lambda tid, _: tid in sent):
+        sent.append(session.decoder.run_task(int))
+
+
 def _candidates(qtbot, window, timeout=10_000):
     qtbot.waitUntil(
         lambda: window.session.result is not None and window.session.result.prompt is window.session.prompt,
@@ -144,24 +153,13 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, fake_window):
     assert w.session.prompt.empty
     w.fake.gate.set()
     _ready(qtbot, w)
-    qtbot.wait(100)  # let any stale result arrive
+    _idle(qtbot, w.session)  # chelsea's late embedding (and anything decoded for it) has arrived by now
     assert w.session.result is None and w.canvas._candidate_item.isVisible() is False
     # the embedding in use is coffee's, not chelsea's
     assert w.session.embedding.original_size == (400, 600)
     click_image(qtbot, w, 300, 200)
     res = _candidates(qtbot, w)
     assert res.candidates.original_size == (400, 600)
-
-
-def test_stale_embedding_results_are_dropped(qtbot, fake_window):
-    w = fake_window()
-    _ready(qtbot, w)
-    s = w.session
-    from annotator.workers.messages import EmbeddingResult
-
-    emb = s.embedding
-    s._on_embedding_ready(s._encode_id - 1, EmbeddingResult(s.paths[1], "not an embedding", "encoded", 0.0))
-    assert s.embedding is emb
 
 
 def test_enter_accepts_and_undo_redo(qtbot, fake_window):
@@ -600,8 +598,10 @@ def test_status_bar_times_the_encode(qtbot, fake_window):
     w.fake.gate = threading.Event()
     w.session.go_to(2)
     qtbot.waitUntil(lambda: w.encoder_status.text().startswith("Encoding image…"), timeout=5000)
-    qtbot.wait(250)
-    assert w.encoder_status.text().endswith(" s") and float(w.encoder_status.text().split()[-2]) >= 0.2
+    # the clock runs while the encode is held: "Encoding image… 0.2 s", and on
+    qtbot.waitUntil(lambda: w.encoder_status.text().endswith(" s")
+                    and float(w.encoder_status.text().split()[-2]) >= 0.2, timeout=5000)
+    assert w.session.embedding is None
     w.fake.gate.set()
     _ready(qtbot, w)
     assert w.encoder_status.text() == ""
@@ -701,31 +701,3 @@ def test_large_images_are_drawn_from_the_pyramid_level_of_the_zoom(qtbot, fake_w
     assert c.view_scale() == pytest.approx(1.0) and c.image_level == 0
     assert c._image_item.sceneBoundingRect().getRect() == (0, 0, 3000, 2000)
     assert s.loaded.nbytes == 4 * (3000 * 2000 + 1500 * 1000 + 750 * 500) + s.loaded.small.nbytes
-
-
-def test_prefetch_waits_a_moment_and_for_the_click_being_answered(qtbot, fake_window, monkeypatch):
-    from annotator.session import session as session_module
-    from annotator.workers.decoder import DecoderService
-
-    monkeypatch.setattr(session_module, "PREFETCH_DELAY_MS", 60_000)
-    w = fake_window()
-    _ready(qtbot, w)
-    s = w.session
-    qtbot.wait(300)
-    assert len(w.fake.encoded) == 1 and s.image_row(1).state != ImageState.READY  # not yet
-    assert s._prefetch_timer.isActive() and not s.encoder_idle
-    with monkeypatch.context() as m:
-        m.setattr(DecoderService, "busy", property(lambda self: True))
-        s._prefetch()  # the delay is over, but a click is being answered: later
-        qtbot.wait(100)
-        assert len(w.fake.encoded) == 1 and s._prefetch_timer.isActive()
-        for _ in range(session_module.PREFETCH_MAX_DEFERRALS):  # ... but not for ever
-            s._prefetch()
-        qtbot.waitUntil(lambda: s.image_row(1).state == ImageState.READY, timeout=10_000)
-    assert len(w.fake.encoded) == 2
-    key(qtbot, w, Qt.Key.Key_D)  # on the next image, the count starts again
-    qtbot.waitUntil(lambda: s.embedding is not None)
-    assert s._prefetch_timer.isActive() and s._prefetch_deferrals == 0 and len(w.fake.encoded) == 2
-    s._prefetch()
-    qtbot.waitUntil(lambda: s.image_row(2).state == ImageState.READY, timeout=10_000)
-    assert len(w.fake.encoded) == 3

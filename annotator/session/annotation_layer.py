@@ -5,21 +5,35 @@ costs tens of milliseconds for a 12 MP image, so it runs on the decoder thread
 as a task (:func:`annotator.render.annotation_patches`). Each overlay is cut
 to the annotation's bounding box (:class:`~annotator.render.MaskPatch`), so
 memory follows the objects' size, not the image's. Patches are kept for the
-current image only; a freshly accepted annotation brings its own, so it shows
-at once. Re-colouring (a category colour change, the selection highlight)
-happens on the GUI thread from the cached patch.
+current image only (the session calls :meth:`AnnotationLayer.reset` when it
+changes; which image is current is asked of the navigator, never stored here);
+a freshly accepted annotation brings its own, so it shows at once.
+Re-colouring (a category colour change, the selection highlight, the
+opacity of :class:`~annotator.session.style.OverlayStyle`) happens on the GUI
+thread from the cached patch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from annotator import render
 from annotator.session.rows import AnnotationRow
+from annotator.session.style import OverlayStyle
+
+
+class CurrentImage(Protocol):
+    """Which image is current and whether it is on show (see :class:`annotator.session.navigation.ImageNavigator`)."""
+
+    @property
+    def current_path(self) -> Optional[Path]: ...
+
+    @property
+    def loaded(self) -> Any: ...  # its LoadedImage once read, else None
 
 
 class AnnotationLayer(QObject):
@@ -30,28 +44,34 @@ class AnnotationLayer(QObject):
 
     changed = Signal()
 
-    def __init__(self, decoder, parent: Optional[QObject] = None) -> None:
+    def __init__(self, decoder, image: CurrentImage, style: OverlayStyle, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._decoder = decoder
-        self.path: Optional[Path] = None
+        self._image = image
+        self._style = style
         self.hidden: set[int] = set()
         self.selected: Optional[int] = None
-        self.opacity = render.DEFAULT_OPACITY  # fill opacity of the overlays (the user's preference)
         self._patches: Dict[int, render.MaskPatch] = {}  # annotation id -> patch (current image)
-        self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay at self.opacity
+        self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay at the style's opacity
         self._task: Optional[int] = None
         self._task_path: Optional[Path] = None
-        self._task_opacity = self.opacity
+        self._task_opacity = style.opacity
         decoder.taskDone.connect(self._on_task_done)
+        style.changed.connect(self._on_style_changed)
 
-    def show_image(self, path: Optional[Path]) -> None:
-        """A new image is current: forget the previous one's masks and selection."""
-        if path != self.path:
-            self.path = path
-            self._patches.clear()
-            self._images.clear()
-            self.selected = None
-            self._task = None
+    @property
+    def opacity(self) -> float:
+        return self._style.opacity
+
+    def reset(self, forget_hidden: bool = False) -> None:
+        """Another image is current (or none): forget the masks and the selection (and, with
+        ``forget_hidden``, which annotations were hidden: another document)."""
+        self._patches.clear()
+        self._images.clear()
+        self.selected = None
+        self._task = None
+        if forget_hidden:
+            self.hidden.clear()
 
     def put(self, annotation_id: int, patch: render.MaskPatch, color=None, image: Optional[QImage] = None) -> None:
         """The overlay patch of an annotation of the current image (and its plain overlay in ``color``)."""
@@ -60,17 +80,18 @@ class AnnotationLayer(QObject):
         if image is not None and color is not None:
             self._images[(annotation_id, tuple(color), False)] = image
 
-    def set_opacity(self, opacity: float) -> None:
-        """Draw the fills at ``opacity`` (0..1) from now on (overlays are drawn again from their patches)."""
-        opacity = float(opacity)
-        if opacity != self.opacity:
-            self.opacity = opacity
-            self._images.clear()
-
     def forget(self, annotation_id: int) -> None:
+        """The annotation left the document: no longer hidden, selected or drawn."""
         self.hidden.discard(annotation_id)
         if self.selected == annotation_id:
             self.selected = None
+        # (its patch stays: undoing the removal shows it again at once)
+
+    def invalidate(self, annotation_id: int) -> None:
+        """The annotation's mask changed: its patch is decoded again when next drawn."""
+        self._patches.pop(annotation_id, None)
+        self._drop_images(annotation_id)
+        self._task = None  # a task in flight may hold the old mask: its result is dropped
 
     def request(self, annotations: Sequence, categories: dict) -> None:
         """Decode, in the background, the patches of ``annotations`` (of the current image) not known yet."""
@@ -80,7 +101,7 @@ class AnnotationLayer(QObject):
             if a.id not in self._patches
         ]
         if missing and self._task is None:
-            self._task_path = self.path
+            self._task_path = self._image.current_path
             self._task_opacity = self.opacity
             self._task = self._decoder.run_task(render.annotation_patches, missing, self.opacity)
 
@@ -120,6 +141,9 @@ class AnnotationLayer(QObject):
             )
         return rows
 
+    def _on_style_changed(self, _opacity: float) -> None:
+        self._images.clear()  # drawn again, at the new opacity, from the patches
+
     def _drop_images(self, annotation_id: int) -> None:
         for key in [k for k in self._images if k[0] == annotation_id]:
             del self._images[key]
@@ -129,7 +153,7 @@ class AnnotationLayer(QObject):
             return
         self._task = None
         task_opacity = self._task_opacity
-        if self._task_path != self.path:
+        if self._task_path != self._image.current_path:
             return  # the user has moved on
         for ann_id, (patch, color, image) in result.items():
             self.put(ann_id, patch, color, image if task_opacity == self.opacity else None)

@@ -1,139 +1,182 @@
 """Undo commands: one :class:`QUndoCommand` per user action.
 
 Commands hold values (prompt states, annotations, category records) and call
-the session's ``_apply_*`` methods, which change the document and emit the
-signals; a command never touches widgets. ``redo()`` also does the first
-application, when the command is pushed.
+the public ``apply_*`` methods of their target, which change the document and
+emit the signals; a command never touches widgets or private names. The
+targets are described by the protocols below (:class:`PromptTarget`,
+:class:`DocumentTarget`, :class:`AcceptListener`), so this module imports no
+other part of the session. ``redo()`` also does the first application, when
+the command is pushed.
 
 Prompt commands belong to one image. Once the user has moved to another image
-they are *stale*: the session's undo skips them (and the stack drops them as
+they are *stale*: :func:`undo_step` skips them (and the stack drops them as
 obsolete), so Ctrl+Z never edits a prompt the user cannot see.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence, Tuple
 
-from PySide6.QtGui import QUndoCommand
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from annotator.data.prompts import PromptState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from annotator.session.session import Session
+
+class PromptTarget(Protocol):
+    """What a :class:`PromptCommand` changes: the prompt of the current image."""
+
+    @property
+    def current_path(self) -> Optional[Path]: ...
+
+    def apply_prompt(self, state: PromptState) -> None: ...
+
+
+class DocumentTarget(Protocol):
+    """The document edits commands make (see :class:`annotator.session.document_edits.DocumentEdits`)."""
+
+    def apply_add_annotations(self, annotations: Sequence[Any]) -> None: ...
+
+    def apply_remove_annotations(self, annotation_ids: Sequence[int]) -> list: ...
+
+    def apply_replace_annotation(self, annotation: Any) -> Any: ...
+
+    def apply_annotation_category(self, annotation_id: int, category_id: int) -> None: ...
+
+    def apply_add_category(self, name: str, color: Optional[tuple]) -> int: ...
+
+    def apply_category_field(self, category_id: int, field: str, value: Any) -> None: ...
+
+    def apply_remove_category(self, category_id: int, reassign_to: Optional[int]) -> Any: ...
+
+    def apply_restore_category(self, removed: Any) -> None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Accepted:
+    """What one accept added: ``annotations`` on ``image``, and where they came from.
+
+    ``prompt``: the SAM prompt they were accepted from (a click's candidate),
+    put back when the accept is undone on the same image; ``review``: the token
+    of the segment-everything review whose proposals ``proposals`` (indices)
+    they were.
+    """
+
+    image: Path
+    annotations: Tuple[Any, ...]
+    prompt: Optional[PromptState] = None
+    review: Optional[int] = None
+    proposals: Tuple[int, ...] = ()
+
+
+class AcceptListener(Protocol):
+    """A part that follows accepts: ``on_accept(accepted, True)`` when done (or redone), ``False`` when undone."""
+
+    def on_accept(self, accepted: Accepted, applied: bool) -> None: ...
 
 
 class PromptCommand(QUndoCommand):
     """The prompt on ``image`` went from ``before`` to ``after`` (a click, a box, Esc)."""
 
-    def __init__(self, session: "Session", image: Path, before: PromptState, after: PromptState, text: str) -> None:
+    def __init__(self, target: PromptTarget, image: Path, before: PromptState, after: PromptState, text: str) -> None:
         super().__init__(text)
-        self.session = session
+        self.target = target
         self.image = image
         self.before = before
         self.after = after
 
     def stale(self) -> bool:
-        return self.session.current_path != self.image
+        return self.target.current_path != self.image
 
     def redo(self) -> None:
-        if self.stale():
-            self.setObsolete(True)
-            return
-        self.session._apply_prompt(self.after)
+        self._set(self.after)
 
     def undo(self) -> None:
+        self._set(self.before)
+
+    def _set(self, state: PromptState) -> None:
         if self.stale():
             self.setObsolete(True)
             return
-        self.session._apply_prompt(self.before)
+        self.target.apply_prompt(state)
 
 
 class AcceptCommand(QUndoCommand):
-    """``annotation`` was accepted from ``prompt`` on ``image``: added to the document, prompt cleared.
+    """One accept (a candidate, or several proposals): its annotations added in ONE user step.
 
-    Undo removes it and, on the same image, puts the prompt (and its
-    candidates) back, so the user can pick another candidate.
+    Undo removes them all; each listener then puts back what the accept
+    cleared (the prompt and its candidates, the proposals under review).
     """
 
-    def __init__(self, session: "Session", image: Path, annotation: Any, prompt: PromptState, category_name: str) -> None:
-        super().__init__(f"Accept {category_name}")
-        self.session = session
-        self.image = image
-        self.annotation = annotation
-        self.prompt = prompt
+    def __init__(self, document: DocumentTarget, accepted: Accepted, listeners: Sequence[AcceptListener],
+                 text: str) -> None:
+        super().__init__(text)
+        self.document = document
+        self.accepted = accepted
+        self.listeners = tuple(listeners)
 
     def redo(self) -> None:
-        self.session._apply_add_annotation(self.annotation)
-        if self.session.current_path == self.image:
-            self.session._apply_prompt(PromptState())
+        self.document.apply_add_annotations(self.accepted.annotations)
+        for listener in self.listeners:
+            listener.on_accept(self.accepted, True)
 
     def undo(self) -> None:
-        self.session._apply_remove_annotation(self.annotation.id)
-        if self.session.current_path == self.image:
-            self.session._apply_prompt(self.prompt)
-
-
-class AcceptProposalsCommand(QUndoCommand):
-    """Segment-everything proposals ``indices`` (of review ``token``) became ``annotations``: one user step.
-
-    Undo removes all of them at once and, while that review is still open,
-    shows the proposals again; redo adds them back with the same ids.
-    """
-
-    def __init__(self, session: "Session", image: Path, token: int, indices: Sequence[int],
-                 annotations: Sequence[Any], category_name: str) -> None:
-        n = len(annotations)
-        super().__init__(f"Accept {n} proposal{'s' if n != 1 else ''} as {category_name}")
-        self.session = session
-        self.image = image
-        self.token = token
-        self.indices = tuple(indices)
-        self.annotations = tuple(annotations)
-
-    def redo(self) -> None:
-        self.session._apply_add_annotations(self.annotations)
-        self.session.everything._mark_accepted(self.token, self.indices, True)
-
-    def undo(self) -> None:
-        self.session._apply_remove_annotations([a.id for a in self.annotations])
-        self.session.everything._mark_accepted(self.token, self.indices, False)
+        self.document.apply_remove_annotations([a.id for a in self.accepted.annotations])
+        for listener in self.listeners:
+            listener.on_accept(self.accepted, False)
 
 
 class DeleteAnnotationCommand(QUndoCommand):
-    def __init__(self, session: "Session", annotation: Any) -> None:
+    def __init__(self, document: DocumentTarget, annotation: Any) -> None:
         super().__init__(f"Delete annotation {annotation.id}")
-        self.session = session
+        self.document = document
         self.annotation = annotation
 
     def redo(self) -> None:
-        self.session._apply_remove_annotation(self.annotation.id)
+        self.document.apply_remove_annotations([self.annotation.id])
 
     def undo(self) -> None:
-        self.session._apply_add_annotation(self.annotation)
+        self.document.apply_add_annotations([self.annotation])
+
+
+class ReplaceAnnotationCommand(QUndoCommand):
+    """An annotation's mask (or fields) changed in one step: ``new`` replaced ``old`` (same id)."""
+
+    def __init__(self, document: DocumentTarget, old: Any, new: Any, text: str) -> None:
+        super().__init__(text)
+        self.document = document
+        self.old = old
+        self.new = new
+
+    def redo(self) -> None:
+        self.document.apply_replace_annotation(self.new)
+
+    def undo(self) -> None:
+        self.document.apply_replace_annotation(self.old)
 
 
 class SetAnnotationCategoryCommand(QUndoCommand):
-    def __init__(self, session: "Session", annotation_id: int, new: int, old: int) -> None:
+    def __init__(self, document: DocumentTarget, annotation_id: int, new: int, old: int) -> None:
         super().__init__(f"Change category of annotation {annotation_id}")
-        self.session = session
+        self.document = document
         self.annotation_id = annotation_id
         self.new = new
         self.old = old
 
     def redo(self) -> None:
-        self.session._apply_annotation_category(self.annotation_id, self.new)
+        self.document.apply_annotation_category(self.annotation_id, self.new)
 
     def undo(self) -> None:
-        self.session._apply_annotation_category(self.annotation_id, self.old)
+        self.document.apply_annotation_category(self.annotation_id, self.old)
 
 
 class AddCategoryCommand(QUndoCommand):
     """A category was added; undo removes it (it has no annotations yet), redo restores it with the same id."""
 
-    def __init__(self, session: "Session", name: str, color: Optional[tuple]) -> None:
+    def __init__(self, document: DocumentTarget, name: str, color: Optional[tuple]) -> None:
         super().__init__(f"Add category {name}")
-        self.session = session
+        self.document = document
         self.name = name
         self.color = color
         self.category_id: Optional[int] = None
@@ -141,44 +184,64 @@ class AddCategoryCommand(QUndoCommand):
 
     def redo(self) -> None:
         if self.removed is None:
-            self.category_id = self.session._apply_add_category(self.name, self.color)
+            self.category_id = self.document.apply_add_category(self.name, self.color)
         else:
-            self.session._apply_restore_category(self.removed)
+            self.document.apply_restore_category(self.removed)
 
     def undo(self) -> None:
-        self.removed = self.session._apply_remove_category(self.category_id, None)
+        self.removed = self.document.apply_remove_category(self.category_id, None)
 
 
 class EditCategoryCommand(QUndoCommand):
     """A category's name or colour changed (``field`` is ``"name"`` or ``"color"``)."""
 
-    def __init__(self, session: "Session", category_id: int, field: str, new: Any, old: Any) -> None:
+    def __init__(self, document: DocumentTarget, category_id: int, field: str, new: Any, old: Any) -> None:
         super().__init__(f"{'Rename' if field == 'name' else 'Recolour'} category")
-        self.session = session
+        self.document = document
         self.category_id = category_id
         self.field = field
         self.new = new
         self.old = old
 
     def redo(self) -> None:
-        self.session._apply_category_field(self.category_id, self.field, self.new)
+        self.document.apply_category_field(self.category_id, self.field, self.new)
 
     def undo(self) -> None:
-        self.session._apply_category_field(self.category_id, self.field, self.old)
+        self.document.apply_category_field(self.category_id, self.field, self.old)
 
 
 class DeleteCategoryCommand(QUndoCommand):
     """A category was deleted, its annotations moved to ``reassign_to`` or (``None``) deleted with it."""
 
-    def __init__(self, session: "Session", category_id: int, name: str, reassign_to: Optional[int]) -> None:
+    def __init__(self, document: DocumentTarget, category_id: int, name: str, reassign_to: Optional[int]) -> None:
         super().__init__(f"Delete category {name}")
-        self.session = session
+        self.document = document
         self.category_id = category_id
         self.reassign_to = reassign_to
         self.removed: Any = None
 
     def redo(self) -> None:
-        self.removed = self.session._apply_remove_category(self.category_id, self.reassign_to)
+        self.removed = self.document.apply_remove_category(self.category_id, self.reassign_to)
 
     def undo(self) -> None:
-        self.session._apply_restore_category(self.removed)
+        self.document.apply_restore_category(self.removed)
+
+
+def undo_step(stack: QUndoStack) -> None:
+    """Undo the last user step on the current image or the document (stale prompt steps are skipped)."""
+    _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
+
+
+def redo_step(stack: QUndoStack) -> None:
+    """Redo the next user step (stale prompt steps are skipped)."""
+    _step(stack, stack.redo, stack.canRedo, lambda: stack.command(stack.index()))
+
+
+def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool], peek: Callable[[], Any]) -> None:
+    while can():
+        cmd = peek()
+        stale = isinstance(cmd, PromptCommand) and cmd.stale()
+        do()
+        if not stale:
+            return
+

@@ -1,8 +1,11 @@
 """The main window: builds the widgets and actions, wires them to the session, asks the user questions.
 
 It computes nothing: every behaviour lives in :class:`annotator.session.session.Session`
-(state, undo, workers, saving), the canvas (drawing, mouse) or a panel
-(display). What remains here is layout, signal wiring and the dialogs.
+(a facade over the session's parts: images, prompting, document edits, the
+accept pipeline, the segment-everything review, export), the canvas
+(drawing, mouse) or a panel (display). What remains here is layout, signal
+wiring and the dialogs. Every handler below is a session entry point that
+waits while an accept is being finished (the review's included).
 """
 
 from __future__ import annotations

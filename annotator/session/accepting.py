@@ -1,0 +1,227 @@
+"""The one accept pipeline: a click's candidate, or segment-everything proposals, become annotations.
+
+The same steps for both::
+
+    accept_candidate(...)                       accept_proposals(...)
+      hold the ActionGate (user actions wait)     (masks ready: RLE and patch
+      finish the mask on the decoder thread        computed by the review's job)
+      (render.finish_candidate, urgent task)
+                       \\                          /
+                        _commit(request, ready masks)
+                          image record, annotations in the current category,
+                          their overlays into the layer (current image only),
+                          ONE AcceptCommand pushed: its listeners (the prompt,
+                          the review) clear or, on undo, restore what it took
+                       release the gate: waiting user actions run, in order
+
+Nothing here knows which part asked: a request carries the prompt to restore
+or the review token and proposal indices, as values (:class:`annotator.session.undo.Accepted`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage, QUndoStack
+
+from annotator import render
+from annotator.data.prompts import PromptState
+from annotator.session.gate import ActionGate
+from annotator.session.style import OverlayStyle
+from annotator.session.undo import AcceptCommand, Accepted, AcceptListener, DocumentTarget
+from annotator.workers.messages import ModelInfo
+
+
+class AcceptDocument(DocumentTarget, Protocol):
+    """The document side of an accept (implemented by :class:`annotator.session.document_edits.DocumentEdits`)."""
+
+    dataset: Any  # annotator.data.document.Dataset or None
+    layer: Any  # annotator.session.annotation_layer.AnnotationLayer
+    autosave: bool
+
+    @property
+    def dirty(self) -> bool: ...
+
+    def current_category(self) -> Any: ...
+
+
+class AcceptImage(Protocol):
+    """Which image is current and which model made the masks (see :class:`annotator.session.navigation.ImageNavigator`)."""
+
+    @property
+    def current_path(self) -> Optional[Path]: ...
+
+    @property
+    def model_info(self) -> Optional[ModelInfo]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class ReadyMask:
+    """A finished mask to accept: compressed RLE over the whole image, its overlay patch, the annotation's extra
+    fields, and (optionally) its overlay already drawn in the category colour."""
+
+    rle: Dict[str, Any]
+    patch: render.MaskPatch
+    extra: Dict[str, Any] = field(default_factory=dict)
+    overlay: Optional[QImage] = None
+
+
+@dataclass(frozen=True, eq=False)
+class AcceptRequest:
+    """What is accepted where: on ``image`` (``width`` x ``height``) in category ``category_id``, from ``prompt``
+    (a candidate) or from proposals ``proposals`` of review ``review``."""
+
+    image: Path
+    width: int
+    height: int
+    category_id: int
+    prompt: Optional[PromptState] = None
+    review: Optional[int] = None
+    proposals: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class _Pending:
+    task_id: int
+    request: AcceptRequest
+    extra: Dict[str, Any]
+
+
+class AcceptPipeline(QObject):
+    """See the module notes. ``listeners`` (:class:`annotator.session.undo.AcceptListener`) follow every accept."""
+
+    statusMessage = Signal(str, int)
+
+    def __init__(
+        self,
+        decoder,
+        document: AcceptDocument,
+        undo_stack: QUndoStack,
+        gate: ActionGate,
+        style: OverlayStyle,
+        image: AcceptImage,
+        listeners: Sequence[AcceptListener] = (),
+        parent: Optional[QObject] = None,
+    ) -> None:
+        super().__init__(parent)
+        self.decoder = decoder
+        self.document = document
+        self.undo_stack = undo_stack
+        self.gate = gate
+        self._style = style
+        self._image = image
+        self.listeners: List[AcceptListener] = list(listeners)
+        self._pending: Optional[_Pending] = None
+        decoder.taskDone.connect(self._on_task_done)
+        decoder.taskFailed.connect(self._on_task_failed)
+
+    @property
+    def accepting(self) -> bool:
+        """A candidate's accept is being finished (its full-resolution mask is being computed)."""
+        return self._pending is not None
+
+    @property
+    def model_type(self) -> str:
+        info = self._image.model_info
+        return info.model_type if info is not None else ""
+
+    def wait(self, timeout_s: float = 30.0) -> bool:
+        """Finish an accept in flight now (before saving on close, or opening another folder)."""
+        return self.gate.wait(timeout_s)
+
+    # -- the two entry points ------------------------------------------------------------------
+
+    def accept_candidate(self, image: Path, width: int, height: int, prompt: PromptState, candidates: Any,
+                         index: int) -> bool:
+        """Accept ``candidates`` ``index`` (decoded from ``prompt`` on ``image``); ``False`` if it cannot start.
+
+        The full-resolution mask is computed on the decoder thread (tens of ms
+        for a 12 MP photo); until the annotation is in the document and saved,
+        user actions wait behind the gate.
+        """
+        category = self._category()
+        if category is None or self._pending is not None:
+            return False
+        task = self.decoder.run_task(render.finish_candidate, candidates, index, category.color,
+                                     self._style.opacity, urgent=True)
+        extra = {"predicted_iou": round(float(candidates.scores[index]), 4), "model": self.model_type}
+        self._pending = _Pending(task, AcceptRequest(image, width, height, category.id, prompt=prompt), extra)
+        self.gate.hold()
+        return True
+
+    def accept_proposals(self, image: Path, width: int, height: int, review: int,
+                         chosen: Sequence[Tuple[int, ReadyMask]]) -> int:
+        """Accept proposals ``chosen`` (``(index, mask)`` of review ``review``) in ONE undo step; returns how many."""
+        category = self._category() if chosen else None
+        if category is None:
+            return 0
+        request = AcceptRequest(image, width, height, category.id, review=review,
+                                proposals=tuple(i for i, _ in chosen))
+        return len(self._commit(request, [m for _, m in chosen]))
+
+    # -- the shared steps ------------------------------------------------------------------------
+
+    def _category(self):
+        if self.document.dataset is None:
+            return None
+        category = self.document.current_category()
+        if category is None:
+            self.statusMessage.emit("Add a category first (Categories panel)", 5000)
+        return category
+
+    def _commit(self, request: AcceptRequest, masks: Sequence[ReadyMask]) -> list:
+        from annotator.data.document import DatasetError
+
+        doc = self.document
+        dataset = doc.dataset
+        category = dataset.categories.get(request.category_id) if dataset is not None else None
+        if category is None:
+            self.statusMessage.emit("Its category was deleted meanwhile; nothing accepted", 3000)
+            return []
+        if not masks:
+            self.statusMessage.emit("This candidate is empty; nothing accepted", 3000)
+            return []
+        try:
+            record = dataset.ensure_image(dataset.relative_name(request.image), request.width, request.height)
+        except DatasetError as exc:
+            self.statusMessage.emit(str(exc), 0)
+            return []
+        anns = [dataset.make_annotation(record.id, category.id, rle=m.rle, **m.extra) for m in masks]
+        if request.image == self._image.current_path:
+            for ann, m in zip(anns, masks):
+                doc.layer.put(ann.id, m.patch, category.color, m.overlay)
+        accepted = Accepted(request.image, tuple(anns), request.prompt, request.review, request.proposals)
+        if request.review is None:
+            text, what = f"Accept {category.name}", f"{category.name} #{anns[0].id} ({int(anns[0].area)} px)"
+        else:
+            n = len(anns)
+            text = f"Accept {n} proposal{'s' if n != 1 else ''} as {category.name}"
+            what = f"{n} proposal{'s' if n != 1 else ''} as {category.name}"
+        self.undo_stack.push(AcceptCommand(doc, accepted, self.listeners, text))
+        if not doc.dirty:
+            self.statusMessage.emit(f"Accepted {what}, saved", 3000)
+        elif not doc.autosave:
+            self.statusMessage.emit(f"Accepted {what}", 3000)
+        # else: the save failed, and that message stays on show
+        return anns
+
+    def _on_task_done(self, task_id: int, done: render.FinishedMask) -> None:
+        pending = self._pending
+        if pending is None or task_id != pending.task_id:
+            return
+        try:
+            masks = [] if done.empty else [ReadyMask(done.rle, done.patch, pending.extra, done.overlay)]
+            self._commit(pending.request, masks)
+        finally:
+            self._pending = None
+            self.gate.release()
+
+    def _on_task_failed(self, task_id: int, message: str) -> None:
+        pending = self._pending
+        if pending is not None and task_id == pending.task_id:
+            self._pending = None
+            self.statusMessage.emit(f"Could not accept this mask: {message}", 0)
+            self.gate.release()

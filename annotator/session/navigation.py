@@ -1,0 +1,302 @@
+"""Image navigation: the folder's images, which one is current, its pixels and embedding, the prefetch, the model.
+
+:class:`ImageNavigator` is the **one owner of "which image is current"**
+(:attr:`~ImageNavigator.current_path`): every other part asks it, and a
+result computed for an image is applied only while that image is still
+current. It drives an :class:`annotator.workers.encoder.EncoderService`:
+
+* the current image is loaded (``imageShown``) and encoded
+  (``embeddingArrived``) under a fresh job id; results under another id (an
+  image the user has left) are dropped;
+* a moment after the current image is ready, the next one in the direction
+  of travel is prefetched into the embedding cache;
+* each image's row state (unknown, loading, ready, error) for the list;
+* the model: loading it (``modelChanged`` / ``modelFailed``), after which
+  ready marks are cleared and the current image is encoded again.
+
+It knows nothing of prompts, annotations or the document: the
+:class:`annotator.session.session.Session` clears those before calling
+:meth:`ImageNavigator.clear` and :meth:`ImageNavigator.show`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from PySide6.QtCore import QObject, Signal
+
+from annotator.session.rows import ImageRow, ImageState
+from annotator.workers.encoder import EncoderService, make_timer
+from annotator.workers.messages import EmbeddingResult, LoadedImage, ModelFailure, ModelInfo, ModelRequest
+
+#: The next image's prefetch starts this long after the current one is ready (ms), and not while a click is
+#: being answered: on a 2-core CPU, loading and encoding a 12 MP photo alongside the decoder made the first
+#: mask on a just-opened image 2-3x slower. Users take longer than this to aim their first click.
+PREFETCH_DELAY_MS = 300
+#: ...but a user clicking without pause does not hold the prefetch back for more than this many delays.
+PREFETCH_MAX_DEFERRALS = 5
+
+
+class ImageNavigator(QObject):
+    """The image list, the current image and its embedding, and the model. See the module notes.
+
+    Parameters
+    ----------
+    encoder:
+        The loading and encoding service (its threads are shut down by the owner).
+    clicks_busy:
+        ``() -> bool``: a click is being answered (the decoder is busy); the
+        prefetch waits for it (at most :data:`PREFETCH_MAX_DEFERRALS` delays).
+    annotation_count:
+        ``(path) -> int``: the annotations of an image, for its list row.
+    prefetch_delay_ms:
+        Default :data:`PREFETCH_DELAY_MS` (read at construction).
+    """
+
+    imageRowChanged = Signal(int)  # a row of the image list changed
+    currentIndexChanged = Signal(int)
+    imageShown = Signal(object)  # the current image's levels (tuple of QImage, full size first), or None
+    embeddingArrived = Signal(object)  # EmbeddingResult of the current image
+    encoderStatus = Signal(str, float)  # "" | "model" | "loading" | "encoding", perf_counter() at its start
+    statusMessage = Signal(str, int)
+    modelChanged = Signal(object)  # ModelInfo (emitted before the current image is encoded again)
+    modelFailed = Signal(object)  # ModelFailure
+    downloadProgress = Signal(object, object)  # done bytes, total bytes or None
+
+    def __init__(
+        self,
+        encoder: EncoderService,
+        *,
+        clicks_busy: Optional[Callable[[], bool]] = None,
+        annotation_count: Optional[Callable[[Path], int]] = None,
+        prefetch_delay_ms: Optional[int] = None,
+        parent: Optional[QObject] = None,
+    ) -> None:
+        super().__init__(parent)
+        self.encoder = encoder
+        self._clicks_busy = clicks_busy or (lambda: False)
+        self._annotation_count = annotation_count or (lambda path: 0)
+        self.model_info: Optional[ModelInfo] = None
+        self._model_t0: Optional[float] = None  # perf_counter() when a model load began
+
+        self.folder: Optional[Path] = None
+        self.paths: List[Path] = []
+        self._row_state: Dict[Path, Tuple[str, str]] = {}
+        self._scan_id = 0  # of the latest look for images already in the disk cache
+
+        self.index = -1
+        self.loaded: Optional[LoadedImage] = None
+        self.embedding = None  # sam_core.ImageEmbedding of the current image
+        self._encode_id = 0
+        self._direction = 1
+
+        self._prefetch_deferrals = 0
+        delay = PREFETCH_DELAY_MS if prefetch_delay_ms is None else prefetch_delay_ms
+        self._prefetch_timer = make_timer(self, delay, single_shot=True)
+        self._prefetch_timer.timeout.connect(self._prefetch)
+        self._stopped = False
+
+        encoder.modelLoaded.connect(self._on_model_loaded)
+        encoder.modelFailed.connect(self._on_model_failed)
+        encoder.downloadProgress.connect(self.downloadProgress)
+        encoder.imageLoaded.connect(self._on_image_loaded)
+        encoder.cachedFound.connect(self._on_cached_found)
+        encoder.encodeStarted.connect(self._on_encode_started)
+        encoder.embeddingReady.connect(self._on_embedding_ready)
+        encoder.jobFailed.connect(self._on_job_failed)
+
+    # -- the model -----------------------------------------------------------------------
+
+    def load_model(self, request: ModelRequest) -> None:
+        """Load a model in the background (``modelChanged`` or ``modelFailed`` follows)."""
+        self._model_t0 = time.perf_counter()
+        self.encoderStatus.emit("model", self._model_t0)
+        self.encoder.load_model(request)
+
+    def use_model(self, info: ModelInfo) -> None:
+        """Use a model that is already loaded (tests; a model shared between windows)."""
+        self._model_t0 = time.perf_counter()
+        self.encoderStatus.emit("model", self._model_t0)
+        self.encoder.use_model(info)
+
+    def cancel_download(self) -> None:
+        self.encoder.cancel_download()
+
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self._model_t0 = None
+        self.model_info = info
+        self.embedding = None  # embeddings of another model must not be decoded by this one...
+        self.encoderStatus.emit("", 0.0)
+        self.modelChanged.emit(info)
+        if info.notice:
+            self.statusMessage.emit(info.notice, 0)
+        for path, (state, _) in list(self._row_state.items()):  # ...nor shown as ready
+            if state == ImageState.READY:
+                del self._row_state[path]
+                self.emit_row(path)
+        self._scan_cached()
+        if self.index >= 0:
+            self._request_current()
+
+    def _on_model_failed(self, failure: ModelFailure) -> None:
+        self._model_t0 = None
+        self.encoderStatus.emit("", 0.0)
+        self.modelFailed.emit(failure)
+
+    # -- the folder and the current image --------------------------------------------------
+
+    @property
+    def current_path(self) -> Optional[Path]:
+        """The image on show (the one owner of this fact), or ``None``."""
+        return self.paths[self.index] if 0 <= self.index < len(self.paths) else None
+
+    def set_folder(self, folder: Optional[Path], paths: Sequence[Path]) -> None:
+        """A new list of images; none is current yet (call :meth:`show`). Emits nothing."""
+        self.folder = folder
+        self.paths = list(paths)
+        self._row_state = {}
+        self.index = -1
+        self.encoder.forget_current()
+        self._scan_cached()
+
+    def image_count(self) -> int:
+        return len(self.paths)
+
+    def image_row(self, i: int) -> ImageRow:
+        path = self.paths[i]
+        state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))
+        return ImageRow(path, path.name, self._annotation_count(path), state, message)
+
+    def can_show(self, index: int) -> bool:
+        """``index`` is an image of the list, other than the current one."""
+        return 0 <= index < len(self.paths) and index != self.index
+
+    def clear(self) -> None:
+        """No image on show (the user is leaving it): results still on their way for it will be dropped."""
+        self._prefetch_timer.stop()
+        self._encode_id = 0
+        self.loaded = None
+        self.embedding = None
+        self.imageShown.emit(None)
+        self.encoderStatus.emit("", 0.0)
+
+    def show(self, index: int) -> None:
+        """Make image ``index`` current and ask for its pixels and embedding (call :meth:`clear` first)."""
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"no image {index} in a list of {len(self.paths)}")
+        if self.index >= 0:
+            self._direction = 1 if index > self.index else -1
+        self.index = index
+        self.currentIndexChanged.emit(index)
+        self._request_current()
+
+    def stop(self) -> None:
+        """Shutting down: no more prefetches."""
+        self._stopped = True
+        self._prefetch_timer.stop()
+
+    @property
+    def encoder_idle(self) -> bool:
+        """Nothing is being loaded or encoded, and no prefetch is waiting to start."""
+        return not self.encoder.busy and not self._prefetch_timer.isActive()
+
+    @property
+    def prefetch_pending(self) -> bool:
+        """The next image's prefetch is waiting for its delay."""
+        return self._prefetch_timer.isActive()
+
+    def _request_current(self) -> None:
+        path = self.current_path
+        if path is None:
+            return
+        self._encode_id = self.encoder.new_id()
+        self._set_row_state(path, ImageState.LOADING)
+        self.encoderStatus.emit("loading", time.perf_counter())
+        self.encoder.submit(self._encode_id, path)
+
+    def _schedule_prefetch(self, deferred: bool = False) -> None:
+        self._prefetch_deferrals = self._prefetch_deferrals + 1 if deferred else 0
+        if not self._stopped:
+            self._prefetch_timer.start()
+
+    def _prefetch(self) -> None:
+        if self._clicks_busy() and self._prefetch_deferrals < PREFETCH_MAX_DEFERRALS:
+            self._schedule_prefetch(deferred=True)  # a click is being answered: it goes first
+            return
+        i = self.index + self._direction
+        if 0 <= i < len(self.paths):
+            path = self.paths[i]
+            if self._row_state.get(path, ("", ""))[0] != ImageState.ERROR:
+                self.encoder.submit(self.encoder.new_id(), path, prefetch=True)
+
+    # -- encoder results ---------------------------------------------------------------------
+
+    def _on_image_loaded(self, job_id: int, loaded: LoadedImage) -> None:
+        if job_id != self._encode_id or loaded.path != self.current_path:
+            return
+        first = self.loaded is None
+        self.loaded = loaded
+        if first:
+            self.imageShown.emit(loaded.levels)
+        if self.model_info is None:  # shown; encoding waits for the model
+            self._set_row_state(loaded.path, ImageState.UNKNOWN)
+            loading = self._model_t0 is not None
+            self.encoderStatus.emit("model" if loading else "", self._model_t0 or 0.0)
+
+    def _on_encode_started(self, job_id: int) -> None:
+        if job_id == self._encode_id:
+            self.encoderStatus.emit("encoding", time.perf_counter())
+
+    def _on_embedding_ready(self, job_id: int, result: EmbeddingResult) -> None:
+        self._set_row_state(result.path, ImageState.READY)
+        if job_id != self._encode_id or result.path != self.current_path:
+            return  # a prefetch, or an image the user has left
+        self.embedding = result.embedding
+        self.encoderStatus.emit("", 0.0)
+        if result.source == "encoded":
+            self.statusMessage.emit(f"Encoded in {result.seconds:.2f} s", 3000)
+        self.embeddingArrived.emit(result)
+        self._schedule_prefetch()
+
+    def _on_job_failed(self, job_id: int, path: Path, message: str) -> None:
+        self._set_row_state(path, ImageState.ERROR, message)
+        if job_id == self._encode_id and path == self.current_path:
+            self.encoderStatus.emit("", 0.0)
+            self.statusMessage.emit(f"Cannot use {path.name}: {message}", 0)
+            self._schedule_prefetch()
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def _scan_cached(self) -> None:
+        """Look (in the background) for this folder's images whose embedding is already on disk."""
+        self._scan_id += 1
+        if self.model_info is not None:
+            self.encoder.scan_cached(self._scan_id, self.paths)
+
+    def _on_cached_found(self, scan_id: int, paths: List[Path]) -> None:
+        if scan_id != self._scan_id:
+            return  # another folder or model since
+        for path in paths:
+            if path not in self._row_state:
+                self._set_row_state(path, ImageState.READY)
+
+    def _set_row_state(self, path: Path, state: str, message: str = "") -> None:
+        if self._row_state.get(path) == (state, message):
+            return
+        if state == ImageState.LOADING and self._row_state.get(path, ("",))[0] == ImageState.READY:
+            return  # still ready: the embedding is in the cache
+        self._row_state[path] = (state, message)
+        self.emit_row(path)
+
+    def emit_row(self, path: Optional[Path]) -> None:
+        """The row of ``path`` changed (e.g. its annotation count); ``None``: every row."""
+        if path is None:
+            for i in range(len(self.paths)):
+                self.imageRowChanged.emit(i)
+            return
+        try:
+            self.imageRowChanged.emit(self.paths.index(path))
+        except ValueError:
+            pass

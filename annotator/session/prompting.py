@@ -1,0 +1,299 @@
+"""Prompting: the current image's SAM prompt, its decode requests and the candidates on display.
+
+Flow of one click::
+
+    Prompting.add_point(x, y, label)
+      -> PromptCommand pushed (undoable) -> apply_prompt -> promptChanged
+      -> DecodeJob(id, embedding, prompt snapshot) -> DecoderService (latest wins)
+      -> decoded(id, result); a stale id or prompt is dropped
+      -> candidatesChanged(rows, selected) + candidateOverlayChanged(overlay)
+
+Before the image's embedding exists (still encoding), prompts are kept and
+decoded once :meth:`Prompting.image_ready` is called. Leaving the image
+(:meth:`Prompting.reset`) gives every later request a new id, so nothing
+decoded for one image is ever shown on another. Accepting the candidate on
+display is the :class:`annotator.session.accepting.AcceptPipeline`'s job:
+:meth:`Prompting.take_for_accept` hands it over, and
+:meth:`Prompting.on_accept` clears (or, on undo, restores) the prompt.
+Coordinates are image pixels, x then y (see :mod:`annotator.data.prompts`).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Protocol
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from annotator import render
+from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside
+from annotator.session.rows import CandidateRow, Color
+from annotator.session.style import OverlayStyle
+from annotator.session.undo import Accepted, PromptCommand
+from annotator.workers.messages import DecodeJob, DecodeResult, LoadedImage, ModelInfo
+
+#: Colour of the candidates when no category colour is given.
+DEFAULT_COLOR: Color = (255, 196, 0)
+
+
+class PromptImage(Protocol):
+    """The current image, as prompting needs it (implemented by :class:`annotator.session.navigation.ImageNavigator`)."""
+
+    @property
+    def current_path(self) -> Optional[Path]: ...
+
+    @property
+    def loaded(self) -> Optional[LoadedImage]: ...
+
+    @property
+    def embedding(self) -> Any: ...
+
+    @property
+    def model_info(self) -> Optional[ModelInfo]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Chosen:
+    """The candidate on display, handed to the accept pipeline: ``candidates[index]`` decoded from ``prompt``."""
+
+    prompt: PromptState
+    candidates: Any  # sam_core.Candidates
+    index: int
+
+    @property
+    def score(self) -> float:
+        return float(self.candidates.scores[self.index])
+
+
+class Prompting(QObject):
+    """The prompt and candidates of the current image. See the module notes."""
+
+    promptChanged = Signal(object)  # PromptState
+    candidatesChanged = Signal(object, int)  # list[CandidateRow] (empty: none), selected index
+    candidateOverlayChanged = Signal(object)  # QImage or None
+    statusMessage = Signal(str, int)
+    acceptReady = Signal()  # the mask an accept was waiting for is on display: accept it now
+
+    def __init__(
+        self,
+        decoder,
+        undo_stack: QUndoStack,
+        image: PromptImage,
+        style: OverlayStyle,
+        color: Optional[Callable[[], Color]] = None,
+        parent: Optional[QObject] = None,
+    ) -> None:
+        super().__init__(parent)
+        self.decoder = decoder
+        self.undo_stack = undo_stack
+        self._image = image
+        self._style = style
+        self._color = color or (lambda: DEFAULT_COLOR)
+        self.prompt: PromptState = EMPTY
+        self.result: Optional[DecodeResult] = None
+        self.selected = 0
+        self._decode_id = 0
+        self._selection_memo: "weakref.WeakKeyDictionary[PromptState, int]" = weakref.WeakKeyDictionary()
+        self._accept_when_ready = False
+        self.view_scale = 1.0
+        self.last_click_latency: Optional[float] = None  # seconds, user action -> overlay ready
+        self._t_action: Optional[float] = None  # perf_counter() of the user action being answered
+        decoder.decoded.connect(self._on_decoded)
+        decoder.failed.connect(self._on_decode_failed)
+        style.changed.connect(self.rerender)
+
+    @property
+    def current_path(self) -> Optional[Path]:
+        return self._image.current_path
+
+    # -- user actions --------------------------------------------------------------------
+
+    def add_point(self, x: float, y: float, label: int) -> bool:
+        """Add a point (image coordinates, x then y; label 1 foreground / 0 background); ``False`` if ignored."""
+        loaded = self._image.loaded
+        if self.current_path is None or loaded is None or not inside(x, y, loaded.width, loaded.height):
+            return False
+        t0 = time.perf_counter()
+        after = self.prompt.with_point(x, y, label, self._refine_from())
+        self.push(after, f"Add {'foreground' if label == 1 else 'background'} point", t0)
+        return True
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> bool:
+        """Set the box (any corner order; clamped to the image; too thin a box is ignored)."""
+        loaded = self._image.loaded
+        if loaded is None:
+            return False
+        box = clamp_box((x0, y0, x1, y1), loaded.width, loaded.height)
+        if box is None:
+            return False
+        self.push(self.prompt.with_box(box, self._refine_from()), "Draw box", time.perf_counter())
+        return True
+
+    def clear(self) -> bool:
+        """Esc: forget the points and box (undoable); ``False`` if there were none."""
+        if self.prompt.empty:
+            return False
+        self.push(EMPTY, "Clear prompts", time.perf_counter())
+        return True
+
+    def push(self, after: PromptState, text: str, t0: Optional[float] = None) -> None:
+        """Make ``after`` the prompt as one undoable step called ``text`` (``t0``: when the user acted)."""
+        self._accept_when_ready = False
+        self._t_action = t0
+        self.undo_stack.push(PromptCommand(self, self.current_path, self.prompt, after, text))
+
+    def select_candidate(self, index: int) -> None:
+        """Show candidate ``index`` (0-based); the next prompt change refines from it."""
+        r = self.result
+        if r is None or not 0 <= index < len(r.overlays) or index == self.selected:
+            return
+        self.selected = index
+        self._selection_memo[r.prompt] = index
+        self.candidatesChanged.emit(self.candidate_rows(), index)
+        self.candidateOverlayChanged.emit(r.overlays[index])
+
+    def cycle_candidate(self, step: int) -> None:
+        r = self.result
+        if r is not None and len(r.overlays):
+            self.select_candidate((self.selected + step) % len(r.overlays))
+
+    def set_view_scale(self, scale: float) -> None:
+        """The canvas zoomed: render the candidates again when the overlay would look soft."""
+        self.view_scale = scale
+        r, loaded = self.result, self._image.loaded
+        if r is None or loaded is None:
+            return
+        want = render.overlay_size(loaded.height, loaded.width, scale)
+        if want[0] > r.previews[0].shape[0] * 1.3:
+            self._request_decode(time.perf_counter())
+
+    def take_for_accept(self) -> Optional[Chosen]:
+        """The candidate on display, to accept; ``None`` (and a word to the user) when there is none yet.
+
+        When the prompt's mask is still being decoded, ``acceptReady`` is
+        emitted once it is on display (unless the prompt changes first).
+        """
+        if self.prompt.empty:
+            self.statusMessage.emit("Nothing to accept: click on an object first", 3000)
+            return None
+        if not self.current:
+            self._accept_when_ready = True
+            self.statusMessage.emit("Accepting as soon as the mask is ready…", 2000)
+            return None
+        return Chosen(self.prompt, self.result.candidates, self.selected)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def current(self) -> bool:
+        """The candidates on display belong to the prompt."""
+        return self.result is not None and self.result.prompt is self.prompt
+
+    def candidate_rows(self) -> List[CandidateRow]:
+        r = self.result
+        if r is None:
+            return []
+        scores = r.candidates.scores
+        return [CandidateRow(i + 1, float(scores[i]), r.areas[i], r.thumbs[i]) for i in range(len(r.overlays))]
+
+    # -- called by undo commands and the session -----------------------------------------------
+
+    def apply_prompt(self, state: PromptState) -> None:
+        """Make ``state`` the prompt (undo commands call this) and decode it."""
+        self.prompt = state
+        self.promptChanged.emit(state)
+        if state.empty:
+            self._decode_id += 1
+            self.decoder.cancel()
+            self._show_result(None)
+            return
+        t0 = self._t_action or time.perf_counter()
+        self._t_action = None
+        self._request_decode(t0)
+
+    def on_accept(self, accepted: Accepted, applied: bool) -> None:
+        """An accept from a prompt on the current image clears it; undoing the accept puts it back."""
+        if accepted.prompt is not None and accepted.image == self.current_path:
+            self.apply_prompt(EMPTY if applied else accepted.prompt)
+
+    def reset(self) -> None:
+        """The image is being left: no prompt, no candidates; decodes still on their way are dropped."""
+        self._decode_id += 1
+        self.decoder.cancel()
+        self.prompt = EMPTY
+        self.result = None
+        self._accept_when_ready = False
+        self._selection_memo = weakref.WeakKeyDictionary()
+        self.promptChanged.emit(EMPTY)
+        self._emit_candidates()
+
+    def forget_result(self) -> None:
+        """Another model: the candidates on display (and decodes on their way) are dropped; the prompt stays."""
+        self._decode_id += 1
+        if self.result is not None:
+            self._show_result(None)
+
+    def image_ready(self, *_: object) -> None:
+        """The current image's embedding arrived: decode a prompt made while it was encoding."""
+        if not self.prompt.empty and not self.current:
+            self._request_decode(time.perf_counter())
+
+    def rerender(self, *_: object) -> None:
+        """The colour or the opacity changed: draw the candidates on display again."""
+        if self.current:
+            self._request_decode(time.perf_counter())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _refine_from(self):
+        """Low-res logits of the candidate on display, if it belongs to the current prompt."""
+        if self.current and not self.prompt.empty:
+            return self.result.candidates.low_res_logits[self.selected]
+        return None
+
+    def _request_decode(self, t0: float) -> None:
+        im = self._image
+        loaded, embedding = im.loaded, im.embedding
+        if embedding is None or loaded is None or self.prompt.empty or im.model_info is None:
+            if not self.prompt.empty and loaded is not None:
+                self.statusMessage.emit("The mask will appear when the image is encoded…", 2000)
+            return
+        self._decode_id += 1
+        size = render.overlay_size(loaded.height, loaded.width, self.view_scale)
+        self.decoder.submit(
+            DecodeJob(self._decode_id, embedding, self.prompt, size, loaded.small, self._color(), t0,
+                      self._style.opacity)
+        )
+
+    def _on_decoded(self, job_id: int, result: DecodeResult) -> None:
+        if job_id != self._decode_id or result.prompt is not self.prompt:
+            return
+        selected = self._selection_memo.get(result.prompt, 0)
+        self._show_result(result, min(selected, len(result.overlays) - 1))
+        self.last_click_latency = time.perf_counter() - result.t0
+        if self._accept_when_ready:
+            self._accept_when_ready = False
+            self.acceptReady.emit()
+
+    def _on_decode_failed(self, job_id: int, message: str) -> None:
+        if job_id == self._decode_id:
+            self._accept_when_ready = False
+            self.statusMessage.emit(f"SAM could not use this prompt: {message}", 5000)
+
+    def _show_result(self, result: Optional[DecodeResult], selected: int = 0) -> None:
+        self.result = result
+        self.selected = selected
+        self._emit_candidates()
+
+    def _emit_candidates(self) -> None:
+        r = self.result
+        if r is None:
+            self.candidatesChanged.emit([], -1)
+            self.candidateOverlayChanged.emit(None)
+            return
+        self.candidatesChanged.emit(self.candidate_rows(), self.selected)
+        self.candidateOverlayChanged.emit(r.overlays[self.selected])
