@@ -402,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     paths = photos_12mp(folder)
     # loaded on a thread that then ends, as the app does (annotator.workers.encoder.in_fresh_thread): torch work on the
     # GUI thread would leave it an OpenMP pool for good, which slows every worker's operations (see there)
-    from annotator.workers.encoder import in_fresh_thread
+    from annotator.workers.base import in_fresh_thread
 
     model = in_fresh_thread(load_model, "vit_t", checkpoint=checkpoint, device="cpu")
 

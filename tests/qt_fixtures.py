@@ -47,7 +47,7 @@ def _no_leaked_qt_work(request):
     import shiboken6
     from PySide6.QtWidgets import QApplication
 
-    from annotator.workers import encoder as workers
+    from annotator.workers import base as workers
 
     app = QApplication.instance()
     if app is not None:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from annotator.workers import encoder as workers
+from annotator.workers import base as workers
 from annotator.workers.jobs import JobService
 
 pytestmark = pytest.mark.gui

@@ -18,7 +18,7 @@ from qt_fixtures import FakePredictor, click_image, close_window, drag_image, fa
 
 from annotator.data import coco
 
-from annotator.workers import encoder as workers
+from annotator.workers import base as workers
 
 pytestmark = pytest.mark.gui
 

@@ -77,7 +77,7 @@ def test_pyramid_halves_down_to_the_minimum_side():
 def test_in_fresh_thread_returns_raises_and_leaves_no_thread():
     import threading
 
-    from annotator.workers.encoder import in_fresh_thread
+    from annotator.workers.base import in_fresh_thread
 
     # Count only the threads this test made: other tests' threads may still be ending (a process-wide
     # count went 7 -> 6 under a full run). Each job records the thread it ran on; all must be gone after.

@@ -498,7 +498,7 @@ def test_clamp_box(box, expected):
 
 
 def test_closing_saves_and_joins_threads(qtbot, fake_window, image_folder):
-    from annotator.workers import encoder as workers
+    from annotator.workers import base as workers
 
     w = fake_window(delay=0.3)
     _ready(qtbot, w)

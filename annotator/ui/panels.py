@@ -274,7 +274,7 @@ class EncoderStatus(QLabel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("encoderStatus")
-        from annotator.workers.encoder import make_timer
+        from annotator.workers.base import make_timer
 
         self._timer = make_timer(self, 100)
         self._timer.timeout.connect(self._tick)

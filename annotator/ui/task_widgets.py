@@ -51,7 +51,7 @@ class TaskProgress(QWidget):
         self._t0 = 0.0
         self._text = ""
         self._count = ""
-        from annotator.workers.encoder import make_timer
+        from annotator.workers.base import make_timer
 
         self._timer = make_timer(self, 500)
         self._timer.timeout.connect(self._show)

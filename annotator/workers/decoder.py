@@ -6,32 +6,38 @@ on the GUI thread keeps one job in flight: the latest decode request wins
 (older waiting ones are dropped, and results of superseded ones are not
 delivered), while tasks (finishing an accepted mask, decoding annotation
 overlays) are never dropped.
+
+Unlike the long jobs, decodes run on the decoder thread itself, not on a
+fresh thread per job: it keeps its OpenMP pool between clicks (see
+:func:`annotator.workers.base.in_fresh_thread`).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from annotator import render
+from annotator.workers.base import (
+    Fifo,
+    Latest,
+    Priority,
+    ThreadService,
+    Worker,
+    user_message,
+)
+from annotator.workers.loader import make_predictor
 from annotator.workers.messages import DecodeJob, DecodeResult, Task
-from annotator.workers.encoder import make_predictor, start_thread, stop_thread, user_message
-
-log = logging.getLogger(__name__)
 
 
-class DecoderWorker(QObject):
-    """Runs on the decoder thread: prompt -> candidates -> overlays and thumbnails."""
+class DecoderWorker(Worker):
+    """Runs on the decoder thread: a :class:`DecodeJob` -> :class:`DecodeResult`; a :class:`Task` -> ``fn(*args)``.
 
-    decoded = Signal(int, object)  # job id, DecodeResult
-    failed = Signal(int, str)  # job id, message
-    taskDone = Signal(int, object)  # task id, result
-    taskFailed = Signal(int, str)  # task id, message
-    jobDone = Signal()  # a decode or a task finished: the worker is free
+    A bad prompt fails with :class:`sam_core.PromptError`, whose message is
+    for the user (not logged as a bug).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,28 +47,26 @@ class DecoderWorker(QObject):
     def set_model(self, model: Any) -> None:
         self._predictor = make_predictor(model)
 
-    @Slot(object)
-    def run(self, job: DecodeJob) -> None:
-        try:
-            self.decoded.emit(job.job_id, self._run(job))
-        except Exception as exc:
-            if type(exc).__name__ != "PromptError":
-                log.exception("decoding failed")
-            self.failed.emit(job.job_id, user_message(exc))
-        finally:
-            self.jobDone.emit()
+    def work(self, job: Any) -> Any:
+        if isinstance(job, Task):
+            return job.fn(*job.args)
+        return self._decode(job)
 
-    @Slot(object)
-    def run_task(self, task: "Task") -> None:
-        try:
-            self.taskDone.emit(task.task_id, task.fn(*task.args))
-        except Exception as exc:
-            log.exception("background task %s failed", getattr(task.fn, "__name__", task.fn))
-            self.taskFailed.emit(task.task_id, user_message(exc))
-        finally:
-            self.jobDone.emit()
+    def expected(self, job: Any, exc: Exception) -> bool:
+        if isinstance(job, Task):
+            return False
+        # Imported here: sam_core.predictor imports torch, which must stay off the GUI thread's import
+        # path (this runs on the decoder thread, where the predictor has imported it already).
+        from sam_core.predictor import PromptError
 
-    def _run(self, job: DecodeJob) -> DecodeResult:
+        return isinstance(exc, PromptError)
+
+    def describe(self, job: Any) -> str:
+        if isinstance(job, Task):
+            return f"background task {getattr(job.fn, '__name__', job.fn)}"
+        return "decoding"
+
+    def _decode(self, job: DecodeJob) -> DecodeResult:
         if self._predictor is None:
             raise RuntimeError("no model is loaded yet")
         t = time.perf_counter()
@@ -89,97 +93,59 @@ class DecoderWorker(QObject):
         )
 
 
-class DecoderService(QObject):
+class DecoderService(ThreadService):
     """GUI-thread side of the decoder thread.
 
     Decodes: one in flight, the latest request waits, older waiting ones are
-    dropped (latest wins). Tasks (:meth:`run_task`: finishing an accepted
+    dropped (latest wins), and the result of one in flight is not delivered
+    once a newer one waits. Tasks (:meth:`run_task`: finishing an accepted
     mask, rendering annotation overlays) are never dropped and run in order;
     urgent ones before the waiting decode, the others after it.
     """
 
-    decoded = Signal(int, object)
-    failed = Signal(int, str)
+    decoded = Signal(int, object)  # job id, DecodeResult
+    failed = Signal(int, str)  # job id, message
     taskDone = Signal(int, object)  # task id, fn's return value
     taskFailed = Signal(int, str)  # task id, message
 
-    _runJob = Signal(object)
-    _runTask = Signal(object)
     _setModel = Signal(object)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
-        self._worker = DecoderWorker()
-        self._runJob.connect(self._worker.run)
-        self._runTask.connect(self._worker.run_task)
-        self._setModel.connect(self._worker.set_model)
-        self._worker.decoded.connect(self._on_decoded)
-        self._worker.failed.connect(self._on_failed)
-        self._worker.taskDone.connect(self.taskDone)
-        self._worker.taskFailed.connect(self.taskFailed)
-        self._worker.jobDone.connect(self._on_done)
-        self._thread: Optional[QThread] = start_thread(self._worker, "sam-decoder")
-        self._busy: Any = None  # the DecodeJob or Task in flight
-        self._pending: Optional[DecodeJob] = None
-        self._urgent: "deque[Task]" = deque()
-        self._later: "deque[Task]" = deque()
-        self._next_task = 0
-
-    @property
-    def busy(self) -> bool:
-        return self._busy is not None or self._pending is not None or bool(self._urgent or self._later)
+        self._urgent, self._decode, self._later = Fifo(), Latest(), Fifo()
+        self._thread = self._add_thread(
+            DecoderWorker, "sam-decoder", Priority(self._urgent, self._decode, self._later),
+            on_returned=self._on_returned, on_errored=self._on_errored,
+            wire=lambda worker: self._setModel.connect(worker.set_model),
+        )
 
     def set_model(self, model: Any) -> None:
         self._setModel.emit(model)
 
     def submit(self, job: DecodeJob) -> None:
         """Decode ``job`` now, or after the job in flight (replacing any decode already waiting)."""
-        self._pending = job
-        self._pump()
+        self._decode.put(job)
+        self._thread.pump()
 
     def run_task(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> int:
         """Run ``fn(*args)`` on the decoder thread; ``taskDone(id, result)`` or ``taskFailed(id, message)``."""
-        self._next_task += 1
-        task = Task(self._next_task, fn, tuple(args), urgent)
-        (self._urgent if urgent else self._later).append(task)
-        self._pump()
+        task = Task(self.new_id(), fn, tuple(args), urgent)
+        (self._urgent if urgent else self._later).put(task)
+        self._thread.pump()
         return task.task_id
 
     def cancel(self) -> None:
         """Drop the waiting decode (the one in flight finishes; its result is dropped by id)."""
-        self._pending = None
+        self._decode.clear()
 
-    def shutdown(self, timeout_ms: int = -1) -> bool:
-        self._pending = None
-        self._urgent.clear()
-        self._later.clear()
-        thread, self._thread = self._thread, None
-        return stop_thread(thread, timeout_ms)
+    def _on_returned(self, job: Any, value: Any) -> None:
+        if isinstance(job, Task):
+            self.taskDone.emit(job.task_id, value)
+        elif not self._decode:  # a newer request supersedes this result: do not even deliver it
+            self.decoded.emit(job.job_id, value)
 
-    def _pump(self) -> None:
-        if self._busy is not None or self._thread is None:
-            return
-        if self._urgent:
-            self._busy = self._urgent.popleft()
-            self._runTask.emit(self._busy)
-        elif self._pending is not None:
-            self._busy, self._pending = self._pending, None
-            self._runJob.emit(self._busy)
-        elif self._later:
-            self._busy = self._later.popleft()
-            self._runTask.emit(self._busy)
-
-    @Slot(int, object)
-    def _on_decoded(self, job_id: int, result: DecodeResult) -> None:
-        if self._pending is None:  # a newer request supersedes this result: do not even deliver it
-            self.decoded.emit(job_id, result)
-
-    @Slot(int, str)
-    def _on_failed(self, job_id: int, message: str) -> None:
-        if self._pending is None:
-            self.failed.emit(job_id, message)
-
-    @Slot()
-    def _on_done(self) -> None:
-        self._busy = None
-        self._pump()
+    def _on_errored(self, job: Any, exc: BaseException) -> None:
+        if isinstance(job, Task):
+            self.taskFailed.emit(job.task_id, user_message(exc))
+        elif not self._decode:
+            self.failed.emit(job.job_id, user_message(exc))

@@ -1,40 +1,39 @@
-"""Background work off the GUI thread: threads, model loading, image loading, encoding, prefetch.
+"""Image loading and encoding off the GUI thread: :class:`EncoderService` and its encoder thread.
 
-Each worker is a :class:`QObject` moved to its own :class:`QThread`
-(:func:`start_thread`) and driven by a service on the GUI thread that keeps
-**one job in flight** per worker:
+:class:`EncoderService` (GUI thread) drives two worker threads, each with
+**one job in flight** (:class:`annotator.workers.base.WorkerThread`):
 
-* :class:`LoaderWorker` reads images (EXIF applied) and prepares them for
-  display; :class:`EncoderWorker` loads the model (downloading its weights
-  first if needed, with progress and cancel), then embeds images through the
-  :class:`sam_core.EmbeddingCache` (memory + disk). :class:`EncoderService`
-  drives both: the current image before the prefetch, results of a job the
-  user has left delivered under its id (and so dropped by the caller).
-* The decoder thread is in :mod:`annotator.workers.decoder`; the values that cross
-  threads are in :mod:`annotator.workers.messages`.
+* the **loader** (:class:`annotator.workers.loader.LoaderWorker`) reads an
+  image (EXIF applied) and prepares it for display;
+* the **encoder** (:class:`EncoderWorker`) loads the model (downloading its
+  weights first if need be, with progress and cancel:
+  :func:`annotator.workers.loader.load_model`), then embeds images through
+  the :class:`sam_core.EmbeddingCache` (memory + disk).
 
-Teardown: ``thread.finished`` -> ``worker.deleteLater``; a service's
-``shutdown()`` asks its threads to quit and joins them. Threads and timers
-made here are registered in :data:`THREADS` and :data:`TIMERS` (weak sets),
-which the test suite checks for leaks. Worker threads lower their own
-priority (:data:`NICE`), so the window stays smooth during an encode.
+Loading is not stuck behind an encode. On each thread the current image's
+job goes before the prefetch (:class:`_Wanted`); results of a job the user
+has left are delivered under its id (and so dropped by the caller).
+
+The thread plumbing (``start_thread``, ``in_fresh_thread``, ``make_timer``,
+``THREADS``/``TIMERS``) is in :mod:`annotator.workers.base`; the values that
+cross threads are in :mod:`annotator.workers.messages`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
-from annotator import qtcompat, render
+from annotator.data.digests import file_stamp
+from annotator.workers.base import ThreadService, Worker, WorkerThread, in_fresh_thread, user_message
+from annotator.workers.loader import LoaderWorker, ModelLoadError, load_model, make_predictor
 from annotator.workers.messages import (
     EmbeddingResult,
     EncodeJob,
@@ -44,16 +43,12 @@ from annotator.workers.messages import (
     ModelInfo,
     ModelRequest,
 )
-from annotator.data.digests import file_stamp
 
-qtcompat.apply()  # binding work-arounds, before any signal is emitted
+# Kept for the merge only: these moved to annotator.workers.base, and annotator/session (split in parallel)
+# still imports make_timer from here. Import them from base; delete this line once nothing uses it.
+from annotator.workers.base import THREADS, TIMERS, make_timer, start_thread, stop_thread  # noqa: E402,F401,I001
 
 log = logging.getLogger(__name__)
-
-#: Every QThread this module starts (weakly held): tests fail when one is left running.
-THREADS: "weakref.WeakSet[QThread]" = weakref.WeakSet()
-#: Every QTimer made through :func:`make_timer` (weakly held): tests fail when one is left active.
-TIMERS: "weakref.WeakSet[QTimer]" = weakref.WeakSet()
 
 #: Bound of the GUI-side memory of loaded images (display pixels + thumbnail source), in bytes.
 IMAGE_MEMORY_BYTES = 256 * 2**20
@@ -61,122 +56,20 @@ IMAGE_MEMORY_BYTES = 256 * 2**20
 _PROGRESS_INTERVAL = 0.1
 
 
-def make_timer(parent: QObject, interval_ms: int, *, single_shot: bool = False) -> QTimer:
-    """A QTimer registered in :data:`TIMERS` (so tests can tell it was stopped)."""
-    timer = QTimer(parent)
-    timer.setInterval(interval_ms)
-    timer.setSingleShot(single_shot)
-    TIMERS.add(timer)
-    return timer
+class EncoderWorker(Worker):
+    """Runs on the encoder thread: loads the model, then embeds images (:class:`EncodeJob` -> :class:`EmbeddingResult`).
 
-
-#: Niceness of the worker threads (Linux, macOS): background work yields the CPU to the GUI thread, and
-#: the decoder (on the click path) to the encoder's prefetching. Threads that torch starts from a worker
-#: inherit it.
-NICE = {"sam-decoder": 2, "sam-loader": 5, "sam-encoder": 10, "sam-everything": 10, "sam-export": 5}
-
-
-def _lower_priority(nice: int) -> None:
-    """Raise the calling thread's niceness by ``nice`` (best effort; no-op where unsupported)."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (OSError, AttributeError):  # pragma: no cover - e.g. a sandbox that forbids it
-        pass
-
-
-def start_thread(worker: QObject, name: str) -> QThread:
-    """Move ``worker`` to a new, started QThread named ``name``; ``finished`` deletes the worker.
-
-    The thread lowers its own priority (:data:`NICE`) before running anything,
-    so a long encode never makes the window stutter.
+    Each encode runs on a thread that ends with it (``fresh_thread``; see
+    :func:`annotator.workers.base.in_fresh_thread`). Without a model yet a
+    job returns ``None``: the session asks again once it is loaded.
     """
-    thread = QThread()
-    thread.setObjectName(name)
-    nice = NICE.get(name, 5)
-    thread.started.connect(lambda: _lower_priority(nice), Qt.ConnectionType.DirectConnection)
-    worker.moveToThread(thread)
-    thread.finished.connect(worker.deleteLater)
-    THREADS.add(thread)
-    thread.start()
-    return thread
-
-
-def stop_thread(thread: Optional[QThread], timeout_ms: int = -1) -> bool:
-    """Ask ``thread``'s event loop to quit and wait for it (``-1``: for as long as it takes).
-
-    The job in flight, if any, runs to its end first (torch cannot be
-    interrupted mid-layer). Returns whether the thread has stopped.
-    """
-    if thread is None:
-        return True
-    thread.quit()
-    if timeout_ms < 0:
-        return thread.wait()
-    return thread.wait(timeout_ms)
-
-
-def in_fresh_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` run on a new thread that ends with it; returns its result or raises its exception.
-
-    Why: torch's CPU kernels run on OpenMP, which keeps a pool of threads for
-    every thread that ever ran a parallel operation, for as long as that
-    thread lives. Once the process holds more such threads than there are
-    cores, OpenMP stops spinning between operations and sleeps instead, and
-    every small operation then costs two context switches: the decoder, a
-    chain of ~170 small operations per click, ran 1.5-2x slower on two cores
-    while the encoder thread merely idled with its pool. So the long jobs
-    (loading a model, encoding, segment everything, exports) run here, and
-    their pools go away with them; the decoder thread, on the click path,
-    keeps its pool. Nothing on the GUI thread may run torch. The new thread
-    inherits the caller's niceness (Linux).
-    """
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"{threading.current_thread().name}-job", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-def make_predictor(model: Any):
-    """A :class:`sam_core.Predictor` for ``model``; an object that already has ``encode`` and ``decode`` is used as is.
-
-    Each worker makes its own predictor: the model's weights are shared
-    (read-only), any per-predictor scratch state is not.
-    """
-    if hasattr(model, "encode") and hasattr(model, "decode"):
-        return model
-    import sam_core
-
-    return sam_core.Predictor(model)
-
-
-# ---------------------------------------------------------------------------
-# the encoder
-# ---------------------------------------------------------------------------
-
-
-class EncoderWorker(QObject):
-    """Runs on the encoder thread. Never call its slots directly from another thread; emit to them."""
 
     modelLoaded = Signal(object)  # ModelInfo
     modelFailed = Signal(object)  # ModelFailure
     downloadProgress = Signal(object, object)  # done bytes, total bytes or None (Python ints: may exceed 2**31)
     encodeStarted = Signal(int)  # job id: a real encode begins (not a cache hit)
-    embeddingReady = Signal(int, object)  # job id, EmbeddingResult
-    jobFailed = Signal(int, object, str)  # job id, path, message for the user
-    jobDone = Signal(int)  # job id: the worker is free again
+
+    fresh_thread = True
 
     def __init__(self, cancel: threading.Event) -> None:
         super().__init__()
@@ -191,8 +84,8 @@ class EncoderWorker(QObject):
     @Slot(object)
     def load_model(self, request: ModelRequest) -> None:
         try:
-            info = in_fresh_thread(self._load, request)
-        except _Failed as exc:
+            info = in_fresh_thread(load_model, request, progress=self._progress, cancel=self._cancel)
+        except ModelLoadError as exc:
             self.modelFailed.emit(exc.failure)
             return
         except Exception as exc:  # anything else: tell the user, keep running
@@ -220,100 +113,21 @@ class EncoderWorker(QObject):
             self.downloadProgress.emit(int(done), None if total is None else int(total))
         return not self._cancel.is_set()
 
-    def _load(self, request: ModelRequest) -> ModelInfo:
-        import sam_core
-
-        device = str(sam_core.resolve_device(request.device))
-        if request.model_type is not None:
-            choices = [request.model_type]
-        elif request.checkpoint is not None:
-            try:
-                detected = sam_core.detect_model_type(request.checkpoint)
-            except sam_core.CheckpointError as exc:
-                raise _Failed(ModelFailure("checkpoint", str(exc), "", request.checkpoint)) from None
-            if detected is None:
-                raise _Failed(
-                    ModelFailure(
-                        "checkpoint",
-                        f"{request.checkpoint}: these weights match no known SAM model type. "
-                        "Choose the model type with --model, or pick another file.",
-                        "",
-                        request.checkpoint,
-                    )
-                )
-            choices = [detected]
-        elif device.startswith("cuda"):
-            choices = ["vit_h", "vit_t"]
-        else:
-            choices = ["vit_t"]
-        notice = ""
-        for i, model_type in enumerate(choices):
-            last = i == len(choices) - 1
-            checkpoint = request.checkpoint
-            try:
-                if checkpoint is None:
-                    checkpoint = sam_core.ensure_checkpoint(
-                        model_type, cache=request.cache_root, progress=self._progress, cancel=self._cancel
-                    )
-                model = sam_core.load_model(model_type, checkpoint=checkpoint, device=device)
-            except sam_core.CheckpointError as exc:
-                raise _Failed(ModelFailure("checkpoint", str(exc), model_type, checkpoint, exc.detected_type))
-            except sam_core.CheckpointDownloadError as exc:
-                if last:
-                    raise _Failed(ModelFailure("download", str(exc), model_type, getattr(exc, "path", None)))
-                notice = f"{model_type} weights are not available ({_first_line(exc)}); using MobileSAM (vit_t)."
-                continue
-            except Exception:
-                if self._cancel.is_set():
-                    self._cancel.clear()
-                    if last:
-                        raise _Failed(ModelFailure("cancelled", "The download was cancelled.", model_type))
-                    notice = f"The {model_type} download was cancelled; using MobileSAM (vit_t)."
-                    continue
-                raise
-            cache = self._make_cache(request, model_type, checkpoint)
-            return ModelInfo(model, model_type, device, Path(checkpoint), cache, notice)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _make_cache(request: ModelRequest, model_type: str, checkpoint: Path):
-        import sam_core
-        from sam_core.cache import checkpoint_fingerprint
-
-        kwargs = {} if request.memory_bytes is None else {"memory_bytes": request.memory_bytes}
-        directory = sam_core.cache_dir(request.cache_root) / "embeddings"
-        return sam_core.EmbeddingCache(
-            directory,
-            model_type=model_type,
-            checkpoint_id=checkpoint_fingerprint(checkpoint),
-            disk=request.disk_cache,
-            disk_bytes=request.disk_bytes,
-            **kwargs,
-        )
-
     # -- images ----------------------------------------------------------------
 
-    @Slot(object)
-    def run(self, job: EncodeJob) -> None:
-        try:
-            in_fresh_thread(self._run, job)
-        except Exception as exc:  # never let a bad image or an encoder error kill the thread
-            log.exception("encoding %s failed", job.path)
-            self.jobFailed.emit(job.job_id, job.path, user_message(exc))
-        finally:
-            self.jobDone.emit(job.job_id)
+    def describe(self, job: EncodeJob) -> str:
+        return f"encoding {job.path}"
 
-    def _run(self, job: EncodeJob) -> None:
+    def work(self, job: EncodeJob) -> Optional[EmbeddingResult]:
         cache = self._cache
         if cache is None or self._predictor is None:
-            return  # no model yet: the session asks again once it is loaded
+            return None  # no model yet: the session asks again once it is loaded
         key = cache.key_for_digest(job.known.digest)
         t0 = time.perf_counter()
         if cache.contains(key):
             emb = cache.get(key, device=self._device)
             if emb is not None:
-                self.embeddingReady.emit(job.job_id, EmbeddingResult(job.path, emb, "disk", time.perf_counter() - t0))
-                return
+                return EmbeddingResult(job.path, emb, "disk", time.perf_counter() - t0)
         image = job.pixels
         if image is None:
             from annotator.data.imageio import load_image
@@ -322,127 +136,46 @@ class EncoderWorker(QObject):
         self.encodeStarted.emit(job.job_id)
         t0 = time.perf_counter()
         emb = cache.get_or_compute(image, self._predictor, key=key)
-        self.embeddingReady.emit(job.job_id, EmbeddingResult(job.path, emb, "encoded", time.perf_counter() - t0))
+        return EmbeddingResult(job.path, emb, "encoded", time.perf_counter() - t0)
 
 
-class LoaderWorker(QObject):
-    """Runs on the loader thread: reads images and prepares them for display (no model involved)."""
+class _Wanted:
+    """The queue of the loader or the encoder: the current image's job goes before the prefetch.
 
-    loaded = Signal(int, object, object)  # job id, LoadedImage, pixels (H, W, 3) uint8 for the encoder
-    jobFailed = Signal(int, object, str)  # job id, path, message for the user
-    jobDone = Signal(int)
-    cachedFound = Signal(int, object)  # scan id, list of paths whose embedding is in the disk cache
-
-    @Slot(object)
-    def run(self, job: LoadJob) -> None:
-        from annotator.data.imageio import load_image
-
-        try:
-            image = load_image(job.path)  # ImageLoadError carries a message for the user
-            loaded = prepare_image(job.path, image)
-            self.loaded.emit(job.job_id, loaded, image)
-            if job.digests is not None:
-                job.digests.record(job.path, loaded.stamp, loaded.digest)
-        except Exception as exc:
-            if type(exc).__name__ != "ImageLoadError":
-                log.exception("loading %s failed", job.path)
-            self.jobFailed.emit(job.job_id, job.path, user_message(exc))
-        finally:
-            self.jobDone.emit(job.job_id)
-
-    @Slot(int, object, object, object)
-    def scan(self, scan_id: int, paths: list, digests: Any, cache: Any) -> None:
-        """Which of ``paths`` have a recorded digest (:mod:`annotator.data.digests`) whose embedding ``cache`` holds."""
-        try:
-            found = [p for p, d in digests.lookup(paths).items() if cache.contains(cache.key_for_digest(d))]
-        except Exception:  # a hint only: never let it stop the loader
-            log.exception("looking for cached images failed")
-            found = []
-        self.cachedFound.emit(scan_id, found)
-
-
-def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
-    """Display pixels, thumbnail source and content digest of ``image`` ``(H, W, 3)`` uint8 RGB."""
-    from sam_core.cache import image_digest
-
-    h, w = image.shape[:2]
-    levels = render.pyramid(image)
-    return LoadedImage(
-        path=path,
-        width=w,
-        height=h,
-        qimage=render.rgb_image(image),
-        small=render.downscale(levels[-1]),
-        digest=image_digest(image),
-        stamp=file_stamp(path),
-        smaller=tuple(render.rgb_image(level) for level in levels[1:]),
-    )
-
-
-class _Failed(Exception):
-    def __init__(self, failure: ModelFailure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def user_message(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "not enough memory to encode this image"
-    text = str(exc).strip()
-    if type(exc).__name__ == "ImageLoadError":
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _Lane:
-    """Scheduling for one worker: one job in flight; the current image's job goes before the prefetch.
-
-    A current job for the path already in flight *adopts* that job instead of
-    queueing a second one (moving onto the image being prefetched waits for
-    that prefetch, it does not start over).
+    At most one current job and one prefetch wait. A current job for the path
+    already in flight *adopts* that job instead of queueing a second one
+    (moving onto the image being prefetched waits for that prefetch, it does
+    not start over); ``current_sent`` then says it is in flight.
     """
 
-    def __init__(self, send: Callable[[Any], None]) -> None:
-        self._send = send
-        self.busy: Any = None
+    def __init__(self) -> None:
         self.current: Any = None
         self.current_sent = False  # current is in flight (sent, or adopted)
         self.prefetch: Any = None
 
-    @property
-    def idle(self) -> bool:
-        return self.busy is None and self.prefetch is None and (self.current is None or self.current_sent)
+    def __bool__(self) -> bool:
+        return (self.current is not None and not self.current_sent) or self.prefetch is not None
 
-    def has(self, path: Path) -> bool:
-        return any(j is not None and j.path == path for j in (self.busy, self.current, self.prefetch))
+    def take(self) -> Any:
+        if self.current is not None and not self.current_sent:
+            self.current_sent = True
+            return self.current
+        job, self.prefetch = self.prefetch, None
+        return job
 
-    def want(self, job: Any) -> None:
+    def clear(self) -> None:
+        self.current, self.current_sent, self.prefetch = None, False, None
+
+    def want(self, job: Any, busy: Any) -> None:
+        """Queue ``job`` (``busy``: the job in flight, or ``None``)."""
         if job.prefetch:
-            if not self.has(job.path):
+            if not any(j is not None and j.path == job.path for j in (busy, self.current, self.prefetch)):
                 self.prefetch = job
         else:
             if self.prefetch is not None and self.prefetch.path == job.path:
                 self.prefetch = None
             self.current = job
-            self.current_sent = self.busy is not None and self.busy.path == job.path
-        self.pump()
-
-    def pump(self) -> None:
-        if self.busy is not None:
-            return
-        if self.current is not None and not self.current_sent:
-            job, self.current_sent = self.current, True
-        elif self.prefetch is not None:
-            job, self.prefetch = self.prefetch, None
-        else:
-            return
-        self.busy = job
-        self._send(job)
+            self.current_sent = busy is not None and busy.path == job.path
 
     def waiting_current(self, path: Path) -> Any:
         """The current job if it is waiting on the job in flight for ``path``."""
@@ -456,27 +189,19 @@ class _Lane:
             self.current, self.current_sent = None, False
         return cur
 
-    def done(self, job_id: int) -> None:
-        if self.busy is not None and self.busy.job_id == job_id:
-            self.busy = None
-        self.pump()
-
     def drop_current(self) -> None:
         self.current, self.current_sent = None, False
 
-    def drop(self) -> None:
-        self.current, self.current_sent, self.prefetch = None, False, None
 
-
-class EncoderService(QObject):
+class EncoderService(ThreadService):
     """GUI-thread side of image loading and encoding.
 
-    Two workers, each with one job in flight: a **loader** (read the file,
-    EXIF, display pixels, content digest) and an **encoder** (model loading;
-    embeddings through the :class:`sam_core.EmbeddingCache`). Loading is not
-    stuck behind an encode, so the next image shows at once even while the
-    previous one is still encoding. For each worker the current image's job
-    goes before the prefetch (:class:`_Lane`).
+    Two worker threads, each with one job in flight: a **loader** (read the
+    file, EXIF, display pixels, content digest) and an **encoder** (model
+    loading; embeddings through the :class:`sam_core.EmbeddingCache`).
+    Loading is not stuck behind an encode, so the next image shows at once
+    even while the previous one is still encoding. On each thread the
+    current image's job goes before the prefetch (:class:`_Wanted`).
 
     Signals carry the **caller's** job id (from :meth:`new_id`). Loaded images
     are kept in a small LRU (:data:`IMAGE_MEMORY_BYTES`); with the embedding
@@ -490,62 +215,49 @@ class EncoderService(QObject):
     encodeStarted = Signal(int)
     embeddingReady = Signal(int, object)  # job id, EmbeddingResult
     jobFailed = Signal(int, object, str)  # job id, path, message
-    idle = Signal()  # nothing in flight and nothing queued
+    # idle (from ThreadService): nothing in flight and nothing queued
     cachedFound = Signal(int, object)  # scan id, paths whose embedding is in the disk cache (see scan_cached)
 
-    _runLoad = Signal(object)
     _runScan = Signal(int, object, object, object)
-    _runEncode = Signal(object)
     _loadModel = Signal(object)
     _useModel = Signal(object)
 
     def __init__(self, parent: Optional[QObject] = None, image_memory_bytes: int = IMAGE_MEMORY_BYTES) -> None:
         super().__init__(parent)
         self._cancel = threading.Event()
-        self._loader_worker = LoaderWorker()
-        self._worker = EncoderWorker(self._cancel)
-        self._runLoad.connect(self._loader_worker.run)
-        self._runScan.connect(self._loader_worker.scan)
-        self._loader_worker.cachedFound.connect(self.cachedFound)
-        self._runEncode.connect(self._worker.run)
-        self._loadModel.connect(self._worker.load_model)
-        self._useModel.connect(self._worker.use_model)
-        self._loader_worker.loaded.connect(self._on_loaded)
-        self._loader_worker.jobFailed.connect(self._on_load_failed)
-        self._loader_worker.jobDone.connect(self._on_load_done)
-        self._worker.modelLoaded.connect(self._on_model_loaded)
-        self._worker.modelFailed.connect(self._on_model_failed)
-        self._worker.downloadProgress.connect(self.downloadProgress)
-        self._worker.encodeStarted.connect(self._on_encode_started)
-        self._worker.embeddingReady.connect(self._on_embedding_ready)
-        self._worker.jobFailed.connect(self._on_encode_failed)
-        self._worker.jobDone.connect(self._on_encode_done)
-        self._threads: list[QThread] = [
-            start_thread(self._loader_worker, "sam-loader"),
-            start_thread(self._worker, "sam-encoder"),
-        ]
-        self._loads = _Lane(self._runLoad.emit)
-        self._encodes = _Lane(self._runEncode.emit)
-
+        self._loads: WorkerThread = self._add_thread(
+            LoaderWorker, "sam-loader", _Wanted(),
+            on_returned=self._on_loaded, on_errored=self._on_load_failed, wire=self._wire_loader,
+        )
+        self._encodes: WorkerThread = self._add_thread(
+            lambda: EncoderWorker(self._cancel), "sam-encoder", _Wanted(),
+            on_returned=self._on_embedding_ready, on_errored=self._on_encode_failed, wire=self._wire_encoder,
+        )
         self.info: Optional[ModelInfo] = None
         self._digests: Any = None  # annotator.data.digests.DigestIndex beside the model's disk cache, or None
-        self._next_id = 0
         self._loading_model = False
         self._images: "OrderedDict[Path, LoadedImage]" = OrderedDict()
         self._image_bytes = 0
         self._image_memory_bytes = image_memory_bytes
 
-    # -- public ------------------------------------------------------------------
+    def _wire_loader(self, worker: LoaderWorker) -> None:
+        self._runScan.connect(worker.scan)
+        worker.cachedFound.connect(self.cachedFound)
 
-    def new_id(self) -> int:
-        """A fresh job id (store it before :meth:`submit`: results may arrive during the call)."""
-        self._next_id += 1
-        return self._next_id
+    def _wire_encoder(self, worker: EncoderWorker) -> None:
+        self._loadModel.connect(worker.load_model)
+        self._useModel.connect(worker.use_model)
+        worker.modelLoaded.connect(self._on_model_loaded)
+        worker.modelFailed.connect(self._on_model_failed)
+        worker.downloadProgress.connect(self.downloadProgress)
+        worker.encodeStarted.connect(self._on_encode_started)
+
+    # -- public ------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
         """Whether anything is loading, encoding or queued."""
-        return self._loading_model or not (self._loads.idle and self._encodes.idle)
+        return self._loading_model or super().busy
 
     @property
     def cache(self):
@@ -595,11 +307,11 @@ class EncoderService(QObject):
         already in memory, in flight or wanted is a no-op.
         """
         if not prefetch:  # the previous current image is no longer wanted
-            self._loads.drop_current()
-            self._encodes.drop_current()
+            self._loads.queue.drop_current()
+            self._encodes.queue.drop_current()
         loaded = self.loaded_image(path)
         if loaded is None:
-            self._loads.want(LoadJob(job_id, path, prefetch, self._digests))
+            self._want(self._loads, LoadJob(job_id, path, prefetch, self._digests))
             return
         self._after_load(job_id, prefetch, loaded, None)
 
@@ -617,17 +329,20 @@ class EncoderService(QObject):
 
     def forget_current(self) -> None:
         """No image is wanted any more (a folder is closing): drop queued jobs."""
-        self._loads.drop()
-        self._encodes.drop()
+        self._loads.queue.clear()
+        self._encodes.queue.clear()
 
     def shutdown(self, timeout_ms: int = -1) -> bool:
         """Cancel downloads, drop queued jobs, stop the threads and join them. Safe to call twice."""
         self._cancel.set()
-        self.forget_current()
-        threads, self._threads = self._threads, []
-        return all([stop_thread(t, timeout_ms) for t in threads])
+        return super().shutdown(timeout_ms)
 
     # -- internals ---------------------------------------------------------------
+
+    @staticmethod
+    def _want(worker: WorkerThread, job: Any) -> None:
+        worker.queue.want(job, worker.busy)
+        worker.pump()
 
     def _after_load(self, job_id: int, prefetch: bool, loaded: LoadedImage, pixels: Optional[np.ndarray]) -> None:
         if not prefetch:
@@ -638,11 +353,7 @@ class EncoderService(QObject):
         if emb is not None:
             self.embeddingReady.emit(job_id, EmbeddingResult(loaded.path, emb, "memory", 0.0))
             return
-        self._encodes.want(EncodeJob(job_id, loaded.path, prefetch, loaded, pixels))
-
-    def _check_idle(self) -> None:
-        if not self.busy:
-            self.idle.emit()
+        self._want(self._encodes, EncodeJob(job_id, loaded.path, prefetch, loaded, pixels))
 
     def _remember(self, loaded: LoadedImage) -> None:
         self._forget(loaded.path)
@@ -658,33 +369,27 @@ class EncoderService(QObject):
             self._image_bytes -= old.nbytes
 
     # loader results
-    @Slot(int, object, object)
-    def _on_loaded(self, job_id: int, loaded: LoadedImage, pixels: np.ndarray) -> None:
+    def _on_loaded(self, job: LoadJob, value: Any) -> None:
+        loaded, pixels = value
         self._remember(loaded)
-        busy = self._loads.busy
-        current = self._loads.settle(loaded.path)
+        current = self._loads.queue.settle(loaded.path)
         if current is not None:
             self._after_load(current.job_id, False, loaded, pixels)
-        elif busy is not None and busy.job_id == job_id and busy.prefetch:
-            self._after_load(job_id, True, loaded, pixels)
+        elif job.prefetch:
+            self._after_load(job.job_id, True, loaded, pixels)
         # else: a current request the user has since left; the image stays in memory
 
-    @Slot(int, object, str)
-    def _on_load_failed(self, job_id: int, path: Path, message: str) -> None:
-        self._forget(path)
-        current = self._loads.settle(path)
-        self.jobFailed.emit(job_id, path, message)
-        if current is not None and current.job_id != job_id:
-            self.jobFailed.emit(current.job_id, path, message)
-
-    @Slot(int)
-    def _on_load_done(self, job_id: int) -> None:
-        self._loads.done(job_id)
-        self._check_idle()
+    def _on_load_failed(self, job: LoadJob, exc: BaseException) -> None:
+        message = user_message(exc)
+        self._forget(job.path)
+        current = self._loads.queue.settle(job.path)
+        self.jobFailed.emit(job.job_id, job.path, message)
+        if current is not None and current.job_id != job.job_id:
+            self.jobFailed.emit(current.job_id, job.path, message)
 
     # encoder results
     def _encode_targets(self, job_id: int, path: Path) -> list[int]:
-        current = self._encodes.waiting_current(path)
+        current = self._encodes.queue.waiting_current(path)
         return [job_id] if current is None or current.job_id == job_id else [job_id, current.job_id]
 
     @Slot(object)
@@ -707,23 +412,17 @@ class EncoderService(QObject):
         for i in self._encode_targets(job_id, busy.path) if busy is not None else [job_id]:
             self.encodeStarted.emit(i)
 
-    @Slot(int, object)
-    def _on_embedding_ready(self, job_id: int, result: EmbeddingResult) -> None:
-        targets = self._encode_targets(job_id, result.path)
-        self._encodes.settle(result.path)
+    def _on_embedding_ready(self, job: EncodeJob, result: Optional[EmbeddingResult]) -> None:
+        if result is None:
+            return  # no model yet
+        targets = self._encode_targets(job.job_id, result.path)
+        self._encodes.queue.settle(result.path)
         for i in targets:
             self.embeddingReady.emit(i, result)
 
-    @Slot(int, object, str)
-    def _on_encode_failed(self, job_id: int, path: Path, message: str) -> None:
-        targets = self._encode_targets(job_id, path)
-        self._encodes.settle(path)
+    def _on_encode_failed(self, job: EncodeJob, exc: BaseException) -> None:
+        message = user_message(exc)
+        targets = self._encode_targets(job.job_id, job.path)
+        self._encodes.queue.settle(job.path)
         for i in targets:
-            self.jobFailed.emit(i, path, message)
-
-    @Slot(int)
-    def _on_encode_done(self, job_id: int) -> None:
-        self._encodes.done(job_id)
-        self._check_idle()
-
-
+            self.jobFailed.emit(i, job.path, message)

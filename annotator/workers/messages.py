@@ -8,6 +8,7 @@ Image sizes are ``(H, W)`` as numpy shapes; coordinates x then y (see
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,3 +185,13 @@ class Task:
     fn: Callable[..., Any]
     args: Tuple[Any, ...] = ()
     urgent: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class BackgroundJob:
+    """``fn(*args, report=..., cancel=...)`` under ``job_id`` (:mod:`annotator.workers.jobs`); ``cancel`` stops it."""
+
+    job_id: int
+    fn: Callable[..., Any]
+    args: Tuple[Any, ...] = ()
+    cancel: threading.Event = field(default_factory=threading.Event)
