@@ -400,7 +400,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder = tmp / "photos"
     folder.mkdir()
     paths = photos_12mp(folder)
-    # loaded on a thread that then ends, as the app does (annotator.workers.encoder.in_fresh_thread): torch work on the
+    # loaded on a thread that then ends, as the app does (annotator.workers.base.in_fresh_thread): torch work on the
     # GUI thread would leave it an OpenMP pool for good, which slows every worker's operations (see there)
     from annotator.workers.base import in_fresh_thread
 

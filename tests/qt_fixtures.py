@@ -1,8 +1,8 @@
 """Qt test fixtures (a pytest plugin, loaded by conftest.py).
 
 * Every test marked ``gui`` fails if it leaves one of our QThreads running or
-  one of our QTimers active (registries: :data:`annotator.workers.encoder.THREADS`,
-  :data:`annotator.workers.encoder.TIMERS`).
+  one of our QTimers active (registries: :data:`annotator.workers.base.THREADS`,
+  :data:`annotator.workers.base.TIMERS`).
 * ``image_folder``: a temporary folder with three real photos (JPEG/PNG).
 * ``fake_predictor``: a stand-in for :class:`sam_core.Predictor` with a
   controllable encode delay and a deterministic decoder (discs around the

@@ -37,7 +37,7 @@ class StubImage:
 
     def __init__(self, path: Path, predictor: FakePredictor, info) -> None:
         from annotator.data.imageio import load_image
-        from annotator.workers.encoder import prepare_image
+        from annotator.workers.loader import prepare_image
 
         pixels = load_image(path)
         self.current_path = path

@@ -36,7 +36,7 @@ from annotator.session.undo import (
     ReplaceAnnotationCommand,
     SetAnnotationCategoryCommand,
 )
-from annotator.workers.encoder import make_timer
+from annotator.workers.base import make_timer
 
 log = logging.getLogger(__name__)
 

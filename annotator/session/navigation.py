@@ -28,7 +28,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from PySide6.QtCore import QObject, Signal
 
 from annotator.session.rows import ImageRow, ImageState
-from annotator.workers.encoder import EncoderService, make_timer
+from annotator.workers.base import make_timer
+from annotator.workers.encoder import EncoderService
 from annotator.workers.messages import EmbeddingResult, LoadedImage, ModelFailure, ModelInfo, ModelRequest
 
 #: The next image's prefetch starts this long after the current one is ready (ms), and not while a click is

@@ -44,10 +44,6 @@ from annotator.workers.messages import (
     ModelRequest,
 )
 
-# Kept for the merge only: these moved to annotator.workers.base, and annotator/session (split in parallel)
-# still imports make_timer from here. Import them from base; delete this line once nothing uses it.
-from annotator.workers.base import THREADS, TIMERS, make_timer, start_thread, stop_thread  # noqa: E402,F401,I001
-
 log = logging.getLogger(__name__)
 
 #: Bound of the GUI-side memory of loaded images (display pixels + thumbnail source), in bytes.
