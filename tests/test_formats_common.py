@@ -254,3 +254,21 @@ def test_folder_export_never_writes_over_a_source_image_or_the_working_file(tmp_
         export_dataset(ds, tmp_path, "masks", masks_per_image=True)
     assert (ds.path.read_bytes(), (tmp_path / "annotations.png").read_bytes()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sam-annotator-export")]
+
+
+# ----------------------------------------------------------------------------
+# clipping polygons to the image
+
+
+def test_clip_polygon_cuts_edges_where_they_cross():
+    from annotator.data.formats.plan import clip_polygon, polygon_area
+
+    square = np.array([[-10, -10], [10, -10], [10, 10], [-10, 10]], float)
+    clipped = clip_polygon(square, 40, 30)
+    assert polygon_area(clipped) == pytest.approx(100.0)
+    # a triangle poking out of the right edge: the part beyond x = 40 is cut off, edges keep their slope
+    tri = np.array([[20, 0], [60, 15], [20, 30]], float)
+    kept = clip_polygon(tri, 40, 30)
+    assert polygon_area(kept) == pytest.approx(600 - 0.5 * 20 * 15)
+    assert sorted(map(tuple, kept.round(6).tolist())) == [(20.0, 0.0), (20.0, 30.0), (40.0, 7.5), (40.0, 22.5)]
+    assert len(clip_polygon(np.array([[50, 50], [60, 50], [55, 60]], float), 40, 30)) < 3  # wholly outside

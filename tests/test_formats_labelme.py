@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from annotator.data.document import Dataset
@@ -189,6 +191,7 @@ def test_hostile_labelme_folder_reports_every_problem_and_imports_the_rest(tmp_p
         _shape("cat", "nope"),
         _shape("cat", tri, "hexagon"),
         _shape("cat", tri, "rectangle"),
+        _shape("cat", [[20, 15], [1e7, 15]], "circle"),
     ])  # fmt: skip
     _labelme_file(root / "b.json", "b.png", [_shape("cat", tri)], w=41)
     _labelme_file(root / "sub" / "dup.json", "../a.png", [_shape("cat", tri)])
@@ -208,6 +211,7 @@ def test_hostile_labelme_folder_reports_every_problem_and_imports_the_rest(tmp_p
         "a.json shape 8 ('cat'): 'points' must be a list of [x, y] numbers; shape skipped",
         "a.json shape 9 ('cat'): unknown shape type 'hexagon'; shape skipped",
         "a.json shape 10 ('cat'): a rectangle needs 2 points, got 3; shape skipped",
+        "a.json shape 11 ('cat'): points far outside the 40 x 30 image (more than its size beyond an edge); shape skipped",
         "b.json: imageWidth x imageHeight 41 x 30 disagree with the image, 40 x 30 (EXIF orientation applied); skipped",
         "e.json: image 'missing.png' not found; skipped",
         "g.json: malformed JSON at line 1, column 13 (Expecting value); skipped",
@@ -224,3 +228,34 @@ def test_hostile_labelme_folder_reports_every_problem_and_imports_the_rest(tmp_p
     assert len(changes.annotations) == 2
     with pytest.raises(ImportFailed, match="no such file or folder"):
         read_labels(tmp_path / "nope", "labelme")
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labelme-fuzz")
+    Image.fromarray(np.zeros((17, 23, 3), np.uint8)).save(root / "a.png")
+    return root
+
+
+_coord = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-30, 60), st.integers(-30, 60))
+_fuzz_shape = st.fixed_dictionaries(
+    {
+        "label": st.one_of(st.sampled_from(["cat", "dog", "", " "]), st.integers()),
+        "points": st.one_of(st.lists(st.lists(_coord, min_size=2, max_size=2), max_size=6), st.text(max_size=3)),
+        "shape_type": st.sampled_from(["polygon", "rectangle", "circle", "line", "point", "mask", "blob", None]),
+        "group_id": st.one_of(st.none(), st.integers(0, 2), st.booleans()),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(shapes=st.lists(_fuzz_shape, max_size=5))
+def test_fuzzed_shapes_import_or_are_reported_never_crash(fuzz_root, shapes):
+    (fuzz_root / "a.json").write_text(json.dumps({"shapes": shapes, "imagePath": "a.png", "imageData": None}))
+    plan = read_labels(fuzz_root / "a.json", "labelme")
+    for image in plan.images:
+        for ann in image.annotations:
+            assert ann.rle["size"] == [17, 23]
+    kept = {int(r.split(" shape ")[1].split(" ")[0].rstrip(":")) for r in plan.report if "shape skipped" in r}
+    imported = sum(len(i.annotations) for i in plan.images)
+    assert len(kept) <= len(shapes) and (imported > 0) == (len(kept) < len(shapes))

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from annotator.data import coco
@@ -75,7 +77,7 @@ def test_export_writes_the_ultralytics_layout(tmp_path):
     assert len(holed) >= 5
     for aid in holed:
         assert any(w.startswith(f"annotation {aid} (") and "the mask has holes" in w for w in warnings)
-    assert not any("Ultralytics finds" in w for w in warnings)
+    assert not any("Ultralytics will not find" in w for w in warnings)
 
 
 def test_round_trip_through_yolo_keeps_every_real_mask(tmp_path):
@@ -137,8 +139,10 @@ def test_images_outside_images_folder_get_a_warning_and_an_absolute_train_path(t
     out = tmp_path / "yolo"
     warnings = export_dataset(ds, out, "yolo-seg")
     assert warnings[-1] == (
-        "Ultralytics finds an image's labels by replacing '/images/' with '/labels/' in its path, and these "
-        f"images are not in {out / 'images'}: copy them there (export with copy_images, --copy-images) before training"
+        "Ultralytics will not find the labels of 3 image(s): it reads an image's labels where the last "
+        f"'/images/' in its path becomes '/labels/' (for {tmp_path / 'images' / 'voc.jpg'} it reads "
+        f"{tmp_path / 'labels' / 'voc.txt'}); copy the images into {out / 'images'} (export with copy_images, "
+        "--copy-images) before training"
     )
     doc = parse_data_yaml((out / "data.yaml").read_text(encoding="utf-8"))
     assert doc["train"] == str(tmp_path / "images")
@@ -186,7 +190,8 @@ def hostile(tmp_path):
         "0 0.1 0.1 0.5 0.1 0.5\n"
         "x 0.1 0.1 0.5 0.1 0.5 0.5\n"
         "\n"
-        "0 0.2 0.2 0.2 0.2 0.2 0.2\n",
+        "0 0.2 0.2 0.2 0.2 0.2 0.2\n"
+        "0 1.5 1.5 2 1.5 2 2\n",
         encoding="utf-8",
     )
     (root / "labels" / "b.txt").write_text("1 0.1 0.1\n", encoding="utf-8")
@@ -208,6 +213,7 @@ def test_hostile_yolo_folder_reports_every_problem_and_imports_the_rest(hostile)
         "labels/a.txt line 6: odd number of coordinates (5); line skipped",
         "labels/a.txt line 7: class id 'x' is not a whole number >= 0; line skipped",
         "labels/a.txt line 9: the polygon has no area; line skipped",
+        "labels/a.txt line 10: the polygon lies outside the image (coordinates outside 0..1); line skipped",
         "labels/b.txt line 1: 1 points; a polygon needs at least 3; line skipped",
         "labels/z.txt: no image named 'z' in images; skipped",
         "images/c.png: no label file labels/c.txt; not imported",
@@ -255,3 +261,40 @@ def test_yolo_source_that_is_not_a_yolo_folder_fails_with_a_message(tmp_path):
     (tmp_path / "data.yaml").write_text("train: images\n")
     with pytest.raises(ImportFailed, match="no 'names'"):
         read_labels(tmp_path, "yolo-seg")
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("yolo-fuzz")
+    _image(root / "images" / "a.png", 23, 17)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names: [a, b, c]\n")
+    return root
+
+
+_token = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(-0.2, 1.2).map(lambda v: f"{v:.4f}"),
+    st.integers(-3, 5).map(str),
+    st.text(alphabet="0123456789.-+eEnaifx", max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.lists(_token, max_size=12).map(" ".join), max_size=6))
+def test_fuzzed_label_lines_import_or_are_reported_never_crash(fuzz_root, lines):
+    (fuzz_root / "labels" / "a.txt").write_text("\n".join(lines), encoding="utf-8")
+    plan = read_labels(fuzz_root, "yolo-seg")
+    used = [(n, l) for n, l in enumerate(lines, 1) if l.strip()]
+    imported = plan.images[0].annotations if plan.images else []
+    for ann in imported:
+        assert ann.rle["size"] == [17, 23] and coco.rle_area(ann.rle) > 0
+    reported = {int(r.split(" line ")[1].split(":")[0]) for r in plan.report if " line " in r and "clipped" not in r}
+    assert len(imported) + len(reported) == len(used)
+    assert {int(a.where.split(" line ")[1]) for a in imported}.isdisjoint(reported)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("names:-[]{}'\"#, \n\t0123abc")), max_size=80))
+def test_fuzzed_data_yaml_never_crashes(text):
+    assert isinstance(parse_data_yaml(text), dict)

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
+
 from annotator.data import coco
 from annotator.data.formats import plan as P
 
@@ -111,11 +113,14 @@ def _segmentation(seg: Any, w: int, h: int, at: str, report: List[str]) -> Any:
     clipped = False
     out = []
     for poly in kept:
-        if isinstance(poly, list) and all(coco._is_number(v) and math.isfinite(v) for v in poly):
-            xs, ys = poly[0::2], poly[1::2]
-            if min(xs) < 0 or min(ys) < 0 or max(xs) > w or max(ys) > h:
+        if isinstance(poly, list) and len(poly) % 2 == 0 and all(coco._is_number(v) and math.isfinite(v) for v in poly):
+            xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+            if xy.min() < 0 or xy[:, 0].max() > w or xy[:, 1].max() > h:
                 clipped = True
-                poly = [min(max(float(v), 0.0), float(w if j % 2 == 0 else h)) for j, v in enumerate(poly)]
+                xy = P.clip_polygon(xy, w, h)
+                if len(xy) < 3:
+                    continue  # wholly outside
+                poly = [float(v) for v in xy.ravel()]
         out.append(poly)
     if clipped:
         report.append(f"{at}: coordinates outside the {w} x {h} image; clipped to it")

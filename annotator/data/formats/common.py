@@ -102,6 +102,19 @@ def traced_polygons(mask: np.ndarray, tolerance: float, where: str, warn: WarnFn
     return polygons
 
 
+def rle_ious(rle: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """IoU of one compressed RLE with each of ``others`` (same size), without decoding them.
+
+    pycocotools is otherwise reached only through :mod:`annotator.data.coco`;
+    this is the one call it lacks (``mask.iou`` on RLEs, ``iscrowd`` off).
+    """
+    if not others:
+        return np.zeros(0)
+    from pycocotools import mask as mask_utils
+
+    return np.asarray(mask_utils.iou([dict(rle)], [dict(o) for o in others], [0] * len(others)))[0]
+
+
 # ----------------------------------------------------------------------------
 # output names
 

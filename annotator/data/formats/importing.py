@@ -10,7 +10,8 @@ Two steps, so that the slow part can run on a worker thread:
    :class:`~annotator.data.document.Dataset`. It only ever adds: images are
    matched by their path relative to the working file's folder, categories by
    name (created in the source's class order when missing), and a mask that
-   is already there (same image, category and pixels) is not added twice.
+   is already there (same image and category, IoU >= :data:`SAME_MASK_IOU`:
+   a re-import of labels exported from this file) is not added twice.
    It returns an :class:`ImportChanges` (what was added, for undo) and the
    report lines.
 
@@ -20,6 +21,7 @@ caller (:meth:`Dataset.save`, which backs the old file up first).
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
+from annotator.data.formats.common import rle_ious
 from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
 
 __all__ = [
@@ -47,6 +50,9 @@ _READERS: Dict[str, Callable[..., ImportPlan]] = {
     "voc": voc.read_voc,
     "coco": cocoin.read_coco,
 }
+
+#: A mask this close (IoU) to one of the same category on the same image is the same mask: not added twice.
+SAME_MASK_IOU = 0.95
 
 #: Formats :func:`read_labels` reads.
 IMPORT_FORMATS = tuple(_READERS)
@@ -139,19 +145,25 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
         if known is None:
             changes.images.append(rec.id)
         changes.images_touched.append(rec.id)
-        present = {(a.category_id, a.segmentation["counts"]) for a in dataset.annotations_for(rec.id)}
+        present: Dict[int, List[dict]] = {}
+        for a in dataset.annotations_for(rec.id):
+            present.setdefault(a.category_id, []).append(a.segmentation)
         for item in image.annotations:
             cat = dataset.category_by_name(item.category.strip())
             if cat is None:
                 cat = dataset.add_category(item.category)
                 changes.categories.append(cat.id)
-            if (cat.id, item.rle["counts"]) in present:
-                report.append(f"{item.where}: the same '{cat.name}' mask is already in the working file; not added again")
+            same = rle_ious(item.rle, present.get(cat.id, []))
+            if same.size and same.max() >= SAME_MASK_IOU:
+                report.append(
+                    f"{item.where}: the working file already has this '{cat.name}' mask "
+                    f"(IoU {math.floor(same.max() * 1000) / 1000:.3f}); not added again"
+                )
                 continue
             ann = dataset.make_annotation(rec.id, cat.id, rle=item.rle, **item.extra)
             ann.iscrowd = item.iscrowd
             dataset.add_annotation(ann)
-            present.add((cat.id, item.rle["counts"]))
+            present.setdefault(cat.id, []).append(ann.segmentation)
             changes.annotations.append(ann.id)
     return changes, report
 

@@ -149,6 +149,10 @@ def _mask_shape(points: np.ndarray, encoded: Any, w: int, h: int) -> np.ndarray:
     return full
 
 
+def _radius(points: np.ndarray) -> float:
+    return float(np.hypot(*(points[1] - points[0])))
+
+
 _NEEDS = {"rectangle": 2, "circle": 2, "oriented_rectangle": 4, "mask": 2}
 _NO_AREA = ("line", "linestrip", "point", "points")
 
@@ -187,11 +191,14 @@ def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str
     if kind not in ("polygon",) and kind not in _NEEDS:
         report.append(f"{at}: unknown shape type '{kind}'; shape skipped")
         return None
-    if kind in ("polygon", "oriented_rectangle"):
-        x, y = points[:, 0], points[:, 1]
-        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) < 1e-9:
-            report.append(f"{at}: the polygon has no area; shape skipped")
-            return None
+    if kind in ("polygon", "oriented_rectangle") and P.polygon_area(points) < 1e-9:
+        report.append(f"{at}: the polygon has no area; shape skipped")
+        return None
+    reach = points if kind != "circle" else np.vstack([points[0] - _radius(points), points[0] + _radius(points)])
+    if (reach[:, 0] < -w).any() or (reach[:, 0] > 2 * w).any() or (reach[:, 1] < -h).any() or (reach[:, 1] > 2 * h).any():
+        # PIL would take minutes to draw a circle a million pixels wide: such points are garbage
+        report.append(f"{at}: points far outside the {w} x {h} image (more than its size beyond an edge); shape skipped")
+        return None
     if points.min() < 0 or (points[:, 0] > w).any() or (points[:, 1] > h).any():
         report.append(f"{at}: points outside the {w} x {h} image; clipped to it")
     if kind == "mask":

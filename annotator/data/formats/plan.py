@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from annotator.data.imageio import IMAGE_EXTENSIONS, ImageLoadError, image_size, list_images, natural_key
+import numpy as np
+
+from annotator.data.imageio import ImageLoadError, image_size, list_images, natural_key
 
 ProgressFn = Callable[[int, int], object]
 
@@ -175,5 +177,36 @@ def class_names_report(names: Sequence[Tuple[int, str]], where: str, report: Lis
     return out
 
 
-def image_suffixes() -> Tuple[str, ...]:
-    return IMAGE_EXTENSIONS
+def clip_polygon(xy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The part of a polygon inside ``[0, width] x [0, height]`` (Sutherland-Hodgman).
+
+    ``xy`` is ``(N, 2)``, x then y. Moving outside vertices onto the edge
+    would bend the edges that cross the image; this cuts them where they
+    cross. Returns ``(M, 2)``, ``M < 3`` when nothing is inside.
+    """
+    pts = [(float(x), float(y)) for x, y in xy]
+    for axis, bound, below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False), (1, float(height), True)):
+        out = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            cur_in = cur[axis] <= bound if below else cur[axis] >= bound
+            prev_in = prev[axis] <= bound if below else prev[axis] >= bound
+            if cur_in != prev_in:
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                cut = [prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])]
+                cut[axis] = bound
+                out.append((cut[0], cut[1]))
+            if cur_in:
+                out.append(cur)
+        pts = out
+        if not pts:
+            break
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def polygon_area(xy: np.ndarray) -> float:
+    """Area of a polygon ``(N, 2)`` (shoelace; 0 for fewer than 3 points)."""
+    if len(xy) < 3:
+        return 0.0
+    x, y = xy[:, 0], xy[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0

@@ -87,6 +87,8 @@ def write_yolo(
     keys = output_keys(snap.images, paths, base, warnings.append, snap.shown)
     classes = {cat["id"]: i for i, cat in enumerate(snap.categories)}
     total = len(snap.images)
+    labels_dir = os.path.join(os.path.abspath(out), "labels")
+    lost: List[Tuple[str, str]] = []  # (image as Ultralytics will see it, the label path it will read)
     with StagedFolder(out, FORMAT, protected=protected) as stage:
         for n, img in enumerate(snap.images):
             check_cancel(cancel)
@@ -102,23 +104,39 @@ def write_yolo(
                     coords = " ".join(f"{v:.6f}" for v in np.clip(xy, 0.0, 1.0).ravel())
                     lines.append(f"{classes[ann['category_id']]} {coords}\n")
                 stage.write_text(f"labels/{key}.txt", "".join(lines))
+                image = paths[img["id"]]
                 if copy_images and not in_place:
-                    source = Path(paths[img["id"]])
-                    stage.copy_file(f"images/{key}{source.suffix}", source)
+                    image = os.path.join(images_dir, *f"{key}{Path(image).suffix}".split("/"))
+                    stage.copy_file(f"images/{key}{Path(image).suffix}", Path(paths[img["id"]]))
+                expected = ultralytics_label_path(image)
+                if os.path.normcase(expected) != os.path.normcase(os.path.join(labels_dir, *f"{key}.txt".split("/"))):
+                    lost.append((image, expected))
             if progress is not None:
                 progress(n + 1, total)
         check_cancel(cancel)
         found = in_place or (copy_images and bool(paths))
         train = "images" if found else (base or images_dir)
         stage.write_text("data.yaml", data_yaml(out, train, [c["name"] for c in snap.categories]))
-        if paths and not found:
+        if lost:
+            hint = (
+                "the images are copied under a folder that is itself called 'images'; rename it"
+                if copy_images
+                else f"copy the images into {images_dir} (export with copy_images, --copy-images) before training"
+            )
             warnings.append(
-                f"Ultralytics finds an image's labels by replacing '/images/' with '/labels/' in its path, "
-                f"and these images are not in {images_dir}: copy them there (export with copy_images, "
-                "--copy-images) before training"
+                f"Ultralytics will not find the labels of {len(lost)} image(s): it reads an image's labels "
+                f"where the last '/images/' in its path becomes '/labels/' (for {lost[0][0]} it reads "
+                f"{lost[0][1]}); {hint}"
             )
         warnings.extend(stage.commit())
     return warnings
+
+
+def ultralytics_label_path(image: str) -> str:
+    """Where Ultralytics reads an image's labels (``img2label_paths``): the last
+    ``/images/`` of the path becomes ``/labels/`` and the extension ``.txt``."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return sb.join(image.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt"
 
 
 def _under(path: str, folder: str) -> bool:
@@ -314,10 +332,14 @@ def _parse_line(tokens: List[str], where: str, names: Optional[Dict[int, str]], 
         return None
     xy = np.asarray(numbers).reshape(-1, 2)
     if xy.min() < 0 or xy.max() > 1:
+        inside = P.clip_polygon(xy, 1.0, 1.0)
+        if P.polygon_area(inside) == 0:
+            report.append(f"{where}: the polygon lies outside the image (coordinates outside 0..1); line skipped")
+            return None
         report.append(
             f"{where}: coordinates outside 0..1 (from {xy.min():g} to {xy.max():g}); clipped to the image"
         )
-        xy = np.clip(xy, 0.0, 1.0)
+        xy = inside
     return cls, xy
 
 
