@@ -9,7 +9,8 @@ for by a command-line task:
 command    module                      what it does
 =========  ==========================  =========================================
 models     ``annotator.commands.models``    list / download / verify model weights
-export     ``annotator.commands.export``    convert a working file to COCO RLE/polygons
+export     ``annotator.commands.export``    write a working file as COCO, YOLO-seg, VOC, labelme, mask PNGs
+import     ``annotator.commands.importer``  add labelme, YOLO-seg, VOC or COCO labels to a working file
 encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache
 =========  ==========================  =========================================
 """
@@ -23,6 +24,7 @@ from typing import Optional, Sequence
 SUBCOMMANDS = {
     "models": "annotator.commands.models",
     "export": "annotator.commands.export",
+    "import": "annotator.commands.importer",
     "encode": "annotator.commands.encode",
 }
 

@@ -168,3 +168,41 @@ def test_cli_dispatch_and_console_entry(working_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "annotation 1" in proc.stderr and "holes" in proc.stderr
     assert json.loads(out2.read_text()) == json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    "fmt,extra,expected",
+    [
+        ("yolo-seg", ["--copy-images"], ["data.yaml", "images/a.png", "labels/a.txt"]),
+        ("voc", ["--voc-border", "1"], ["ImageSets/Segmentation/trainval.txt", "SegmentationClass/a.png",
+                                        "SegmentationObject/a.png", "class_names.txt"]),
+        ("labelme", [], ["a.json"]),
+        ("masks", [], ["a/1.png", "a/2.png", "masks.csv"]),
+        ("masks", ["--masks-per-image"], ["a.png", "masks.csv"]),
+    ],
+)  # fmt: skip
+def test_folder_formats_from_the_command_line(working_file, tmp_path, fmt, extra, expected):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(working_file.parent / "a.png")
+    out = tmp_path / "out" / fmt
+    code, stdout, stderr = _run([str(working_file), "--format", fmt, "-o", str(out), *extra])
+    assert code == 0, stderr
+    assert stdout.strip() == f"wrote {out}: 1 images, 3 annotations, {fmt}"
+    assert "annotation 3" in stderr and "empty" in stderr  # the empty mask is left out, said once
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert written == expected
+    if fmt in ("yolo-seg", "labelme"):
+        assert "annotation 1" in stderr and "holes" in stderr
+    else:
+        assert "holes" not in stderr  # pixels, not polygons: holes are kept
+
+
+def test_folder_format_usage_errors(working_file, tmp_path):
+    code, _, stderr = _run([str(working_file), "--format", "voc", "-o", str(tmp_path / "o"), "--voc-border", "-1"])
+    assert code == 2 and "--voc-border" in stderr
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    code, _, stderr = _run([str(working_file), "--format", "yolo-seg", "-o", str(a_file)])
+    assert code == 1 and f"error: {a_file} is a file; the yolo-seg export writes a folder" in stderr
+    assert a_file.read_text() == "x"

@@ -102,3 +102,31 @@ def test_export_dataset_refuses_bad_requests_and_honours_cancel(dataset, tmp_pat
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(OSError):
         export_api.export_dataset(dataset, tmp_path / "no" / "such" / "folder" / "x.json")
+
+
+def test_folder_export_through_snapshot_and_export_data_as_the_window_runs_it(dataset, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    dataset.add_annotation(dataset.make_annotation(1, 1, _ring()))
+    out = tmp_path / "yolo"
+    data = export_api.snapshot(dataset, out, "yolo-seg")  # on the GUI thread
+    assert data["images"][0]["file_name"] == "../images/a.png"  # relative to the folder written into
+    seen = []
+    result = {}
+    worker = threading.Thread(  # the rest may run anywhere: it reads only the snapshot
+        target=lambda: result.setdefault("w", export_api.export_data(
+            data, out, "yolo-seg", progress=lambda d, t: seen.append((d, t)), cancel=threading.Event())),
+    )  # fmt: skip
+    worker.start()
+    worker.join()
+    assert seen == [(1, 1)]
+    assert any("holes" in w for w in result["w"])
+    line = (out / "labels" / "a.txt").read_text().split()
+    assert line[0] == "0" and len(line) > 7
+    with pytest.raises(ValueError, match="VOC border"):
+        export_api.export_dataset(dataset, out, "voc", voc_border=-2)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="writes a folder"):
+        export_api.snapshot(dataset, tmp_path / "f", "voc")
+    assert export_api.FORMATS == ("coco-rle", "coco-polygon", "yolo-seg", "voc", "labelme", "masks")

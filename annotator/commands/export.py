@@ -1,28 +1,38 @@
-"""``sam-annotator export``: write a working file out as COCO RLE or polygons.
+"""``sam-annotator export``: write a working file out in the format a trainer reads.
 
 ::
 
-    sam-annotator export ANNOTATIONS.json --format coco-rle|coco-polygon -o OUT.json [--tolerance 1.0]
+    sam-annotator export ANNOTATIONS.json --format F -o OUT [--tolerance 0.25]
+        [--copy-images] [--voc-border N] [--masks-per-image]
 
-``coco-rle`` (the default) is lossless: the working file's masks as compressed
-RLE. ``coco-polygon`` traces each mask with :func:`annotator.data.coco.mask_to_polygons`
-(``--tolerance``: how far, in pixels, a simplified outline may stray); ``area``
-and ``bbox`` are then those of the polygons as pycocotools rasterises them.
-Polygons cannot carry holes, so every annotation whose mask has one is named
-in a warning on stderr (its holes are filled in the export); an empty mask has
-no polygon and is left out, with a warning.
+=============  =====================================================================
+``--format``   ``-o OUT`` and what is written there
+=============  =====================================================================
+coco-rle       a COCO JSON file; masks as compressed RLE (lossless, the default)
+coco-polygon   a COCO JSON file; masks traced as polygons (holes filled)
+yolo-seg       a folder: ``labels/<image>.txt`` polygons and ``data.yaml`` (Ultralytics)
+voc            a folder: ``SegmentationClass/``, ``SegmentationObject/`` PNGs, ``class_names.txt``
+labelme        a folder: one labelme JSON per image (``imagePath`` relative)
+masks          a folder: one PNG per annotation (or per image) and ``masks.csv``
+=============  =====================================================================
 
-The output's ``file_name`` values are rewritten relative to the output's
-folder. A polygon export over the working file itself is refused (it would
-lose the holes). The result is validated (:func:`annotator.data.coco.validate_coco`) before
-it is written, atomically. Exit status: 0 on success, 1 on a bad input file or
-a failed write or validation, 2 on a usage error.
+Polygon formats trace each mask with ``--tolerance`` (pixels a simplified
+outline may stray; default 0.25, which keeps real masks pixel-exact apart
+from holes); every annotation whose mask has a hole is named in a warning on
+stderr (its holes are filled); an empty mask is left out, with a warning.
+``voc`` and ``masks`` (per image) put the smaller mask on top where masks
+overlap, with a warning. Every image of the working file gets its output,
+empty when it has no annotations.
 
-From Python (the window's File → Export): :func:`export_dataset` exports a
-:class:`~annotator.data.document.Dataset` as it is in memory and returns the
-warnings; :func:`snapshot` + :func:`export_data` split it into the part that
-must run where the document lives and the part that may run on a worker
-thread (with progress and cancel).
+The output's image paths are relative to where it is written. A polygon
+export over the working file is refused, as is any export that would write
+over a source image. COCO output is validated
+(:func:`annotator.data.coco.validate_coco`) and written atomically; folder
+output is staged and moved into place at the end, backing up files there that
+sam-annotator did not write. Exit status: 0 on success, 1 on a bad input
+file or a failed write or validation, 2 on a usage error.
+
+From Python (the window's File → Export): :mod:`annotator.data.export`.
 """
 
 from __future__ import annotations
@@ -34,23 +44,34 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from annotator.data.document import Dataset, DatasetError
-from annotator.data.export import FORMATS, export_data, snapshot
+from annotator.data.export import DEFAULT_TOLERANCE, FOLDER_FORMATS, FORMATS, export_data, snapshot
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sam-annotator export",
-        description="Export a working file as COCO instance segmentation (RLE or polygons).",
+        description="Export a working file as COCO (RLE or polygons), YOLO segmentation, Pascal VOC, labelme or mask PNGs.",
     )
     p.add_argument("annotations", type=Path, help="the working file (COCO JSON)")
-    p.add_argument("--format", choices=FORMATS, default="coco-rle", help="segmentation encoding (default coco-rle)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the COCO JSON file to write")
+    p.add_argument("--format", choices=FORMATS, default="coco-rle", help="output format (default coco-rle)")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="the COCO JSON file to write (coco-*), or the folder to write into (the others)",
+    )  # fmt: skip
     p.add_argument(
         "--tolerance",
         type=float,
-        default=1.0,
-        help="polygon simplification, in pixels (coco-polygon only; 0 keeps every corner; default 1.0)",
+        default=DEFAULT_TOLERANCE,
+        help=f"polygon simplification, in pixels (coco-polygon, yolo-seg, labelme; 0 keeps every corner; "
+        f"default {DEFAULT_TOLERANCE})",
     )
+    p.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="yolo-seg: copy the images into OUT/images (where Ultralytics looks); voc: into OUT/JPEGImages",
+    )
+    p.add_argument("--voc-border", type=int, default=0, metavar="N", help="voc: mark N pixels along object edges as 255")
+    p.add_argument("--masks-per-image", action="store_true", help="masks: one 16-bit instance PNG per image")
     return p
 
 
@@ -67,6 +88,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         err(f"error: --tolerance must be a number >= 0, got {args.tolerance}")
         return 2
+    if args.voc_border < 0:
+        err(f"error: --voc-border must be >= 0, got {args.voc_border}")
+        return 2
     if not args.annotations.is_file():
         err(f"error: {args.annotations}: no such annotation file")
         return 1
@@ -79,9 +103,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         err(f"error: {exc}")
         return 1
 
-    data = snapshot(ds, args.output, args.format)
     try:
-        warnings = export_data(data, args.output, args.format, args.tolerance)
+        data = snapshot(ds, args.output, args.format)
+        n_images, n_annotations = len(data["images"]), len(data["annotations"])
+        warnings = export_data(
+            data, args.output, args.format, args.tolerance,
+            copy_images=args.copy_images, voc_border=args.voc_border, masks_per_image=args.masks_per_image,
+        )  # fmt: skip
     except ValueError as exc:
         err(f"error: {exc}")
         return 1
@@ -90,8 +118,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     for w in warnings:
         err(f"warning: {w}")
-    n = len(data["annotations"])
-    print(f"wrote {args.output}: {len(data['images'])} images, {n} annotations, {args.format}")
+    if args.format not in FOLDER_FORMATS:
+        n_annotations = len(data["annotations"])
+    print(f"wrote {args.output}: {n_images} images, {n_annotations} annotations, {args.format}")
     return 0
 
 

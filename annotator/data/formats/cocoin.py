@@ -1,0 +1,206 @@
+"""Importing a COCO instance-segmentation file into a working file.
+
+Unlike :meth:`annotator.data.document.Dataset.open`, which refuses a file with
+any problem, this takes what it can and reports the rest, entry by entry:
+images with a bad record, a missing file or another size than recorded are
+skipped with their annotations; annotations with an unknown image or
+category, or a malformed segmentation, are skipped; polygons with fewer than
+3 points are left out of their mask; coordinates outside the image are
+clipped to it. ``file_name`` is resolved against the JSON file's folder (or
+``images``). Images with no annotations are imported as checked and empty.
+Extra annotation fields (``score``, ``predicted_iou``...) are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from annotator.data import coco
+from annotator.data.formats import plan as P
+
+FORMAT = "coco"
+_KNOWN = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+
+
+def _valid_id(value: Any) -> bool:
+    return coco._is_int(value) and 0 <= value < (1 << 53)
+
+
+def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[Dict[int, Any], set]:
+    """id -> (record, path, (w, h)) of the usable images; and the ids skipped (already reported)."""
+    usable: Dict[int, Any] = {}
+    skipped: set = set()
+    names: Dict[str, int] = {}
+    for i, img in enumerate(data):
+        at = f"{name} images[{i}]"
+        if not isinstance(img, Mapping):
+            report.append(f"{at}: not an object; skipped")
+            continue
+        iid, fn, w, h = img.get("id"), img.get("file_name"), img.get("width"), img.get("height")
+        if not _valid_id(iid):
+            report.append(f"{at}: 'id' must be a whole number >= 0, got {iid!r}; skipped")
+            continue
+        at = f"{at} (id {iid})"
+        if iid in usable or iid in skipped:
+            report.append(f"{at}: duplicate image id {iid}; skipped")
+            continue
+        skipped.add(iid)
+        if not isinstance(fn, str) or not fn:
+            report.append(f"{at}: 'file_name' must be a non-empty string, got {fn!r}; skipped with its annotations")
+            continue
+        if fn in names:
+            report.append(f"{at}: duplicate file_name '{fn}' (also images[{names[fn]}]); skipped with its annotations")
+            continue
+        names[fn] = i
+        if not (coco._is_int(w) and coco._is_int(h) and w >= 1 and h >= 1):
+            report.append(f"{at}: 'width' and 'height' must be positive whole numbers; skipped with its annotations")
+            continue
+        path = base / fn
+        if not path.is_file():
+            report.append(f"{at}: image file '{fn}' not found; skipped with its annotations")
+            continue
+        size = P.measured(path, at, src, report)
+        if size is None:
+            continue
+        if size != (w, h):
+            report.append(
+                f"{at}: '{fn}' is {w} x {h} in the JSON but the image file is {size[0]} x {size[1]} "
+                "(width x height, EXIF orientation applied); skipped with its annotations"
+            )
+            continue
+        skipped.discard(iid)
+        usable[iid] = (img, path, size)
+    return usable, skipped
+
+
+def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
+    pairs = []
+    seen = set()
+    for i, cat in enumerate(data):
+        at = f"{name} categories[{i}]"
+        if not isinstance(cat, Mapping):
+            report.append(f"{at}: not an object; skipped")
+            continue
+        cid, label = cat.get("id"), cat.get("name")
+        if not _valid_id(cid) or cid in seen:
+            report.append(f"{at}: 'id' must be a unique whole number >= 0, got {cid!r}; skipped")
+            continue
+        seen.add(cid)
+        if not isinstance(label, str):
+            report.append(f"{at} (id {cid}): 'name' must be a string, got {label!r}; skipped")
+            continue
+        pairs.append((cid, label))
+    return P.class_names_report(pairs, f"{name} categories", report)
+
+
+def _segmentation(seg: Any, w: int, h: int, at: str, report: List[str]) -> Any:
+    """Polygons with fewer than 3 points dropped and coordinates clipped (reported); RLE unchanged."""
+    if not isinstance(seg, list):
+        return seg
+    polys = [seg] if seg and all(coco._is_number(v) for v in seg) else seg
+    kept = []
+    for k, poly in enumerate(polys):
+        if isinstance(poly, list) and all(coco._is_number(v) for v in poly) and len(poly) < 6:
+            report.append(f"{at}: polygon {k} has fewer than 3 points; left out of the mask")
+            continue
+        kept.append(poly)
+    clipped = False
+    out = []
+    for poly in kept:
+        if isinstance(poly, list) and len(poly) % 2 == 0 and all(coco._is_number(v) and math.isfinite(v) for v in poly):
+            xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+            if xy.min() < 0 or xy[:, 0].max() > w or xy[:, 1].max() > h:
+                clipped = True
+                xy = P.clip_polygon(xy, w, h)
+                if len(xy) < 3:
+                    continue  # wholly outside
+                poly = [float(v) for v in xy.ravel()]
+        out.append(poly)
+    if clipped:
+        report.append(f"{at}: coordinates outside the {w} x {h} image; clipped to it")
+    return out
+
+
+def read_coco(
+    src: Path,
+    images: Optional[Path] = None,
+    progress: Optional[P.ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+) -> P.ImportPlan:
+    """Read a COCO JSON file into an :class:`~annotator.data.formats.plan.ImportPlan` (see the module docstring).
+
+    Raises
+    ------
+    ImportFailed
+        The file is missing, is not JSON, or has no ``images`` list.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise P.ImportFailed(f"{src}: no such file (give the COCO JSON file)")
+    try:
+        data = json.loads(src.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise P.ImportFailed(f"{src}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise P.ImportFailed(f"{src}: not UTF-8 text; expected COCO JSON") from None
+    except json.JSONDecodeError as exc:
+        raise P.ImportFailed(f"{src}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
+        raise P.ImportFailed(f"{src}: not a COCO file (no 'images' list)")
+    name = src.name
+    plan = P.ImportPlan(FORMAT, src)
+    report = plan.report
+    root = src.parent
+    usable, skipped = _images(data["images"], Path(images) if images is not None else root, name, root, report)
+    names = _categories(data.get("categories") or [], name, report)
+    plan.categories = list(dict.fromkeys(names.values()))
+    items = {iid: P.ImportedImage(path, size[0], size[1], name) for iid, (_, path, size) in usable.items()}
+    annotations = data.get("annotations") or []
+    referenced = set()
+    for i, ann in enumerate(annotations):
+        P.check_cancel(cancel)
+        if progress is not None and i % 256 == 0:
+            progress(i, len(annotations))
+        at = f"{name} annotations[{i}]"
+        if not isinstance(ann, Mapping):
+            report.append(f"{at}: not an object; skipped")
+            continue
+        if _valid_id(ann.get("id")):
+            at = f"{at} (id {ann['id']})"
+        iid, cid = ann.get("image_id"), ann.get("category_id")
+        if iid in skipped:
+            continue  # its image was reported
+        if iid not in usable:
+            report.append(f"{at}: image_id {iid!r} is not in 'images'; skipped")
+            continue
+        referenced.add(iid)
+        if cid not in names:
+            report.append(f"{at}: category_id {cid!r} is not in 'categories'; skipped")
+            continue
+        w, h = usable[iid][2]
+        if "segmentation" not in ann:
+            report.append(f"{at}: no 'segmentation'; skipped")
+            continue
+        try:
+            rle = coco.to_compressed_rle(_segmentation(ann["segmentation"], w, h, at, report), h, w)
+        except coco.SegmentationError as exc:
+            report.append(f"{at}: {exc}; skipped")
+            continue
+        if coco.rle_area(rle) == 0:
+            report.append(f"{at}: the mask is empty; skipped")
+            continue
+        extra = {k: v for k, v in ann.items() if k not in _KNOWN}
+        crowd = 1 if ann.get("iscrowd") == 1 else 0
+        items[iid].annotations.append(P.ImportedAnnotation(names[cid], rle, at, crowd, extra))
+    for iid, item in items.items():
+        item.negative = iid not in referenced
+        plan.images.append(item)
+    if progress is not None:
+        progress(len(annotations), len(annotations))
+    return plan

@@ -1,0 +1,194 @@
+"""Bringing existing labels into a working file: the functions File → Import and ``sam-annotator import`` call.
+
+Two steps, so that the slow part can run on a worker thread:
+
+1. :func:`read_labels` (any thread): read a source in one of
+   :data:`IMPORT_FORMATS` into an :class:`~annotator.data.formats.plan.ImportPlan`:
+   masks rasterised to RLE at each image's size, a report line for everything
+   unusable.
+2. :func:`apply_plan` (where the dataset lives): add the plan to a
+   :class:`~annotator.data.document.Dataset`. It only ever adds: images are
+   matched by their path relative to the working file's folder, categories by
+   name (created in the source's class order when missing), and a mask that
+   is already there (same image and category, IoU >= :data:`SAME_MASK_IOU`:
+   a re-import of labels exported from this file) is not added twice.
+   It returns an :class:`ImportChanges` (what was added, for undo) and the
+   report lines.
+
+:func:`import_labels` does both. Writing the working file is left to the
+caller (:meth:`Dataset.save`, which backs the old file up first).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from annotator.data.document import Dataset, DatasetError
+from annotator.data.formats import cocoin, labelme, voc, yolo
+from annotator.data.formats.common import rle_ious
+from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
+
+__all__ = [
+    "IMPORT_FORMATS",
+    "ImportChanges",
+    "ImportFailed",
+    "ImportCancelled",
+    "ImportPlan",
+    "read_labels",
+    "apply_plan",
+    "import_labels",
+    "undo_import",
+]
+
+_READERS: Dict[str, Callable[..., ImportPlan]] = {
+    "labelme": labelme.read_labelme,
+    "yolo-seg": yolo.read_yolo,
+    "voc": voc.read_voc,
+    "coco": cocoin.read_coco,
+}
+
+#: A mask this close (IoU) to one of the same category on the same image is the same mask: not added twice.
+SAME_MASK_IOU = 0.95
+
+#: Formats :func:`read_labels` reads.
+IMPORT_FORMATS = tuple(_READERS)
+
+
+@dataclass
+class ImportChanges:
+    """What :func:`apply_plan` added to a dataset (ids), for the window's undo and summary."""
+
+    images: List[int] = field(default_factory=list)  # image records created
+    categories: List[int] = field(default_factory=list)  # categories created
+    annotations: List[int] = field(default_factory=list)  # annotations added
+    images_touched: List[int] = field(default_factory=list)  # every image that got annotations or is a negative
+
+    @property
+    def empty(self) -> bool:
+        return not (self.images or self.categories or self.annotations)
+
+
+def read_labels(
+    src: Path,
+    fmt: str,
+    images: Optional[Path] = None,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+) -> ImportPlan:
+    """Read labels in ``fmt`` from ``src`` (may run on a worker thread).
+
+    Parameters
+    ----------
+    src
+        ``labelme``: a folder of JSON files (searched recursively) or one file;
+        ``yolo-seg``: the dataset folder (``images/``, ``labels/``,
+        ``data.yaml``) or its YAML file; ``voc``: the folder holding
+        ``SegmentationObject/``, ``SegmentationClass/``, ``class_names.txt``;
+        ``coco``: the JSON file.
+    images
+        Where the images are when not where the format expects them
+        (``yolo-seg``: ``<src>/images``; ``voc``: ``<src>/JPEGImages``;
+        ``labelme``: a fallback folder for images not found at ``imagePath``;
+        ``coco``: the folder ``file_name`` is relative to).
+    progress
+        ``progress(done, total)`` over the label files.
+    cancel
+        Checked between files; once set, :class:`ImportCancelled` is raised.
+
+    Raises
+    ------
+    ValueError
+        An unknown format.
+    ImportFailed
+        The source is missing or not in that format at all.
+    """
+    if fmt not in _READERS:
+        raise ValueError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    return _READERS[fmt](Path(src), Path(images) if images is not None else None, progress, cancel)
+
+
+def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[str]]:
+    """Add a plan to ``dataset`` (never removing or changing what is there).
+
+    Returns
+    -------
+    changes : ImportChanges
+    report : list of str
+        The plan's report lines, then one for each image the working file
+        already records at another size, and one for each mask already there.
+    """
+    report = list(plan.report)
+    changes = ImportChanges()
+    for name in plan.categories:
+        if dataset.category_by_name(name.strip()) is None:
+            changes.categories.append(dataset.add_category(name).id)
+    for image in plan.images:
+        if not image.annotations and not image.negative:
+            continue
+        file_name = dataset.relative_name(image.path)
+        known = dataset.image_by_name(file_name)
+        if known is not None and (known.width, known.height) != (image.width, image.height):
+            report.append(
+                f"{image.where}: the working file records '{file_name}' as {known.width} x {known.height}, "
+                f"but the image is {image.width} x {image.height} (width x height); not imported"
+            )
+            continue
+        try:
+            rec = dataset.ensure_image(file_name, image.width, image.height)
+        except DatasetError as exc:  # pragma: no cover - sizes were compared above
+            report.append(f"{image.where}: {exc}; not imported")
+            continue
+        if known is None:
+            changes.images.append(rec.id)
+        changes.images_touched.append(rec.id)
+        present: Dict[int, List[dict]] = {}
+        for a in dataset.annotations_for(rec.id):
+            present.setdefault(a.category_id, []).append(a.segmentation)
+        for item in image.annotations:
+            cat = dataset.category_by_name(item.category.strip())
+            if cat is None:
+                cat = dataset.add_category(item.category)
+                changes.categories.append(cat.id)
+            same = rle_ious(item.rle, present.get(cat.id, []))
+            if same.size and same.max() >= SAME_MASK_IOU:
+                report.append(
+                    f"{item.where}: the working file already has this '{cat.name}' mask "
+                    f"(IoU {math.floor(same.max() * 1000) / 1000:.3f}); not added again"
+                )
+                continue
+            ann = dataset.make_annotation(rec.id, cat.id, rle=item.rle, **item.extra)
+            ann.iscrowd = item.iscrowd
+            dataset.add_annotation(ann)
+            present.setdefault(cat.id, []).append(ann.segmentation)
+            changes.annotations.append(ann.id)
+    return changes, report
+
+
+def import_labels(
+    dataset: Dataset,
+    src: Path,
+    fmt: str,
+    images: Optional[Path] = None,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+) -> Tuple[ImportChanges, List[str]]:
+    """:func:`read_labels` then :func:`apply_plan` (see there); the dataset is not saved."""
+    return apply_plan(dataset, read_labels(src, fmt, images, progress, cancel))
+
+
+def undo_import(dataset: Dataset, changes: ImportChanges) -> None:
+    """Remove what :func:`apply_plan` added: its annotations, then the categories it created.
+
+    Image records it created stay (the document has no way to remove one); they
+    hold no annotations afterwards.
+    """
+    for aid in reversed(changes.annotations):
+        if aid in dataset.annotations:
+            dataset.remove_annotation(aid)
+    for cid in reversed(changes.categories):
+        if cid in dataset.categories:
+            dataset.remove_category(cid)

@@ -1,0 +1,323 @@
+"""labelme JSON: one file per image, polygons, as labelme 5.x writes them.
+
+Export: ``OUT/<name>.json`` per image (sub-folders kept), with ``version``,
+``flags``, ``shapes``, ``imagePath`` (relative to the JSON file's folder),
+``imageData: null`` (no embedded image) and ``imageHeight``/``imageWidth``
+(after EXIF orientation, as labelme checks them). Exporting into the image
+folder puts each JSON next to its image, where labelme looks first.
+
+* Each part of a mask is one ``polygon`` shape labelled with the category
+  name; the parts of one mask share a ``group_id`` (the annotation id), which
+  is how labelme groups shapes into one instance. A one-part mask has
+  ``group_id: null``.
+* Points are in pycocotools' convention: labelme's own rasteriser
+  (``labelme.utils.shape_to_mask``, PIL polygon with outline) fills exactly
+  the traced mask at tolerance 0 and 0.25.
+* Holes cannot be written: they are filled, with a warning, as for COCO
+  polygons. Empty masks are left out, with a warning. An image with no masks
+  gets a file with no shapes.
+
+Import reads every ``*.json`` under a folder (or one file): ``polygon``,
+``rectangle``, ``circle``, ``oriented_rectangle`` and ``mask`` shapes,
+rasterised the way labelme does (PIL, outline included); shapes with the
+same label and ``group_id`` become one mask; ``line``, ``linestrip`` and
+``point`` have no area and are reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import threading
+from pathlib import Path, PureWindowsPath
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from annotator.data import coco
+from annotator.data.formats import plan as P
+from annotator.data.formats.common import (
+    ProgressFn,
+    Snapshot,
+    check_cancel,
+    output_keys,
+    traced_polygons,
+)
+from annotator.data.formats.staging import StagedFolder
+from annotator.data.imageio import list_images
+
+FORMAT = "labelme"
+#: The ``version`` written: the labelme 5 file layout.
+LABELME_VERSION = "5.5.0"
+
+
+def write_labelme(
+    data: Mapping[str, Any],
+    out: Path,
+    tolerance: float,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+    *,
+    protected: Tuple[str, ...] = (),
+) -> List[str]:
+    """Write a COCO snapshot (``file_name`` relative to ``out``) as labelme JSON files; returns the warnings."""
+    snap = Snapshot(data, out)
+    warnings: List[str] = []
+    paths = snap.paths
+    keys = output_keys(snap.images, paths, snap.base, warnings.append, snap.shown)
+    out_abs = os.path.abspath(out)
+    total = len(snap.images)
+    with StagedFolder(out, FORMAT, protected=protected) as stage:
+        for n, img in enumerate(snap.images):
+            check_cancel(cancel)
+            key = keys.get(img["id"])
+            if key is not None:
+                shapes = []
+                for ann in snap.by_image[img["id"]]:
+                    polygons = traced_polygons(snap.mask(ann, img), tolerance, snap.describe(ann), warnings.append)
+                    group = int(ann["id"]) if len(polygons) > 1 else None
+                    for poly in polygons:
+                        shapes.append(
+                            {
+                                "label": snap.names[ann["category_id"]],
+                                "points": [[float(x), float(y)] for x, y in zip(poly[0::2], poly[1::2])],
+                                "group_id": group,
+                                "description": "",
+                                "shape_type": "polygon",
+                                "flags": {},
+                                "mask": None,
+                            }
+                        )
+                json_dir = os.path.dirname(os.path.join(out_abs, *key.split("/")))
+                doc = {
+                    "version": LABELME_VERSION,
+                    "flags": {},
+                    "shapes": shapes,
+                    "imagePath": Path(os.path.relpath(paths[img["id"]], json_dir)).as_posix(),
+                    "imageData": None,
+                    "imageHeight": int(img["height"]),
+                    "imageWidth": int(img["width"]),
+                }
+                stage.write_text(f"{key}.json", json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+            if progress is not None:
+                progress(n + 1, total)
+        check_cancel(cancel)
+        warnings.extend(stage.commit())
+    return warnings
+
+
+# ----------------------------------------------------------------------------
+# import
+
+
+def _rasterise(kind: str, points: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The mask labelme draws for a shape (``labelme.utils.shape_to_mask``: PIL, outline and fill)."""
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    xy = [(float(x), float(y)) for x, y in points]
+    if kind == "circle":
+        (cx, cy), (px, py) = xy
+        d = math.hypot(cx - px, cy - py)
+        draw.ellipse([(cx - d, cy - d), (cx + d, cy + d)], outline=1, fill=1)
+    elif kind == "rectangle":
+        (x0, y0), (x1, y1) = xy
+        draw.rectangle([(min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))], outline=1, fill=1)
+    else:  # polygon, oriented_rectangle
+        draw.polygon(xy, outline=1, fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _mask_shape(points: np.ndarray, encoded: Any, w: int, h: int) -> np.ndarray:
+    """A ``mask`` shape: a base64 PNG covering the box ``points`` (two corners, inclusive)."""
+    if not isinstance(encoded, str):
+        raise ValueError("'mask' must be a base64-encoded PNG")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded, validate=True))) as im:
+            crop = np.asarray(im.convert("L")) > 0
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"'mask' is not a base64-encoded PNG ({exc.__class__.__name__})") from None
+    (x1, y1), (x2, y2) = points.astype(int)
+    if (y2 - y1 + 1, x2 - x1 + 1) != crop.shape:
+        raise ValueError(f"the mask is {crop.shape[1]} x {crop.shape[0]} but its box is {x2 - x1 + 1} x {y2 - y1 + 1}")
+    full = np.zeros((h, w), bool)
+    ys, xs = slice(max(y1, 0), min(y2 + 1, h)), slice(max(x1, 0), min(x2 + 1, w))
+    full[ys, xs] = crop[ys.start - y1 : ys.stop - y1, xs.start - x1 : xs.stop - x1]
+    return full
+
+
+def _radius(points: np.ndarray) -> float:
+    return float(np.hypot(*(points[1] - points[0])))
+
+
+_NEEDS = {"rectangle": 2, "circle": 2, "oriented_rectangle": 4, "mask": 2}
+_NO_AREA = ("line", "linestrip", "point", "points")
+
+
+def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str]) -> Optional[Tuple[str, Any, np.ndarray, str]]:
+    """``(label, group key, mask, where)`` of one shape, or None with a report line."""
+    if not isinstance(shape, Mapping):
+        report.append(f"{where} shape {i}: not an object; shape skipped")
+        return None
+    label = shape.get("label")
+    if not isinstance(label, str) or not label.strip():
+        report.append(f"{where} shape {i}: empty or missing label; shape skipped")
+        return None
+    at = f"{where} shape {i} ('{label}')"
+    kind = shape.get("shape_type") or "polygon"
+    raw = shape.get("points")
+    if not (
+        isinstance(raw, list)
+        and all(isinstance(p, list) and len(p) == 2 and all(coco._is_number(v) for v in p) for p in raw)
+    ):
+        report.append(f"{at}: 'points' must be a list of [x, y] numbers; shape skipped")
+        return None
+    points = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(points).all():
+        report.append(f"{at}: a coordinate is NaN or infinite; shape skipped")
+        return None
+    if kind in _NO_AREA:
+        report.append(f"{at}: a {kind} has no area; shape skipped")
+        return None
+    if kind == "polygon" and len(points) < 3:
+        report.append(f"{at}: polygon with {len(points)} points (at least 3 needed); shape skipped")
+        return None
+    if kind in _NEEDS and len(points) != _NEEDS[kind]:
+        report.append(f"{at}: a {kind} needs {_NEEDS[kind]} points, got {len(points)}; shape skipped")
+        return None
+    if kind not in ("polygon",) and kind not in _NEEDS:
+        report.append(f"{at}: unknown shape type '{kind}'; shape skipped")
+        return None
+    if kind in ("polygon", "oriented_rectangle") and P.polygon_area(points) < 1e-9:
+        report.append(f"{at}: the polygon has no area; shape skipped")
+        return None
+    reach = points if kind != "circle" else np.vstack([points[0] - _radius(points), points[0] + _radius(points)])
+    if (reach[:, 0] < -w).any() or (reach[:, 0] > 2 * w).any() or (reach[:, 1] < -h).any() or (reach[:, 1] > 2 * h).any():
+        # PIL would take minutes to draw a circle a million pixels wide: such points are garbage
+        report.append(f"{at}: points far outside the {w} x {h} image (more than its size beyond an edge); shape skipped")
+        return None
+    if points.min() < 0 or (points[:, 0] > w).any() or (points[:, 1] > h).any():
+        report.append(f"{at}: points outside the {w} x {h} image; clipped to it")
+    if kind == "mask":
+        try:
+            mask = _mask_shape(points, shape.get("mask"), w, h)
+        except ValueError as exc:
+            report.append(f"{at}: {exc}; shape skipped")
+            return None
+    else:
+        mask = _rasterise(kind, points, w, h)
+    if not mask.any():
+        report.append(f"{at}: the shape covers no pixel; shape skipped")
+        return None
+    group = shape.get("group_id")
+    key = (label, group) if isinstance(group, int) and not isinstance(group, bool) else (label, ("shape", i))
+    return label.strip(), key, mask, at
+
+
+def _load(path: Path, where: str, report: List[str]) -> Optional[Dict[str, Any]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report.append(f"{where}: cannot be read ({exc.strerror or exc}); skipped")
+        return None
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        report.append(f"{where}: not UTF-8 text; skipped")
+        return None
+    except json.JSONDecodeError as exc:
+        report.append(f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); skipped")
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("images"), list) and "shapes" not in doc:
+        report.append(f"{where}: a COCO file, not labelme; skipped (import it with the coco format)")
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
+        report.append(f"{where}: not a labelme file (no 'shapes' list); skipped")
+        return None
+    if not isinstance(doc.get("imagePath"), str) or not doc["imagePath"]:
+        report.append(f"{where}: no 'imagePath'; skipped")
+        return None
+    return doc
+
+
+def read_labelme(
+    src: Path,
+    images: Optional[Path] = None,
+    progress: Optional[P.ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+) -> P.ImportPlan:
+    """Read labelme JSON files (a folder, searched recursively, or one file) into an :class:`~annotator.data.formats.plan.ImportPlan`.
+
+    ``imagePath`` is resolved against each JSON file's folder; when that file
+    is missing and ``images`` is given, ``images / <its file name>`` is tried.
+    Images under a source folder that no JSON refers to are reported.
+    """
+    src = Path(src)
+    if src.is_file():
+        root, files = src.parent, [src]
+    elif src.is_dir():
+        root, files = src, P.files_with_suffix(src, ".json")
+    else:
+        raise P.ImportFailed(f"{src}: no such file or folder")
+    plan = P.ImportPlan(FORMAT, src)
+    report = plan.report
+    claimed: Dict[str, str] = {}
+    names: Dict[str, None] = {}
+    for n, path in enumerate(files):
+        P.check_cancel(cancel)
+        if progress is not None:
+            progress(n, len(files))
+        where = P.shown(path, root)
+        doc = _load(path, where, report)
+        if doc is None:
+            continue
+        rel = PureWindowsPath(doc["imagePath"]).as_posix()
+        image = Path(os.path.normpath(path.parent / rel))
+        if not image.is_file() and images is not None and (Path(images) / Path(rel).name).is_file():
+            image = Path(images) / Path(rel).name
+        if not image.is_file():
+            report.append(f"{where}: image '{doc['imagePath']}' not found; skipped")
+            continue
+        first = claimed.get(os.path.normcase(os.path.abspath(image)))
+        if first is not None:
+            report.append(f"{where}: its image '{doc['imagePath']}' is already labelled by {first}; skipped")
+            continue
+        claimed[os.path.normcase(os.path.abspath(image))] = where
+        size = P.measured(image, where, root, report)
+        if size is None:
+            continue
+        w, h = size
+        dw, dh = doc.get("imageWidth"), doc.get("imageHeight")
+        if coco._is_int(dw) and coco._is_int(dh) and (dw, dh) != (w, h):
+            report.append(
+                f"{where}: imageWidth x imageHeight {dw} x {dh} disagree with the image, {w} x {h} "
+                "(EXIF orientation applied); skipped"
+            )
+            continue
+        item = P.ImportedImage(image, w, h, where, negative=not doc["shapes"])
+        groups: Dict[Any, List[Any]] = {}
+        for i, shape in enumerate(doc["shapes"], 1):
+            got = _shape_mask(shape, i, where, w, h, report)
+            if got is None:
+                continue
+            label, key, mask, at = got
+            if key in groups:
+                groups[key][1] |= mask
+            else:
+                groups[key] = [label, mask, at]
+        for label, mask, at in groups.values():
+            names[label] = None
+            item.annotations.append(P.ImportedAnnotation(label, coco.encode_mask(mask), at))
+        if item.annotations or item.negative:
+            plan.images.append(item)
+    plan.categories = list(names)
+    if src.is_dir():
+        for image in list_images(root, recursive=True):
+            if os.path.normcase(os.path.abspath(image)) not in claimed:
+                report.append(f"{P.shown(image, root)}: no labelme file refers to this image; not imported")
+    if progress is not None:
+        progress(len(files), len(files))
+    return plan

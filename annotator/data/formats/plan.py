@@ -1,0 +1,212 @@
+"""What an importer reads, before it touches a working file; and helpers the readers share.
+
+A reader (``read_yolo``, ``read_voc``, ``read_labelme``, ``read_coco``) turns a
+folder or file of labels into an :class:`ImportPlan`: images found on disk
+with their size, the masks for each (already rasterised to compressed RLE at
+the image's size), category names in order, and a report line for everything
+it could not use. A plan holds no :class:`~annotator.data.document.Dataset`,
+so reading may run on a worker thread; :func:`annotator.data.formats.importing.apply_plan`
+then adds it to a dataset where the dataset lives.
+
+Report lines name the place first, relative to the source folder
+(``labels/a.txt line 3``, ``a.json shape 2 ('cat')``), then the problem, then
+what was done (``line skipped``, ``not imported``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from annotator.data.imageio import ImageLoadError, image_size, list_images, natural_key
+
+ProgressFn = Callable[[int, int], object]
+
+
+class ImportFailed(ValueError):
+    """Nothing can be imported: the source is missing or is not in the format asked for."""
+
+
+class ImportCancelled(Exception):
+    """The import stopped because its ``cancel`` flag was set (nothing was changed)."""
+
+
+def check_cancel(cancel: Optional[threading.Event]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ImportCancelled("the import was cancelled")
+
+
+@dataclass
+class ImportedAnnotation:
+    """One mask to add: ``rle`` is compressed RLE at its image's size."""
+
+    category: str
+    rle: Dict[str, Any]
+    where: str  # the report's name for it: "labels/a.txt line 3"
+    iscrowd: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportedImage:
+    """An image file and its masks.
+
+    ``negative`` is True when its label file exists and lists nothing (an
+    image checked and found empty): it is then added with no annotations.
+    An image whose every entry was rejected is not added at all.
+    """
+
+    path: Path  # absolute
+    width: int
+    height: int
+    where: str  # the label file, relative to the source
+    annotations: List[ImportedAnnotation] = field(default_factory=list)
+    negative: bool = False
+
+
+@dataclass
+class ImportPlan:
+    """Everything one source holds, ready to add to a working file."""
+
+    fmt: str
+    source: Path
+    categories: List[str] = field(default_factory=list)  # in class-id order
+    images: List[ImportedImage] = field(default_factory=list)
+    report: List[str] = field(default_factory=list)
+
+    @property
+    def annotation_count(self) -> int:
+        return sum(len(img.annotations) for img in self.images)
+
+
+# ----------------------------------------------------------------------------
+# helpers for the readers
+
+
+def shown(path: Path, root: Path) -> str:
+    """``path`` as report lines show it: POSIX, relative to ``root`` when inside it."""
+    try:
+        return Path(os.path.relpath(path, root)).as_posix() if _inside(path, root) else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return not (rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel))
+
+
+def key_of(path: Path, root: Path, suffix: Optional[str] = None) -> str:
+    """POSIX path of ``path`` under ``root`` without its extension (the name that pairs files)."""
+    rel = Path(os.path.relpath(path, root)).as_posix()
+    if suffix is not None and rel.lower().endswith(suffix):
+        return rel[: -len(suffix)]
+    stem, dot, ext = rel.rpartition(".")
+    return stem if dot and "/" not in ext else rel
+
+
+def files_with_suffix(root: Path, suffix: str) -> List[Path]:
+    """Files under ``root`` (recursive, hidden ones skipped) ending in ``suffix`` (any case), natural order."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(suffix):
+                found.append(Path(folder) / name)
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
+
+
+def index_images(images_root: Path, src: Path, report: List[str], exclude: Sequence[Path] = ()) -> Dict[str, Path]:
+    """Key -> image file for every image under ``images_root`` (not under the ``exclude`` folders).
+
+    ``exclude`` keeps label PNGs out when the source sits inside the image folder.
+
+    Two images with the same key (``a.jpg`` and ``a.png``) cannot both pair
+    with ``a``'s labels: the second, in natural order, gets
+    ``"<image>: same name as <first> (labels pair with images by name without extension); not imported"``.
+    """
+    found: Dict[str, Path] = {}
+    folded: Dict[str, Path] = {}
+    for path in list_images(images_root, recursive=True):
+        if any(_inside(path, folder) for folder in exclude):
+            continue
+        key = key_of(path, images_root)
+        first = folded.get(key.casefold())
+        if first is not None:
+            report.append(
+                f"{shown(path, src)}: same name as {shown(first, src)} (labels pair with images by "
+                "name without extension); not imported"
+            )
+            continue
+        folded[key.casefold()] = path
+        found[key] = path
+    return found
+
+
+def measured(path: Path, where: str, src: Path, report: List[str]) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` of an image (EXIF orientation applied), or None with a report line."""
+    try:
+        return image_size(path)
+    except ImageLoadError as exc:
+        report.append(f"{where}: cannot read the image {shown(path, src)} ({exc.problem}); skipped")
+        return None
+
+
+def class_names_report(names: Sequence[Tuple[int, str]], where: str, report: List[str]) -> Dict[int, str]:
+    """Check ``(class id, name)`` pairs: an empty name becomes ``class_<id>``; duplicates are reported.
+
+    Returns class id -> the name to use.
+    """
+    out: Dict[int, str] = {}
+    first: Dict[str, int] = {}
+    for i, raw in names:
+        name = raw.strip()
+        if not name:
+            name = f"class_{i}"
+            report.append(f"{where}: class {i} has an empty name; imported as '{name}'")
+        if name in first:
+            report.append(f"{where}: class {i} '{name}' has the same name as class {first[name]}; both import as '{name}'")
+        else:
+            first[name] = i
+        out[i] = name
+    return out
+
+
+def clip_polygon(xy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The part of a polygon inside ``[0, width] x [0, height]`` (Sutherland-Hodgman).
+
+    ``xy`` is ``(N, 2)``, x then y. Moving outside vertices onto the edge
+    would bend the edges that cross the image; this cuts them where they
+    cross. Returns ``(M, 2)``, ``M < 3`` when nothing is inside.
+    """
+    pts = [(float(x), float(y)) for x, y in xy]
+    for axis, bound, below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False), (1, float(height), True)):
+        out = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            cur_in = cur[axis] <= bound if below else cur[axis] >= bound
+            prev_in = prev[axis] <= bound if below else prev[axis] >= bound
+            if cur_in != prev_in:
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                cut = [prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])]
+                cut[axis] = bound
+                out.append((cut[0], cut[1]))
+            if cur_in:
+                out.append(cur)
+        pts = out
+        if not pts:
+            break
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def polygon_area(xy: np.ndarray) -> float:
+    """Area of a polygon ``(N, 2)`` (shoelace; 0 for fewer than 3 points)."""
+    if len(xy) < 3:
+        return 0.0
+    x, y = xy[:, 0], xy[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0

@@ -1,0 +1,322 @@
+"""Pascal VOC segmentation: class-index and instance-index PNGs.
+
+Layout::
+
+    OUT/class_names.txt                   "_background_" then the categories, one per line
+    OUT/SegmentationClass/<name>.png      palette PNG: class index per pixel (0 background)
+    OUT/SegmentationObject/<name>.png     palette PNG: instance index per pixel (0 none)
+    OUT/ImageSets/Segmentation/trainval.txt   every <name>, one per line
+    OUT/JPEGImages/<name>.<ext>           the images, only with copy_images (extension kept)
+
+* Class index ``i`` is the ``i``-th category in id order, from 1; line ``i``
+  of ``class_names.txt`` names it. At most 254 categories (255 is the VOC
+  "void" index).
+* Instance index ``k`` is the image's ``k``-th annotation in id order; at
+  most 254 per image (the rest are left out, with a warning).
+* **Overlaps: the smaller mask is on top** (:func:`~annotator.data.formats.common.paint_instances`),
+  so a small object on a large one stays visible; the larger loses the covered
+  pixels, and a warning names the pairs. Masks that do not overlap are exact:
+  nothing is simplified and holes are kept.
+* ``border=N`` marks pixels within N pixels of an edge between instances (or
+  an instance and the background) as 255 in both PNGs, like VOC's own
+  ground truth; the default 0 writes none.
+* Palettes are VOC's colour map, so viewers show classes in VOC colours.
+
+The reader takes such a folder back: each instance of ``SegmentationObject``
+gets the class its pixels have in ``SegmentationClass`` (the most common one,
+reported when there are several); without ``SegmentationObject`` each class
+of an image becomes one mask. 255 is void. PNGs may be palette, grayscale,
+16-bit or RGB in VOC colours.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from annotator.data import coco
+from annotator.data.formats import plan as P
+from annotator.data.formats.common import (
+    ProgressFn,
+    Snapshot,
+    check_cancel,
+    output_keys,
+    paint_instances,
+    png_bytes,
+    voc_colormap,
+)
+from annotator.data.formats.staging import StagedFolder
+from annotator.data.imageio import natural_key
+
+FORMAT = "voc"
+BACKGROUND = "_background_"
+VOID = 255
+MAX_INDEX = 254
+
+
+def write_voc(
+    data: Mapping[str, Any],
+    out: Path,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+    *,
+    border: int = 0,
+    copy_images: bool = False,
+    protected: Tuple[str, ...] = (),
+) -> List[str]:
+    """Write a COCO snapshot (``file_name`` relative to ``out``) as a VOC segmentation folder.
+
+    Returns the warnings. Raises ``ValueError`` for more than 254 categories
+    or a negative border (nothing written).
+    """
+    snap = Snapshot(data, out)
+    if len(snap.categories) > MAX_INDEX:
+        raise ValueError(
+            f"VOC class PNGs hold {MAX_INDEX} classes (index 255 marks borders); "
+            f"the working file has {len(snap.categories)} categories"
+        )
+    if not isinstance(border, int) or border < 0:
+        raise ValueError(f"the VOC border must be a whole number of pixels >= 0, got {border!r}")
+    warnings: List[str] = []
+    paths = snap.paths
+    keys = output_keys(snap.images, paths, snap.base, warnings.append, snap.shown)
+    class_of = {cat["id"]: i + 1 for i, cat in enumerate(snap.categories)}
+    cmap = voc_colormap()
+    total = len(snap.images)
+    with StagedFolder(out, FORMAT, protected=protected) as stage:
+        stage.write_text("class_names.txt", "\n".join([BACKGROUND] + [c["name"] for c in snap.categories]) + "\n")
+        for n, img in enumerate(snap.images):
+            check_cancel(cancel)
+            key = keys.get(img["id"])
+            if key is not None:
+                obj, cls = _label_images(snap, img, class_of, border, warnings.append)
+                stage.write_bytes(f"SegmentationClass/{key}.png", png_bytes(cls, cmap))
+                stage.write_bytes(f"SegmentationObject/{key}.png", png_bytes(obj, cmap))
+                if copy_images:
+                    source = Path(paths[img["id"]])
+                    stage.copy_file(f"JPEGImages/{key}{source.suffix}", source)
+            if progress is not None:
+                progress(n + 1, total)
+        check_cancel(cancel)
+        listed = [keys[img["id"]] for img in snap.images if img["id"] in keys]
+        stage.write_text("ImageSets/Segmentation/trainval.txt", "".join(f"{k}\n" for k in listed))
+        warnings.extend(stage.commit())
+    return warnings
+
+
+def _label_images(snap: Snapshot, img, class_of, border: int, warn) -> Tuple[np.ndarray, np.ndarray]:
+    """``(SegmentationObject, SegmentationClass)`` uint8 arrays of one image."""
+    h, w = int(img["height"]), int(img["width"])
+    entries = []
+    anns = []
+    for ann in snap.by_image[img["id"]]:
+        mask = snap.mask(ann, img)
+        if not mask.any():
+            warn(f"{snap.describe(ann)}: the mask is empty; left out of the export")
+            continue
+        anns.append(ann)
+        entries.append((len(entries) + 1, mask))
+    if len(entries) > MAX_INDEX:
+        dropped = ", ".join(str(a["id"]) for a in anns[MAX_INDEX:])
+        warn(
+            f"{snap.image(img)}: {len(entries)} masks, but a SegmentationObject PNG holds "
+            f"{MAX_INDEX}; annotations {dropped} are left out"
+        )
+        entries, anns = entries[:MAX_INDEX], anns[:MAX_INDEX]
+    obj = paint_instances(entries, (h, w), np.uint8, snap.image(img), warn)
+    lut = np.zeros(256, np.uint8)
+    for value, ann in zip(range(1, len(anns) + 1), anns):
+        lut[value] = class_of[ann["category_id"]]
+    cls = lut[obj]
+    if border:
+        kernel = np.ones((2 * border + 1, 2 * border + 1), np.uint8)
+        edge = cv2.dilate(obj, kernel) != cv2.erode(obj, kernel)
+        obj[edge] = VOID
+        cls[edge] = VOID
+    return obj, cls
+
+
+# ----------------------------------------------------------------------------
+# import
+
+
+def _read_index_png(path: Path) -> np.ndarray:
+    """Index per pixel of a label PNG (palette, grayscale, 16-bit, or RGB in VOC colours).
+
+    Raises ``ValueError`` with a message for anything else.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("P", "L", "I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(im).astype(np.int64)
+            if im.mode == "1":
+                return np.asarray(im).astype(np.int64)
+            if im.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+            else:
+                raise ValueError(f"a {im.mode} image, expected palette, grayscale or RGB")
+    except UnidentifiedImageError:
+        raise ValueError("not a PNG image") from None
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(str(exc) or exc.__class__.__name__) from None
+    cmap = voc_colormap().astype(np.int64)
+    codes = (cmap[:, 0] << 16) | (cmap[:, 1] << 8) | cmap[:, 2]
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    lookup = {int(c): i for i, c in enumerate(codes)}
+    values = np.unique(packed)
+    unknown = [v for v in values.tolist() if v not in lookup]
+    if unknown:
+        v = unknown[0]
+        raise ValueError(f"colour ({v >> 16}, {(v >> 8) & 255}, {v & 255}) is not in the VOC colour map")
+    index = np.array([lookup[v] for v in values.tolist()])
+    return index[np.searchsorted(values, packed)]
+
+
+def _names(root: Path, report: List[str]) -> Optional[Dict[int, str]]:
+    path = root / "class_names.txt"
+    if not path.is_file():
+        report.append("class_names.txt: not found; classes are named class_<index> (class_1, class_2, ...)")
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise P.ImportFailed(f"{path}: cannot be read ({exc})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return P.class_names_report(list(enumerate(lines))[1:], "class_names.txt", report)
+
+
+def read_voc(
+    src: Path,
+    images: Optional[Path] = None,
+    progress: Optional[P.ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+) -> P.ImportPlan:
+    """Read a VOC segmentation folder into an :class:`~annotator.data.formats.plan.ImportPlan`.
+
+    ``images`` is the images' folder (default ``<src>/JPEGImages``); PNGs pair
+    with images by their path without extension.
+
+    Raises
+    ------
+    ImportFailed
+        No ``SegmentationObject/`` or ``SegmentationClass/`` folder, or no image folder.
+    """
+    root = Path(src)
+    if not root.is_dir():
+        raise P.ImportFailed(f"{root}: no such folder (a VOC folder holds SegmentationObject/ and SegmentationClass/)")
+    obj_root, cls_root = root / "SegmentationObject", root / "SegmentationClass"
+    if not obj_root.is_dir() and not cls_root.is_dir():
+        raise P.ImportFailed(f"{root}: neither SegmentationObject/ nor SegmentationClass/ is there")
+    images_root = Path(images) if images is not None else root / "JPEGImages"
+    if not images_root.is_dir():
+        raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
+    plan = P.ImportPlan(FORMAT, root)
+    report = plan.report
+    names = _names(root, report)
+    if names is not None:
+        plan.categories = list(dict.fromkeys(names.values()))
+    image_index = P.index_images(images_root, root, report, exclude=(obj_root, cls_root))
+    objs = {P.key_of(p, obj_root, ".png"): p for p in P.files_with_suffix(obj_root, ".png")} if obj_root.is_dir() else {}
+    clss = {P.key_of(p, cls_root, ".png"): p for p in P.files_with_suffix(cls_root, ".png")} if cls_root.is_dir() else {}
+    keys = sorted(set(objs) | set(clss), key=natural_key)
+    used = set()
+    seen_classes: Dict[int, str] = {}
+    for n, key in enumerate(keys):
+        P.check_cancel(cancel)
+        if progress is not None:
+            progress(n, len(keys))
+        obj_path, cls_path = objs.get(key), clss.get(key)
+        where = P.shown(obj_path or cls_path, root)
+        image = image_index.get(key)
+        if image is None:
+            report.append(f"{where}: no image named '{key}' in {P.shown(images_root, root)}; skipped")
+            continue
+        used.add(key)
+        size = P.measured(image, where, root, report)
+        if size is None:
+            continue
+        item = _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes)
+        if item is not None:
+            plan.images.append(item)
+    if names is None:
+        plan.categories = [seen_classes[i] for i in sorted(seen_classes)]
+    for key, image in image_index.items():
+        if key not in used:
+            report.append(f"{P.shown(image, root)}: no label PNG (SegmentationObject/{key}.png); not imported")
+    if progress is not None:
+        progress(len(keys), len(keys))
+    return plan
+
+
+def _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes) -> Optional[P.ImportedImage]:
+    w, h = size
+    arrays = []
+    for path in (obj_path, cls_path):
+        if path is None:
+            arrays.append(None)
+            continue
+        shown = P.shown(path, root)
+        try:
+            a = _read_index_png(path)
+        except ValueError as exc:
+            report.append(f"{shown}: cannot be read as a label PNG ({exc}); skipped")
+            return None
+        if a.shape != (h, w):
+            report.append(
+                f"{shown}: {a.shape[1]} x {a.shape[0]} pixels but the image {P.shown(image, root)} is "
+                f"{w} x {h} (width x height); skipped"
+            )
+            return None
+        arrays.append(a)
+    obj, cls = arrays
+    where = P.shown(obj_path or cls_path, root)
+    item = P.ImportedImage(image, w, h, where)
+
+    def class_name(index: int, at: str) -> Optional[str]:
+        if names is None:
+            seen_classes.setdefault(index, f"class_{index}")
+            return seen_classes[index]
+        if index not in names:
+            top = max(names) if names else 0
+            report.append(f"{at}: class index {index} is not in class_names.txt (1..{top}); skipped")
+            return None
+        return names[index]
+
+    if obj is None:
+        report.append(f"{where}: no SegmentationObject/{key}.png; each class is imported as one mask")
+        values = [v for v in np.unique(cls).tolist() if v not in (0, VOID)]
+        for v in values:
+            name = class_name(v, f"{where} class {v}")
+            if name is not None:
+                item.annotations.append(P.ImportedAnnotation(name, coco.encode_mask(cls == v), f"{where} class {v}"))
+        item.negative = not values
+        return item
+    if cls is None:
+        report.append(f"{where}: no SegmentationClass/{key}.png, so its instances have no class; skipped")
+        return None
+    values = [v for v in np.unique(obj).tolist() if v not in (0, VOID)]
+    for v in values:
+        at = f"{where} instance {v}"
+        mask = obj == v
+        under = cls[mask]
+        found, counts = np.unique(under[(under != 0) & (under != VOID)], return_counts=True)
+        if found.size == 0:
+            report.append(f"{at}: lies on background or void in SegmentationClass; skipped")
+            continue
+        best = int(found[np.argmax(counts)])
+        name = class_name(best, at)
+        if name is None:
+            continue
+        if found.size > 1:
+            listed = " and ".join(str(int(c)) for c in found)
+            report.append(f"{at}: covers classes {listed}; imported as '{name}' (the most pixels)")
+        item.annotations.append(P.ImportedAnnotation(name, coco.encode_mask(mask), at))
+    item.negative = not values
+    return item

@@ -1,0 +1,162 @@
+"""Importing COCO files, and adding any plan to an existing working file (add, never drop)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotator.data import coco
+from annotator.data.document import Dataset
+from annotator.data.export import export_dataset
+from annotator.data.formats.importing import ImportFailed, apply_plan, import_labels, read_labels, undo_import
+from test_formats_common import has_holes, iou, masks_by_image, real_dataset
+
+
+def _image(path, w=40, h=30):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(path)
+
+
+def test_coco_round_trip_is_lossless_and_keeps_extra_fields(tmp_path):
+    ds, originals = real_dataset(tmp_path)
+    (tmp_path / "export").mkdir()
+    export_dataset(ds, tmp_path / "export" / "coco.json", "coco-rle")
+    back = Dataset(tmp_path / "images" / "back.json")
+    changes, report = import_labels(back, tmp_path / "export" / "coco.json", "coco")
+    assert report == []
+    assert len(changes.annotations) == 27 and len(changes.images) == 3
+    for name in ("voc.jpg", "arc/arc.png"):
+        src = ds.annotations_for(ds.image_by_name(name).id)
+        for a, (label, mask) in zip(src, masks_by_image(back, name)):
+            assert label == ds.categories[a.category_id].name
+            np.testing.assert_array_equal(mask, originals[a.id])
+    assert masks_by_image(back, "empty.png") == []  # listed, no annotations: a negative
+
+
+def test_hostile_coco_file_reports_every_problem_and_imports_the_rest(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        _image(tmp_path / name)
+    tri = [2, 2, 12, 2, 6, 10]
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+            {"id": 2, "file_name": "b.png", "width": 41, "height": 30},
+            {"id": 3, "file_name": "missing.png", "width": 40, "height": 30},
+            {"id": 4, "file_name": "a.png", "width": 40, "height": 30},
+            {"id": 5, "file_name": "c.png", "width": 40, "height": 30},
+            {"id": 1, "file_name": "c.png", "width": 40, "height": 30},
+        ],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}, {"id": 3, "name": 7}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [tri]},
+            {"id": 2, "image_id": 1, "category_id": 9, "segmentation": [tri]},
+            {"id": 3, "image_id": 1, "category_id": 2, "segmentation": [[1, 1, 5, 5], [20, 2, 30, 2, 25, 10]]},
+            {"id": 4, "image_id": 1, "category_id": 1, "segmentation": [[1, float("nan"), 5, 5, 3, 8]]},
+            {"id": 5, "image_id": 1, "category_id": 1, "segmentation": [[-5, 20, 50, 20, 20, 35]]},
+            {"id": 6, "image_id": 2, "category_id": 1, "segmentation": [tri]},
+            {"id": 7, "image_id": 42, "category_id": 1, "segmentation": [tri]},
+            {"id": 8, "image_id": 1, "category_id": 1, "segmentation": {"size": [30, 40], "counts": "zz"}},
+            {"id": 9, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 5, 5]]},
+            {"id": 10, "image_id": 1, "category_id": 1, "segmentation": coco.encode_mask(np.ones((30, 40), bool)),
+             "iscrowd": 1, "score": 0.5},
+        ],
+    }  # fmt: skip
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(data), encoding="utf-8")
+    ds = Dataset(tmp_path / "annotations.json")
+    changes, report = import_labels(ds, src, "coco")
+    assert report == [
+        "in.json images[1] (id 2): 'b.png' is 41 x 30 in the JSON but the image file is 40 x 30 "
+        "(width x height, EXIF orientation applied); skipped with its annotations",
+        "in.json images[2] (id 3): image file 'missing.png' not found; skipped with its annotations",
+        "in.json images[3] (id 4): duplicate file_name 'a.png' (also images[0]); skipped with its annotations",
+        "in.json images[5] (id 1): duplicate image id 1; skipped",
+        "in.json categories[2] (id 3): 'name' must be a string, got 7; skipped",
+        "in.json categories: class 2 'cat' has the same name as class 1; both import as 'cat'",
+        "in.json annotations[1] (id 2): category_id 9 is not in 'categories'; skipped",
+        "in.json annotations[2] (id 3): polygon 0 has fewer than 3 points; left out of the mask",
+        "in.json annotations[3] (id 4): polygon 0 has a NaN or infinite coordinate; skipped",
+        "in.json annotations[4] (id 5): coordinates outside the 40 x 30 image; clipped to it",
+        "in.json annotations[6] (id 7): image_id 42 is not in 'images'; skipped",
+        "in.json annotations[7] (id 8): RLE counts string contains 'z', which is not in the RLE alphabet; skipped",
+        "in.json annotations[8] (id 9): polygon 0 has fewer than 3 points; left out of the mask",
+        "in.json annotations[8] (id 9): the mask is empty; skipped",
+    ]
+    assert sorted(r.file_name for r in ds.images.values()) == ["a.png", "c.png"]  # c.png: listed, no annotations
+    got = ds.annotations_for(ds.image_by_name("a.png").id)
+    assert [ds.categories[a.category_id].name for a in got] == ["cat"] * 4
+    assert got[-1].iscrowd == 1 and got[-1].extra == {"score": 0.5}
+    assert len(changes.annotations) == 4
+    with pytest.raises(ImportFailed, match="malformed JSON at line 1"):
+        (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+        read_labels(tmp_path / "bad.json", "coco")
+    with pytest.raises(ImportFailed, match="no 'images' list"):
+        (tmp_path / "bad.json").write_text("[]", encoding="utf-8")
+        read_labels(tmp_path / "bad.json", "coco")
+    with pytest.raises(ValueError, match="unknown import format"):
+        read_labels(src, "pascal")
+
+
+def test_import_into_an_existing_working_file_adds_and_never_drops(tmp_path):
+    ds, originals = real_dataset(tmp_path)
+    before = {a.id: (a.category_id, a.segmentation["counts"]) for a in ds.annotations.values()}
+    cats_before = {c.id: c.name for c in ds.categories.values()}
+    (tmp_path / "coco").mkdir()
+    export_dataset(ds, tmp_path / "coco" / "c.json", "coco-rle")
+    # the same labels again: nothing is added twice, every repeat is reported
+    # (read on a worker thread, applied where the dataset lives: the window's two steps)
+    plan = read_labels(tmp_path / "coco" / "c.json", "coco")
+    assert plan.annotation_count == 27
+    changes, report = apply_plan(ds, plan)
+    assert changes.annotations == [] and changes.images == [] and changes.categories == []
+    assert len(report) == 27
+    assert all(re.fullmatch(r"c\.json annotations\[\d+\] \(id \d+\): the working file already has this '.*' mask "
+                            r"\(IoU 1\.000\); not added again", line) for line in report), report[:3]  # fmt: skip
+    # through polygons: a mask that comes back within IoU 0.95 is the same; one whose holes were filled is not
+    export_dataset(ds, tmp_path / "yolo", "yolo-seg")
+    changes, report = import_labels(ds, tmp_path / "yolo", "yolo-seg", images=tmp_path / "images")
+    assert len(report) + len(changes.annotations) == 27 and len(report) >= 19
+    for aid in changes.annotations:
+        new = ds.annotations[aid].mask()
+        twin = max((a for a in before if ds.annotations[a].image_id == ds.annotations[aid].image_id),
+                   key=lambda a: iou(new, originals[a]))  # fmt: skip
+        assert has_holes(originals[twin]) and iou(new, originals[twin]) < 0.95
+        ds.remove_annotation(aid)
+    # a new image, a new class and one image recorded at another size
+    root = tmp_path / "more"
+    _image(root / "images" / "new.png")
+    _image(root / "images" / "voc.jpg", 10, 10)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names: [zebra]\n")
+    (root / "labels" / "new.txt").write_text("0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    (root / "labels" / "voc.txt").write_text("0 0.1 0.1 0.5 0.1 0.5 0.5\n")
+    changes, report = import_labels(ds, root, "yolo-seg", images=root / "images")
+    assert report == []  # different paths: ../more/images/voc.jpg is another image than voc.jpg
+    assert len(changes.images) == 2 and len(changes.annotations) == 2
+    assert [ds.categories[c].name for c in changes.categories] == ["zebra"]
+    # what was there is all still there, unchanged
+    assert {aid: before[aid] for aid in before} == {
+        aid: (ds.annotations[aid].category_id, ds.annotations[aid].segmentation["counts"]) for aid in before
+    }
+    assert {cid: ds.categories[cid].name for cid in cats_before} == cats_before
+    undo_import(ds, changes)
+    assert set(ds.annotations) == set(before) and {c.id for c in ds.categories.values()} == set(cats_before)
+
+
+def test_an_image_recorded_at_another_size_is_reported_not_changed(tmp_path):
+    _image(tmp_path / "a.png", 40, 30)
+    ds = Dataset(tmp_path / "annotations.json")
+    ds.ensure_image("a.png", 20, 15)  # the file was replaced since it was annotated
+    (tmp_path / "a.json").write_text(json.dumps({
+        "shapes": [{"label": "cat", "points": [[2, 2], [12, 2], [6, 10]], "shape_type": "polygon"}],
+        "imagePath": "a.png", "imageData": None,
+    }))  # fmt: skip
+    changes, report = import_labels(ds, tmp_path / "a.json", "labelme")
+    assert report == [
+        "a.json: the working file records 'a.png' as 20 x 15, but the image is 40 x 30 (width x height); not imported"
+    ]
+    assert changes.annotations == [] and ds.images[1].width == 20
