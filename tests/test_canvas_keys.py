@@ -39,7 +39,7 @@ def _key(c, kind, autorepeat):
 
 def _settled(qtbot, c):
     """Every Space release has been decided (the settle timer is not running)."""
-    qtbot.waitUntil(lambda: not c._space_settle.isActive(), timeout=2000)
+    qtbot.waitUntil(lambda: not c.pan.settling, timeout=2000)
 
 
 def _drag(c, start, end):
@@ -79,7 +79,7 @@ def test_holding_space_to_pan_never_accepts(qtbot, canvas, flagged):
     _settled(qtbot, c)
     assert accepts == []
     assert c.horizontalScrollBar().value() != h0  # it panned
-    assert not c._space_down  # and left pan mode
+    assert not c.pan.space_down  # and left pan mode
 
 
 @pytest.mark.parametrize("flagged", [True, False], ids=["autorepeat-flag", "no-flag"])

@@ -98,14 +98,14 @@ def test_review_toggle_accept_in_one_undo_step(qtbot, fake_window):
     assert w.review_bar.isVisible() and not w.strip.isVisible()
     assert "4 proposals" in w.review_bar.label.text()
     # proposals are outlines: the inside of a square is transparent
-    item = w.canvas._proposal_items[0]
+    item = w.canvas.overlays.proposal_items[0]
     img = item.pixmap().toImage()
     assert img.pixelColor(img.width() // 2, img.height() // 2).alpha() == 0
 
     click_image(qtbot, w, 70, 70)  # inside the first square: selects it, no SAM prompt
     click_image(qtbot, w, 170, 70)
     assert review.selected == {0, 1} and s.prompt.empty and s.undo_stack.count() == 0
-    img = w.canvas._proposal_items[0].pixmap().toImage()
+    img = w.canvas.overlays.proposal_items[0].pixmap().toImage()
     assert img.pixelColor(img.width() // 2, img.height() // 2).alpha() > 0  # selected: filled
     click_image(qtbot, w, 170, 70)  # toggles back
     click_image(qtbot, w, 300, 300)  # nowhere
@@ -122,7 +122,7 @@ def test_review_toggle_accept_in_one_undo_step(qtbot, fake_window):
     assert sorted(int(a.area) for a in anns) == [3600] * 3
     assert ev.reviewing and len(review.open()) == 1 and w.canvas.proposal_count == 1
     assert w.annotations.list.count() == 3
-    qtbot.waitUntil(lambda: len(w.canvas._annotation_items) == 3)
+    qtbot.waitUntil(lambda: len(w.canvas.overlays.annotation_items) == 3)
     assert s.undo_stack.count() == 1 and "3 proposals" in s.undo_stack.undoText()
 
     key(qtbot, w, Qt.Key.Key_Z, CTRL)  # one undo removes all three; they are proposals again

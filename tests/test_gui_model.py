@@ -87,15 +87,15 @@ def test_download_progress_can_be_cancelled(qtbot, make_window, tmp_path, monkey
     monkeypatch.setattr(sam_core, "ensure_checkpoint", fake_ensure)
     w = make_window()
     w.start(model=ModelRequest(model_type="vit_t", device="cpu", cache_root=tmp_path / "c"))
-    qtbot.waitUntil(lambda: w._progress is not None and w._progress.isVisible(), timeout=60_000)
-    qtbot.waitUntil(lambda: w._progress.value() > 0)
-    assert "MB" in w._progress.labelText()
+    qtbot.waitUntil(lambda: w.model_dialogs.progress is not None and w.model_dialogs.progress.isVisible(), timeout=60_000)
+    qtbot.waitUntil(lambda: w.model_dialogs.progress.value() > 0)
+    assert "MB" in w.model_dialogs.progress.labelText()
     from PySide6.QtWidgets import QPushButton
 
     with qtbot.waitSignal(w.session.modelFailed, timeout=10_000) as blocker:
-        w._progress.findChild(QPushButton).click()  # the dialog's Cancel button
+        w.model_dialogs.progress.findChild(QPushButton).click()  # the dialog's Cancel button
     assert blocker.args[0].kind == "cancelled"
-    assert w._progress is None
+    assert w.model_dialogs.progress is None
     assert "cancelled" in w.statusBar().currentMessage().lower()
     assert w.session.model_info is None
 

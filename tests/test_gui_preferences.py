@@ -57,8 +57,8 @@ def test_preferences_change_a_key_of_the_window_and_the_help_and_it_persists(qtb
     s = w.session
     assert w.actions_by_name["preferences"].shortcut().toString() == "Ctrl+,"
     key(qtbot, w, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: w.preferences_dialog is not None and w.preferences_dialog.isVisible())
-    dialog = w.preferences_dialog
+    qtbot.waitUntil(lambda: w.app_dialogs.preferences_dialog is not None and w.app_dialogs.preferences_dialog.isVisible())
+    dialog = w.app_dialogs.preferences_dialog
     assert dialog.windowModality() == Qt.WindowModality.WindowModal  # open(), not exec(): no nested event loop
     dialog.set_keys("next_image", ["N"])
     dialog.opacity_slider.setValue(80)
@@ -73,13 +73,13 @@ def test_preferences_change_a_key_of_the_window_and_the_help_and_it_persists(qtb
     key(qtbot, w, Qt.Key.Key_D)
     assert s.index == 1
     key(qtbot, w, Qt.Key.Key_F1)
-    qtbot.waitUntil(lambda: w.help_dialog.isVisible())
-    shown = w.help_dialog.findChild(QTextBrowser, "helpText").toPlainText()
+    qtbot.waitUntil(lambda: w.app_dialogs.help_dialog.isVisible())
+    shown = w.app_dialogs.help_dialog.findChild(QTextBrowser, "helpText").toPlainText()
     assert "Show the next image" in shown
     lines = [line.strip() for line in shown.splitlines() if line.strip()]
     keys_cell = lines[lines.index("Show the next image") - 1]  # the table's cells come one per line
     assert keys_cell == "N"
-    w.help_dialog.close()
+    w.app_dialogs.help_dialog.close()
 
     # persisted, and a new window starts with it
     assert Settings(ini).shortcuts == {"next_image": ("N",)}
@@ -111,12 +111,12 @@ def test_opacity_reaches_candidate_and_annotation_fills_but_not_outlines(qtbot, 
     assert edge.max() == 255  # the outline stays opaque
 
     key(qtbot, w, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not s.accepting and len(w.canvas._annotation_items) == 1, timeout=10_000)
-    item = next(iter(w.canvas._annotation_items.values()))
+    qtbot.waitUntil(lambda: not s.accepting and len(w.canvas.overlays.annotation_items) == 1, timeout=10_000)
+    item = next(iter(w.canvas.overlays.annotation_items.values()))
     img = item.pixmap().toImage()
     inner = _alpha(img, img.width() // 2, img.height() // 2)
     s.set_opacity(0.0)
-    img0 = next(iter(w.canvas._annotation_items.values())).pixmap().toImage()
+    img0 = next(iter(w.canvas.overlays.annotation_items.values())).pixmap().toImage()
     assert inner > 0 and _alpha(img0, img0.width() // 2, img0.height() // 2) == 0
     assert max(_alpha(img0, x, img0.height() // 2) for x in range(img0.width())) == 255
 
@@ -183,13 +183,13 @@ def test_clear_embedding_cache_deletes_embeddings_only(qtbot, window, ini, tmp_p
     weights = tmp_path / "cache" / "checkpoints" / "w.pt"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"w")
-    message = w.clear_embedding_cache()
+    message = w.app_dialogs.clear_embedding_cache()
     assert f"Deleted {len(files)} embedding" in message
     assert not list(emb.rglob("*.samemb")) and keep.exists() and weights.exists()
     assert w.session.encoder.cache.memory_keys() == []
     # the button of the dialog calls it
-    w.show_preferences()
-    d = w.preferences_dialog
+    w.app_dialogs.show_preferences()
+    d = w.app_dialogs.preferences_dialog
     qtbot.mouseClick(d.clear_cache_button, LEFT)
     assert d.clear_cache_status.text().startswith("Deleted 0 embedding")
     d.reject()
@@ -208,10 +208,10 @@ def test_error_on_a_worker_thread_shows_a_dialog_with_the_log_path(qtbot, window
         t = threading.Thread(target=boom)
         t.start()
         t.join()
-        qtbot.waitUntil(lambda: w.error_box is not None and w.error_box.isVisible(), timeout=5000)
+        qtbot.waitUntil(lambda: w.app_dialogs.error_box is not None and w.app_dialogs.error_box.isVisible(), timeout=5000)
     finally:
         __import__("sys").excepthook, threading.excepthook = old_hooks
-    box = w.error_box
+    box = w.app_dialogs.error_box
     assert "RuntimeError: the worker tripped" in box.text()
     assert str(logs.log_path()) in box.informativeText()
     assert "boom" in box.detailedText()  # the traceback
@@ -230,12 +230,12 @@ def test_about_and_log_folder(qtbot, window, monkeypatch):
     from annotator.data import logs
 
     w = window()
-    key_rows = dict(w.about_rows())
+    key_rows = dict(w.app_dialogs.about_rows())
     assert key_rows["Version"] == __version__ and key_rows["Model"] == "fake" and key_rows["Device"] == "cpu"
     assert key_rows["Log file"] == str(logs.log_path())
-    w.show_about()
-    assert __version__ in w.about_box.text() and str(logs.log_path()) in w.about_box.text()
-    w.about_box.close()
+    w.app_dialogs.show_about()
+    assert __version__ in w.app_dialogs.about_box.text() and str(logs.log_path()) in w.app_dialogs.about_box.text()
+    w.app_dialogs.about_box.close()
     opened = []
     monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: opened.append(url) or True))
     w.actions_by_name["open_log_folder"].trigger()

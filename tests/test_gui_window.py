@@ -53,7 +53,7 @@ def _idle(qtbot, session, timeout=ENCODE_TIMEOUT):
 
 
 def _overlay(w):
-    return w.canvas._candidate_item.pixmap().toImage()
+    return w.canvas.overlays.candidate_item.pixmap().toImage()
 
 
 def test_click_three_candidates_tab_and_key_3(qtbot, make_window, image_folder, mobilesam_info, shared_cache):
@@ -69,7 +69,7 @@ def test_click_three_candidates_tab_and_key_3(qtbot, make_window, image_folder, 
     assert [t.splitlines()[0] for t in texts] == ["#1", "#2", "#3"]
     shown = [float(t.splitlines()[1].split()[1]) for t in texts]
     assert shown == sorted(shown, reverse=True)
-    assert w.strip.selected() == 0 and w.canvas._candidate_item.isVisible()
+    assert w.strip.selected() == 0 and w.canvas.overlays.candidate_item.isVisible()
     # the mask covers the clicked pixel (checked on the full-resolution mask)
     assert res.candidates.mask(0)[150, 260]
     print(f"\nclick -> overlay: {w.session.last_click_latency * 1000:.0f} ms (decode {res.decode_s * 1000:.0f} ms)")
@@ -81,7 +81,7 @@ def test_click_three_candidates_tab_and_key_3(qtbot, make_window, image_folder, 
         assert _overlay(w) != first
     key(qtbot, w, Qt.Key.Key_3)
     assert w.session.selected == 2 and w.strip.selected() == 2
-    assert _overlay(w) == w.canvas._candidate_item.pixmap().toImage()
+    assert _overlay(w) == w.canvas.overlays.candidate_item.pixmap().toImage()
 
 
 def test_enter_accepts_ctrl_z_removes_ctrl_shift_z_restores(
@@ -124,7 +124,7 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, make_window, ima
     assert s.current_path.name == "02_chelsea.png" and s.prompt.empty
     _ready(qtbot, w)
     _idle(qtbot, s)  # the astronaut's late embedding, and anything decoded for it, has arrived by now
-    assert s.result is None and not w.canvas._candidate_item.isVisible()
+    assert s.result is None and not w.canvas.overlays.candidate_item.isVisible()
     assert s.embedding.original_size == (300, 451)
     click_image(qtbot, w, 230, 120)  # the cat
     res = _candidates(qtbot, w)
@@ -210,6 +210,6 @@ def test_accept_close_relaunch_keeps_the_annotation(qtbot, make_window, image_fo
     anns = list(w2.session.dataset.annotations.values())
     assert [a.id for a in anns] == [ann.id]
     np.testing.assert_array_equal(anns[0].mask(), mask)
-    qtbot.waitUntil(lambda: len(w2.canvas._annotation_items) == 1)  # its mask is decoded in the background
+    qtbot.waitUntil(lambda: len(w2.canvas.overlays.annotation_items) == 1)  # its mask is decoded in the background
     assert w2.annotations.list.count() == 1
     assert "(1)" in w2.images.model.data(w2.images.model.index(0))

@@ -106,10 +106,10 @@ def test_tab_and_number_keys_pick_candidates_and_refine_from_the_choice(qtbot, f
     _ready(qtbot, w)
     click_image(qtbot, w, 256, 256)
     res = _candidates(qtbot, w)
-    overlay = w.canvas._candidate_item.pixmap().toImage()
+    overlay = w.canvas.overlays.candidate_item.pixmap().toImage()
     key(qtbot, w, Qt.Key.Key_Tab)
     assert w.session.selected == 1 and w.strip.selected() == 1
-    assert w.canvas._candidate_item.pixmap().toImage() != overlay
+    assert w.canvas.overlays.candidate_item.pixmap().toImage() != overlay
     key(qtbot, w, Qt.Key.Key_Backtab, Qt.KeyboardModifier.ShiftModifier)
     assert w.session.selected == 0
     key(qtbot, w, Qt.Key.Key_3)
@@ -154,7 +154,7 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, fake_window):
     w.fake.gate.set()
     _ready(qtbot, w)
     _idle(qtbot, w.session)  # chelsea's late embedding (and anything decoded for it) has arrived by now
-    assert w.session.result is None and w.canvas._candidate_item.isVisible() is False
+    assert w.session.result is None and w.canvas.overlays.candidate_item.isVisible() is False
     # the embedding in use is coffee's, not chelsea's
     assert w.session.embedding.original_size == (400, 600)
     click_image(qtbot, w, 300, 200)
@@ -220,7 +220,7 @@ def test_space_accepts_and_space_drag_pans(qtbot, fake_window):
     qtbot.keyPress(w.canvas, Qt.Key.Key_Space)
     drag_image(qtbot, w, 100, 100, 60, 100)
     qtbot.keyRelease(w.canvas, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: not w.canvas._space_settle.isActive(), timeout=5000)
+    qtbot.waitUntil(lambda: not w.canvas.pan.settling, timeout=5000)
     _settled(qtbot, w)
     assert len(w.session.dataset.annotations) == 1
     assert w.canvas.horizontalScrollBar().value() != h0
@@ -263,12 +263,12 @@ def test_annotations_panel_hide_delete_and_recategorise(qtbot, fake_window):
         key(qtbot, w, Qt.Key.Key_Return)
         _settled(qtbot, w)
     assert w.annotations.list.count() == 2
-    assert len(w.canvas._annotation_items) == 2
+    assert len(w.canvas.overlays.annotation_items) == 2
     w.annotations.list.item(0).setCheckState(Qt.CheckState.Unchecked)  # hide
-    assert len(w.canvas._annotation_items) == 1
+    assert len(w.canvas.overlays.annotation_items) == 1
     assert w.annotations.list.item(0).checkState() == Qt.CheckState.Unchecked
     w.annotations.list.item(0).setCheckState(Qt.CheckState.Checked)
-    assert len(w.canvas._annotation_items) == 2
+    assert len(w.canvas.overlays.annotation_items) == 2
     w.annotations.list.setCurrentRow(1)
     aid = w.annotations.selected_id()
     assert s.selected_annotation == aid
@@ -380,7 +380,7 @@ def test_autosave_after_accept_and_resume(qtbot, fake_window, image_folder):
     close_window(w)
     w2 = fake_window()
     assert len(w2.session.dataset.annotations) == 1
-    qtbot.waitUntil(lambda: len(w2.canvas._annotation_items) == 1)
+    qtbot.waitUntil(lambda: len(w2.canvas.overlays.annotation_items) == 1)
     np.testing.assert_array_equal(next(iter(w2.session.dataset.annotations.values())).mask(), mask)
     assert w2.images.model.data(w2.images.model.index(0)).endswith("(1)")
 
@@ -452,8 +452,8 @@ def test_help_lists_every_shortcut_from_the_table(qtbot, fake_window):
 
     w = fake_window()
     key(qtbot, w, Qt.Key.Key_F1)
-    qtbot.waitUntil(lambda: hasattr(w, "help_dialog") and w.help_dialog.isVisible())
-    shown = w.help_dialog.findChild(QTextBrowser, "helpText").toPlainText()
+    qtbot.waitUntil(lambda: w.app_dialogs.help_dialog is not None and w.app_dialogs.help_dialog.isVisible())
+    shown = w.app_dialogs.help_dialog.findChild(QTextBrowser, "helpText").toPlainText()
     for spec in actions.ACTIONS:
         for k in spec.keys:
             if spec.group:  # shown as a range: "Ctrl+1 … Ctrl+9"
@@ -467,7 +467,7 @@ def test_help_lists_every_shortcut_from_the_table(qtbot, fake_window):
         assert gesture in shown
     assert "Ctrl+1 … Ctrl+9" in shown
     assert actions.conflicts() == []
-    w.help_dialog.close()
+    w.app_dialogs.help_dialog.close()
 
 
 def test_prompt_state_is_a_checked_value():

@@ -18,8 +18,13 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenuBar, QToolBar, QWidget
 
 MENUS = ("File", "Edit", "Image", "Candidates", "Proposals", "Categories", "View", "Help")
+#: Menu entries that start a group (a separator above them).
+MENU_GROUPS = ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about")
+#: The toolbar's buttons, ``None`` a separator.
+TOOLBAR = ("open_folder", "save", "export_coco", None, "segment_everything", "undo", "redo")
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,34 @@ def build_actions(
             action.triggered.connect(lambda _checked=False, h=handler: h())
         actions[s.name] = action
     return actions
+
+
+def build_menus(menubar: QMenuBar, actions: Mapping[str, QAction], specs: Sequence[ActionSpec] = ACTIONS) -> None:
+    """One menu per :data:`MENUS` entry, holding its specs' actions in table order."""
+    menus = {name: menubar.addMenu(f"&{name}") for name in MENUS}
+    for s in specs:
+        if s.name in MENU_GROUPS:
+            menus[s.menu].addSeparator()
+        menus[s.menu].addAction(actions[s.name])
+
+
+def build_toolbar(parent: QWidget, actions: Mapping[str, QAction]) -> QToolBar:
+    """The :data:`TOOLBAR` buttons, text only; they never take the keyboard focus (keys stay on the canvas)."""
+    bar = QToolBar("Tools", parent)
+    bar.setObjectName("toolbar")
+    bar.setMovable(False)
+    bar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for name in TOOLBAR:
+        if name is None:
+            bar.addSeparator()
+            continue
+        if name in ("undo", "redo"):  # the menu text names the step ("Undo Accept object"); the button stays short
+            actions[name].setIconText(name.capitalize())
+        bar.addAction(actions[name])
+    for button in bar.findChildren(QWidget):
+        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    return bar
 
 
 def help_rows(specs: Sequence[ActionSpec] = ACTIONS) -> List[Tuple[str, str, str]]:

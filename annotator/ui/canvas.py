@@ -1,4 +1,4 @@
-"""The image view: shows the image, the prompt, the current candidate and the annotations; turns mouse input into prompts.
+"""The image view: shows the image, the prompt, the current candidate and the annotations; turns input into intents.
 
 Coordinates: the scene is the image, one scene unit per image pixel, pixel
 ``(col, row)`` covering ``[col, col + 1) x [row, row + 1)``. Signals carry
@@ -8,38 +8,33 @@ Mapping goes through the view's full-precision transform, so positions are
 exact at every zoom level.
 
 The canvas knows nothing about models or documents: it draws what it is given
-and emits what the user did.
+and emits what the user did. It is three parts, so each can change alone:
+
+* :class:`Canvas` (here): the view. The image pyramid, zoom, fit, scrolling,
+  coordinate conversion, and the signals.
+* :class:`~annotator.ui.canvas_overlays.OverlayLayers` (``canvas.overlays``):
+  what is drawn over the image.
+* :mod:`annotator.ui.canvas_tools`: what mouse and keys mean. ``canvas.pan``
+  (Space / middle-drag panning, Space as the accept key) sees every event
+  first, then the active tool (``canvas.tool``, by default a
+  :class:`~annotator.ui.canvas_tools.PromptTool`; :meth:`Canvas.set_tool`
+  switches it).
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPen, QPixmap, QTransform
-from PySide6.QtWidgets import (
-    QGraphicsEllipseItem,
-    QGraphicsItem,
-    QGraphicsPixmapItem,
-    QGraphicsRectItem,
-    QGraphicsScene,
-    QGraphicsView,
-    QWidget,
-)
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPixmap, QTransform
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
-from annotator.data.prompts import PromptState, image_to_scene, inside, scene_to_image
+from annotator.data.prompts import PromptState, image_to_scene, scene_to_image
+from annotator.ui.canvas_overlays import Overlay, OverlayLayers
+from annotator.ui.canvas_tools import CanvasTool, PanTool, PromptTool
 
-#: A press that moves further than this (screen pixels) becomes a box drag.
-DRAG_THRESHOLD_PX = 5
-#: A Space release waits this long for a Space press that would make it half of a key-autorepeat pair
-#: (those come back to back, well under a millisecond apart) before it counts as the accept key.
-SPACE_SETTLE_MS = 60
 MIN_SCALE, MAX_SCALE = 0.01, 40.0
-FG_COLOR = QColor(40, 220, 90)
-BG_COLOR = QColor(235, 60, 60)
-BOX_COLOR = QColor(255, 210, 40)
 BACKGROUND = QColor(38, 40, 44)
-POINT_RADIUS = 5.5
 
 
 class Canvas(QGraphicsView):
@@ -86,40 +81,13 @@ class Canvas(QGraphicsView):
         # keep the image as drawn at the current zoom: a repaint (a new overlay, a point) blits it, no resampling
         self._image_item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._scene.addItem(self._image_item)
-        self._annotation_items: dict[int, QGraphicsPixmapItem] = {}
-        self._annotations_visible = True
-        self._proposal_items: dict[int, QGraphicsPixmapItem] = {}
-        self._candidate_item = self._overlay_item(z=2)
-        self._box_item = QGraphicsRectItem()
-        self._box_item.setPen(_cosmetic_pen(BOX_COLOR, 2))
-        self._box_item.setZValue(3)
-        self._box_item.hide()
-        self._scene.addItem(self._box_item)
-        self._drag_item = QGraphicsRectItem()
-        self._drag_item.setPen(_cosmetic_pen(BOX_COLOR, 1.5, Qt.PenStyle.DashLine))
-        self._drag_item.setZValue(3)
-        self._drag_item.hide()
-        self._scene.addItem(self._drag_item)
-        self._point_items: list[QGraphicsEllipseItem] = []
-
         self._image_size: Optional[Tuple[int, int]] = None  # (width, height)
         self._levels: Tuple[QImage, ...] = ()  # the image's pyramid, full size first
         self._level = -1  # the level drawn
         self._fit_mode = True  # refit on resize until the user zooms
-        self._press: Optional[QPointF] = None
-        self._press_shift = False
-        self._dragging = False
-        self._pan_from: Optional[QPointF] = None
-        self._pan_button = Qt.MouseButton.NoButton
-        self._space_down = False
-        self._space_used = False
-        # A Space release counts only once no Space press follows it at once: key autorepeat sends
-        # release/press pairs back to back, on some platforms without the autorepeat flag, and an
-        # accept from one of those would create an annotation the user never asked for.
-        self._space_settle = QTimer(self)
-        self._space_settle.setSingleShot(True)
-        self._space_settle.setInterval(SPACE_SETTLE_MS)
-        self._space_settle.timeout.connect(self._space_settled)
+        self.overlays = OverlayLayers(self._scene, lambda: self._image_size)
+        self.pan = PanTool(self)
+        self._tool: CanvasTool = PromptTool(self)
 
     # -- content ---------------------------------------------------------------------
 
@@ -173,83 +141,41 @@ class Canvas(QGraphicsView):
         """``(width, height)`` of the image shown, or ``None``."""
         return self._image_size
 
+    # overlays: drawn by self.overlays (annotator.ui.canvas_overlays); these are the slots the window wires
+
     def clear_overlays(self) -> None:
-        self.set_candidate_overlay(None)
-        self.set_annotation_overlays(())
-        self.set_proposals(())
-        self.set_prompt(PromptState())
-        self._drag_item.hide()
+        self.overlays.clear()
 
     def set_candidate_overlay(self, image: Optional[QImage]) -> None:
         """Draw ``image`` (any size, stretched over the whole image) as the current candidate, or nothing."""
-        self._set_overlay(self._candidate_item, image)
+        self.overlays.set_candidate(image)
 
-    def set_annotation_overlays(self, overlays: Iterable[Tuple[int, QImage, Tuple[float, float, float, float]]]) -> None:
+    def set_annotation_overlays(self, overlays: Iterable[Overlay]) -> None:
         """Replace the annotation layer with ``(annotation id, overlay, rect)`` (drawn in order).
 
         ``rect`` is ``(x, y, width, height)`` in image pixels: the region the
         overlay image is stretched over (its bounding box, not the whole image).
         """
-        for item in self._annotation_items.values():
-            self._scene.removeItem(item)
-        self._annotation_items = {}
-        for z, (ann_id, image, rect) in enumerate(overlays):
-            item = self._overlay_item(z=1 + z * 1e-6)
-            self._set_overlay(item, image, rect)
-            item.setVisible(self._annotations_visible and item.isVisible())
-            self._annotation_items[ann_id] = item
+        self.overlays.set_annotations(overlays)
 
-    def set_proposals(self, proposals: Iterable[Tuple[int, QImage, Tuple[float, float, float, float]]]) -> None:
-        """Replace the segment-everything proposals with ``(index, image, rect)`` (drawn in order, above annotations).
-
-        ``rect`` is ``(x, y, width, height)`` in image pixels, as for annotations.
-        """
-        for item in self._proposal_items.values():
-            self._scene.removeItem(item)
-        self._proposal_items = {}
-        for z, (index, image, rect) in enumerate(proposals):
-            item = self._overlay_item(z=1.5 + z * 1e-6)
-            self._set_overlay(item, image, rect)
-            self._proposal_items[index] = item
+    def set_proposals(self, proposals: Iterable[Overlay]) -> None:
+        """Replace the segment-everything proposals with ``(index, image, rect)`` (drawn in order, above annotations)."""
+        self.overlays.set_proposals(proposals)
 
     def update_proposal(self, index: int, image: QImage) -> None:
         """Draw proposal ``index`` with ``image`` (same rect as before), e.g. once it is selected."""
-        item = self._proposal_items.get(index)
-        if item is not None and not image.isNull():
-            item.setPixmap(QPixmap.fromImage(image))
+        self.overlays.update_proposal(index, image)
 
     @property
     def proposal_count(self) -> int:
-        return len(self._proposal_items)
+        return len(self.overlays.proposal_items)
 
     def set_annotations_visible(self, visible: bool) -> None:
-        self._annotations_visible = bool(visible)
-        for item in self._annotation_items.values():
-            item.setVisible(self._annotations_visible)
+        self.overlays.set_annotations_visible(visible)
 
     def set_prompt(self, prompt: PromptState) -> None:
         """Draw ``prompt``'s points (green foreground, red background) and its box."""
-        for item in self._point_items:
-            self._scene.removeItem(item)
-        self._point_items = []
-        for (x, y), label in zip(prompt.points, prompt.labels):
-            sx, sy = image_to_scene(x, y)
-            r = POINT_RADIUS
-            item = QGraphicsEllipseItem(-r, -r, 2 * r, 2 * r)
-            item.setPos(sx, sy)
-            item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-            item.setBrush(QBrush(FG_COLOR if label == 1 else BG_COLOR))
-            item.setPen(QPen(QColor(255, 255, 255), 1.5))
-            item.setZValue(4)
-            self._scene.addItem(item)
-            self._point_items.append(item)
-        if prompt.box is None:
-            self._box_item.hide()
-        else:
-            x0, y0, x1, y1 = prompt.box
-            (sx0, sy0), (sx1, sy1) = image_to_scene(x0, y0), image_to_scene(x1, y1)
-            self._box_item.setRect(QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)))
-            self._box_item.show()
+        self.overlays.set_prompt(prompt)
 
     # -- view ------------------------------------------------------------------------
 
@@ -274,15 +200,13 @@ class Canvas(QGraphicsView):
         self._fit_mode = False
         if anchor is None:
             anchor = QPointF(self.viewport().rect().center())
-        inverse, _ = self.viewportTransform().inverted()
-        fixed = inverse.map(QPointF(anchor))  # the scene point that must stay under the anchor
+        fixed = self.scene_at(anchor)  # the scene point that must stay under the anchor
         old = self.transformationAnchor()
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.scale(target / current, target / current)
         self.setTransformationAnchor(old)
         drift = self.viewportTransform().map(fixed) - QPointF(anchor)
-        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + round(drift.x()))
-        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + round(drift.y()))
+        self.scroll_by(drift.x(), drift.y())
         self._after_zoom()
 
     def actual_size(self) -> None:
@@ -290,9 +214,19 @@ class Canvas(QGraphicsView):
 
     def image_at(self, viewport_pos: QPointF) -> Tuple[float, float]:
         """Image coordinates (x, y) under a viewport position (float precision)."""
-        inverse, _ = self.viewportTransform().inverted()
-        scene = inverse.map(QPointF(viewport_pos))
+        scene = self.scene_at(viewport_pos)
         return scene_to_image(scene.x(), scene.y())
+
+    def scene_at(self, viewport_pos: QPointF) -> QPointF:
+        """Scene position under a viewport position (scene units are image pixels, corners at integers)."""
+        inverse, _ = self.viewportTransform().inverted()
+        return inverse.map(QPointF(viewport_pos))
+
+    def scroll_by(self, dx: float, dy: float) -> None:
+        """Scroll the view by ``(dx, dy)`` screen pixels (a pan: the view stops refitting on resize)."""
+        self._fit_mode = False
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + round(dx))
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + round(dy))
 
     def viewport_pos(self, x: float, y: float) -> QPointF:
         """Viewport position of image point ``(x, y)`` (inverse of :meth:`image_at`)."""
@@ -314,152 +248,63 @@ class Canvas(QGraphicsView):
             self.fit()
 
     def wheelEvent(self, event) -> None:  # noqa: N802
+        if self._tool.wheel(event):  # e.g. a brush's Ctrl+wheel
+            event.accept()
+            return
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta:
             self.zoom_by(1.0015**delta, anchor=event.position())
         event.accept()
 
-    # -- mouse -----------------------------------------------------------------------
+    # -- input: the pan tool first, then the active tool (annotator.ui.canvas_tools) ---------
+
+    @property
+    def tool(self) -> CanvasTool:
+        """The active tool (what a click or drag means); panning is always on besides it."""
+        return self._tool
+
+    def set_tool(self, tool: CanvasTool) -> None:
+        """Make ``tool`` the active tool (the previous one drops any gesture in progress)."""
+        if tool is self._tool:
+            return
+        self._tool.cancel()
+        self._tool = tool
+        if not self.pan.panning and not self.pan.space_down:
+            self.viewport().setCursor(tool.cursor)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self._space_settle.isActive():  # Space went up just before this click: settle it first
-            self._space_settle.stop()
-            self._space_settled()
-        button = event.button()
-        pos = event.position()
-        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space_down):
-            self._pan_from, self._pan_button = pos, button
-            self._space_used = self._space_used or self._space_down
-            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
-            event.accept()
-            return
-        if button == Qt.MouseButton.LeftButton:
-            self._press = pos
-            self._press_shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-            self._dragging = False
-            event.accept()
-            return
-        if button == Qt.MouseButton.RightButton:
-            self._emit_point(pos, 0)
+        if self.pan.press(event) or self._tool.press(event):
             event.accept()
             return
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        pos = event.position()
-        if self._pan_from is not None:
-            delta = pos - self._pan_from
-            self._pan_from = pos
-            self._fit_mode = False
-            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
-            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+        if self.pan.move(event) or self._tool.move(event):
             event.accept()
             return
-        if self._press is not None and self._image_size is not None:
-            moved = pos - self._press
-            if self._dragging or abs(moved.x()) + abs(moved.y()) > DRAG_THRESHOLD_PX:
-                self._dragging = True
-                inverse, _ = self.viewportTransform().inverted()
-                self._drag_item.setRect(QRectF(inverse.map(self._press), inverse.map(pos)).normalized())
-                self._drag_item.show()
         if self._image_size is not None:
-            x, y = self.image_at(pos)
+            x, y = self.image_at(event.position())
             self.cursorMoved.emit(x, y)
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        button = event.button()
-        if self._pan_from is not None and button == self._pan_button:
-            self._pan_from = None
-            self.viewport().setCursor(
-                Qt.CursorShape.OpenHandCursor if self._space_down else Qt.CursorShape.CrossCursor
-            )
-            event.accept()
-            return
-        if button == Qt.MouseButton.LeftButton and self._press is not None:
-            press, self._press = self._press, None
-            if self._dragging:
-                self._dragging = False
-                self._drag_item.hide()
-                x0, y0 = self.image_at(press)
-                x1, y1 = self.image_at(event.position())
-                if self._image_size is not None:
-                    self.boxDrawn.emit(x0, y0, x1, y1)
-            else:
-                self._emit_point(press, 0 if self._press_shift else 1)
+        if self.pan.release(event) or self._tool.release(event):
             event.accept()
             return
         super().mouseReleaseEvent(event)
 
-    def _emit_point(self, viewport_pos: QPointF, label: int) -> None:
-        if self._image_size is None:
-            return
-        x, y = self.image_at(viewport_pos)
-        if inside(x, y, *self._image_size):
-            self.pointClicked.emit(x, y, label)
-
-    # -- keys ------------------------------------------------------------------------
-
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space:
-            if self._space_settle.isActive():  # the release just before was half of an autorepeat pair
-                self._space_settle.stop()
-            elif not event.isAutoRepeat() and not self._space_down:
-                self._space_down, self._space_used = True, False
-                self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+        if self.pan.key_press(event) or self._tool.key_press(event):
             event.accept()
             return
         super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space:
-            if not event.isAutoRepeat() and self._space_down:
-                self._space_settle.start()  # decided in _space_settled, unless a press follows
+        if self.pan.key_release(event) or self._tool.key_release(event):
             event.accept()
             return
         super().keyReleaseEvent(event)
 
-    def _space_settled(self) -> None:
-        """Space is really up: leave pan mode; accept if nothing was dragged while it was held."""
-        if not self._space_down:
-            return
-        self._space_down = False
-        if self._pan_from is None:
-            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
-        if not self._space_used:
-            self.spaceReleased.emit()
-
     def focusOutEvent(self, event) -> None:  # noqa: N802
-        # A Space released elsewhere must not leave the canvas in pan mode, nor accept.
-        self._space_settle.stop()
-        self._space_down = False
+        self.pan.cancel()  # a Space released elsewhere must not leave pan mode on, nor accept
         super().focusOutEvent(event)
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _overlay_item(self, z: float) -> QGraphicsPixmapItem:
-        item = QGraphicsPixmapItem()
-        item.setZValue(z)
-        item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
-        item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
-        item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-        self._scene.addItem(item)
-        return item
-
-    def _set_overlay(self, item: QGraphicsPixmapItem, image: Optional[QImage], rect=None) -> None:
-        """Stretch ``image`` over ``rect`` ``(x, y, w, h)`` in image pixels (default: the whole image)."""
-        if image is None or image.isNull() or self._image_size is None:
-            item.setPixmap(QPixmap())
-            item.hide()
-            return
-        x, y, w, h = rect if rect is not None else (0.0, 0.0, *self._image_size)
-        item.setPixmap(QPixmap.fromImage(image))
-        item.setPos(x, y)
-        item.setTransform(QTransform.fromScale(w / image.width(), h / image.height()))
-        item.show()
-
-
-def _cosmetic_pen(color: QColor, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
-    pen = QPen(color, width, style)
-    pen.setCosmetic(True)  # same width on screen at every zoom
-    return pen

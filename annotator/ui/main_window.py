@@ -1,48 +1,41 @@
-"""The main window: builds the widgets and actions, wires them to the session, asks the user questions.
+"""The main window: lays out the widgets and actions and wires them to the session.
 
 It computes nothing: every behaviour lives in :class:`annotator.session.session.Session`
 (a facade over the session's parts: images, prompting, document edits, the
 accept pipeline, the segment-everything review, export), the canvas
-(drawing, mouse) or a panel (display). What remains here is layout, signal
-wiring and the dialogs. Every handler below is a session entry point that
-waits while an accept is being finished (the review's included).
+(:mod:`annotator.ui.canvas`: view, overlays, input tools) or a panel
+(display). The questions it asks the user live in three helpers:
+:class:`~annotator.ui.file_dialogs.FileDialogs` (folders, the working file,
+saving, export), :class:`~annotator.ui.model_dialogs.ModelDialogs`
+(checkpoint, load failures, the weights download) and
+:class:`~annotator.ui.app_dialogs.AppDialogs` (help, About, error reports,
+Preferences). The menus and toolbar come from the one action table
+(:mod:`annotator.ui.actions`). Every handler below is a session entry point
+that waits while an accept is being finished (the review's included).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import (
-    QApplication,
-    QDockWidget,
-    QFileDialog,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QProgressDialog,
-    QToolBar,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
 
-from annotator import __version__
-
+from annotator.session.session import Session
 from annotator.ui import actions
-
-from annotator.ui import dialogs
+from annotator.ui.app_dialogs import AppDialogs
 from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
-from annotator.workers.messages import ModelFailure, ModelInfo, ModelRequest
+from annotator.ui.file_dialogs import FileDialogs
+from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
-from annotator.session.session import Session
 from annotator.ui.settings import Settings, apply_shortcuts
 from annotator.ui.task_widgets import ReviewBar, TaskProgress
+from annotator.workers.messages import ModelInfo, ModelRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +43,6 @@ STRIP_HINT = (
     "Click an object to segment it · right click: background · drag: box · Enter/Space: accept · "
     "Ctrl+E: segment everything"
 )
-
-
-class _ErrorRelay(QObject):
-    """Carries error reports from any thread to the GUI thread (a queued signal)."""
-
-    raised = Signal(str, str)  # summary, details
 
 
 class MainWindow(QMainWindow):
@@ -77,6 +64,10 @@ class MainWindow(QMainWindow):
     interactive:
         ``False`` (the launch smoke test) shows errors in the status bar and
         the log only, never in a dialog that waits for a click.
+    closing:
+        ``True`` while the window is closing (no new dialogs then).
+    file_dialogs, model_dialogs, app_dialogs:
+        The helpers that ask the user questions (see the module docstring).
     """
 
     def __init__(
@@ -86,15 +77,11 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.settings = settings if settings is not None else Settings()
         self.session = session or Session(self)
-        self.model_request: Optional[ModelRequest] = None
         self.interactive = True
-        self._progress: Optional[QProgressDialog] = None
-        self._save_error_shown = False
-        self._closing = False
-        self.error_box: Optional[dialogs.ErrorBox] = None
-        self.preferences_dialog = None
-        self._errors = _ErrorRelay(self)
-        self._errors.raised.connect(self._show_error, Qt.ConnectionType.QueuedConnection)
+        self.closing = False
+        self.file_dialogs = FileDialogs(self)
+        self.model_dialogs = ModelDialogs(self)
+        self.app_dialogs = AppDialogs(self)
 
         self.canvas = Canvas(self)
         self.strip = CandidateStrip(self)
@@ -131,8 +118,14 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(w)
 
         self.actions_by_name: Dict[str, QAction] = actions.build_actions(self, self._handlers())
-        self._build_menus()
-        self._build_toolbar()
+        actions.build_menus(self.menuBar(), self.actions_by_name)
+        self.toolbar = actions.build_toolbar(self, self.actions_by_name)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+        a = self.actions_by_name
+        a["toggle_annotations"].setChecked(True)
+        a["undo"].setEnabled(False)
+        a["redo"].setEnabled(False)
+        self._review_actions_enabled(False)
         self._wire()
         self.apply_settings()
         self.strip.set_candidates((), hint=STRIP_HINT)
@@ -153,12 +146,12 @@ class MainWindow(QMainWindow):
         return dock
 
     def _handlers(self) -> Dict[str, object]:
-        s = self.session
+        s, files, models, app = self.session, self.file_dialogs, self.model_dialogs, self.app_dialogs
         handlers: Dict[str, object] = {
-            "open_folder": self.choose_folder,
-            "save": self.save,
-            "export_coco": self.export_coco,
-            "choose_checkpoint": self.choose_checkpoint,
+            "open_folder": files.choose_folder,
+            "save": files.save,
+            "export_coco": files.export_coco,
+            "choose_checkpoint": models.choose_checkpoint,
             "quit": self.close,
             "undo": s.undo,
             "redo": s.redo,
@@ -178,49 +171,18 @@ class MainWindow(QMainWindow):
             "zoom_out": lambda: self.canvas.zoom_by(0.8),
             "actual_size": self.canvas.actual_size,
             "toggle_annotations": self.canvas.set_annotations_visible,
-            "preferences": self.show_preferences,
+            "preferences": app.show_preferences,
             "segment_everything": s.everything.start,
             "accept_proposals": s.everything.accept_selected,
             "accept_all_proposals": s.everything.accept_all,
             "reject_proposals": s.everything.reject_all,
-            "help": self.show_help,
-            "open_log_folder": self.open_log_folder,
-            "about": self.show_about,
+            "help": app.show_help,
+            "open_log_folder": app.open_log_folder,
+            "about": app.show_about,
         }
         for i in range(1, actions.QUICK_CATEGORIES + 1):
             handlers[f"category_{i}"] = lambda n=i: s.quick_category(n)
         return handlers
-
-    def _build_menus(self) -> None:
-        menus = {name: self.menuBar().addMenu(f"&{name}") for name in actions.MENUS}
-        for spec in actions.ACTIONS:
-            menu = menus[spec.menu]
-            if spec.name in ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about"):
-                menu.addSeparator()
-            menu.addAction(self.actions_by_name[spec.name])
-        self.actions_by_name["toggle_annotations"].setChecked(True)
-        self.actions_by_name["undo"].setEnabled(False)
-        self.actions_by_name["redo"].setEnabled(False)
-        self._review_actions_enabled(False)
-
-    def _build_toolbar(self) -> None:
-        bar = QToolBar("Tools", self)
-        bar.setObjectName("toolbar")
-        bar.setMovable(False)
-        bar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        a = self.actions_by_name
-        for name in ("open_folder", "save", "export_coco"):
-            bar.addAction(a[name])
-        bar.addSeparator()
-        bar.addAction(a["segment_everything"])
-        for name, text in (("undo", "Undo"), ("redo", "Redo")):
-            a[name].setIconText(text)  # the menu text names the step ("Undo Accept object"); the button stays short
-            bar.addAction(a[name])
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
-        self.toolbar = bar
-        for button in bar.findChildren(QWidget):
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys keep going to the canvas
 
     def _review_actions_enabled(self, on: bool) -> None:
         for name in ("accept_proposals", "accept_all_proposals", "reject_proposals"):
@@ -229,6 +191,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         s, c = self.session, self.canvas
         a = self.actions_by_name
+        files, models = self.file_dialogs, self.model_dialogs
         # session -> widgets
         s.folderChanged.connect(self.images.reset)
         s.folderChanged.connect(self._update_title)
@@ -244,10 +207,12 @@ class MainWindow(QMainWindow):
         s.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         s.encoderStatus.connect(self.encoder_status.set_state)
         s.modelChanged.connect(self._model_changed)
-        s.modelFailed.connect(self._model_failed)
-        s.downloadProgress.connect(self._download_progress)
+        s.modelFailed.connect(lambda _failure: self.model_label.setText("no model"))
+        s.modelFailed.connect(models.failed)
+        s.downloadProgress.connect(models.download_progress)
         s.dirtyChanged.connect(self._update_title)
-        s.saveFailed.connect(self._save_failed)
+        s.saveFailed.connect(self._update_title)
+        s.saveFailed.connect(files.save_failed)
         s.undo_stack.canUndoChanged.connect(a["undo"].setEnabled)
         s.undo_stack.canRedoChanged.connect(a["redo"].setEnabled)
         s.undo_stack.undoTextChanged.connect(lambda t: a["undo"].setText(f"&Undo {t}".strip()))
@@ -263,10 +228,11 @@ class MainWindow(QMainWindow):
         self.review_bar.acceptSelected.connect(a["accept_proposals"].trigger)
         self.review_bar.acceptAll.connect(a["accept_all_proposals"].trigger)
         self.review_bar.rejectAll.connect(a["reject_proposals"].trigger)
-        s.exportRunning.connect(self._export_running)
+        s.exportRunning.connect(lambda on: self.export_progress.start("Exporting…") if on
+                                else self.export_progress.finish())
         s.exportProgress.connect(self.export_progress.set_progress)
-        s.exportFinished.connect(self._export_finished)
-        s.exportFailed.connect(self._export_failed)
+        s.exportFinished.connect(files.export_finished)
+        s.exportFailed.connect(files.export_failed)
         self.export_progress.cancelRequested.connect(s.cancel_export)
         # widgets -> session
         c.pointClicked.connect(s.add_point)
@@ -305,9 +271,10 @@ class MainWindow(QMainWindow):
     def _update_title(self, *_: object) -> None:
         self.setWindowTitle(self.session.title())
 
-    # =====================================================================================
-    # segment everything
-    # =====================================================================================
+    def _model_changed(self, info: ModelInfo) -> None:
+        self.model_dialogs.close_progress()
+        self.model_label.setText(info.label)
+        self.model_label.setToolTip(str(info.checkpoint or ""))
 
     def _everything_running(self, running: bool) -> None:
         self.actions_by_name["segment_everything"].setEnabled(not running)
@@ -323,7 +290,7 @@ class MainWindow(QMainWindow):
         self.canvas.setFocus()
 
     # =====================================================================================
-    # starting
+    # entry points (the launcher, the error hook)
     # =====================================================================================
 
     def start(self, folder: Optional[Path] = None, output: Optional[Path] = None,
@@ -332,209 +299,14 @@ class MainWindow(QMainWindow):
         if folder is not None:
             self.open_folder(Path(folder), output)
         if model is not None:
-            self.model_request = model
-            self.session.load_model(model)
+            self.model_dialogs.load(model)
 
     def use_model(self, info: ModelInfo) -> None:
         self.session.use_model(info)
 
-    # =====================================================================================
-    # files
-    # =====================================================================================
-
-    def choose_folder(self) -> None:
-        start = str(self.session.folder or Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", start)
-        if folder:
-            self.open_folder(Path(folder))
-
     def open_folder(self, folder: Path, output: Optional[Path] = None) -> bool:
         """Open ``folder``; a bad working file is never overwritten without the user's say."""
-        from annotator.data.document import DatasetError
-        from annotator.data.imageio import ImageLoadError
-
-        try:
-            self.session.open_folder(folder, output)
-            return True
-        except DatasetError as exc:
-            return self._bad_dataset(folder, output, exc)
-        except (ImageLoadError, OSError) as exc:
-            QMessageBox.warning(self, "Cannot open folder", f"{folder}\n\n{exc}")
-            return False
-
-    def _bad_dataset(self, folder: Path, output: Optional[Path], exc: Exception) -> bool:
-        path = Path(getattr(exc, "path", output or folder / "annotations.json"))
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("The annotation file cannot be used")
-        box.setText(f"<b>{path.name}</b> in {path.parent} cannot be loaded, so it has not been opened or changed.")
-        box.setInformativeText(
-            "Choose “Work in a New File…” to annotate into another file, or “Start Over” to replace it "
-            "(a backup copy is kept next to it)."
-        )
-        box.setDetailedText(str(exc))
-        new_file = box.addButton("Work in a New File…", QMessageBox.ButtonRole.AcceptRole)
-        start_over = box.addButton("Start Over", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        try:
-            if clicked is new_file:
-                target, _ = QFileDialog.getSaveFileName(
-                    self, "New annotation file", str(path.with_name(path.stem + "-new.json")), "COCO JSON (*.json)"
-                )
-                return bool(target) and self.open_folder(folder, Path(target))
-            if clicked is start_over:
-                self.session.open_folder(folder, path, replace_bad_file=True)
-                return True
-        except Exception as again:  # noqa: BLE001 - shown to the user
-            QMessageBox.warning(self, "Cannot open folder", str(again))
-        return False
-
-    def save(self) -> None:
-        if self.session.save():
-            self.statusBar().showMessage(f"Saved {self.session.dataset.path}" if self.session.dataset else "", 3000)
-
-    def _save_failed(self, message: str) -> None:
-        self.statusBar().showMessage(message, 0)
-        self._update_title()
-        if not self._save_error_shown and not self._closing:  # one dialog per streak of failures
-            self._save_error_shown = True
-            QMessageBox.warning(self, "Could not save", message)
-        self.session.dirtyChanged.connect(self._reset_save_error, Qt.ConnectionType.SingleShotConnection)
-
-    def _reset_save_error(self, dirty: bool) -> None:
-        if not dirty:
-            self._save_error_shown = False
-
-    def export_coco(self) -> None:
-        if self.session.dataset is None:
-            self.statusBar().showMessage("Open a folder first", 3000)
-            return
-        rle, poly = "COCO JSON, RLE masks (*.json)", "COCO JSON, polygons (*.json)"
-        default = self.session.dataset.path.with_name("coco_export.json")
-        target, chosen = QFileDialog.getSaveFileName(self, "Export COCO", str(default), f"{rle};;{poly}", rle)
-        if not target:
-            return
-        fmt = "coco-polygon" if chosen == poly else "coco-rle"
-        self.session.start_export(Path(target), fmt)
-
-    def _export_running(self, running: bool) -> None:
-        if running:
-            self.export_progress.start("Exporting…")
-        else:
-            self.export_progress.finish()
-
-    def _export_finished(self, path: Path, warnings: List[str]) -> None:
-        self.statusBar().showMessage(f"Exported {path}", 5000)
-        if warnings and self.interactive:
-            more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
-            QMessageBox.information(self, "Exported with warnings", "\n".join(warnings[:20]) + more)
-
-    def _export_failed(self, message: str) -> None:
-        self.statusBar().showMessage(f"Export failed: {message.splitlines()[0] if message else ''}", 0)
-        if self.interactive:
-            QMessageBox.warning(self, "Export failed", message)
-
-    # =====================================================================================
-    # model
-    # =====================================================================================
-
-    def choose_checkpoint(self, model_type: Optional[str] = None) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth);;All files (*)")
-        if path:
-            base = self.model_request or self.settings_request()
-            self.model_request = replace(base, model_type=model_type, checkpoint=Path(path))
-            self.session.load_model(self.model_request)
-
-    def _model_changed(self, info: ModelInfo) -> None:
-        self._close_progress()
-        self.model_label.setText(info.label)
-        self.model_label.setToolTip(str(info.checkpoint or ""))
-
-    def _model_failed(self, failure: ModelFailure) -> None:
-        self._close_progress()
-        self.model_label.setText("no model")
-        if not self.interactive:
-            self.statusBar().showMessage(f"The model could not be loaded: {failure.message}", 0)
-            return
-        if failure.kind == "cancelled":
-            self.statusBar().showMessage("Download cancelled. File → Load Checkpoint… picks weights from a file.", 0)
-            return
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("The model could not be loaded")
-        box.setText(failure.message.splitlines()[0] if failure.message else "The model could not be loaded.")
-        box.setDetailedText(failure.message)
-        pick = box.addButton("Choose Another File…", QMessageBox.ButtonRole.AcceptRole)
-        as_detected = None
-        if failure.detected_type and failure.detected_type != failure.model_type:
-            as_detected = box.addButton(f"Load as {failure.detected_type}", QMessageBox.ButtonRole.ActionRole)
-        box.addButton(QMessageBox.StandardButton.Close)
-        box.exec()
-        if box.clickedButton() is pick:
-            self.choose_checkpoint()
-        elif as_detected is not None and box.clickedButton() is as_detected:
-            base = self.model_request or self.settings_request()
-            self.model_request = replace(base, model_type=failure.detected_type, checkpoint=failure.checkpoint)
-            self.session.load_model(self.model_request)
-
-    def _download_progress(self, done: int, total: Optional[int]) -> None:
-        if self._progress is None:
-            self._progress = QProgressDialog("Downloading model weights…", "Cancel", 0, 0, self)
-            self._progress.setWindowTitle("sam-annotator")
-            self._progress.setWindowModality(Qt.WindowModality.WindowModal)
-            self._progress.setMinimumDuration(0)
-            self._progress.canceled.connect(self.session.cancel_download)
-        if total:
-            self._progress.setMaximum(1000)
-            self._progress.setValue(int(1000 * done / total))
-            self._progress.setLabelText(f"Downloading model weights… {done / 1e6:.0f} of {total / 1e6:.0f} MB")
-        else:
-            self._progress.setLabelText(f"Downloading model weights… {done / 1e6:.0f} MB")
-
-    def _close_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.canceled.disconnect()
-            self._progress.close()
-            self._progress.deleteLater()
-            self._progress = None
-
-    # =====================================================================================
-    # help
-    # =====================================================================================
-
-    def show_help(self) -> None:
-        """F1: the keys in use (the user's remapped ones included) and the mouse gestures."""
-        self.help_dialog = dialogs.help_dialog(self, self.settings.effective_specs())
-        self.help_dialog.open()
-
-    def about_rows(self):
-        """What Help → About lists: version, model, device, weights, log, cache and settings paths."""
-        from annotator.data.logs import log_path
-        from annotator.data.cachefiles import embeddings_dir
-
-        info = self.session.model_info
-        cache_root = embeddings_dir(self._cache_root()).parent
-        return dialogs.about_rows(
-            __version__,
-            info.model_type if info else "none loaded",
-            info.device if info else "—",
-            str(info.checkpoint or "—") if info else "—",
-            log_path(),
-            cache_root,
-            self.settings.path,
-        )
-
-    def show_about(self) -> None:
-        self.about_box = dialogs.about_box(self, self.about_rows())
-        self.about_box.open()
-
-    def open_log_folder(self) -> bool:
-        """Help → Open Log Folder."""
-        from annotator.data.logs import log_dir
-
-        return dialogs.open_folder(log_dir())
+        return self.file_dialogs.open_folder(folder, output)
 
     def show_error(self, summary: str, details: str) -> None:
         """Report an uncaught exception (see :func:`annotator.data.logs.install_excepthook`).
@@ -543,38 +315,7 @@ class MainWindow(QMainWindow):
         a queued signal, where a dialog shows the summary, the details and the
         log file's path (one dialog collects further errors while it is open).
         """
-        self._errors.raised.emit(summary, details)
-
-    def _show_error(self, summary: str, details: str) -> None:
-        from annotator.data.logs import log_path
-
-        path = log_path()
-        self.statusBar().showMessage(f"Internal error: {summary} (details in {path})", 0)
-        if not self.interactive or self._closing:
-            return
-        if self.error_box is None or not self.error_box.isVisible():
-            self.error_box = dialogs.ErrorBox(self, path)
-            self.error_box.add(summary, details)
-            self.error_box.open()
-        else:
-            self.error_box.add(summary, details)
-
-    # =====================================================================================
-    # preferences
-    # =====================================================================================
-
-    def settings_request(self) -> ModelRequest:
-        """A model request from the preferences alone (no command line)."""
-        st = self.settings
-        return ModelRequest(
-            model_type=st.model_type(), device=st.device, cache_root=st.cache_root(),
-            memory_bytes=st.memory_bytes(), disk_bytes=st.disk_bytes(),
-        )
-
-    def _cache_root(self) -> Optional[Path]:
-        if self.model_request is not None:
-            return self.model_request.cache_root
-        return self.settings.cache_root()
+        self.app_dialogs.report_error(summary, details)
 
     def apply_settings(self) -> None:
         """Take the preferences that apply at once: shortcuts, opacity, autosave, cache bounds."""
@@ -582,62 +323,19 @@ class MainWindow(QMainWindow):
         apply_shortcuts(self.actions_by_name, st)
         self.session.set_autosave(st.autosave)
         self.session.set_opacity(st.overlay_opacity)
-        cache = self.session.encoder.cache
-        if cache is not None:
-            cache.memory_bytes = st.memory_bytes()
-            cache.disk_bytes = st.disk_bytes()
-        if self.model_request is not None:
-            self.model_request = replace(self.model_request, memory_bytes=st.memory_bytes(),
-                                         disk_bytes=st.disk_bytes())
-
-    def show_preferences(self) -> None:
-        """Edit → Preferences: non-blocking; OK applies what can be applied now."""
-        from annotator.ui.preferences import PreferencesDialog
-
-        dialog = PreferencesDialog(self.settings, parent=self, clear_cache=self.clear_embedding_cache)
-        dialog.accepted.connect(lambda: self._preferences_accepted(dialog))
-        self.preferences_dialog = dialog
-        dialog.open()
-
-    def _preferences_accepted(self, dialog) -> None:
-        self.apply_settings()
-        if dialog.restart_required:
-            self.statusBar().showMessage(
-                "Preferences saved. The model, device and cache folder change when sam-annotator next starts.", 0
-            )
-        else:
-            self.statusBar().showMessage("Preferences saved", 3000)
-
-    def clear_embedding_cache(self) -> str:
-        """Delete the stored image embeddings (all models; weights stay); returns what was done, for the dialog."""
-        from annotator.data.cachefiles import clear_embeddings, embeddings_dir
-
-        cache = self.session.encoder.cache
-        directory = cache.directory if cache is not None and cache.directory is not None \
-            else embeddings_dir(self._cache_root())
-        if cache is not None:
-            cache.clear_memory()
-        files, size = clear_embeddings(directory)
-        return f"Deleted {files} embedding(s), {size / 2**20:.0f} MB."
+        self.model_dialogs.set_cache_bounds(st.memory_bytes(), st.disk_bytes())
 
     # =====================================================================================
     # closing
     # =====================================================================================
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self._closing = True
-        if not self.session.flush():
-            answer = QMessageBox.question(
-                self, "Unsaved annotations",
-                "The annotations could not be saved (see the status bar). Quit anyway and lose the unsaved changes?",
-                QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.Cancel,
-            )
-            if answer != QMessageBox.StandardButton.Discard:
-                self._closing = False
-                event.ignore()
-                return
-        self._close_progress()
+        self.closing = True
+        if not self.session.flush() and not self.file_dialogs.quit_unsaved():
+            self.closing = False
+            event.ignore()
+            return
+        self.model_dialogs.close_progress()
         self.encoder_status.stop()
         self.everything_progress.finish()
         self.export_progress.finish()

@@ -22,6 +22,10 @@ one key, which Qt would silently disable.
 store (tests, CI, portable installs).
 
 This module imports Qt (QtCore, QtGui) but neither torch nor QtWidgets.
+
+Why so long: it is the preferences' schema. Each key sits next to its parser
+and default, and the shortcut-override rules sit next to the store that holds
+them. The one class, :class:`Settings`, is well under the class limit.
 """
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""The window's questions and reports about files: open a folder, a bad working file, saving, export, quitting unsaved.
+
+:class:`FileDialogs` asks the user (file choosers, message boxes) and hands
+the answer to the session; it computes nothing itself. A bad working file is
+never overwritten without the user's say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+
+
+
+class FileDialogs:
+    """File questions for ``window`` (its session, status bar, ``interactive`` and ``closing`` flags)."""
+
+    def __init__(self, window: QMainWindow) -> None:
+        self._window = window
+        self._save_error_shown = False
+
+    @property
+    def _session(self):
+        return self._window.session
+
+    def _status(self, text: str, ms: int = 0) -> None:
+        self._window.statusBar().showMessage(text, ms)
+
+    # -- opening ---------------------------------------------------------------------
+
+    def choose_folder(self) -> None:
+        start = str(self._session.folder or Path.home())
+        folder = QFileDialog.getExistingDirectory(self._window, "Open a folder of images", start)
+        if folder:
+            self.open_folder(Path(folder))
+
+    def open_folder(self, folder: Path, output: Optional[Path] = None) -> bool:
+        """Open ``folder``; a bad working file is never overwritten without the user's say."""
+        from annotator.data.document import DatasetError
+        from annotator.data.imageio import ImageLoadError
+
+        try:
+            self._session.open_folder(folder, output)
+            return True
+        except DatasetError as exc:
+            return self._bad_dataset(folder, output, exc)
+        except (ImageLoadError, OSError) as exc:
+            QMessageBox.warning(self._window, "Cannot open folder", f"{folder}\n\n{exc}")
+            return False
+
+    def _bad_dataset(self, folder: Path, output: Optional[Path], exc: Exception) -> bool:
+        path = Path(getattr(exc, "path", output or folder / "annotations.json"))
+        box = QMessageBox(self._window)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("The annotation file cannot be used")
+        box.setText(f"<b>{path.name}</b> in {path.parent} cannot be loaded, so it has not been opened or changed.")
+        box.setInformativeText(
+            "Choose “Work in a New File…” to annotate into another file, or “Start Over” to replace it "
+            "(a backup copy is kept next to it)."
+        )
+        box.setDetailedText(str(exc))
+        new_file = box.addButton("Work in a New File…", QMessageBox.ButtonRole.AcceptRole)
+        start_over = box.addButton("Start Over", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        try:
+            if clicked is new_file:
+                target, _ = QFileDialog.getSaveFileName(
+                    self._window, "New annotation file", str(path.with_name(path.stem + "-new.json")),
+                    "COCO JSON (*.json)",
+                )
+                return bool(target) and self.open_folder(folder, Path(target))
+            if clicked is start_over:
+                self._session.open_folder(folder, path, replace_bad_file=True)
+                return True
+        except Exception as again:  # noqa: BLE001 - shown to the user
+            QMessageBox.warning(self._window, "Cannot open folder", str(again))
+        return False
+
+    # -- saving ----------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self._session.save():
+            dataset = self._session.dataset
+            self._status(f"Saved {dataset.path}" if dataset else "", 3000)
+
+    def save_failed(self, message: str) -> None:
+        """Status bar always; a dialog once per streak of failures (until a save succeeds)."""
+        self._status(message)
+        if not self._save_error_shown and not self._window.closing:
+            self._save_error_shown = True
+            QMessageBox.warning(self._window, "Could not save", message)
+        self._session.dirtyChanged.connect(self._reset_save_error, Qt.ConnectionType.SingleShotConnection)
+
+    def _reset_save_error(self, dirty: bool) -> None:
+        if not dirty:
+            self._save_error_shown = False
+
+    def quit_unsaved(self) -> bool:
+        """The annotations could not be saved: ``True`` if the user still wants to quit."""
+        answer = QMessageBox.question(
+            self._window, "Unsaved annotations",
+            "The annotations could not be saved (see the status bar). Quit anyway and lose the unsaved changes?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
+
+    # -- export ----------------------------------------------------------------------
+
+    def export_coco(self) -> None:
+        """Ask for a target file and format, then start the export in the background."""
+        dataset = self._session.dataset
+        if dataset is None:
+            self._status("Open a folder first", 3000)
+            return
+        rle, poly = "COCO JSON, RLE masks (*.json)", "COCO JSON, polygons (*.json)"
+        default = dataset.path.with_name("coco_export.json")
+        target, chosen = QFileDialog.getSaveFileName(self._window, "Export COCO", str(default), f"{rle};;{poly}", rle)
+        if not target:
+            return
+        self._session.start_export(Path(target), "coco-polygon" if chosen == poly else "coco-rle")
+
+    def export_finished(self, path: Path, warnings: List[str]) -> None:
+        self._status(f"Exported {path}", 5000)
+        if warnings and self._window.interactive:
+            more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
+            QMessageBox.information(self._window, "Exported with warnings", "\n".join(warnings[:20]) + more)
+
+    def export_failed(self, message: str) -> None:
+        self._status(f"Export failed: {message.splitlines()[0] if message else ''}")
+        if self._window.interactive:
+            QMessageBox.warning(self._window, "Export failed", message)
