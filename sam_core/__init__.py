@@ -10,6 +10,11 @@ Public API (stable; the application imports nothing else)::
     cands.low_res_logits  # (3, 256, 256), same order
     cands.mask(0)         # (H, W) bool at the original resolution
 
+    # a region (x0, y0, x1, y1) of a large image, seen at full resolution:
+    part = predictor.encode(image, region=(2000, 1500, 3024, 2524))
+    if part.covers(pts):                     # prompts stay in full-image pixels
+        cands = predictor.decode(part, points=pts, labels=lbl)   # masks: (H, W), False outside
+
 Coordinates: points are (N, 2) float, x then y, in original-image pixels;
 boxes are (4,) x0, y0, x1, y1. See :mod:`sam_core.types`.
 
@@ -29,6 +34,7 @@ _EXPORTS = {
     "ImageEmbedding": "sam_core.types",
     "Candidates": "sam_core.types",
     "CheckpointError": "sam_core.types",
+    "clip_region": "sam_core.types",
     # models and prediction
     "MODEL_TYPES": "sam_core.build",
     "SamModel": "sam_core.build",
@@ -39,6 +45,7 @@ _EXPORTS = {
     "resolve_device": "sam_core.build",
     "Predictor": "sam_core.predictor",
     "PromptError": "sam_core.predictor",
+    "PromptOutsideRegion": "sam_core.predictor",
     # checkpoint registry, download and cache
     "CHECKPOINTS": "sam_core.checkpoints",
     "CheckpointDownloadError": "sam_core.checkpoints",
@@ -85,5 +92,5 @@ if TYPE_CHECKING:  # pragma: no cover
         list_models,
         verify_checkpoint,
     )
-    from .predictor import Predictor, PromptError
-    from .types import Candidates, CheckpointError, ImageEmbedding
+    from .predictor import Predictor, PromptError, PromptOutsideRegion
+    from .types import Candidates, CheckpointError, ImageEmbedding, clip_region

@@ -376,6 +376,21 @@ class EmbeddingCache:
         h = hashlib.blake2b((self._key_prefix + digest).encode(), digest_size=_DIGEST_BYTES)
         return h.hexdigest()
 
+    @staticmethod
+    def key_for_region(key: str, region: Optional[tuple]) -> str:
+        """Key of the embedding of ``region`` of the image whose key is ``key`` (:meth:`key_for`).
+
+        ``region`` is ``ImageEmbedding.region``, i.e. what
+        :func:`sam_core.types.clip_region` makes of the requested rectangle
+        (compute it before encoding to look the embedding up). ``None`` (the
+        whole image) gives ``key`` itself; every region another key.
+        """
+        _check_key(key)
+        if region is None:
+            return key
+        text = json.dumps([key, "region", *(int(v) for v in region)])
+        return hashlib.blake2b(text.encode(), digest_size=_DIGEST_BYTES).hexdigest()
+
     def path_for(self, key: str) -> Path:
         """Where the disk entry of ``key`` lives (whether or not it exists)."""
         if self.directory is None:

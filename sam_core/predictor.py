@@ -11,6 +11,11 @@ Coordinates are original-image pixels, **x then y**:
 * ``labels``: ``(N,)`` int, 1 = foreground, 0 = background;
 * ``box``: ``(4,)`` ``x0, y0, x1, y1``;
 * ``mask_input``: ``(256, 256)`` low-res logits of an earlier candidate.
+
+A region embedding (``encode(image, region=...)``) takes its prompts in
+full-image pixels too: :meth:`Predictor.decode` checks that they lie in the
+region (else :class:`~sam_core.types.PromptOutsideRegion`) and translates
+them into the crop; its candidates give full-image masks.
 """
 
 from __future__ import annotations
@@ -21,16 +26,11 @@ import numpy as np
 import torch
 
 from .build import SamModel
-from .types import Candidates, ImageEmbedding
+from .types import Candidates, ImageEmbedding, PromptError, PromptOutsideRegion, clip_region
 
-__all__ = ["Predictor", "PromptError"]
+__all__ = ["Predictor", "PromptError", "PromptOutsideRegion"]
 
 LOW_RES = 256
-
-
-class PromptError(ValueError):
-    """A prompt passed to :meth:`Predictor.decode` is invalid (the message says why)."""
-
 
 _HALF = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -85,20 +85,31 @@ class Predictor:
 
     # -- encode ---------------------------------------------------------------------------------
 
-    def encode(self, image: np.ndarray) -> ImageEmbedding:
-        """Run the image encoder.
+    def encode(self, image: np.ndarray, region: Any = None) -> ImageEmbedding:
+        """Run the image encoder on the image, or on a region of it.
 
         Parameters
         ----------
         image:
             ``(H, W, 3)`` uint8 RGB array, any size (1 x 1 included).
+        region:
+            ``(x0, y0, x1, y1)`` full-image pixels to encode instead of the
+            whole image, e.g. the part a zoomed-in user is looking at: the
+            rectangle is clipped to the image (see
+            :func:`~sam_core.types.clip_region`), cropped at full resolution
+            and resized to the model's input like an image: SAM sees it
+            ``max(H, W) / max(region side)`` times finer than in the
+            whole-image embedding (native pixels at a 1024 px region). None,
+            or a region that covers the whole image, encodes the whole image
+            exactly as without it.
 
         Returns
         -------
         ImageEmbedding
             ``features`` ``(1, 256, 64, 64)`` on the model's device,
-            ``original_size = (H, W)``, ``input_size = (h, w)`` after resizing
-            the longest side to 1024. On CUDA the encoder runs under fp16
+            ``original_size = (H, W)`` (of the crop for a region, which also
+            sets ``region`` and ``image_size``), ``input_size = (h, w)`` after
+            resizing the longest side to 1024. On CUDA the encoder runs under fp16
             autocast by default (see ``encoder_dtype``), falling back to fp32
             for an image whose half-precision features are not finite;
             elsewhere in fp32.
@@ -106,12 +117,15 @@ class Predictor:
         Raises
         ------
         ValueError
-            ``image`` is not an ``(H, W, 3)`` uint8 array.
+            ``image`` is not an ``(H, W, 3)`` uint8 array, or ``region`` is
+            not 4 finite numbers overlapping it.
         """
-        (embedding,) = self.encode_batch([image])
+        (embedding,) = self.encode_batch([image], None if region is None else [region])
         return embedding
 
-    def encode_batch(self, images: Sequence[np.ndarray]) -> List[ImageEmbedding]:
+    def encode_batch(
+        self, images: Sequence[np.ndarray], regions: Optional[Sequence[Any]] = None
+    ) -> List[ImageEmbedding]:
         """Run the image encoder on several images in one forward pass.
 
         Each result is what :meth:`encode` gives for that image (the same
@@ -120,21 +134,32 @@ class Predictor:
         on a GPU, where one pass over ``B`` images is faster than ``B`` passes;
         on a CPU it only raises peak memory (about 64 MB per image of input and
         activations for ViT-B at a time). The images may differ in size.
+        ``regions``, if given, has one entry per image: None or the
+        ``region`` of :meth:`encode` (several regions of one image are
+        several entries with the same image).
 
         Raises
         ------
         ValueError
-            One of ``images`` is not an ``(H, W, 3)`` uint8 array (the message
-            says which); nothing is encoded then.
+            One of ``images`` is not an ``(H, W, 3)`` uint8 array or one of
+            ``regions`` is invalid (the message says which); nothing is
+            encoded then.
         """
         images = list(images)
-        for i, image in enumerate(images):
+        regions = [None] * len(images) if regions is None else list(regions)
+        if len(regions) != len(images):
+            raise ValueError(f"{len(regions)} regions for {len(images)} images: give one (or None) per image")
+        clipped = []
+        for i, (image, region) in enumerate(zip(images, regions)):
             try:
                 _check_image(image)
+                clipped.append(clip_region(region, image.shape[:2]))
             except ValueError as exc:
                 raise ValueError(f"image {i} of the batch: {exc}" if len(images) > 1 else str(exc)) from None
         if not images:
             return []
+        full_sizes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
+        images = [image if r is None else image[r[1] : r[3], r[0] : r[2]] for image, r in zip(images, clipped)]
         model = self.model
         dtype = _encoder_dtype(self.encoder_dtype, model.device)
         with torch.inference_mode():
@@ -164,6 +189,8 @@ class Predictor:
                         input_size=(int(input_size[0]), int(input_size[1])),
                         model_type=model.model_type,
                         high_res_features=tuple(_own(t, i, len(images)) for t in high_res),
+                        region=clipped[i],
+                        image_size=None if clipped[i] is None else full_sizes[i],
                     )
                 )
         return out
@@ -184,10 +211,13 @@ class Predictor:
         Parameters
         ----------
         embedding:
-            From :meth:`encode` with a model of the same type.
+            From :meth:`encode` with a model of the same type; of the whole
+            image or of a region (then the prompt must lie in the region:
+            see :meth:`ImageEmbedding.covers`).
         points:
-            ``(N, 2)`` float, x then y, original-image pixels. Points outside
-            the image are clamped onto it (``[0, W-1] x [0, H-1]``).
+            ``(N, 2)`` float, x then y, original-image pixels (of the full
+            image, also for a region). Points outside the image are clamped
+            onto it (``[0, W-1] x [0, H-1]``).
         labels:
             ``(N,)`` int, 1 = foreground, 0 = background; required with points.
         box:
@@ -196,7 +226,9 @@ class Predictor:
             allowed.
         mask_input:
             ``(256, 256)`` (or ``(1, 256, 256)``) float logits, numpy or torch,
-            e.g. ``candidates.low_res_logits[0]`` of an earlier decode.
+            in this embedding's frame: e.g. ``candidates.low_res_logits[0]``
+            of an earlier decode of the same embedding, or
+            ``candidates.logits_for(0, embedding)`` of another one.
         multimask:
             Three candidates (True) or SAM's single-mask output (False).
 
@@ -206,13 +238,17 @@ class Predictor:
             ``scores`` ``(K,)`` predicted IoU in descending order and
             ``low_res_logits`` ``(K, 256, 256)`` float32 in the same order;
             K = 3 with ``multimask``, else 1. Full-resolution masks are computed
-            lazily by :meth:`Candidates.mask`.
+            lazily by :meth:`Candidates.mask`; they and the previews are of the
+            full image also for a region (False outside it).
 
         Raises
         ------
         PromptError
             Empty prompt, NaN/inf values, wrong shapes, labels other than 0/1,
             or labels that do not match the points.
+        PromptOutsideRegion
+            (a PromptError) ``embedding`` is of a region that does not
+            contain every point and the box: decode on the whole image.
         ValueError
             ``embedding`` comes from another model type.
         """
@@ -224,12 +260,15 @@ class Predictor:
                 f"embedding was computed by a {embedding.model_type!r} model; this predictor runs "
                 f"{model.model_type!r}. Re-encode the image with this model."
             )
-        H, W = embedding.original_size
-        pts, lbl = _check_points(points, labels, (H, W))
-        bx = _check_box(box, (H, W))
+        full_size = tuple(embedding.full_size)
+        pts, lbl = _check_points(points, labels, full_size)
+        bx = _check_box(box, full_size)
         mask = _check_mask(mask_input)
         if pts is None and bx is None and mask is None:
             raise PromptError("empty prompt: give at least one point, a box or a mask_input")
+        H, W = embedding.original_size
+        if embedding.region is not None:
+            pts, bx = _into_region(embedding, pts, bx)
 
         device = model.device
         coords_t = labels_t = box_t = mask_t = None
@@ -253,14 +292,43 @@ class Predictor:
         return getattr(model, "candidates_type", Candidates)(
             scores=np.ascontiguousarray(iou[order], dtype=np.float32),
             low_res_logits=np.ascontiguousarray(logits[order], dtype=np.float32),
-            original_size=(H, W),
+            original_size=full_size,
             input_size=tuple(embedding.input_size),
             model_type=model.model_type,
             mask_threshold=float(model.mask_threshold),
+            region=embedding.region,
         )
 
 
 # -- validation -----------------------------------------------------------------------------------
+
+
+def _into_region(
+    embedding: ImageEmbedding, pts: Optional[np.ndarray], bx: Optional[np.ndarray]
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Validated full-image points and box -> the crop's pixels of a region embedding.
+
+    Raises :class:`PromptOutsideRegion` unless the region covers them. Points
+    are clamped onto the crop's pixel grid as onto an image's.
+    """
+    if not embedding.covers(pts, bx):
+        x0, y0, x1, y1 = embedding.region
+        H, W = embedding.full_size
+        raise PromptOutsideRegion(
+            f"the prompt reaches outside the region x {x0}..{x1}, y {y0}..{y1} of the {W} x {H} image "
+            "that this embedding covers; decode it on the whole-image embedding",
+            region=embedding.region,
+            image_size=(H, W),
+        )
+    x0, y0 = embedding.region[:2]
+    h, w = embedding.original_size
+    if pts is not None:
+        pts = pts - np.array([x0, y0], dtype=np.float64)
+        np.clip(pts[:, 0], 0, w - 1, out=pts[:, 0])
+        np.clip(pts[:, 1], 0, h - 1, out=pts[:, 1])
+    if bx is not None:
+        bx = np.clip(bx - np.array([x0, y0, x0, y0], dtype=np.float64), 0, [w, h, w, h])
+    return pts, bx
 
 
 def _finite(i: int, *batches: torch.Tensor) -> bool:

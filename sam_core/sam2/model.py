@@ -65,17 +65,15 @@ class Sam2Candidates(Candidates):
 
     ``input_size`` is ``(1024, 1024)`` for SAM 2 (the whole low-resolution map
     is valid), so the inherited :meth:`preview` already resamples the full
-    ``(256, 256)`` map; only :meth:`mask` differs from SAM 1.
+    ``(256, 256)`` map; only the upsampling of :meth:`mask` differs from SAM 1
+    (for a region too: the region's mask is placed in the full image as there).
     """
 
-    def mask(self, i: int) -> np.ndarray:
-        """Candidate ``i`` as ``(H, W)`` bool: bilinear 256 -> ``original_size``, threshold."""
-        key = ("full", i)
-        if key not in self._cache:
-            logits = torch.from_numpy(self.low_res_logits[i : i + 1]).unsqueeze(0)
-            full = F.interpolate(logits.float(), tuple(self.original_size), mode="bilinear", align_corners=False)
-            self._cache[key] = full[0, 0].gt(self.mask_threshold).numpy()
-        return self._cache[key]
+    def _upscale(self, i: int, size: Tuple[int, int]) -> np.ndarray:
+        """Candidate ``i`` as ``(h, w)`` bool: bilinear 256 -> ``size`` in one step, threshold."""
+        logits = torch.from_numpy(self.low_res_logits[i : i + 1]).unsqueeze(0)
+        full = F.interpolate(logits.float(), tuple(size), mode="bilinear", align_corners=False)
+        return full[0, 0].gt(self.mask_threshold).numpy()
 
 
 class Sam2ImageModel(SamModel):
