@@ -10,7 +10,8 @@ command    module                      what it does
 =========  ==========================  =========================================
 models     ``annotator.commands.models``    list / download / verify model weights
 export     ``annotator.commands.export``    convert a working file to COCO RLE/polygons
-encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache
+encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache (``--ray``: on a cluster)
+auto       ``annotator.commands.auto``      segment everything over a folder, proposals kept for review
 =========  ==========================  =========================================
 """
 
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "models": "annotator.commands.models",
     "export": "annotator.commands.export",
     "encode": "annotator.commands.encode",
+    "auto": "annotator.commands.auto",
 }
 
 

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "embeddings go to DIR/embeddings")
     parser.add_argument("-r", "--recursive", action="store_true", help="also encode images in sub-folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on a Ray cluster (needs sam-annotator[cluster]): join the one at ADDRESS "
+                        "(HOST:PORT, ray://HOST:10001, auto), or start Ray on this machine without one; put it "
+                        "after IMAGE_DIR. Every node must see IMAGE_DIR, the weights and --cache-dir at the same paths")
+    parser.add_argument("--concurrency", type=int, default=None, metavar="N",
+                        help="with --ray: encoder actors (default: one per GPU; without GPUs, half the CPUs)")
     return parser
 
 
@@ -348,6 +354,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not paths:
         print(f"error: no images in {args.image_dir}", file=sys.stderr)
         return EXIT_USAGE
+
+    if args.ray is not None:  # the Ray Data pipeline: annotator/commands/cluster.py
+        from annotator.commands.cluster import encode_main
+
+        return encode_main(args, paths)
 
     from sam_core.cache import EmbeddingCache, checkpoint_fingerprint
     from sam_core.checkpoints import cache_dir
