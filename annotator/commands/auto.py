@@ -3,7 +3,7 @@
 ::
 
     sam-annotator auto IMAGE_DIR [--output FILE] [--ray [ADDRESS]] [--model vit_t] [--checkpoint PATH]
-                                 [--device auto] [--cache-dir DIR] [--batch-size N] [--concurrency N]
+                                 [--device auto] [--cache-dir DIR] [--batch-size N] [--concurrency N] [--cpus-per-actor N]
                                  [--points-per-side 32] [--pred-iou-thresh 0.88] ... [--recursive] [--quiet]
 
 Every image of ``IMAGE_DIR`` gets what the window's Segment Everything
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "Ray on this machine without one; put it after IMAGE_DIR")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="with --ray: actors (default: one per GPU; without GPUs, half the CPUs)")
+    parser.add_argument("--cpus-per-actor", type=int, default=1, metavar="N",
+                        help="with --ray: CPUs each actor reserves (its threads without a GPU; default: 1)")
     for f in fields(GeneratorParams):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f"generator parameter (default, the window's: {f.default})")
@@ -106,7 +108,7 @@ def auto_folder(
     *,
     ray: Any = None,
     batch_size: int = 1,
-    concurrency: Optional[int] = None,
+    pool: cluster.Pool = cluster.Pool(),
     progress: Optional[Callable[[int], None]] = None,
     on_error: Optional[Callable[[Path, str], None]] = None,
     worker_cls: type = cluster.Worker,
@@ -153,8 +155,7 @@ def auto_folder(
             on_error(path, reason)
 
     if ray is not None:
-        results = cluster.run_ray(ray, job, rows, batch_size=batch_size, concurrency=concurrency,
-                                  worker_cls=worker_cls)
+        results = cluster.run_ray(ray, job, rows, batch_size=batch_size, pool=pool, worker_cls=worker_cls)
     else:
         results = cluster.run_local(job, rows, batch_size=batch_size, worker_cls=worker_cls)
     try:
@@ -199,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code or 0)
-    for name in ("batch_size", "concurrency", "points_per_side", "points_per_batch"):
+    for name in ("batch_size", "concurrency", "cpus_per_actor", "points_per_side", "points_per_batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
@@ -238,7 +239,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 (bar.write if bar is not None else print)(f"cannot segment {path}: {reason}", file=sys.stderr)
 
             summary = auto_folder(paths, job, working_file, ray=ray, batch_size=args.batch_size,
-                                  concurrency=args.concurrency, progress=bar.update if bar is not None else None,
+                                  pool=cluster.Pool(args.concurrency, args.cpus_per_actor), progress=bar.update if bar is not None else None,
                                   on_error=report)
     except KeyboardInterrupt:
         print("\ninterrupted; the proposals finished so far are kept", file=sys.stderr)

@@ -8,8 +8,8 @@
        |        content digest and cache key; a result already there -> "cached" (no pixels
        |        shipped); otherwise the pixels, resized to the model input on the CPU for
        |        the SAM 1 family -> "todo"; an unreadable file -> "failed" with the reason
-    work        an actor pool (``--concurrency`` actors, one GPU each when the cluster has
-       |        GPUs), ``--batch-size`` rows per call: each actor loads the model once;
+    work        an actor pool (``--concurrency`` actors of ``--cpus-per-actor`` CPUs, one GPU
+       |        each when the cluster has GPUs), ``--batch-size`` rows per call: each actor loads the model once;
        |        encode: embeds the "todo" rows in one pass and writes each entry into the
        |        shared cache folder (temporary file + rename, see sam_core.cache);
        |        auto: the image's embedding from the cache (else encoded and stored), then
@@ -48,7 +48,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -321,22 +321,36 @@ def run_local(job: Job, rows: Sequence[Dict[str, Any]], *, batch_size: int = 1,
         yield from to_rows(worker(read_batch(to_columns(chunk), job)))
 
 
-def check_concurrency(ray, concurrency: Optional[int]) -> tuple:
-    """``(actors, gpus per actor)`` for this cluster: one per GPU, else the CPUs minus one for reading.
+@dataclass(frozen=True)
+class Pool:
+    """The actor pool: ``concurrency`` actors (``None``: see :meth:`size`), each reserving ``cpus_per_actor`` CPUs.
 
-    Raises :class:`TooManyActors` when ``concurrency`` actors cannot all run.
+    On a CPU-only cluster an actor's CPUs are its torch threads (Ray sets
+    ``OMP_NUM_THREADS`` to them); with GPUs each actor also takes one GPU.
     """
-    resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-    if gpus:
-        if concurrency is not None and concurrency > gpus:
-            raise TooManyActors(f"--concurrency {concurrency}: the cluster has {gpus} GPU(s), one per actor")
-        return concurrency or gpus, 1
-    most = max(1, cpus - 1)
-    if concurrency is not None and concurrency > most:
-        raise TooManyActors(f"--concurrency {concurrency}: the cluster has {cpus} CPU(s) and no GPU; at most {most} "
-                         "actors fit (one CPU is kept for reading images)")
-    return concurrency or max(1, most // 2), 0
+
+    concurrency: Optional[int] = None
+    cpus_per_actor: int = 1
+
+    def size(self, ray) -> Tuple[int, int]:
+        """``(actors, GPUs per actor)`` on this cluster: one actor per GPU; without GPUs, half of what fits
+        beside one CPU kept for reading.
+
+        Raises :class:`TooManyActors` when the actors asked for cannot all run at once.
+        """
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+        if gpus:
+            if self.concurrency is not None and self.concurrency > gpus:
+                raise TooManyActors(f"--concurrency {self.concurrency}: the cluster has {gpus} GPU(s), one per actor")
+            return self.concurrency or gpus, 1
+        most = max(0, cpus - 1) // self.cpus_per_actor
+        if most < 1 or (self.concurrency is not None and self.concurrency > most):
+            raise TooManyActors(
+                f"{self.concurrency or 1} actor(s) of {self.cpus_per_actor} CPU(s) do not fit on this cluster of {cpus} "
+                f"CPU(s) and no GPU, beside one CPU kept for reading images (at most {most}): lower --concurrency "
+                "or --cpus-per-actor")
+        return self.concurrency or max(1, most // 2), 0
 
 
 @contextlib.contextmanager
@@ -355,25 +369,25 @@ def _quiet_ray_data(ray):
         data_log.setLevel(level)
 
 
-def run_ray(ray, job: Job, rows: Sequence[Dict[str, Any]], *, batch_size: int = 1, concurrency: Optional[int] = None,
+def run_ray(ray, job: Job, rows: Sequence[Dict[str, Any]], *, batch_size: int = 1, pool: Pool = Pool(),
             worker_cls: type = Worker) -> Iterator[Dict[str, Any]]:
     """The pipeline on the connected Ray cluster; yields output rows as they finish (in any order).
 
     Restarts and retries are Ray Data's defaults for an actor pool: a lost
     actor is restarted without limit and its batch run again on the new one
     (``max_restarts=-1``, ``max_task_retries=-1``; Ray 2.60 deprecates
-    setting them per call). On a cluster without GPUs the read stage asks
-    for the same resources as the actors, and Ray Data fuses it into them.
+    setting them per call). When the actors ask for what a read task asks
+    (one CPU, no GPU), Ray Data fuses the read stage into them.
     """
     if not rows:
         return
-    actors, gpus = check_concurrency(ray, concurrency)
+    actors, gpus = pool.size(ray)
     with _quiet_ray_data(ray):
         ds = ray.data.from_items(list(rows), override_num_blocks=min(len(rows), MAX_BLOCKS))
         ds = ds.map_batches(read_batch, fn_kwargs={"job": job}, batch_size=1, batch_format="numpy", num_cpus=1)
         ds = ds.map_batches(
             worker_cls, fn_constructor_kwargs={"job": job}, batch_size=batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, num_gpus=gpus,
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=pool.cpus_per_actor, num_gpus=gpus,
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield from to_rows(batch)
@@ -396,7 +410,7 @@ def encode_paths(
     *,
     address: Optional[str] = None,
     batch_size: int = 1,
-    concurrency: Optional[int] = None,
+    pool: Pool = Pool(),
     progress: Optional[Callable[[int], None]] = None,
     on_error: Optional[Callable[[Path, str], None]] = None,
     worker_cls: type = Worker,
@@ -424,7 +438,7 @@ def encode_paths(
             on_error(path, reason)
 
     with connected(address) as ray:
-        for row in run_ray(ray, job, rows, batch_size=batch_size, concurrency=concurrency, worker_cls=worker_cls):
+        for row in run_ray(ray, job, rows, batch_size=batch_size, pool=pool, worker_cls=worker_cls):
             path = Path(row["path"])
             if row["path"] in seen:  # a batch run twice around a lost actor: count it once
                 continue
@@ -464,9 +478,10 @@ def encode_main(args: Any, paths: Sequence[Path]) -> int:
 
     from annotator.commands import encode as cmd
 
-    if args.concurrency is not None and args.concurrency < 1:
-        print("error: --concurrency must be at least 1", file=sys.stderr)
-        return cmd.EXIT_USAGE
+    for name in ("concurrency", "cpus_per_actor"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return cmd.EXIT_USAGE
     bar = None
     try:
         import_ray()
@@ -486,7 +501,7 @@ def encode_main(args: Any, paths: Sequence[Path]) -> int:
                 (bar.write if bar is not None else print)(f"cannot encode {path}: {reason}", file=sys.stderr)
 
             summary = encode_paths(paths, job, address=args.ray or None, batch_size=batch_size,
-                                   concurrency=args.concurrency, progress=bar.update if bar is not None else None,
+                                   pool=Pool(args.concurrency, args.cpus_per_actor), progress=bar.update if bar is not None else None,
                                    on_error=report)
     except KeyboardInterrupt:
         print("\ninterrupted; the entries written so far are kept", file=sys.stderr)

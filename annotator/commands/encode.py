@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "after IMAGE_DIR. Every node must see IMAGE_DIR, the weights and --cache-dir at the same paths")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="with --ray: encoder actors (default: one per GPU; without GPUs, half the CPUs)")
+    parser.add_argument("--cpus-per-actor", type=int, default=1, metavar="N",
+                        help="with --ray: CPUs each actor reserves (its threads without a GPU; default: 1)")
     return parser
 
 
