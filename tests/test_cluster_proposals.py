@@ -212,3 +212,53 @@ def test_auto_in_one_process_matches_segment_everything_and_resumes(tmp_path, mo
     flipped = load_image(folder / "cat.png")
     assert P.load_for_review(work, "cat.png", sam_core.cache.image_digest(flipped)) is not None
     assert P.load_for_review(work, "cat.png", sam_core.cache.image_digest(image)) is None
+
+
+def test_auto_interrupted_keeps_what_is_finished_and_the_rerun_does_only_the_rest(tmp_path):
+    """The driver loop of auto with a stand-in worker (no model): an interruption, then a second run."""
+    import json
+
+    from annotator.commands import cluster
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(folder / name)
+    seen = []
+
+    class StandIn:
+        interrupt_on = "b.png"
+
+        def __init__(self, job):
+            pass
+
+        def __call__(self, batch):
+            rows = list(cluster.to_rows(batch))
+            for row in rows:
+                seen.append(Path(row["path"]).name)
+                if row["path"].endswith(self.interrupt_on):
+                    raise KeyboardInterrupt
+                del row["image"]
+                row.update(encoded=True, records=json.dumps(_records(row["height"], row["width"])), seconds=0.1)
+            return cluster.to_columns(rows)
+
+    job = cluster.Job(kind="auto", model_type="vit_t", checkpoint="", checkpoint_id="sha256-" + "0" * 64,
+                      embeddings_dir=str(tmp_path / "cache" / "embeddings"))
+    work = folder / "annotations.json"
+    paths = sorted(folder.glob("*.png"))
+    with pytest.raises(KeyboardInterrupt):
+        cmd_auto.auto_folder(paths, job, work, worker_cls=StandIn)
+    assert seen == ["a.png", "b.png"]
+    store = P.ProposalStore.beside(work)
+    assert len(store) == 1 and len(store.get("a.png").records) == 3  # a.png's proposals were kept
+
+    StandIn.interrupt_on = "nothing"
+    seen.clear()
+    summary = cmd_auto.auto_folder(paths, job, work, worker_cls=StandIn)
+    assert seen == ["b.png", "c.png"]  # a.png not even read: its digest was recorded
+    assert (summary.segmented, summary.already, summary.proposals, summary.failed) == (2, 1, 6, [])
+    assert len(store) == 3
+    other = replace(job, params=P.GeneratorParams(points_per_side=8))  # other parameters: all done again
+    seen.clear()
+    assert cmd_auto.auto_folder(paths, other, work, worker_cls=StandIn).segmented == 3

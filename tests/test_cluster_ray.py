@@ -22,6 +22,7 @@ ray = pytest.importorskip("ray", reason="needs the cluster extra: pip install -e
 from annotator import cli  # noqa: E402
 from annotator.commands import cluster  # noqa: E402
 from annotator.commands import encode as cmd_encode  # noqa: E402
+from annotator.commands import encode_ray  # noqa: E402
 from annotator.data import proposals as P  # noqa: E402
 from annotator.data.digests import DigestIndex  # noqa: E402
 from annotator.data.imageio import load_image  # noqa: E402
@@ -200,7 +201,7 @@ def test_an_encoder_actor_killed_mid_run_is_replaced_and_every_entry_ends_valid(
                       checkpoint_id=checkpoint_fingerprint(mobilesam_checkpoint),
                       embeddings_dir=str(root / "embeddings"), device="cpu")
     paths = sorted(photo_folder.iterdir())
-    summary = cluster.encode_paths(paths, job, address=local_ray, batch_size=1, worker_cls=KilledOnce)
+    summary = encode_ray.encode_paths(paths, job, address=local_ray, batch_size=1, worker_cls=KilledOnce)
 
     starts, batches, killed = ray.get(killer.counts.remote())
     assert killed and starts >= 2, (starts, batches)  # the actor was killed and Ray started it again
@@ -216,7 +217,7 @@ def test_an_encoder_actor_killed_mid_run_is_replaced_and_every_entry_ends_valid(
     assert len(_entries(root)) == 4  # all passed their checks (a corrupt one would have been deleted)
 
     # and a second run encodes nothing
-    again = cluster.encode_paths(paths, job, address=local_ray, batch_size=2)
+    again = encode_ray.encode_paths(paths, job, address=local_ray, batch_size=2)
     assert (again.encoded, again.cached, again.failed) == (0, 4, [])
 
 

@@ -3,7 +3,8 @@
 ::
 
     sam-annotator auto IMAGE_DIR [--output FILE] [--ray [ADDRESS]] [--model vit_t] [--checkpoint PATH]
-                                 [--device auto] [--cache-dir DIR] [--batch-size N] [--concurrency N] [--cpus-per-actor N]
+                                 [--device auto] [--cache-dir DIR] [--batch-size N] [--concurrency N]
+                                 [--cpus-per-actor N]
                                  [--points-per-side 32] [--pred-iou-thresh 0.88] ... [--recursive] [--quiet]
 
 Every image of ``IMAGE_DIR`` gets what the window's Segment Everything
@@ -63,7 +64,8 @@ class AutoSummary:
         text = (f"{self.total} images: {self.segmented} segmented ({self.proposals} proposals), "
                 f"{self.already} already done, {len(self.failed)} failed")
         if self.segmented:
-            text += f"; {self.encoded} encoded first ({self.seconds:.1f} s, {self.seconds / self.segmented:.2f} s per image)"
+            per_image = self.seconds / self.segmented
+            text += f"; {self.encoded} encoded first ({self.seconds:.1f} s, {per_image:.2f} s per image)"
         return text
 
 
@@ -239,7 +241,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 (bar.write if bar is not None else print)(f"cannot segment {path}: {reason}", file=sys.stderr)
 
             summary = auto_folder(paths, job, working_file, ray=ray, batch_size=args.batch_size,
-                                  pool=cluster.Pool(args.concurrency, args.cpus_per_actor), progress=bar.update if bar is not None else None,
+                                  pool=cluster.Pool(args.concurrency, args.cpus_per_actor),
+                                  progress=bar.update if bar is not None else None,
                                   on_error=report)
     except KeyboardInterrupt:
         print("\ninterrupted; the proposals finished so far are kept", file=sys.stderr)

@@ -6,11 +6,12 @@
        |        (rows: path, known digest, digest of the stored result if any)
     read        Ray tasks, 1 CPU each: file stamp, decode as the window does (EXIF applied),
        |        content digest and cache key; a result already there -> "cached" (no pixels
-       |        shipped); otherwise the pixels, resized to the model input on the CPU for
-       |        the SAM 1 family -> "todo"; an unreadable file -> "failed" with the reason
+       |        shipped); otherwise the pixels -> "todo" (encode with the SAM 1 family: resized
+       |        to the model input here, on the CPU; auto: at full size, as the generator needs
+       |        them); an unreadable file -> "failed" with the reason
     work        an actor pool (``--concurrency`` actors of ``--cpus-per-actor`` CPUs, one GPU
-       |        each when the cluster has GPUs), ``--batch-size`` rows per call: each actor loads the model once;
-       |        encode: embeds the "todo" rows in one pass and writes each entry into the
+       |        each when the cluster has GPUs), ``--batch-size`` rows per call; each actor
+       |        loads the model once. encode: embeds the "todo" rows in one pass and writes each entry into the
        |        shared cache folder (temporary file + rename, see sam_core.cache);
        |        auto: the image's embedding from the cache (else encoded and stored), then
        |        the automatic mask generator -> proposals as JSON
@@ -18,7 +19,9 @@
 
 The same two stage functions (:func:`read_batch` and :class:`Worker`) run in
 one process for ``auto`` without ``--ray`` (:func:`run_local`), so there is
-one pipeline and two executors.
+one pipeline and two executors. When the actors ask for exactly what a read
+task asks (one CPU and no GPU: a CPU-only cluster with ``--cpus-per-actor
+1``), Ray Data fuses the read stage into the actors; the results are the same.
 
 Faults
 ------
@@ -57,7 +60,7 @@ from annotator.data.proposals import GeneratorParams
 log = logging.getLogger(__name__)
 
 #: What to tell a user whose Python has no Ray.
-INSTALL_HINT = 'pip install "sam-annotator[cluster]"   (or: pip install "ray[data]>=2.9")'
+INSTALL_HINT = 'pip install "sam-annotator[cluster]"   (or: pip install "ray[data]>=2.10")'
 
 #: Model input side; the SAM 1 family is resized to it on the read tasks.
 LONG_SIDE = 1024
@@ -246,7 +249,7 @@ class Worker:
             self.generator = AutomaticMaskGenerator(self.predictor, **job.params.generator_kwargs())
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        rows = [{k: v for k, v in row.items()} for row in to_rows(batch)]
+        rows = list(to_rows(batch))
         for row in rows:
             row.update(encoded=False, records="", seconds=0.0)
         todo = [row for row in rows if row["status"] == TODO]
@@ -347,9 +350,9 @@ class Pool:
         most = max(0, cpus - 1) // self.cpus_per_actor
         if most < 1 or (self.concurrency is not None and self.concurrency > most):
             raise TooManyActors(
-                f"{self.concurrency or 1} actor(s) of {self.cpus_per_actor} CPU(s) do not fit on this cluster of {cpus} "
-                f"CPU(s) and no GPU, beside one CPU kept for reading images (at most {most}): lower --concurrency "
-                "or --cpus-per-actor")
+                f"{self.concurrency or 1} actor(s) of {self.cpus_per_actor} CPU(s) do not fit on this cluster of "
+                f"{cpus} CPU(s) and no GPU, beside one CPU kept for reading images (at most {most}): lower "
+                "--concurrency or --cpus-per-actor")
         return self.concurrency or max(1, most // 2), 0
 
 
@@ -401,64 +404,6 @@ def lost_rows(paths: Iterable[Path], seen: set) -> List[Path]:
 LOST_REASON = "its result never came back from the cluster (see the Ray logs)"
 
 
-# -- encode --------------------------------------------------------------------------
-
-
-def encode_paths(
-    paths: Sequence[Path],
-    job: Job,
-    *,
-    address: Optional[str] = None,
-    batch_size: int = 1,
-    pool: Pool = Pool(),
-    progress: Optional[Callable[[int], None]] = None,
-    on_error: Optional[Callable[[Path, str], None]] = None,
-    worker_cls: type = Worker,
-):
-    """``sam-annotator encode --ray``: fill the cache for ``paths`` on a Ray cluster; returns an encode ``Summary``.
-
-    ``address`` as for :func:`connected`; ``progress(n)`` and
-    ``on_error(path, reason)`` as for :func:`annotator.commands.encode.encode_folder`.
-    The content digest of every image read is recorded
-    (:class:`annotator.data.digests.DigestIndex`) by the driver alone.
-    """
-    from annotator.commands.encode import Summary
-    from annotator.data.digests import DigestIndex
-
-    summary = Summary(total=len(paths))
-    start = time.perf_counter()
-    digests = DigestIndex.beside(job.cache())
-    known = digests.lookup(paths) if digests is not None else {}
-    rows = [{"path": str(p), "known": known.get(Path(p), ""), "done": ""} for p in paths]
-    seen: set = set()
-
-    def fail(path: Path, reason: str) -> None:
-        summary.failed.append((path, reason))
-        if on_error is not None:
-            on_error(path, reason)
-
-    with connected(address) as ray:
-        for row in run_ray(ray, job, rows, batch_size=batch_size, pool=pool, worker_cls=worker_cls):
-            path = Path(row["path"])
-            if row["path"] in seen:  # a batch run twice around a lost actor: count it once
-                continue
-            seen.add(row["path"])
-            if digests is not None and row["digest"] and row["size"] >= 0 and row["digest"] != known.get(path):
-                digests.record(path, (row["size"], row["mtime_ns"]), row["digest"])
-            if row["status"] == FAILED:
-                fail(path, row["reason"])
-            elif row["status"] == CACHED:
-                summary.cached += 1
-            else:
-                summary.encoded += 1
-            if progress is not None:
-                progress(1)
-    for path in lost_rows(paths, seen):
-        fail(Path(path), LOST_REASON)
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
 def resolve_job(kind: str, args: Any, params: GeneratorParams = GeneratorParams()) -> Job:
     """The :class:`Job` of parsed ``encode``/``auto`` arguments: weights resolved (downloaded if needed) here."""
     from annotator.commands.encode import _resolve_checkpoint
@@ -470,58 +415,3 @@ def resolve_job(kind: str, args: Any, params: GeneratorParams = GeneratorParams(
                checkpoint_id=checkpoint_fingerprint(checkpoint),
                embeddings_dir=str((cache_dir(args.cache_dir) / "embeddings").resolve()),
                device=args.device, params=params)
-
-
-def encode_main(args: Any, paths: Sequence[Path]) -> int:
-    """``sam-annotator encode IMAGE_DIR --ray [ADDRESS]`` once the folder is listed: returns the exit code."""
-    import sys
-
-    from annotator.commands import encode as cmd
-
-    for name in ("concurrency", "cpus_per_actor"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return cmd.EXIT_USAGE
-    bar = None
-    try:
-        import_ray()
-        job = resolve_job("encode", args)
-        with connected(args.ray or None) as ray:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            batch_size = args.batch_size or (cmd.DEFAULT_GPU_BATCH if gpus else 1)
-            if not args.quiet:
-                where = f"{gpus} GPU(s)" if gpus else f"{int(ray.cluster_resources().get('CPU', 0))} CPU(s)"
-                print(f"encoding {len(paths)} images with {args.model} on a Ray cluster of {where} "
-                      f"(batch size {batch_size}) into {job.embeddings_dir}", file=sys.stderr)
-                from tqdm import tqdm
-
-                bar = tqdm(total=len(paths), desc="encode", unit="img", file=sys.stderr, dynamic_ncols=True)
-
-            def report(path: Path, reason: str) -> None:
-                (bar.write if bar is not None else print)(f"cannot encode {path}: {reason}", file=sys.stderr)
-
-            summary = encode_paths(paths, job, address=args.ray or None, batch_size=batch_size,
-                                   pool=Pool(args.concurrency, args.cpus_per_actor), progress=bar.update if bar is not None else None,
-                                   on_error=report)
-    except KeyboardInterrupt:
-        print("\ninterrupted; the entries written so far are kept", file=sys.stderr)
-        return cmd.EXIT_INTERRUPTED
-    except RayMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return cmd.EXIT_FATAL
-    except TooManyActors as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return cmd.EXIT_USAGE
-    except Exception as exc:  # weights, connection, a worker that cannot start
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return cmd.EXIT_FATAL
-    finally:
-        if bar is not None:
-            bar.close()
-    print(summary.line())
-    if summary.failed:
-        print(f"{len(summary.failed)} image(s) could not be encoded:", file=sys.stderr)
-        for path, reason in summary.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return cmd.EXIT_PARTIAL
-    return cmd.EXIT_OK

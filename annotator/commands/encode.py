@@ -28,6 +28,13 @@ through the encoder in one forward pass (``Predictor.encode_batch``). A batch
 that fails (out of GPU memory, say) is retried image by image. On a CPU a
 batch only costs memory, hence the default of 1 there.
 
+On a cluster
+------------
+``--ray [ADDRESS]`` runs the same work as a Ray Data pipeline on many
+machines (``pip install "sam-annotator[cluster]"``), writing the same
+entries: see :mod:`annotator.commands.encode_ray` and
+:mod:`annotator.commands.cluster`.
+
 Exit codes
 ----------
 0
@@ -357,8 +364,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: no images in {args.image_dir}", file=sys.stderr)
         return EXIT_USAGE
 
-    if args.ray is not None:  # the Ray Data pipeline: annotator/commands/cluster.py
-        from annotator.commands.cluster import encode_main
+    if args.ray is not None:  # the Ray Data pipeline: annotator/commands/encode_ray.py
+        from annotator.commands.encode_ray import encode_main
 
         return encode_main(args, paths)
 
