@@ -15,14 +15,15 @@ one is a distinct cache entry), each run into a fresh cache folder:
 
 The fixed cost of a Ray run (planning, actor start, model load in the
 actor) is ``ray(1) - single(1)``. On a shared machine the encoder's time
-varies more than Ray's overhead per image, so that overhead is measured
+varies far more than Ray's overhead per image, so that overhead is measured
 apart: the same pipeline (the real read stage, rows shipped to an actor and
-back to the driver) with a worker that encodes nothing, on Ray and in one
-process (:func:`annotator.commands.cluster.run_local`), each on 1 and on M
-images; the overhead is the difference of the slopes,
-``((ray(M) - ray(1)) - (local(M) - local(1))) / (M - 1)``. The read stage's
-CPU cost per image (decode, EXIF, content digest, resize to 1024) is timed
-on a 12-megapixel JPEG too, since cluster photos are large.
+back to the driver, ``--batch`` rows per actor call) with a worker that
+encodes nothing, over M tiny images (so that reading costs next to nothing),
+on Ray and in one process (:func:`annotator.commands.cluster.run_local`);
+the overhead is the difference of the slopes between 1 and M images,
+``((ray(M) - ray(1)) - (local(M) - local(1))) / (M - 1)``, median of
+``--repeats``. The read stage's CPU cost per image (decode, EXIF, content
+digest, resize to 1024) is timed on a 12-megapixel JPEG too, since cluster photos are large.
 
 Then a model of a cluster of G GPUs encoding 100,000 images with ViT-H,
 at a per-image GPU time (``--gpu-ms``: measured or published), the entry
@@ -174,7 +175,7 @@ def model_rows(gpu_ms: float, ray_ms: float, fixed_s: float, storage_gbs: float,
                   "storage": storage_gbs * 1e9 / (ENTRY_BYTES + photo_mb * 1e6)}
         bound = min(bounds, key=bounds.get)
         total = fixed_s + IMAGES_100K / bounds[bound]
-        rows.append([str(g), f"{t * 1000:.0f}"] + [f"{v:.0f}" for v in bounds.values()]
+        rows.append([f"{storage_gbs:g}", str(g), f"{t * 1000:.0f}"] + [f"{v:.0f}" for v in bounds.values()]
                     + [f"{bounds[bound]:.0f}", bound, f"{total / 60:.0f} min ({total / 3600:.2f} h)"])
     return rows
 
@@ -188,7 +189,8 @@ def table(header: List[str], rows: List[List[str]]) -> str:
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8, help="N (default 8)")
-    parser.add_argument("--null-images", type=int, default=24, help="M, for the overhead (default 24)")
+    parser.add_argument("--null-images", type=int, default=200, help="M, for the overhead (default 200)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the overhead measurement (default 3)")
     parser.add_argument("--batch", type=int, default=8, help="rows per actor call for the overhead (GPU default: 8)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="num_cpus of the local Ray")
     parser.add_argument("--gpu-ms", type=float, default=27.9,
@@ -199,8 +201,9 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--cpus-per-gpu", type=float, default=12.0, help="CPUs per GPU for the read tasks (model)")
     parser.add_argument("--actor-start-s", type=float, default=30.0,
                         help="seconds to start an actor and load ViT-H (2.4 GiB) from shared storage (model)")
-    parser.add_argument("--storage-gbs", type=float, default=1.0,
-                        help="shared storage rate, GB/s, all nodes, reads and writes together (model)")
+    parser.add_argument("--storage-gbs", default="1,10",
+                        help="shared storage rates to model, GB/s, all nodes, reads and writes together (default 1,10: "
+                        "an NFS server, a parallel file system)")
     parser.add_argument("--photo-mb", type=float, default=4.0, help="size of one photo file, MB (model)")
     parser.add_argument("--actor-write-mbs", type=float, default=500.0, help="write rate of one actor, MB/s")
     parser.add_argument("--gpus", default="1,8,32,64,128", help="cluster sizes for the model")
@@ -221,24 +224,34 @@ def main(argv: List[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()
-        paths = photos(tmp / "images", max(args.images, args.null_images))
+        paths = photos(tmp / "images", args.images)
+        (tmp / "tiny").mkdir()
+        rng = np.random.default_rng(0)
+        tiny = []
+        for i in range(args.null_images):
+            tiny.append(tmp / "tiny" / f"{i:04d}.png")
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tiny[-1])
         read_12mp = time_read_12mp(tmp)
         single_1 = time_single(paths[:1], predictor, checkpoint_id, tmp / "s1")
         single_n = time_single(paths[: args.images], predictor, checkpoint_id, tmp / "sn")
-        null_local = [time_null(None, paths[:m], tmp / "nl", args.batch) for m in (1, args.null_images)]
+        sizes = (1, args.null_images)
+        null_local = [[time_null(None, tiny[:m], tmp / "nl", args.batch) for m in sizes] for _ in range(args.repeats)]
         t0 = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
         ray_start = time.perf_counter() - t0
         try:
             ray_1 = time_ray(ray, paths[:1], job_args, tmp / "r1")
             ray_n = time_ray(ray, paths[: args.images], job_args, tmp / "rn")
-            null_ray = [time_null(ray, paths[:m], tmp / "nr", args.batch) for m in (1, args.null_images)]
+            null_ray = [[time_null(ray, tiny[:m], tmp / "nr", args.batch) for m in sizes] for _ in range(args.repeats)]
         finally:
             ray.shutdown()
     load_after = os.getloadavg()
 
     n, m = args.images, args.null_images
-    per_image = ((null_ray[1] - null_ray[0]) - (null_local[1] - null_local[0])) / (m - 1)
+    slopes = [((r[1] - r[0]) - (lo[1] - lo[0])) / (m - 1) for r, lo in zip(null_ray, null_local)]
+    per_image = float(np.median(slopes))
+    null_local = [float(np.median([r[i] for r in null_local])) for i in range(2)]
+    null_ray = [float(np.median([r[i] for r in null_ray])) for i in range(2)]
     fixed = ray_1 - single_1
     machine = {
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -252,15 +265,18 @@ def main(argv: List[str] | None = None) -> int:
         [f"single process, {n} images", f"{single_n:.2f} s", f"{n / single_n:.2f}"],
         ["`encode --ray`, 1 image (actor start + model load included)", f"{ray_1:.2f} s", f"{1 / ray_1:.2f}"],
         [f"`encode --ray`, {n} images", f"{ray_n:.2f} s", f"{n / ray_n:.2f}"],
-        [f"pipeline without encoding, in one process, 1 / {m} images", f"{null_local[0]:.2f} / {null_local[1]:.2f} s",
+        [f"pipeline without encoding, in one process, 1 / {m} tiny images (median)",
+         f"{null_local[0]:.2f} / {null_local[1]:.2f} s",
          f"{m / null_local[1]:.1f}"],
-        [f"pipeline without encoding, on Ray, 1 / {m} images", f"{null_ray[0]:.2f} / {null_ray[1]:.2f} s",
+        [f"pipeline without encoding, on Ray, 1 / {m} tiny images (median)", f"{null_ray[0]:.2f} / {null_ray[1]:.2f} s",
          f"{m / null_ray[1]:.1f}"],
     ]
     gpus = [int(g) for g in args.gpus.split(",")]
     fixed_cluster = ray_start + args.actor_start_s
-    rows = model_rows(args.gpu_ms, max(per_image, 0.0) * 1000, fixed_cluster, args.storage_gbs,
-                      args.actor_write_mbs, read_12mp, args.cpus_per_gpu, args.photo_mb, gpus)
+    rows = []
+    for rate in (float(x) for x in args.storage_gbs.split(",")):
+        rows += model_rows(args.gpu_ms, max(per_image, 0.0) * 1000, fixed_cluster, rate, args.actor_write_mbs,
+                           read_12mp, args.cpus_per_gpu, args.photo_mb, gpus)
     text = "\n".join([
         "# Cluster encode (issue 21): `benchmarks/bench_cluster.py`",
         "",
@@ -271,8 +287,9 @@ def main(argv: List[str] | None = None) -> int:
         table(["run", "wall", "images/s"], measured),
         "",
         f"* Ray start (`ray.init`, local): {ray_start:.1f} s (not in the runs above).",
-        f"* Ray overhead per image: **{per_image * 1000:.0f} ms** (pipeline without encoding, {args.batch} rows per "
-        "actor call: slope on Ray minus slope in one process);",
+        f"* Ray overhead per image: **{per_image * 1000:.1f} ms** (pipeline without encoding on {m} tiny images, "
+        f"{args.batch} rows per actor call: slope on Ray minus slope in one process; median of "
+        f"{', '.join(f'{x * 1000:.1f}' for x in slopes)} ms);",
         f"  fixed cost of a run (planning, actor start, model load in the actor): {fixed:.1f} s.",
         f"* Read stage (decode, digest, resize to 1024) of a 12 MP JPEG: {read_12mp * 1000:.0f} ms of CPU.",
         "",
@@ -280,13 +297,14 @@ def main(argv: List[str] | None = None) -> int:
         "",
         f"Per-image GPU time {args.gpu_ms:.1f} ms ({args.gpu_source}); entry {ENTRY_BYTES / 2**20:.2f} MiB, "
         f"written by its actor at {args.actor_write_mbs:.0f} MB/s; Ray overhead per image "
-        f"{max(per_image, 0) * 1000:.0f} ms (measured above, on this CPU; counted on the actor's path, "
+        f"{max(per_image, 0) * 1000:.1f} ms (measured above, on this CPU; counted on the actor's path, "
         f"which overstates it); read stage {read_12mp * 1000:.0f} ms of CPU per 12 MP JPEG with "
-        f"{args.cpus_per_gpu:.0f} CPUs per GPU; shared storage {args.storage_gbs:.1f} GB/s for all nodes together, "
-        f"reading a {args.photo_mb:.0f} MB photo and writing its entry per image; "
+        f"{args.cpus_per_gpu:.0f} CPUs per GPU; shared storage at the rate in the first column for all nodes "
+        f"together, reading a {args.photo_mb:.0f} MB photo and writing its entry per image; "
         f"fixed {fixed_cluster:.0f} s (Ray start + {args.actor_start_s:.0f} s to start the actors and load ViT-H).",
         "",
-        table(["GPUs", "ms per image per actor", "GPU-bound img/s", "read-bound img/s", "storage-bound img/s",
+        table(["storage GB/s", "GPUs", "ms per image per actor", "GPU-bound img/s", "read-bound img/s",
+               "storage-bound img/s",
                "img/s", "bound", "100,000 images"], rows),
         "",
     ])
