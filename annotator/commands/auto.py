@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --ray: CPUs each actor reserves (its threads without a GPU; default: 1)")
     for f in fields(GeneratorParams):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                            metavar="N" if isinstance(f.default, int) else "X",
                             help=f"generator parameter (default, the window's: {f.default})")
     parser.add_argument("-r", "--recursive", action="store_true", help="also images in sub-folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
