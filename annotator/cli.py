@@ -5,14 +5,15 @@ instead name a subcommand; each lives in its own module with a
 ``main(argv: list[str]) -> int`` so that the window's Qt imports are never paid
 for by a command-line task:
 
-=========  ==========================  =========================================
+=========  ===============================  ======================================================================
 command    module                      what it does
-=========  ==========================  =========================================
+=========  ===============================  ======================================================================
 models     ``annotator.commands.models``    list / download / verify model weights
 export     ``annotator.commands.export``    write a working file as COCO, YOLO-seg, VOC, labelme, mask PNGs
 import     ``annotator.commands.importer``  add labelme, YOLO-seg, VOC or COCO labels to a working file
-encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache
-=========  ==========================  =========================================
+encode     ``annotator.commands.encode``    pre-encode a folder into the embedding cache (``--ray``: on a cluster)
+auto       ``annotator.commands.auto``      segment everything over a folder, proposals kept for review
+=========  ===============================  ======================================================================
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SUBCOMMANDS = {
     "export": "annotator.commands.export",
     "import": "annotator.commands.importer",
     "encode": "annotator.commands.encode",
+    "auto": "annotator.commands.auto",
 }
 
 

@@ -28,6 +28,13 @@ through the encoder in one forward pass (``Predictor.encode_batch``). A batch
 that fails (out of GPU memory, say) is retried image by image. On a CPU a
 batch only costs memory, hence the default of 1 there.
 
+On a cluster
+------------
+``--ray [ADDRESS]`` runs the same work as a Ray Data pipeline on many
+machines (``pip install "sam-annotator[cluster]"``), writing the same
+entries: see :mod:`annotator.commands.encode_ray` and
+:mod:`annotator.commands.cluster`.
+
 Exit codes
 ----------
 0
@@ -117,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "embeddings go to DIR/embeddings")
     parser.add_argument("-r", "--recursive", action="store_true", help="also encode images in sub-folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on a Ray cluster (needs sam-annotator[cluster]): join the one at ADDRESS "
+                        "(HOST:PORT, ray://HOST:10001, auto), or start Ray on this machine without one; put it "
+                        "after IMAGE_DIR. Every node must see IMAGE_DIR, the weights and --cache-dir at the same paths")
+    parser.add_argument("--concurrency", type=int, default=None, metavar="N",
+                        help="with --ray: encoder actors (default: one per GPU; without GPUs, half the CPUs)")
+    parser.add_argument("--cpus-per-actor", type=int, default=1, metavar="N",
+                        help="with --ray: CPUs each actor reserves (its threads without a GPU; default: 1)")
     return parser
 
 
@@ -348,6 +363,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not paths:
         print(f"error: no images in {args.image_dir}", file=sys.stderr)
         return EXIT_USAGE
+
+    if args.ray is not None:  # the Ray Data pipeline: annotator/commands/encode_ray.py
+        from annotator.commands.encode_ray import encode_main
+
+        return encode_main(args, paths)
 
     from sam_core.cache import EmbeddingCache, checkpoint_fingerprint
     from sam_core.checkpoints import cache_dir
