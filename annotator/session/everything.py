@@ -19,6 +19,7 @@ thread and what it hands back. Coordinates are image pixels, x then y (see
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from annotator import render
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class EverythingResult:
     size: Tuple[int, int]
     proposals: Tuple[Proposal, ...]
     seconds: float
+    stored: bool = False  # read from the proposals file ``sam-annotator auto`` wrote, not computed now
 
 
 def default_generator(model: Any, options: EverythingOptions):
@@ -172,3 +176,53 @@ def run_everything(
     del image
     proposals = prepare_proposals(records, h, w, report, cancel)
     return EverythingResult(Path(path), (h, w), proposals, time.perf_counter() - t0)
+
+
+def run_stored_or_everything(
+    stored_source: Optional[Tuple[Path, str, str]],
+    make_generator: Callable[[Any, EverythingOptions], Any],
+    model: Any,
+    path: Path,
+    embedding: Any,
+    options: EverythingOptions,
+    *,
+    report: Callable[..., None],
+    cancel,
+) -> EverythingResult:
+    """The job: the proposals ``sam-annotator auto`` stored for this image if there are any for its content,
+    else :func:`run_everything`.
+
+    ``stored_source`` is ``(working file, file_name, content digest)`` or ``None``. A proposals file that
+    cannot be used is logged and the proposals are computed instead (the user loses nothing but time).
+    """
+    if stored_source is not None:
+        from annotator.data.proposals import ProposalsError, load_for_review
+
+        t0 = time.perf_counter()
+        try:
+            stored = load_for_review(*stored_source)
+        except ProposalsError as exc:
+            log.warning("stored proposals not used: %s", exc)
+            stored = None
+        if stored is not None:
+            (h, w), records = stored
+            proposals = prepare_proposals(records, h, w, report, cancel)
+            return EverythingResult(Path(path), (h, w), proposals, time.perf_counter() - t0, stored=True)
+    return run_everything(make_generator, model, path, embedding, options, report=report, cancel=cancel)
+
+
+def duplicates(proposals: Sequence[Proposal], annotated: Sequence[Dict[str, Any]], threshold: float) -> set:
+    """Indices of the proposals whose mask IoU with one of the ``annotated`` RLEs exceeds ``threshold``."""
+    if not proposals or not annotated:
+        return set()
+    from pycocotools import mask as mask_utils
+
+    def enc(seg):
+        counts = seg["counts"]
+        return {"size": [int(v) for v in seg["size"]], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+    ious = mask_utils.iou([enc(p.segmentation) for p in proposals], [enc(a) for a in annotated],
+                          [0] * len(annotated))
+    ious = np.asarray(ious).reshape(len(proposals), len(annotated))
+    return {p.index for p, row in zip(proposals, ious) if row.max() > threshold}
+

@@ -25,7 +25,14 @@ from PySide6.QtGui import QImage
 
 from annotator import render
 from annotator.session.accepting import ReadyMask
-from annotator.session.everything import EverythingOptions, EverythingResult, Proposal, default_generator, run_everything
+from annotator.session.everything import (
+    EverythingOptions,
+    EverythingResult,
+    Proposal,
+    default_generator,
+    duplicates,
+    run_stored_or_everything,
+)
 from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.rows import Color
 from annotator.session.style import OverlayStyle
@@ -67,7 +74,10 @@ class Review:
 
     ``selected``: indices (:attr:`Proposal.index`) the user picked;
     ``accepted``: indices already made into annotations (not drawn, not
-    clickable; undoing the accept puts them back).
+    clickable; undoing the accept puts them back); ``annotated``: indices
+    that match an annotation the image already has (mask IoU above the
+    controller's :attr:`~EverythingController.duplicate_iou`): hidden, and
+    never accepted a second time.
     """
 
     def __init__(self, result: EverythingResult, token: int) -> None:
@@ -76,6 +86,7 @@ class Review:
         self.by_index: Dict[int, Proposal] = {p.index: p for p in result.proposals}
         self.selected: set[int] = set()
         self.accepted: set[int] = set()
+        self.annotated: set[int] = set()
 
     @property
     def path(self) -> Path:
@@ -83,7 +94,7 @@ class Review:
 
     def open(self) -> List[Proposal]:
         """Proposals not accepted yet, largest first."""
-        return [p for p in self.result.proposals if p.index not in self.accepted]
+        return [p for p in self.result.proposals if p.index not in self.accepted and p.index not in self.annotated]
 
     def at(self, x: float, y: float) -> Optional[Proposal]:
         """The smallest open proposal whose mask holds ``(x, y)``; failing that, whose box holds it."""
@@ -116,7 +127,18 @@ class EverythingController(QObject):
         progress=, cancel=)``; :func:`default_generator` by default.
     gate:
         The :class:`ActionGate` its user entry points wait behind.
+    duplicate_iou:
+        A proposal whose mask IoU with an annotation of the image is above this
+        is taken as already annotated (a preference).
+    annotated:
+        ``annotated(path) -> [RLE]``: the masks the image already has.
+    stored_source:
+        ``stored_source(path) -> (working file, file_name, digest) or None``:
+        where ``sam-annotator auto`` may have stored this image's proposals.
     """
+
+    #: How many reviews ended by accepting everything are kept, so that undo can bring them back.
+    KEPT_REVIEWS = 8
 
     runningChanged = Signal(bool)
     progress = Signal(int, int, str)  # done, total (0: unknown), text
@@ -143,6 +165,10 @@ class EverythingController(QObject):
         self._style = style
         self._color = color or (lambda: render.PROPOSAL_EDGE)
         self.options = EverythingOptions()
+        self.duplicate_iou = 0.8
+        self.annotated: Callable[[Path], List[Dict[str, Any]]] = lambda path: []
+        self.stored_source: Callable[[Path], Optional[Tuple[Path, str, str]]] = lambda path: None
+        self._ended: Dict[int, Review] = {}  # token -> a review that accepting everything ended
         self.make_generator: Callable[[Any, EverythingOptions], Any] = default_generator
         self.jobs = jobs if jobs is not None else JobService("sam-everything", self)
         self.jobs.progress.connect(self._on_progress)
@@ -188,8 +214,8 @@ class EverythingController(QObject):
             return True
         self.leave()
         self._job_path = path
-        self._job = self.jobs.submit(run_everything, self.make_generator, im.model_info.model, path, im.embedding,
-                                     self.options)
+        self._job = self.jobs.submit(run_stored_or_everything, self.stored_source(path), self.make_generator,
+                                     im.model_info.model, path, im.embedding, self.options)
         self.runningChanged.emit(True)
         self.progress.emit(0, 0, "Segmenting everything…")
         return True
@@ -237,8 +263,15 @@ class EverythingController(QObject):
             self.statusMessage.emit(f"Segment everything found no objects ({result.seconds:.1f} s)", 5000)
             return
         self._begin(result)
+        known = len(self.review.annotated)
+        where = "from sam-annotator auto" if result.stored else f"in {result.seconds:.1f} s"
+        if known == n:
+            self.leave()
+            self.statusMessage.emit(f"All {n} proposals ({where}) are already annotated", 5000)
+            return
+        hidden = f", {known} already annotated (hidden)" if known else ""
         self.statusMessage.emit(
-            f"{n} proposals in {result.seconds:.1f} s: click to select, Enter accepts the selected, "
+            f"{n - known} proposals {where}{hidden}: click to select, Enter accepts the selected, "
             "Shift+Enter all, Esc leaves", 0,
         )
 
@@ -256,6 +289,7 @@ class EverythingController(QObject):
     def _begin(self, result: EverythingResult) -> None:
         self._tokens += 1
         self.review = Review(result, self._tokens)
+        self.review.annotated = duplicates(result.proposals, self.annotated(result.path), self.duplicate_iou)
         self._selected_images.clear()
         self.reviewChanged.emit(True)
         self.overlaysChanged.emit()
@@ -367,6 +401,15 @@ class EverythingController(QObject):
 
     def _accept(self, chosen: Sequence[Proposal]) -> int:
         review = self.review
+        # never twice: what matches an annotation made since the review began is left out
+        again = duplicates(chosen, self.annotated(review.path), self.duplicate_iou)
+        if again:
+            review.annotated |= again
+            chosen = [p for p in chosen if p.index not in again]
+            self.overlaysChanged.emit()
+            if not chosen:
+                self.statusMessage.emit("Those proposals are already annotated", 3000)
+                return 0
         model = self._accepts.model_type
         ready = [
             (p.index, ReadyMask(p.segmentation, p.patch, {
@@ -378,17 +421,30 @@ class EverythingController(QObject):
         h, w = review.result.size
         n = self._accepts.accept_proposals(review.path, w, h, review.token, ready)
         if n and self.review is not None and not self.review.open():
+            self._ended[review.token] = review  # undo brings the review back as it was
+            while len(self._ended) > self.KEPT_REVIEWS:
+                self._ended.pop(next(iter(self._ended)))
             self.leave()
         return n
 
     def on_accept(self, accepted: Accepted, applied: bool) -> None:
         """An accept of this review's proposals was done (or redone) or undone: hide or show them again."""
         review = self.review
+        if accepted.review is not None and not applied and review is None:
+            ended = self._ended.pop(accepted.review, None)
+            if ended is not None and ended.path == self._image.current_path:
+                review = self.review = ended  # the accept that ended it is undone: review again
+                self._selected_images.clear()
+                self.reviewChanged.emit(True)
         if accepted.review is None or review is None or review.token != accepted.review:
             return
         if applied:
             review.accepted.update(accepted.proposals)
             review.selected.difference_update(accepted.proposals)
+            if not review.open():  # a redo of "accept all": the review ends again, as it did
+                self._ended[review.token] = review
+                self.leave()
+                return
         else:
             review.accepted.difference_update(accepted.proposals)
         self.overlaysChanged.emit()

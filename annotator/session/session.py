@@ -34,7 +34,7 @@ each is a line or two of delegation, no logic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
@@ -121,9 +121,24 @@ class Session(QObject):
                                       parent=self)
         self.everything = EverythingController(self.images, self.accepts, self.gate, self.style,
                                                self.edits.category_color, everything_jobs, self)
+        self.everything.annotated = self._annotation_rles
+        self.everything.stored_source = self._stored_proposals_source
         self.accepts.listeners += [self.prompts, self.everything]
         self.exports = ExportRunner(export_jobs, self)
         self._wire()
+
+    def _annotation_rles(self, path: Path) -> List[Dict[str, Any]]:
+        """The masks (compressed RLE) image ``path`` already has: segment everything hides their duplicates."""
+        ds = self.edits.dataset
+        rec = ds.image_by_name(ds.relative_name(path)) if ds is not None else None
+        return [a.segmentation for a in ds.annotations_for(rec.id)] if rec is not None else []
+
+    def _stored_proposals_source(self, path: Path):
+        """Where ``sam-annotator auto`` would have stored this image's proposals: (working file, name, digest)."""
+        ds, loaded = self.edits.dataset, self.images.loaded
+        if ds is None or loaded is None or loaded.path != path:
+            return None
+        return ds.path, ds.relative_name(path), loaded.digest
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
