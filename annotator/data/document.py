@@ -41,6 +41,16 @@ masks were made on (see :mod:`annotator.data.identity`);
 
 A :class:`Dataset` is not thread-safe: mutate and serialise it on one thread
 (:meth:`Dataset.to_json` gives a snapshot string another thread may write).
+
+Size: this module is about 800 lines and :class:`Dataset` about 600, over the
+usual limits, because the class is the single owner of the document's
+invariants (ids never reused, the per-image and per-file indexes, the
+revision that decides what is unsaved) and every change must go through it.
+What does not need those invariants is elsewhere: the records
+(:mod:`annotator.data.records`), parsing (:mod:`annotator.data.loader`), the
+disk side (:mod:`annotator.data.workfile`) and image identity
+(:mod:`annotator.data.identity`). Splitting the editing methods into mixins
+would spread the invariants over modules that reach into each other's state.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ import numpy as np
 from annotator.data import coco, identity, jsonsafe
 from annotator.data.atomic import atomic_write_bytes, backup_once
 from annotator.data.files import FileTooLargeError, NotRegularFileError
+from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
 from annotator.data.workfile import ConflictError, ReadOnlyError, SaveError, WorkingFile
 
@@ -212,92 +223,19 @@ class Dataset:
         return ds
 
     def _load(self, raw: bytes) -> None:
-        p = self.path
-        if not raw.strip():
-            raise DatasetError(p, "the file is empty; expected COCO JSON")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetError(p, f"not UTF-8 text (bad byte at offset {exc.start}); expected COCO JSON") from None
-        try:
-            data = jsonsafe.loads(text)
-        except jsonsafe.JsonError as exc:
-            raise DatasetError(p, str(exc)) from None
-        problems, rles = coco.inspect_coco(data, check_geometry=False, require_all=False)
-        if problems:
-            raise DatasetError(p, problems)
-        try:
-            self._build(data, rles)
-        except jsonsafe.JsonError as exc:
-            raise DatasetError(p, str(exc)) from None
-        except RecursionError:  # pragma: no cover - clean_extra walks without recursion
-            raise DatasetError(p, "an extra field is nested too deeply") from None
-
-    def _build(self, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) -> None:
-        notes: List[str] = []
-
-        def extra(item: Mapping[str, Any], known: Tuple[str, ...], where: str) -> Dict[str, Any]:
-            return {k: jsonsafe.clean_extra(v, f"{where}[{k!r}]", notes) for k, v in item.items() if k not in known}
-
-        for key, value in data.items():
-            if key == "info":
-                self.info = jsonsafe.clean_extra(value, "info", notes)
-            elif key == "licenses":
-                self.licenses = jsonsafe.clean_extra(value, "licenses", notes)
-            elif key not in _TOP_KEYS:
-                self.extra[key] = jsonsafe.clean_extra(value, f"top level[{key!r}]", notes)
-
-        bad_names = []
-        for img in data["images"]:
-            if "\x00" in img["file_name"]:
-                bad_names.append(f"image id {img['id']}: its file_name {img['file_name']!r} holds a NUL character, "
-                                 "which no file name can")
-            rec = ImageRecord(
-                id=img["id"],
-                file_name=img["file_name"],
-                width=img["width"],
-                height=img["height"],
-                extra=extra(img, _IMAGE_KEYS, f"image id {img['id']}"),
-            )
+        parsed = parse_working_file(self.path, raw)
+        self.info, self.licenses, self.extra = parsed.info, parsed.licenses, parsed.extra
+        for rec in parsed.images:
             self.images[rec.id] = rec
             self._by_file[rec.file_name] = rec.id
             self._by_image[rec.id] = {}
-        if bad_names:
-            raise DatasetError(self.path, bad_names)
-
-        for cat in data.get("categories", []):
-            color = _color(cat.get("color"))
-            if color is None:
-                color = DEFAULT_PALETTE[(len(self.categories)) % len(DEFAULT_PALETTE)]
-            self.categories[cat["id"]] = Category(
-                id=cat["id"],
-                name=cat["name"],
-                color=color,
-                supercategory=cat.get("supercategory", "") or "",
-                extra=extra(cat, _CATEGORY_KEYS, f"category id {cat['id']}"),
-            )
-
-        for i, ann in enumerate(data.get("annotations", [])):
-            rle = rles[i]
-            a = Annotation(
-                id=ann["id"],
-                image_id=ann["image_id"],
-                category_id=ann["category_id"],
-                segmentation=rle,
-                area=coco.rle_area(rle),
-                bbox=coco.rle_bbox(rle),
-                iscrowd=int(ann.get("iscrowd", 0)),
-                extra=extra(ann, _ANNOTATION_KEYS, f"annotation id {ann['id']}"),
-            )
+        self.categories = {cat.id: cat for cat in parsed.categories}
+        for a in parsed.annotations:
             self.annotations[a.id] = a
             self._by_image[a.image_id][a.id] = None
-
         self._next_annotation_id = max(self.annotations, default=0) + 1
         self._next_category_id = max(self.categories, default=0) + 1
-        if notes:
-            more = f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""
-            self.load_notes.append(f"{len(notes)} number(s) out of JSON's range were read as null: "
-                                   + "; ".join(notes[:3]) + more)
+        self.load_notes.extend(parsed.notes)
 
     # ------------------------------------------------------------------ the file on disk
 
