@@ -237,6 +237,23 @@ def test_a_crafted_cache_header_is_dropped_before_allocating(tmp_path, change):
     assert cache.stats.dropped == 1
 
 
+def test_a_shape_whose_int64_product_wraps_to_the_payload_size_is_dropped(tmp_path):
+    """2**20 * (2**44 + 1) is 2**20 modulo 2**64: numpy's product matched the payload, reshape then raised."""
+    cache = _cache(tmp_path)
+    key = "ab" * 16
+    cache.put(key, _embedding())
+    path = cache.path_for(key)
+    data = path.read_bytes()
+    body = data[24:]
+    (hlen,) = struct.unpack_from("<I", body, 0)
+    header = json.loads(body[4 : 4 + hlen])
+    header["tensors"].append({"name": "high_res_0", "shape": [2**20, 2**44 + 1]})
+    h = json.dumps(header).encode()
+    new_body = struct.pack("<I", len(h)) + h + body[4 + hlen :] + b"\0" * (2 * 2**20)  # 2**20 more float16 values
+    path.write_bytes(data[:8] + hashlib.blake2b(new_body, digest_size=16).digest() + new_body)
+    assert cache.get(key) is None and cache.stats.dropped == 1
+
+
 def test_a_header_nested_beyond_the_parser_is_dropped(tmp_path):
     cache = _cache(tmp_path)
     key = "ef" * 16
