@@ -71,7 +71,8 @@ def nested(depth: int):
 
 extras = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(odd_text, inner, max_size=3), max_leaves=8
-) | st.integers(1, 90).map(nested)
+) | st.integers(1, 64).map(nested)  # as deep as the loader keeps
+too_deep = st.sampled_from([65, 200]).map(nested)  # refused, with the place named
 
 
 @st.composite
@@ -93,7 +94,7 @@ def documents(draw):
                             **draw(st.dictionaries(st.sampled_from(["predicted_iou", "model", "é"]), extras, max_size=2))})
     doc = {"info": draw(extras), "licenses": draw(st.lists(extras, max_size=2)), "images": images,
            "annotations": annotations, "categories": categories}
-    doc.update(draw(st.dictionaries(st.sampled_from(["extra_top", "\udcff", "🙂"]), extras, max_size=2)))
+    doc.update(draw(st.dictionaries(st.sampled_from(["extra_top", "\udcff", "🙂"]), extras | too_deep, max_size=2)))
     text = json.dumps(doc, ensure_ascii=True)  # lone surrogates become \udXXX escapes, as another tool may write
     for i, literal in enumerate(SPECIAL_NUMBERS):
         text = text.replace(f'"__NUM{i}__"', literal)
