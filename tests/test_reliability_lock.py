@@ -137,6 +137,21 @@ def test_the_same_process_opening_twice_gets_read_only_too(tmp_path):
     three.close()
 
 
+def test_a_document_made_to_replace_a_bad_file_can_take_the_lock(tmp_path):
+    path = tmp_path / "annotations.json"
+    path.write_text("not json")
+    holder = Dataset.open(tmp_path / "other.json", lock=True)  # unrelated: no effect
+    fresh = Dataset(path)  # the user chose to replace the bad file
+    assert fresh.acquire_lock() is None and fresh.locked
+    again = Dataset(path)
+    assert "read-only" in again.acquire_lock()
+    _add(fresh, "new")
+    fresh.save()  # no external-change check against the bad file: it is backed up instead
+    assert any(p.name.endswith(".bak") for p in tmp_path.iterdir())
+    fresh.close()
+    holder.close()
+
+
 def test_lock_acquire_and_release_directly(tmp_path):
     target = tmp_path / "annotations.json"
     with WorkingFileLock.acquire(target) as held:

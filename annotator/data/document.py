@@ -263,6 +263,23 @@ class Dataset:
         """Whether another program changed the working file since this document read or wrote it."""
         return self._file.changed_on_disk()
 
+    def acquire_lock(self) -> Optional[str]:
+        """Take the working file's lock now, as ``open(..., lock=True)`` does (e.g. for ``Dataset(path)``).
+
+        Returns
+        -------
+        str or None
+            ``None`` when this document holds the lock; otherwise why it is
+            read-only (:attr:`read_only`).
+
+        Raises
+        ------
+        OSError
+            The lock file cannot be created (a read-only folder).
+        """
+        self._file.lock()
+        return self.read_only
+
     def close(self) -> None:
         """Release the working file's lock (the document stays usable in memory, and read-only-free)."""
         self._file.unlock()
