@@ -338,3 +338,11 @@ def test_deeply_nested_shortcut_text_is_unusable_not_a_crash():
 
     for depth in (1500, 3000):  # deeper than json's recursion limit; the second also over the length bound
         assert parse_keys("[" * depth + "]" * depth) in (None, ())
+
+
+def test_a_broken_symlink_as_working_file_is_a_message_not_a_new_file(tmp_path):
+    link = tmp_path / "annotations.json"
+    link.symlink_to(tmp_path / "unmounted" / "annotations.json")
+    with pytest.raises(DatasetError, match="does not exist"):
+        Dataset.open(link)
+    assert not (tmp_path / "unmounted").exists()

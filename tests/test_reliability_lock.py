@@ -269,3 +269,24 @@ def test_our_own_saves_in_a_row_are_not_conflicts(tmp_path):
         assert ds.conflict_copy is None and not any(p.name.startswith("annotations.conflict") for p in tmp_path.iterdir())
     finally:
         ds.close()
+
+
+def test_another_users_lock_file_is_honoured_or_replaced_when_stale(tmp_path, monkeypatch):
+    """A lock file we may not open for writing (another user's): busy while flocked, replaced once stale."""
+    target = tmp_path / "annotations.json"
+    real_open = os.open
+
+    def no_write(path, flags, *args):
+        if os.fspath(path) == os.fspath(lock_path(target)) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args)
+
+    held = WorkingFileLock.acquire(target)
+    monkeypatch.setattr(lock.os, "open", no_write)
+    with pytest.raises(LockBusy) as info:
+        WorkingFileLock.acquire(target)
+    assert info.value.holder.pid == os.getpid()
+    held._finalizer()  # its holder is gone (descriptor closed, flock dropped), the file stays
+    assert lock_path(target).exists()
+    with WorkingFileLock.acquire(target) as mine:
+        assert mine.held and mine.took_over is None  # removed and created afresh

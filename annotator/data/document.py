@@ -214,6 +214,11 @@ class Dataset:
         except FileTooLargeError as exc:
             ds._file.unlock()
             raise DatasetError(p, f"cannot be read: {exc.strerror}") from None
+        except FileNotFoundError:  # only a broken symlink gets here: a missing file is an empty document
+            ds._file.unlock()
+            raise DatasetError(
+                p, f"is a symbolic link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
+            ) from None
         except OSError as exc:
             ds._file.unlock()
             raise DatasetError(p, f"cannot be read ({exc.strerror or exc})") from None

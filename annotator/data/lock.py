@@ -354,7 +354,17 @@ def _take_existing(target: Path, lp: Path, me: LockHolder):
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EEXIST, f"the lock name {lp.name} is taken by something that is not a regular file; "
                           "remove it", str(lp))
-        fd = os.open(lp, flags)
+        try:
+            fd = os.open(lp, flags)
+        except PermissionError:  # another user's lock file: read it, and lock it read-only
+            fd = os.open(lp, flags & ~os.O_RDWR | os.O_RDONLY)
+            try:
+                if _flock(fd) is not True:
+                    raise LockBusy(target, LockHolder.parse(_read_fd(fd)))
+            finally:
+                os.close(fd)
+            os.unlink(lp)  # its holder is gone; the folder is ours to write: start afresh
+            return None
     except FileNotFoundError:
         return None  # released meanwhile: create it
     try:
