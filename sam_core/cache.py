@@ -40,7 +40,22 @@ no fsync: a file torn by a power cut fails its checksum and is recomputed.
 On load, a file that cannot be read or parsed, has another format version,
 key, model type or checkpoint id, shapes that disagree with the payload or
 with ``(1, 256, 64, 64)`` features, or a wrong checksum, is deleted and
-reported as a miss, so the caller encodes the image again.
+reported as a miss, so the caller encodes the image again. Shapes are checked
+with Python integers against the payload's size *before* anything is
+allocated (a crafted header cannot make numpy overflow or allocate), and only
+a regular file of at most :data:`MAX_ENTRY_BYTES` is read (a FIFO or device
+planted in the cache folder is dropped, never read).
+
+Non-finite values
+-----------------
+No embedding holding NaN or infinity is ever stored: :meth:`EmbeddingCache.put`
+and :meth:`EmbeddingCache.get_or_compute` raise :class:`NonFiniteEmbeddingError`
+instead, and a disk entry holding one is treated as corrupt.
+:func:`check_model_output` encodes a small test image and raises the same
+error for a model whose weights give non-finite features (a damaged or
+all-NaN checkpoint loads without complaint otherwise); the loaders call it
+once after loading a model. (It lives here, beside the cache that must never
+hold such values, because it needs nothing but an encoder.)
 
 Precision
 ---------
@@ -53,6 +68,21 @@ when the disk tier is on; float16 -> float32 is exact, so the disk copy is
 then bit-for-bit the in-memory one. With the real MobileSAM weights the masks
 of a rounded embedding agree with the unrounded ones at IoU > 0.99 (see the
 tests).
+
+Memory
+------
+The memory tier is bounded by :attr:`EmbeddingCache.memory_bytes`; the encoder's
+temporaries are not held by anything once an encode returns. But glibc's
+allocator keeps freed memory in per-thread arenas, and the window encodes each
+image on a fresh thread (``annotator.workers.encoder.in_fresh_thread``), whose
+OpenMP workers are fresh too: each new thread's arena keeps the encoder's
+freed activations, and resident memory grew by hundreds of MB (measured:
+about 880 MB against 530 MB for 80 to 150 images, MobileSAM on a CPU, 64 MB
+memory tier; growing about 1 MB per image with 16 OpenMP threads; see
+``benchmarks/bench_memory.py``). :meth:`EmbeddingCache.get_or_compute`
+therefore calls :func:`release_free_memory` (``malloc_trim(0)``, which also
+returns free pages inside every arena) after each encode: 10 to 25 ms after a
+MobileSAM encode on a CPU, nothing where the C library has no such call.
 
 Threads
 -------
@@ -67,8 +97,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import stat
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -92,6 +125,11 @@ __all__ = [
     "checkpoint_fingerprint",
     "image_digest",
     "round_to_storage",
+    "MAX_ENTRY_BYTES",
+    "NonFiniteEmbeddingError",
+    "check_finite",
+    "check_model_output",
+    "release_free_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +142,13 @@ DEFAULT_MEMORY_BYTES = 512 * 2**20
 
 FEATURES_SHAPE = (1, 256, 64, 64)
 """Shape every cached ``features`` tensor must have (SAM 1, MobileSAM, SAM 2)."""
+
+MAX_ENTRY_BYTES = 64 * 2**20
+"""Largest disk entry read (SAM 2's three levels in float16 take 8 MiB)."""
+
+_MAX_TENSORS = 8
+_MAX_DIMS = 8
+_MAX_SIDE = 2**31  # original/input sizes beyond this are not images
 
 SUFFIX = ".samemb"
 _MAGIC = b"\x89SAMEMB\n"
@@ -242,6 +287,71 @@ def round_to_storage(embedding: ImageEmbedding) -> ImageEmbedding:
         model_type=embedding.model_type,
         high_res_features=tuple(rnd(t) for t in embedding.high_res_features),
     )
+
+
+class NonFiniteEmbeddingError(ValueError):
+    """An embedding holds NaN or infinite values (damaged weights, or a numerical failure)."""
+
+
+def check_finite(embedding: ImageEmbedding, what: str = "the embedding") -> None:
+    """Raise :class:`NonFiniteEmbeddingError` if any tensor of ``embedding`` holds NaN or infinity."""
+    for i, t in enumerate((embedding.features, *embedding.high_res_features)):
+        if not bool(torch.isfinite(t).all()):
+            name = "features" if i == 0 else f"high-resolution features {i - 1}"
+            raise NonFiniteEmbeddingError(f"{what} holds non-finite values (NaN or infinity) in its {name}")
+
+
+def _test_image() -> np.ndarray:
+    """A small deterministic RGB image with structure (gradients and a disc)."""
+    y, x = np.mgrid[0:96, 0:128]
+    img = np.stack([x * 2, y * 2, ((x - 64) ** 2 + (y - 48) ** 2 < 900) * 200], axis=-1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def check_model_output(predictor: "_Encoder") -> None:
+    """Encode a small test image and refuse a model whose features are not finite.
+
+    Call once after loading a model (the first real encode would otherwise
+    fill the cache with garbage). Costs one encoder pass.
+
+    Raises
+    ------
+    NonFiniteEmbeddingError
+        With a message that blames the weights.
+    """
+    try:
+        check_finite(predictor.encode(_test_image()), "the model's output for a test image")
+    except NonFiniteEmbeddingError as exc:
+        raise NonFiniteEmbeddingError(
+            f"{exc}: the weights are damaged or not SAM weights; download or choose the checkpoint again"
+        ) from None
+
+
+_trim = None  # malloc_trim, once looked up; False where the C library has none
+
+
+def release_free_memory() -> bool:
+    """Return the C allocator's free memory to the operating system (glibc ``malloc_trim(0)``).
+
+    Returns whether anything could be asked (``False`` on other C libraries
+    and systems). Safe from any thread.
+    """
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None).malloc_trim
+                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+                _trim = fn
+            except (OSError, AttributeError):  # musl and others have no malloc_trim
+                _trim = False
+    if _trim is False:
+        return False
+    _trim(0)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -467,7 +577,9 @@ class EmbeddingCache:
             :meth:`key_for` of ``image`` if the caller has it already.
 
         On a miss the new embedding is stored (rounded to float16 precision
-        first when the disk tier is on, see the module notes) and returned.
+        first when the disk tier is on, see the module notes) and returned;
+        one holding NaN or infinity raises :class:`NonFiniteEmbeddingError`
+        and is not stored.
         If another thread is already encoding the same image, this waits for
         its result instead of encoding twice.
         """
@@ -492,9 +604,12 @@ class EmbeddingCache:
                     raise ValueError(
                         f"predictor encodes for model type {emb.model_type!r} but this cache is for {self.model_type!r}"
                     )
+                check_finite(emb, "the encoder's output")
                 if self.disk:
                     emb = round_to_storage(emb)
+                    check_finite(emb, "the encoder's output in float16")  # beyond float16's range
                 self.put(key, emb)
+                release_free_memory()  # the encoder's freed temporaries, kept by this thread's arena otherwise
                 return emb
             finally:
                 with self._lock:
@@ -518,6 +633,8 @@ class EmbeddingCache:
         ValueError
             If the embedding is of another model type or its features are not
             ``(1, 256, 64, 64)``.
+        NonFiniteEmbeddingError
+            If it holds NaN or infinity (a ``ValueError``); nothing is stored.
         """
         _check_key(key)
         if embedding.model_type != self.model_type:
@@ -526,6 +643,7 @@ class EmbeddingCache:
             )
         if tuple(embedding.features.shape) != FEATURES_SHAPE:
             raise ValueError(f"features must be {FEATURES_SHAPE}, got {tuple(embedding.features.shape)}")
+        check_finite(embedding)
         with self._lock:
             self._counts["stores"] += 1
             self._remember(key, embedding)
@@ -588,11 +706,14 @@ class EmbeddingCache:
     ) -> Optional[ImageEmbedding]:
         path = self.path_for(key)
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                buf = bytearray(size)  # writable, so torch.from_numpy neither copies nor warns
-                del buf[f.readinto(buf) :]  # a short read fails the checks below
+            buf = _read_entry(path)
         except FileNotFoundError:
+            return None
+        except _CorruptEntry as exc:  # not a regular file, or too large: never read
+            log.info("embedding cache: dropping %s (%s)", path, exc)
+            with self._lock:
+                self._counts["dropped"] += 1
+            self._unlink(path)
             return None
         except OSError as exc:
             log.warning("embedding cache: cannot read %s: %s", path, exc)
@@ -628,12 +749,14 @@ class EmbeddingCache:
         try:
             header = json.loads(bytes(body[_LEN.size : start]).decode("utf-8"))
             version = header["format_version"]
-            tensors = [(str(t["name"]), tuple(int(s) for s in t["shape"])) for t in header["tensors"]]
-            original_size = tuple(int(s) for s in header["original_size"])
-            input_size = tuple(int(s) for s in header["input_size"])
+            tensors = [(str(t["name"]), _dims(t["shape"], 1, 2**20)) for t in header["tensors"][: _MAX_TENSORS + 1]]
+            original_size = _dims(header["original_size"], 1, _MAX_SIDE)
+            input_size = _dims(header["input_size"], 1, _MAX_SIDE)
             src_dtype = getattr(torch, str(header["dtype"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
             raise _CorruptEntry(f"bad header: {exc!r}") from None
+        if len(tensors) > _MAX_TENSORS:
+            raise _CorruptEntry(f"more than {_MAX_TENSORS} tensors")
         expect = {
             "format_version": (version, FORMAT_VERSION),
             "key": (header.get("key"), key),
@@ -649,7 +772,7 @@ class EmbeddingCache:
             raise _CorruptEntry(f"bad sizes {original_size}, {input_size}")
         if not tensors or tensors[0] != ("features", FEATURES_SHAPE):
             raise _CorruptEntry(f"features must come first with shape {FEATURES_SHAPE}, got {tensors[:1]}")
-        counts = [int(np.prod(shape)) for _, shape in tensors]
+        counts = [math.prod(shape) for _, shape in tensors]  # Python ints: no overflow, nothing allocated
         if any(c <= 0 for c in counts) or start + 2 * sum(counts) != len(body):
             raise _CorruptEntry("tensor shapes do not match the payload size")
 
@@ -660,9 +783,11 @@ class EmbeddingCache:
             dtype = torch.float32 if device.type == "cpu" and src_dtype.itemsize < 4 else src_dtype
         arrays = []
         offset = len(_MAGIC) + _CHECKSUM_BYTES + start
-        for count, (_, shape) in zip(counts, tensors):
+        for count, (name, shape) in zip(counts, tensors):
             arr = np.frombuffer(buf, dtype="<f2", count=count, offset=offset).reshape(shape)
             offset += 2 * count
+            if not np.isfinite(arr).all():
+                raise _CorruptEntry(f"{name} holds non-finite values")
             arrays.append(torch.from_numpy(arr).to(device=device, dtype=dtype))
         return ImageEmbedding(
             features=arrays[0],
@@ -781,3 +906,38 @@ def _predictor_device(predictor: object) -> Optional[torch.device]:
         for p in model.parameters():
             return p.device
     return None
+
+
+def _dims(value: object, lo: int, hi: int) -> tuple[int, ...]:
+    """A shape from a header: a list of at most 8 plain integers in ``lo..hi`` (raises ValueError)."""
+    if not isinstance(value, list) or len(value) > _MAX_DIMS:
+        raise ValueError(f"not a shape: {value!r:.80}")
+    for v in value:
+        if type(v) is not int or not lo <= v <= hi:
+            raise ValueError(f"bad dimension {v!r:.40}")
+    return tuple(value)
+
+
+def _read_entry(path: Path) -> bytearray:
+    """A disk entry's bytes: only a regular file (symlinks followed) of at most :data:`MAX_ENTRY_BYTES`.
+
+    Raises FileNotFoundError, _CorruptEntry (a FIFO, device, folder or too
+    large: never opened for reading) or another OSError.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _CorruptEntry("not a regular file")
+    if st.st_size > MAX_ENTRY_BYTES:
+        raise _CorruptEntry(f"{st.st_size} bytes, over the {MAX_ENTRY_BYTES} bytes an entry can take")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+            raise _CorruptEntry("not a regular file of a possible size")
+        buf = bytearray(st.st_size)  # writable, so torch.from_numpy neither copies nor warns
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            got = f.readinto(buf) or 0
+        del buf[got:]  # a short read fails the checks that follow
+        return buf
+    finally:
+        os.close(fd)

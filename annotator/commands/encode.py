@@ -26,7 +26,18 @@ On a CUDA device, images are loaded and hashed by background threads while
 the GPU works, and ``--batch-size`` images (default 8 on CUDA, 1 on CPU) go
 through the encoder in one forward pass (``Predictor.encode_batch``). A batch
 that fails (out of GPU memory, say) is retried image by image. On a CPU a
-batch only costs memory, hence the default of 1 there.
+batch only costs memory, hence the default of 1 there; a larger one is
+lowered to what half the available memory holds (:func:`cpu_batch_bound`,
+with a note on stderr). ``--batch-size`` above :data:`MAX_BATCH` is a usage
+error on any device.
+
+Checks
+------
+The model is refused (exit 1) when a test encode gives non-finite values
+(:func:`sam_core.cache.check_model_output`: damaged or all-NaN weights load
+without complaint otherwise), and no non-finite embedding is ever written.
+An image whose decoding would take more than half the available memory is
+reported as failed instead of being decoded (its size is read from the header).
 
 On a cluster
 ------------
@@ -74,6 +85,11 @@ EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
 
 DEFAULT_GPU_BATCH = 8
+#: Largest ``--batch-size`` accepted on any device.
+MAX_BATCH = 1024
+#: Peak memory of one image in a CPU encoder batch (input, activations, output), by model type,
+#: with margin: measured for vit_t (see docs/benchmarks.md), scaled by encoder width for the others.
+CPU_BYTES_PER_IMAGE = {"vit_t": 384 * 2**20, "vit_b": 768 * 2**20, "vit_l": 1536 * 2**20, "vit_h": 2048 * 2**20}
 MODEL_CHOICES = ("vit_t", "vit_b", "vit_l", "vit_h")  # overridden by the engine's registry when it loads
 
 
@@ -135,6 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> Optional[str]:
+    """The usage error in ``args`` (our own sentence), or ``None``."""
+    for name in ("image_dir", "checkpoint", "cache_dir"):
+        value = getattr(args, name, None)
+        if value is not None and "\x00" in str(value):
+            return f"--{name.replace('_', '-')}: a path cannot contain a NUL character"
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
+        return f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}"
+    return None
+
+
+def cpu_batch_bound(model_type: str, available: Optional[int] = None) -> int:
+    """Largest CPU batch that fits in half of ``available`` bytes (default: the memory available now)."""
+    from annotator.data.memory import FALLBACK_TOTAL, available_memory
+
+    if available is None:
+        available = available_memory() or FALLBACK_TOTAL // 2
+    per_image = CPU_BYTES_PER_IMAGE.get(model_type, max(CPU_BYTES_PER_IMAGE.values()))
+    return max(1, min(MAX_BATCH, int(available // 2 // per_image)))
+
+
 # -- seams (replaced in tests) ------------------------------------------------
 
 
@@ -154,10 +191,13 @@ def _resolve_checkpoint(model_type: str, checkpoint: Optional[Path], cache_root:
 
 
 def _load_predictor(model_type: str, checkpoint: Path, device: str) -> Any:
-    """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one)."""
+    """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one), checked to give finite output."""
     from sam_core import Predictor, load_model
+    from sam_core.cache import check_model_output
 
-    return Predictor(load_model(model_type, checkpoint=checkpoint, device=device))
+    predictor = Predictor(load_model(model_type, checkpoint=checkpoint, device=device))
+    check_model_output(predictor)
+    return predictor
 
 
 class _ByteBar:
@@ -202,9 +242,12 @@ def _load_and_key(
     from annotator.data.digests import file_stamp
     from sam_core.cache import image_digest
 
+    from annotator.data.memory import available_memory
+
     stamp = file_stamp(path)
     try:
-        image = load_image(path)
+        available = available_memory()
+        image = load_image(path, max_bytes=available // 2 if available else None)
     except ImageLoadError as exc:
         return None, None, exc.problem
     except OSError as exc:  # pragma: no cover - load_image wraps these; belt and braces
@@ -311,7 +354,12 @@ def encode_folder(
         for (path, _, key), emb in zip(batch, embeddings):
             if emb is None:
                 continue
-            if cache.put(key, emb):
+            try:
+                stored = cache.put(key, emb)
+            except ValueError as exc:  # NonFiniteEmbeddingError: never written
+                fail(path, f"encoder failed: {exc}")
+                continue
+            if stored:
                 summary.encoded += 1
             else:
                 fail(path, f"could not write the cache entry {cache.path_for(key)}")
@@ -349,8 +397,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
-    if args.batch_size is not None and args.batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
+    problem = check_args(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
 
     from annotator.data.imageio import list_images
@@ -385,6 +434,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     device = _device_of(predictor)
     batch_size = args.batch_size or (DEFAULT_GPU_BATCH if device == "cuda" else 1)
+    if device == "cpu" and batch_size > cpu_batch_bound(args.model):
+        batch_size = cpu_batch_bound(args.model)
+        print(f"note: --batch-size lowered to {batch_size}, what half the available memory holds on the CPU",
+              file=sys.stderr)
     embeddings_dir = cache_dir(args.cache_dir) / "embeddings"
     cache = EmbeddingCache(embeddings_dir, model_type=args.model, checkpoint_id=checkpoint_id, memory_bytes=0)
     batched = "batched" if batch_size > 1 and hasattr(predictor, "encode_batch") else "one at a time"

@@ -145,7 +145,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return int(exc.code or 0)
-    return int(args.func(args))
+    if args.cache_dir is not None and "\x00" in str(args.cache_dir):
+        print("error: --cache-dir: a path cannot contain a NUL character", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except OSError as exc:  # an unusable cache folder (a file in its place, permission denied...)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use the cache folder{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

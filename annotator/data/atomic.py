@@ -16,7 +16,21 @@ in this process, as ``NAME.YYYYmmdd-HHMMSS.bak`` next to it; the newest
 still there after the next session.
 
 Temporary files are named ``.NAME.<random>.tmp``: hidden, and without an image
-extension, so folder listings skip them.
+extension, so folder listings skip them. A backup is written through a
+temporary file of the *original* file's name, so every temporary file that
+writes to ``NAME`` matches :func:`temp_pattern` and a kill at any moment leaves
+nothing that :func:`remove_stale_temps` will not recognise on the next open.
+
+Names: temporary, backup names (and the lock and conflict names of
+:mod:`annotator.data.document`) are built with
+:func:`annotator.data.files.fit_name`, so they fit the folder's ``NAME_MAX``
+whatever ``NAME`` is: a working file whose name already takes 250 of the 255
+bytes still gets ``.<shortened NAME>~<hash>.<random>.tmp`` and its backups.
+
+Only regular files are written over: a destination (after symlinks are
+followed) that is a FIFO, a device, a socket or a folder raises
+:class:`annotator.data.files.NotRegularFileError` (an ``OSError``) before
+anything is created, so ``export -o /dev/null`` can never replace a device.
 """
 
 from __future__ import annotations
@@ -25,17 +39,37 @@ import errno
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "backup_once", "KEEP_BACKUPS"]
+from annotator.data.files import NotRegularFileError, fit_name, kind_of, name_max, read_regular
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "backup_once",
+    "KEEP_BACKUPS",
+    "MAX_BACKUP_BYTES",
+    "temp_pattern",
+    "remove_stale_temps",
+    "backup_name",
+    "NotRegularFileError",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: How many ``NAME.*.bak`` copies :func:`backup_once` keeps per file.
 KEEP_BACKUPS = 10
+#: Largest file :func:`backup_once` copies (a bigger one is an error: the caller must not write then).
+MAX_BACKUP_BYTES = 4 * 2**30
+
+# bytes a temporary name adds to the (fitted) name: "." + "." + 12 hex + ".tmp"
+_TMP_RESERVE = 1 + 1 + 12 + 4
+# bytes a backup name adds: "." + "YYYYmmdd-HHMMSS" + "-NNNN" + ".bak"
+_BAK_RESERVE = 1 + 15 + 5 + 4
 
 _backed_up: set[str] = set()
 _backup_lock = threading.Lock()
@@ -71,7 +105,62 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+def _temp_name(name: str, folder: Path) -> str:
+    return f".{fit_name(name, _TMP_RESERVE, name_max(folder))}.{secrets.token_hex(6)}.tmp"
+
+
+def temp_pattern(path: PathLike) -> "re.Pattern[str]":
+    """The names of the temporary files :func:`atomic_write_bytes` uses for ``path`` (and its backups)."""
+    p = Path(path)
+    stem = fit_name(p.name, _TMP_RESERVE, name_max(p.parent if str(p.parent) else "."))
+    return re.compile(r"\." + re.escape(stem) + r"\.[0-9a-f]{12}\.tmp")
+
+
+def remove_stale_temps(path: PathLike, min_age_s: float = 300.0) -> List[Path]:
+    """Delete the temporary files of ``path`` left by a killed writer; returns those deleted.
+
+    Only names matching :func:`temp_pattern` (ours, for this very file), only
+    regular files, and only those not modified for ``min_age_s`` seconds (a
+    writer in another process may be using a younger one). Errors are ignored:
+    a leftover that cannot be deleted now is tried again next time.
+    """
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    pattern = temp_pattern(p)
+    removed = []
+    now = time.time()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        candidate = folder / name
+        try:
+            st = os.lstat(candidate)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < min_age_s:
+                continue
+            os.unlink(candidate)
+            removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to replace anything but a regular file (a missing file is fine)."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return
+    except ValueError as exc:  # a NUL in the name
+        raise OSError(errno.EINVAL, f"invalid file name ({exc})", str(target)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(target, kind_of(st.st_mode), "replace")
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLike] = None) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically and durably.
 
     Parameters
@@ -82,16 +171,28 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         new file gets ``0o666`` minus the umask.
     data
         The complete new contents.
+    temp_for
+        Name the temporary file after this file instead of ``path`` (a backup
+        of ``NAME`` is written through ``NAME``'s temporary names).
+
+    Returns
+    -------
+    os.stat_result
+        Of the file written, right after the rename.
 
     Raises
     ------
+    NotRegularFileError
+        ``path`` (after symlinks) is a FIFO, device, socket or folder; nothing
+        was written.
     OSError
         Whatever the operating system reported (``errno`` intact). The old
         file is then unchanged and no temporary file is left behind.
     """
     target = _resolve_target(path)
+    _check_replaceable(target)
     folder = target.parent if str(target.parent) else Path(".")
-    tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    tmp = folder / _temp_name(Path(temp_for).name if temp_for is not None else target.name, folder)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
     try:
@@ -119,18 +220,27 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(folder)
+    return os.stat(target)
 
 
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> os.stat_result:
     """:func:`atomic_write_bytes` of ``text`` encoded with ``encoding``.
 
     Newlines are written as given (no platform translation).
     """
-    atomic_write_bytes(path, text.encode(encoding))
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def backup_name(path: PathLike, stamp: str, n: int = 0) -> Path:
+    """``NAME.<stamp>[-n].bak`` beside ``path``, ``NAME`` shortened to fit the folder's name limit."""
+    p = Path(path)
+    prefix = fit_name(p.name, _BAK_RESERVE, name_max(p.parent if str(p.parent) else "."))
+    return p.parent / (f"{prefix}.{stamp}-{n}.bak" if n else f"{prefix}.{stamp}.bak")
 
 
 def _prune_backups(target: Path) -> None:
-    pattern = re.compile(re.escape(target.name) + r"\.(\d{8}-\d{6})(?:-(\d+))?\.bak")
+    prefix = fit_name(target.name, _BAK_RESERVE, name_max(target.parent))
+    pattern = re.compile(re.escape(prefix) + r"\.(\d{8}-\d{6})(?:-(\d+))?\.bak")
     found = []
     for p in target.parent.iterdir():
         m = pattern.fullmatch(p.name)
@@ -163,7 +273,9 @@ def backup_once(path: PathLike) -> Optional[Path]:
     Raises
     ------
     OSError
-        When the existing file cannot be read or the copy cannot be written;
+        When the existing file cannot be read (including
+        :class:`~annotator.data.files.NotRegularFileError` for a FIFO or device,
+        and a file over :data:`MAX_BACKUP_BYTES`) or the copy cannot be written;
         the caller should then not write the file either. The path is then not
         marked as backed up, so the next attempt tries again.
     """
@@ -173,17 +285,17 @@ def backup_once(path: PathLike) -> Optional[Path]:
         if key in _backed_up:
             return None
         try:
-            data = target.read_bytes()
+            data = read_regular(target, MAX_BACKUP_BYTES)
         except FileNotFoundError:
             _backed_up.add(key)
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = target.with_name(f"{target.name}.{stamp}.bak")
+        backup = backup_name(target, stamp)
         n = 1
-        while backup.exists():
-            backup = target.with_name(f"{target.name}.{stamp}-{n}.bak")
+        while os.path.lexists(backup):
+            backup = backup_name(target, stamp, n)
             n += 1
-        atomic_write_bytes(backup, data)
+        atomic_write_bytes(backup, data, temp_for=target)
         try:
             st = os.stat(target)
             os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -19,27 +19,55 @@ were, and every field we do not know (top level, image, category,
 annotation) is kept and written back. A bad file raises :class:`DatasetError`
 and is never written on load.
 
+Whatever the loader accepts can be saved and reads back equal (see
+:mod:`annotator.data.jsonsafe`): numbers JSON cannot hold become ``null`` at
+load (listed in :attr:`Dataset.load_notes`), extra fields nested absurdly
+deep and integers of thousands of digits are refused with a message, and
+strings that are not valid Unicode (a file name that is not UTF-8) are
+written as escapes. A file name holding a NUL character is refused.
+
 Changes bump :attr:`Dataset.revision`; :meth:`Dataset.save` writes atomically
 (after a once-per-session backup of an existing file) and records the revision
-it saved in :attr:`Dataset.saved_revision`, only on success.
+it saved in :attr:`Dataset.saved_revision`, only on success. Every failure of a
+save is a :class:`~annotator.data.workfile.SaveError` (an ``OSError``), after
+which the document is unchanged, still dirty and fully usable;
+:meth:`Dataset.save_copy` writes a copy elsewhere. The disk side (reading only
+regular files, the one-writer lock, external changes and conflict copies) is
+:class:`annotator.data.workfile.WorkingFile`.
+
+Each image entry may record ``file_sha256``, the SHA-256 of the image file the
+masks were made on (see :mod:`annotator.data.identity`);
+:meth:`Dataset.changed_images` lists the images whose file changed since.
 
 A :class:`Dataset` is not thread-safe: mutate and serialise it on one thread
 (:meth:`Dataset.to_json` gives a snapshot string another thread may write).
+
+Size: this module is about 800 lines and :class:`Dataset` about 600, over the
+usual limits, because the class is the single owner of the document's
+invariants (ids never reused, the per-image and per-file indexes, the
+revision that decides what is unsaved) and every change must go through it.
+What does not need those invariants is elsewhere: the records
+(:mod:`annotator.data.records`), parsing (:mod:`annotator.data.loader`), the
+disk side (:mod:`annotator.data.workfile`) and image identity
+(:mod:`annotator.data.identity`). Splitting the editing methods into mixins
+would spread the invariants over modules that reach into each other's state.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import dataclass, field
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from annotator.data import coco
-from annotator.data.atomic import atomic_write_text, backup_once
+from annotator.data import coco, identity, jsonsafe
+from annotator.data.atomic import atomic_write_bytes, backup_once
+from annotator.data.files import FileTooLargeError, NotRegularFileError
+from annotator.data.loader import parse_working_file
+from annotator.data.lock import LockHolder
+from annotator.data.workfile import ConflictError, ReadOnlyError, SaveError, WorkingFile
 
 __all__ = [
     "Category",
@@ -52,206 +80,34 @@ __all__ = [
     "ANNOTATIONS_FILENAME",
     "write_working_file",
     "dumps_coco",
+    "SaveError",
+    "ConflictError",
+    "ReadOnlyError",
+    "ImageChangedError",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
-Color = Tuple[int, int, int]
-
-#: Default working-file name inside the image folder.
-ANNOTATIONS_FILENAME = "annotations.json"
-
-#: Colours given to new categories, in order (20 distinct colours, Trubetskoy).
-DEFAULT_PALETTE: Tuple[Color, ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-)  # fmt: skip
-
-_IMAGE_KEYS = ("id", "file_name", "width", "height")
-_CATEGORY_KEYS = ("id", "name", "supercategory", "color")
-_ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
-_TOP_KEYS = ("info", "licenses", "images", "annotations", "categories")
-
-
-def dumps_coco(data: Dict[str, Any]) -> str:
-    """Strict JSON text of a COCO dict (no NaN), one list item per line."""
-
-    def dumps(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
-
-    parts = []
-    for key, value in data.items():
-        if isinstance(value, list) and value:
-            body = "[\n" + ",\n".join("  " + dumps(v) for v in value) + "\n ]"
-        else:
-            body = dumps(value)
-        parts.append(f" {dumps(key)}: {body}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+from annotator.data.records import (  # noqa: F401  (re-exported: the public names of this module)
+    _ANNOTATION_KEYS,
+    _CATEGORY_KEYS,
+    _IMAGE_KEYS,
+    _TOP_KEYS,
+    ANNOTATIONS_FILENAME,
+    DEFAULT_PALETTE,
+    Annotation,
+    Category,
+    Color,
+    DatasetError,
+    ImageRecord,
+    PathLike,
+    RemovedCategory,
+    _color,
+    _plain,
+    dumps_coco,
+)
 
 
-class DatasetError(Exception):
-    """An annotation file cannot be used as it is.
-
-    Attributes
-    ----------
-    path : Path
-        The file concerned.
-    problems : list of str
-        Every problem found, each naming the entry and what is wrong.
-    """
-
-    MAX_LISTED = 10
-
-    def __init__(self, path: PathLike, problems: Union[str, Sequence[str]]):
-        self.path = Path(path)
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        if len(self.problems) == 1:
-            text = f"{self.path}: {self.problems[0]}"
-        else:
-            listed = "\n".join(f"  - {p}" for p in self.problems[: self.MAX_LISTED])
-            more = len(self.problems) - self.MAX_LISTED
-            tail = f"\n  ... and {more} more" if more > 0 else ""
-            text = f"{self.path}: {len(self.problems)} problems:\n{listed}{tail}"
-        super().__init__(text)
-
-
-def _plain(value: Any, where: str = "value") -> Any:
-    """A JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist(), where)
-    if isinstance(value, dict):
-        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{where}: a {type(value).__name__} cannot be written to JSON")
-
-
-def _color(value: Any) -> Optional[Color]:
-    """``[r, g, b]`` 0..255 integers (or ``"#rrggbb"``) -> tuple; None if invalid."""
-    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
-        try:
-            return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-        except ValueError:
-            return None
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 3
-        and all(coco._is_int(v) and 0 <= v <= 255 for v in value)
-    ):
-        return (int(value[0]), int(value[1]), int(value[2]))
-    return None
-
-
-@dataclass
-class Category:
-    """A label. ``color`` is the display colour, RGB 0..255."""
-
-    id: int
-    name: str
-    color: Color
-    supercategory: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> Dict[str, Any]:
-        out = {
-            "id": int(self.id),
-            "name": self.name,
-            "supercategory": self.supercategory,
-            "color": [int(c) for c in self.color],
-        }
-        out.update({k: v for k, v in _plain(self.extra, f"category {self.id}").items() if k not in _CATEGORY_KEYS})
-        return out
-
-
-@dataclass
-class ImageRecord:
-    """One image: ``width`` x ``height`` pixels after EXIF orientation.
-
-    ``file_name`` is a POSIX path relative to the folder of the JSON file.
-    """
-
-    id: int
-    file_name: str
-    width: int
-    height: int
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> Dict[str, Any]:
-        out = {"id": int(self.id), "file_name": self.file_name, "width": int(self.width), "height": int(self.height)}
-        out.update({k: v for k, v in _plain(self.extra, f"image {self.id}").items() if k not in _IMAGE_KEYS})
-        return out
-
-
-@dataclass
-class Annotation:
-    """One instance mask.
-
-    ``segmentation`` is compressed RLE ``{"size": [height, width], "counts":
-    str}``; ``area`` (pixels) and ``bbox`` (``[x, y, w, h]``) agree with it.
-    ``extra`` holds everything else (``predicted_iou``, ``model``, fields
-    from other tools), written back unchanged.
-    """
-
-    id: int
-    image_id: int
-    category_id: int
-    segmentation: Dict[str, Any]
-    area: float
-    bbox: List[float]
-    iscrowd: int = 0
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> Tuple[int, int]:
-        """``(height, width)`` of the mask."""
-        h, w = self.segmentation["size"]
-        return int(h), int(w)
-
-    def mask(self) -> np.ndarray:
-        """The mask, ``(height, width)`` bool (decoded on every call)."""
-        h, w = self.size
-        return coco.decode_rle(self.segmentation, h, w)
-
-    def to_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {
-            "id": int(self.id),
-            "image_id": int(self.image_id),
-            "category_id": int(self.category_id),
-            "segmentation": {
-                "size": [int(v) for v in self.segmentation["size"]],
-                "counts": self.segmentation["counts"],
-            },
-            "area": float(self.area),
-            "bbox": [float(v) for v in self.bbox],
-            "iscrowd": int(self.iscrowd),
-        }
-        out.update(
-            {k: v for k, v in _plain(self.extra, f"annotation {self.id}").items() if k not in _ANNOTATION_KEYS}
-        )
-        return out
-
-
-@dataclass
-class RemovedCategory:
-    """What :meth:`Dataset.remove_category` took away, for undo."""
-
-    category: Category
-    removed_annotations: List[Annotation]
-    reassigned: List[int]  # annotation ids moved to reassigned_to
-    reassigned_to: Optional[int]
+class ImageChangedError(DatasetError):
+    """An annotated image's file is another picture now (its recorded SHA-256 differs)."""
 
 
 class Dataset:
@@ -297,102 +153,141 @@ class Dataset:
         self._next_category_id = 1
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
+        #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
+        self.load_notes: List[str] = []
+        self._file = WorkingFile(self.path)
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def open(cls, path: PathLike, image_dir: Optional[PathLike] = None) -> "Dataset":
+    def open(cls, path: PathLike, image_dir: Optional[PathLike] = None, *, lock: bool = False) -> "Dataset":
         """Load ``path`` if it exists, else return an empty dataset for it.
+
+        Parameters
+        ----------
+        path
+            The working file. Only a regular file is read (symlinks followed),
+            of at most :data:`annotator.data.workfile.MAX_WORKING_FILE_BYTES`.
+        image_dir
+            The folder of images (default: the file's folder).
+        lock
+            Take the working file's lock first (see :mod:`annotator.data.lock`)
+            and remove our temporary files left by an interrupted save. When
+            another window or process holds it, the document opens
+            read-only: :attr:`read_only` says why and by whom, and
+            :meth:`save` raises :class:`~annotator.data.workfile.ReadOnlyError`
+            (:meth:`save_copy` works). A lock that cannot be created (a
+            read-only folder) is noted in :attr:`load_notes`.
 
         Raises
         ------
         DatasetError
-            The file cannot be read, is not UTF-8 JSON (the message gives line
-            and column), or is not a valid COCO segmentation file: wrong
-            schema, non-integer or duplicate ids, annotations for missing
-            images or categories, RLE whose size disagrees with its image,
-            malformed RLE or polygons. The file is never modified.
+            The file cannot be read (a FIFO, a device, a symlink loop, too
+            large, permission denied...), is not UTF-8 JSON (the message
+            gives line and column), or is not a valid COCO segmentation file:
+            wrong schema, non-integer or duplicate ids, annotations for
+            missing images or categories, RLE whose size disagrees with its
+            image, malformed RLE or polygons, extra fields nested more than
+            :data:`annotator.data.jsonsafe.MAX_EXTRA_DEPTH` levels. The file
+            is never modified, and no lock is kept.
         """
         ds = cls(path, image_dir)
+        ds._file = WorkingFile(ds.path, check_external=True)
         p = ds.path
+        if lock:
+            try:
+                ds._file.lock()
+            except OSError as exc:
+                ds.load_notes.append(
+                    f"the lock file beside {p.name} cannot be created ({exc.strerror or exc}): "
+                    "another window could write this file at the same time"
+                )
         try:
-            raw = p.read_bytes()
-        except FileNotFoundError:
-            return ds
-        except IsADirectoryError:
-            raise DatasetError(p, "this is a folder, not an annotation file") from None
+            raw = ds._file.read()
+            if raw is not None:
+                ds._load(raw)
+        except NotRegularFileError as exc:
+            ds._file.unlock()
+            if exc.kind == "folder":
+                raise DatasetError(p, "this is a folder, not an annotation file") from None
+            raise DatasetError(p, f"cannot be read: it is {exc.strerror}") from None
+        except FileTooLargeError as exc:
+            ds._file.unlock()
+            raise DatasetError(p, f"cannot be read: {exc.strerror}") from None
+        except FileNotFoundError:  # only a broken symlink gets here: a missing file is an empty document
+            ds._file.unlock()
+            raise DatasetError(
+                p, f"is a symbolic link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
+            ) from None
         except OSError as exc:
+            ds._file.unlock()
             raise DatasetError(p, f"cannot be read ({exc.strerror or exc})") from None
-        ds._load(raw)
+        except BaseException:
+            ds._file.unlock()
+            raise
         return ds
 
     def _load(self, raw: bytes) -> None:
-        p = self.path
-        if not raw.strip():
-            raise DatasetError(p, "the file is empty; expected COCO JSON")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetError(p, f"not UTF-8 text (bad byte at offset {exc.start}); expected COCO JSON") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(p, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        except RecursionError:
-            raise DatasetError(p, "malformed JSON: nested too deeply") from None
-        problems, rles = coco.inspect_coco(data, check_geometry=False, require_all=False)
-        if problems:
-            raise DatasetError(p, problems)
-
-        for key, value in data.items():
-            if key == "info":
-                self.info = value
-            elif key == "licenses":
-                self.licenses = value
-            elif key not in _TOP_KEYS:
-                self.extra[key] = value
-
-        for img in data["images"]:
-            rec = ImageRecord(
-                id=img["id"],
-                file_name=img["file_name"],
-                width=img["width"],
-                height=img["height"],
-                extra={k: v for k, v in img.items() if k not in _IMAGE_KEYS},
-            )
+        parsed = parse_working_file(self.path, raw)
+        self.info, self.licenses, self.extra = parsed.info, parsed.licenses, parsed.extra
+        for rec in parsed.images:
             self.images[rec.id] = rec
             self._by_file[rec.file_name] = rec.id
             self._by_image[rec.id] = {}
-
-        for cat in data.get("categories", []):
-            color = _color(cat.get("color"))
-            if color is None:
-                color = DEFAULT_PALETTE[(len(self.categories)) % len(DEFAULT_PALETTE)]
-            self.categories[cat["id"]] = Category(
-                id=cat["id"],
-                name=cat["name"],
-                color=color,
-                supercategory=cat.get("supercategory", "") or "",
-                extra={k: v for k, v in cat.items() if k not in _CATEGORY_KEYS},
-            )
-
-        for i, ann in enumerate(data.get("annotations", [])):
-            rle = rles[i]
-            a = Annotation(
-                id=ann["id"],
-                image_id=ann["image_id"],
-                category_id=ann["category_id"],
-                segmentation=rle,
-                area=coco.rle_area(rle),
-                bbox=coco.rle_bbox(rle),
-                iscrowd=int(ann.get("iscrowd", 0)),
-                extra={k: v for k, v in ann.items() if k not in _ANNOTATION_KEYS},
-            )
+        self.categories = {cat.id: cat for cat in parsed.categories}
+        for a in parsed.annotations:
             self.annotations[a.id] = a
             self._by_image[a.image_id][a.id] = None
-
         self._next_annotation_id = max(self.annotations, default=0) + 1
         self._next_category_id = max(self.categories, default=0) + 1
+        self.load_notes.extend(parsed.notes)
+
+    # ------------------------------------------------------------------ the file on disk
+
+    @property
+    def read_only(self) -> Optional[str]:
+        """Why this document must not be saved over its file (another window holds it), or ``None``."""
+        return self._file.read_only
+
+    @property
+    def lock_holder(self) -> Optional[LockHolder]:
+        """Who holds the working file when this document is read-only."""
+        return self._file.holder
+
+    @property
+    def locked(self) -> bool:
+        """Whether this document holds its working file's lock."""
+        return self._file.locked
+
+    @property
+    def conflict_copy(self) -> Optional[Path]:
+        """Where the last save put this document's version because the file had changed on disk."""
+        return self._file.conflict_copy
+
+    def changed_on_disk(self) -> bool:
+        """Whether another program changed the working file since this document read or wrote it."""
+        return self._file.changed_on_disk()
+
+    def acquire_lock(self) -> Optional[str]:
+        """Take the working file's lock now, as ``open(..., lock=True)`` does (e.g. for ``Dataset(path)``).
+
+        Returns
+        -------
+        str or None
+            ``None`` when this document holds the lock; otherwise why it is
+            read-only (:attr:`read_only`).
+
+        Raises
+        ------
+        OSError
+            The lock file cannot be created (a read-only folder).
+        """
+        self._file.lock()
+        return self.read_only
+
+    def close(self) -> None:
+        """Release the working file's lock (the document stays usable in memory, and read-only-free)."""
+        self._file.unlock()
 
     # ------------------------------------------------------------------ state
 
@@ -424,7 +319,9 @@ class Dataset:
         iid = self._by_file.get(file_name)
         return None if iid is None else self.images[iid]
 
-    def ensure_image(self, file_name: str, width: int, height: int) -> ImageRecord:
+    def ensure_image(
+        self, file_name: str, width: int, height: int, *, file_sha256: Optional[str] = None
+    ) -> ImageRecord:
         """The record for ``file_name``, created (new id = max + 1) if needed.
 
         Parameters
@@ -433,17 +330,26 @@ class Dataset:
             POSIX path relative to :attr:`root` (see :meth:`relative_name`).
         width, height
             Size of the image as displayed (EXIF orientation applied).
+        file_sha256
+            :func:`annotator.data.identity.file_sha256` of the image file, to
+            record (a new record, or one without a digest yet) or to check.
 
         Raises
         ------
         DatasetError
             The image is already recorded with another size (the file changed,
             or was rotated): its masks would no longer line up.
+        ImageChangedError
+            The image has annotations and its recorded digest is not
+            ``file_sha256``: another picture is there now (see
+            :meth:`set_image_digest` once the user has reviewed them).
         """
-        if not isinstance(file_name, str) or not file_name:
-            raise ValueError(f"file_name must be a non-empty string, got {file_name!r}")
+        if not isinstance(file_name, str) or not file_name or "\x00" in file_name:
+            raise ValueError(f"file_name must be a non-empty string without NUL, got {file_name!r}")
         if not (coco._is_int(width) and coco._is_int(height) and width >= 1 and height >= 1):
             raise ValueError(f"width and height must be positive integers, got {width!r} x {height!r}")
+        if file_sha256 is not None and not identity.is_sha256(file_sha256):
+            raise ValueError(f"file_sha256 must be 64 lowercase hex characters, got {file_sha256!r}")
         rec = self.image_by_name(file_name)
         if rec is not None:
             if (rec.width, rec.height) != (width, height):
@@ -452,8 +358,21 @@ class Dataset:
                     f"image '{file_name}' is {width} x {height} pixels now, but the annotation file "
                     f"records {rec.width} x {rec.height} (width x height): its masks would not line up",
                 )
+            recorded = rec.extra.get(identity.DIGEST_FIELD)
+            if file_sha256 is not None and recorded != file_sha256:
+                if identity.is_sha256(recorded) and self._by_image.get(rec.id):
+                    raise ImageChangedError(
+                        self.path,
+                        f"image '{file_name}' is another picture than the one its "
+                        f"{len(self._by_image[rec.id])} annotation(s) were made on (its content changed); "
+                        "they need review before they are shown on it",
+                    )
+                rec.extra[identity.DIGEST_FIELD] = file_sha256
+                self._changed()
             return rec
         rec = ImageRecord(id=max(self.images, default=0) + 1, file_name=file_name, width=int(width), height=int(height))
+        if file_sha256 is not None:
+            rec.extra[identity.DIGEST_FIELD] = file_sha256
         self.images[rec.id] = rec
         self._by_file[file_name] = rec.id
         self._by_image[rec.id] = {}
@@ -484,6 +403,47 @@ class Dataset:
                     f"file records {rec.width} x {rec.height} (width x height)"
                 )
         return problems
+
+    def image_digest_records(self) -> List[Tuple[int, str, Path, str, Tuple[int, ...]]]:
+        """``(image_id, file_name, path, recorded sha256, annotation ids)`` of every image with a digest.
+
+        A snapshot to hand to :func:`annotator.data.identity.find_changed` on
+        another thread (this object is not thread-safe; the snapshot is).
+        """
+        out = []
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            recorded = rec.extra.get(identity.DIGEST_FIELD)
+            if identity.is_sha256(recorded):
+                anns = tuple(sorted(self._by_image.get(rec.id, ())))
+                out.append((rec.id, rec.file_name, self.image_path(rec), recorded, anns))
+        return out
+
+    def changed_images(self, cancel: Optional[threading.Event] = None) -> List[identity.ImageChange]:
+        """Images whose file is missing or is another picture than the one recorded (reads every file).
+
+        Images without a recorded digest are not checked. For a large folder,
+        call :meth:`image_digest_records` here and
+        :func:`annotator.data.identity.find_changed` on a worker thread.
+        """
+        return identity.find_changed(self.image_digest_records(), cancel=cancel)
+
+    def set_image_digest(self, image_id: int, file_sha256: Optional[str]) -> Optional[str]:
+        """Record ``file_sha256`` as the picture image ``image_id``'s masks belong to (``None``: forget it).
+
+        For the window once the user reviewed a changed image's annotations.
+        Returns the old digest.
+        """
+        rec = self.images[image_id]
+        if file_sha256 is not None and not identity.is_sha256(file_sha256):
+            raise ValueError(f"file_sha256 must be 64 lowercase hex characters, got {file_sha256!r}")
+        old = rec.extra.get(identity.DIGEST_FIELD)
+        if file_sha256 is None:
+            rec.extra.pop(identity.DIGEST_FIELD, None)
+        else:
+            rec.extra[identity.DIGEST_FIELD] = file_sha256
+        if old != file_sha256:
+            self._changed()
+        return old if isinstance(old, str) else None
 
     # ------------------------------------------------------------------ categories
 
@@ -776,7 +736,14 @@ class Dataset:
         """Record that the state of ``revision`` is on disk."""
         self.saved_revision = revision
 
-    def save(self, path: Optional[PathLike] = None) -> Path:
+    def _encoded(self, root: Path) -> bytes:
+        """The document as UTF-8 JSON bytes, ``file_name`` relative to ``root``; any failure is a SaveError."""
+        try:
+            return jsonsafe.encode_text(self.to_json(root=root))
+        except Exception as exc:  # a value JSON cannot hold, nesting, memory: never a crash on save
+            raise SaveError(self.path, f"the document cannot be written as JSON ({type(exc).__name__}: {exc})") from exc
+
+    def save(self, path: Optional[PathLike] = None, *, force: bool = False) -> Path:
         """Write the working file atomically.
 
         Parameters
@@ -784,7 +751,11 @@ class Dataset:
         path
             Where to write; default :attr:`path`. Another path is a "save as":
             ``file_name`` values are rewritten relative to its folder and
-            :attr:`path`/:attr:`root` move there once the write succeeded.
+            :attr:`path`/:attr:`root` move there once the write succeeded (and
+            the lock, if this document held one, moves with it).
+        force
+            Overwrite the working file even when another program changed it
+            since this document read or wrote it (the user chose "keep mine").
 
         Returns
         -------
@@ -793,17 +764,46 @@ class Dataset:
 
         Raises
         ------
-        OSError
-            Disk full, read-only folder, permission denied... The previous
-            file is intact and :attr:`dirty` stays True.
+        annotator.data.workfile.ReadOnlyError
+            Another window or program holds the file (see :attr:`read_only`).
+        annotator.data.workfile.ConflictError
+            The file changed on disk: it was not overwritten, this version went
+            to :attr:`ConflictError.ours` beside it.
+        annotator.data.workfile.SaveError
+            Anything else (disk full, read-only folder, permission denied, a
+            FIFO or device in the file's place, a value that cannot be written).
+            All three are ``OSError``; after any of them the file on disk is
+            intact, :attr:`dirty` stays True and the document is unchanged.
         """
         target = Path(path) if path is not None else self.path
         revision = self.revision
-        write_working_file(target, self.to_json(root=target.parent))
         if os.path.abspath(target) != os.path.abspath(self.path):
+            data = self._encoded(target.parent)
+            st = self._file.write_copy(target, data, backup=True)
             self._move_to(target)
+            self._file.moved_to(target, data, st)
+        else:
+            self._file.write(self._encoded(target.parent), force=force)
         self.mark_saved(revision)
         return target
+
+    def save_copy(self, path: PathLike) -> Path:
+        """Write a copy of the document to ``path`` ("save a copy elsewhere"); the working file stays as it is.
+
+        ``file_name`` values are rewritten relative to the copy's folder.
+        :attr:`path` and :attr:`dirty` do not change: this is how work is kept
+        when the working file cannot be written (read-only, conflict, disk full).
+
+        Raises
+        ------
+        annotator.data.workfile.SaveError
+            ``path`` is the working file itself, or cannot be written.
+        """
+        path = Path(path)
+        if os.path.abspath(os.path.realpath(path)) == os.path.abspath(os.path.realpath(self.path)):
+            raise SaveError(path, "this is the working file itself; choose another file for the copy")
+        self._file.write_copy(path, self._encoded(path.parent))
+        return path
 
     def _move_to(self, target: Path) -> None:
         new_root = target.parent
@@ -819,12 +819,15 @@ class Dataset:
 def write_working_file(path: PathLike, text: str) -> None:
     """Back the file up once per session, then replace it atomically with ``text``.
 
-    Safe to call from a worker thread with a :meth:`Dataset.snapshot`.
+    Safe to call from a worker thread with a :meth:`Dataset.snapshot`. This
+    bypasses the lock and the external-change check of :meth:`Dataset.save`.
 
     Raises
     ------
     OSError
-        The old file is then intact (see :mod:`annotator.data.atomic`).
+        The old file is then intact (see :mod:`annotator.data.atomic`); a FIFO
+        or device at ``path`` is refused
+        (:class:`~annotator.data.files.NotRegularFileError`).
     """
     backup_once(path)
-    atomic_write_text(path, text)
+    atomic_write_bytes(path, jsonsafe.encode_text(text))

@@ -36,7 +36,14 @@ Everything the annotator shows, encodes and annotates comes through
   preallocated, already oriented output array (no float copy, no second
   full-size copy for rotation). Peak memory for an RGB image is Pillow's
   decoded copy (4 bytes per pixel) plus the output (3 bytes per pixel):
-  about 2.1 GB for 20000 x 15000, rotated or not.
+  about 2.1 GB for 20000 x 15000, rotated or not. :func:`estimate_memory`
+  gives that figure from the header alone (no decoding), and
+  ``load_image(path, max_bytes=...)`` refuses, before decoding, an image
+  whose estimate is over ``max_bytes``: a 1 MB PNG can declare 31622 x 31622
+  pixels (a "decompression bomb" under the one-gigapixel limit).
+* **Only regular files** are opened (symlinks followed), of at most
+  :data:`annotator.data.identity.MAX_IMAGE_FILE_BYTES`: a FIFO, a device or a
+  symlink loop gives an :class:`ImageLoadError`, never a hang.
 
 Every failure raises :class:`ImageLoadError`, whose message names the file and
 the problem in words a user can act on.
@@ -44,13 +51,19 @@ the problem in words a user can act on.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Tuple, Union
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from annotator.data.files import FileTooLargeError, NotRegularFileError, open_regular
+from annotator.data.identity import MAX_IMAGE_FILE_BYTES
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -60,6 +73,9 @@ __all__ = [
     "load_image",
     "image_size",
     "natural_key",
+    "MemoryEstimate",
+    "estimate_memory",
+    "WINDOW_BYTES_PER_PIXEL",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -174,24 +190,53 @@ def list_images(folder: PathLike, *, recursive: bool = False) -> List[Path]:
 # opening
 
 
-def _open(path: Path) -> Image.Image:
-    """Open ``path`` with Pillow (header only), mapping every failure to words."""
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """Open ``path`` with Pillow (header only), mapping every failure to words; closes the file on exit.
+
+    Only a regular file (symlinks followed) of at most
+    :data:`annotator.data.identity.MAX_IMAGE_FILE_BYTES` is opened: a FIFO would
+    block, a device never ends.
+    """
     try:
-        st = os.stat(path)
+        fd = open_regular(path, MAX_IMAGE_FILE_BYTES)
     except FileNotFoundError:
         if os.path.islink(path):
             raise ImageLoadError(path, "broken symbolic link (its target is missing)") from None
         raise ImageLoadError(path, "file not found (was it deleted or moved?)") from None
     except PermissionError:
         raise ImageLoadError(path, "permission denied (the file cannot be read)") from None
+    except NotRegularFileError as exc:
+        if exc.kind == "folder":
+            raise ImageLoadError(path, "this is a folder, not an image file") from None
+        raise ImageLoadError(path, f"this is {exc.strerror}") from None
+    except FileTooLargeError as exc:
+        raise ImageLoadError(path, f"too large: {exc.strerror}") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(path, "symbolic link loop (the link points back to itself)") from None
         raise ImageLoadError(path, f"cannot access the file ({exc.strerror or exc})") from None
-    if os.path.isdir(path):
-        raise ImageLoadError(path, "this is a folder, not an image file")
-    if st.st_size == 0:
-        raise ImageLoadError(path, "empty file (0 bytes)")
+    f = os.fdopen(fd, "rb")
     try:
-        im = Image.open(path)
+        if os.fstat(fd).st_size == 0:
+            raise ImageLoadError(path, "empty file (0 bytes)")
+        im = _pillow_open(f, path)
+        try:
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise ImageLoadError(path, f"invalid image size {w} x {h}")
+            if w * h > MAX_PIXELS:
+                raise ImageLoadError(path, _too_large_message((w, h)))
+            yield im
+        finally:
+            im.close()
+    finally:
+        f.close()
+
+
+def _pillow_open(f: BinaryIO, path: Path) -> Image.Image:
+    try:
+        return Image.open(f)
     except FileNotFoundError:
         raise ImageLoadError(path, "file not found (was it deleted or moved?)") from None
     except PermissionError:
@@ -206,16 +251,6 @@ def _open(path: Path) -> Image.Image:
         raise ImageLoadError(path, "not enough memory to open the file") from None
     except Exception as exc:  # Pillow plugins raise SyntaxError, ValueError, struct.error...
         raise ImageLoadError(path, f"unreadable or corrupt image header ({_brief(exc)})") from None
-    try:
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise ImageLoadError(path, f"invalid image size {w} x {h}")
-        if w * h > MAX_PIXELS:
-            raise ImageLoadError(path, _too_large_message((w, h)))
-    except BaseException:
-        im.close()
-        raise
-    return im
 
 
 def _too_large_message(size) -> str:
@@ -392,13 +427,86 @@ def _to_rgb_array(im: Image.Image, orientation: int = 1) -> np.ndarray:
     return out
 
 
-def load_image(path: PathLike) -> np.ndarray:
+#: Pillow's bytes per pixel in memory by mode (its storage, not the file's); other modes take 4.
+_PILLOW_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I;16S": 2}
+
+#: What the window adds per pixel to open an image, beyond decoding it: its display copy and the mask
+#: candidates. Issue 15 measured 9.2 GB for an RGB PNG of 31622 x 31622 (1.0 gigapixel); decoding
+#: accounts for 7 bytes per pixel of it (below), the window for the remaining 2.2.
+WINDOW_BYTES_PER_PIXEL = 2.2
+
+# strips being converted, Pillow's tile buffers: a constant on top of the per-pixel figures
+_FIXED_OVERHEAD = 4 * _STRIP_BYTES
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Memory an image takes to load, from its header.
+
+    Attributes
+    ----------
+    width, height
+        As stored (before EXIF orientation: the same pixel count).
+    mode
+        Pillow's mode (``"RGB"``, ``"1"``, ``"I;16"``...).
+    decode_bytes
+        Peak of :func:`load_image`: Pillow's decoded copy plus the
+        ``(H, W, 3)`` output, plus a constant for the strips being converted.
+    open_bytes
+        ``decode_bytes`` plus what the window adds
+        (:data:`WINDOW_BYTES_PER_PIXEL`) to show and annotate it.
+    """
+
+    width: int
+    height: int
+    mode: str
+    decode_bytes: int
+    open_bytes: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def describe(self) -> str:
+        """``31622 x 31622 pixels, about 9.3 GB to open``."""
+        return f"{self.width} x {self.height} pixels, about {self.open_bytes / 1e9:.1f} GB to open"
+
+
+def _estimate(im: Image.Image) -> MemoryEstimate:
+    w, h = im.size
+    pixels = w * h
+    pillow = _PILLOW_BYTES_PER_PIXEL.get(im.mode, 4)
+    decode = pixels * (pillow + 3) + _FIXED_OVERHEAD
+    return MemoryEstimate(w, h, im.mode, decode, decode + int(pixels * WINDOW_BYTES_PER_PIXEL))
+
+
+def estimate_memory(path: PathLike) -> MemoryEstimate:
+    """How much memory ``path`` takes to load and to open in the window, read from its header only.
+
+    Pillow's ``Image.open`` reads the size and mode without decoding, so this
+    costs the same for a 1-gigapixel bomb as for a thumbnail.
+
+    Raises
+    ------
+    ImageLoadError
+        As :func:`image_size`.
+    """
+    p = Path(path)
+    with _open(p) as im:
+        return _estimate(im)
+
+
+def load_image(path: PathLike, *, max_bytes: Optional[int] = None) -> np.ndarray:
     """Decode an image file into an RGB array, as the user sees it.
 
     Parameters
     ----------
     path
         Image file (any name, symlinks followed).
+    max_bytes
+        Refuse, before decoding anything, an image whose
+        :attr:`MemoryEstimate.decode_bytes` is over this many bytes (see
+        :mod:`annotator.data.memory` for a budget).
 
     Returns
     -------
@@ -411,10 +519,19 @@ def load_image(path: PathLike) -> np.ndarray:
     ------
     ImageLoadError
         For a missing, deleted, unreadable, empty, truncated, corrupt, non-image
-        or too-large file; the message names the file and the problem.
+        or too-large file, or one over ``max_bytes``; the message names the
+        file and the problem.
     """
     p = Path(path)
     with _open(p) as im:
+        if max_bytes is not None:
+            estimate = _estimate(im)
+            if estimate.decode_bytes > max_bytes:
+                raise ImageLoadError(
+                    p,
+                    f"too large for the memory budget: {estimate.width} x {estimate.height} pixels need about "
+                    f"{estimate.decode_bytes / 1e9:.1f} GB to decode, over the {max_bytes / 1e9:.1f} GB allowed",
+                )
         orientation = _orientation(im)
         _decode(im, p)
         try:

@@ -76,7 +76,7 @@ RESTART_KEYS: Tuple[str, ...] = ("model", "device", "cache_dir")
 SHORTCUT_GROUP = "shortcuts"
 
 _FALLBACK_MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
-_CUDA_N = re.compile(r"cuda:\d+")
+_CUDA_N = re.compile(r"cuda:\d{1,3}")  # more than 999 GPUs is a typo, not a device
 
 T = TypeVar("T")
 KeyList = Tuple[str, ...]
@@ -120,8 +120,13 @@ def _parse_device(v: object) -> Optional[str]:
 
 def _parse_folder(v: object) -> Optional[str]:
     if isinstance(v, os.PathLike):
-        v = os.fspath(v)
-    return v.strip() if isinstance(v, str) else None
+        try:
+            v = os.fspath(v)
+        except (TypeError, ValueError):
+            return None
+    if not isinstance(v, str) or "\x00" in v or len(v) > 4096:  # no path holds a NUL; PATH_MAX is 4096
+        return None
+    return v.strip()
 
 
 def _parse_megabytes(v: object) -> Optional[int]:
@@ -149,8 +154,10 @@ def _parse_fraction(v: object) -> Optional[float]:
             v = float(v.strip())
         except ValueError:
             return None
-    if isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0:
-        return float(v)
+    if isinstance(v, int):
+        return float(v) if v in (0, 1) else None  # math.isfinite of a huge int overflows
+    if isinstance(v, float) and math.isfinite(v) and 0.0 <= v <= 1.0:
+        return v
     return None
 
 
@@ -172,6 +179,10 @@ def _parse_bool(v: object) -> Optional[bool]:
     return None
 
 
+_MAX_KEYS = 32  # key sequences one action may have
+_MAX_KEYS_TEXT = 4096
+
+
 def parse_keys(v: object) -> Optional[KeyList]:
     """A stored shortcut override -> normalised keys (``()`` = no key), or ``None`` when unusable.
 
@@ -182,18 +193,22 @@ def parse_keys(v: object) -> Optional[KeyList]:
     """
     items: object = v
     if isinstance(v, str):
+        if len(v) > _MAX_KEYS_TEXT:
+            return None
         try:
             items = json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             items = [v]
     elif isinstance(v, (list, tuple)):
+        if len(v) > _MAX_KEYS or sum(len(str(x)) for x in v[:_MAX_KEYS]) > _MAX_KEYS_TEXT:
+            return None
         try:  # an unquoted JSON list in an ini file reads as a list of its comma-separated pieces
             joined = json.loads(", ".join(str(x) for x in v))
             if isinstance(joined, list):
                 items = joined
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
-    if not isinstance(items, (list, tuple)) or not all(isinstance(k, str) for k in items):
+    if not isinstance(items, (list, tuple)) or len(items) > _MAX_KEYS or not all(isinstance(k, str) for k in items):
         return None
     keys = _dedupe(normalize_key(k) for k in items)
     if items and not keys:
