@@ -122,3 +122,11 @@ def test_models_download_vit_t_in_a_fresh_cache(tmp_path):
     assert ck.hash_file(path).sha256 == ck.CHECKPOINTS["vit_t"].sha256
     listed = _run_cli("list", cache=cache)
     assert _table_rows(listed.stdout)["vit_t"].split()[1] == "yes"
+
+
+def test_an_unknown_option_is_reported_with_the_subcommand_usage(capsys):
+    from annotator.commands import models
+
+    assert models.main(["list", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: sam-annotator models list" in err and "unrecognized arguments: --bogus" in err

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from annotator.commands import cluster
-from annotator.commands.encode import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, _model_choices
+from annotator.commands.common import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from annotator.commands.common import model_choices as _model_choices
 from annotator.data.proposals import GeneratorParams, ProposalsError, ProposalStore, StoredProposals, signature
 
 #: Stored rows are committed in groups of this many (or every :data:`COMMIT_SECONDS`).

@@ -406,11 +406,11 @@ LOST_REASON = "its result never came back from the cluster (see the Ray logs)"
 
 def resolve_job(kind: str, args: Any, params: GeneratorParams = GeneratorParams()) -> Job:
     """The :class:`Job` of parsed ``encode``/``auto`` arguments: weights resolved (downloaded if needed) here."""
-    from annotator.commands.encode import _resolve_checkpoint
+    from annotator.commands.common import resolve_checkpoint
     from sam_core.cache import checkpoint_fingerprint
     from sam_core.checkpoints import cache_dir
 
-    checkpoint = _resolve_checkpoint(args.model, args.checkpoint, args.cache_dir, args.quiet).resolve()
+    checkpoint = resolve_checkpoint(args.model, args.checkpoint, args.cache_dir, args.quiet).resolve()
     return Job(kind=kind, model_type=args.model, checkpoint=str(checkpoint),
                checkpoint_id=checkpoint_fingerprint(checkpoint),
                embeddings_dir=str((cache_dir(args.cache_dir) / "embeddings").resolve()),

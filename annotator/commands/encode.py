@@ -72,51 +72,28 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_INTERRUPTED = 130
+from annotator.commands.common import (  # noqa: F401  (the exit codes and Summary are this command's API too)
+    DEFAULT_GPU_BATCH,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Summary,
+)
+from annotator.commands.common import model_choices as _model_choices
+from annotator.commands.common import resolve_checkpoint as _resolve_checkpoint
 
-DEFAULT_GPU_BATCH = 8
 #: Largest ``--batch-size`` accepted on any device.
 MAX_BATCH = 1024
 #: Peak memory of one image in a CPU encoder batch (input, activations, output), by model type,
 #: with margin: measured for vit_t (see docs/benchmarks.md), scaled by encoder width for the others.
 CPU_BYTES_PER_IMAGE = {"vit_t": 384 * 2**20, "vit_b": 768 * 2**20, "vit_l": 1536 * 2**20, "vit_h": 2048 * 2**20}
-MODEL_CHOICES = ("vit_t", "vit_b", "vit_l", "vit_h")  # overridden by the engine's registry when it loads
-
-
-@dataclass
-class Summary:
-    """What a run did (also returned by :func:`encode_folder` for tests and callers)."""
-
-    total: int = 0
-    encoded: int = 0
-    cached: int = 0
-    failed: List[Tuple[Path, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        text = f"{self.total} images: {self.encoded} encoded, {self.cached} already cached, {len(self.failed)} failed"
-        if self.encoded:
-            text += f" ({self.seconds:.1f} s, {self.seconds / self.encoded:.2f} s per encoded image)"
-        return text
-
-
-def _model_choices() -> Tuple[str, ...]:
-    try:
-        from sam_core.checkpoints import CHECKPOINTS
-
-        return tuple(CHECKPOINTS)
-    except Exception:  # pragma: no cover - registry missing: fall back to SAM 1 names
-        return MODEL_CHOICES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,21 +152,6 @@ def cpu_batch_bound(model_type: str, available: Optional[int] = None) -> int:
 # -- seams (replaced in tests) ------------------------------------------------
 
 
-def _resolve_checkpoint(model_type: str, checkpoint: Optional[Path], cache_root: Optional[Path], quiet: bool) -> Path:
-    """The weights file: ``checkpoint`` if given, else the verified registry file (downloaded if needed)."""
-    if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-        return checkpoint
-    from sam_core import checkpoints as ck
-
-    bar = _ByteBar(ck.CHECKPOINTS[model_type].file_name, quiet)
-    try:
-        return ck.ensure_checkpoint(model_type, cache=cache_root, progress=bar)
-    finally:
-        bar.close()
-
-
 def _load_predictor(model_type: str, checkpoint: Path, device: str) -> Any:
     """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one), checked to give finite output."""
     from sam_core import Predictor, load_model
@@ -198,28 +160,6 @@ def _load_predictor(model_type: str, checkpoint: Path, device: str) -> Any:
     predictor = Predictor(load_model(model_type, checkpoint=checkpoint, device=device))
     check_model_output(predictor)
     return predictor
-
-
-class _ByteBar:
-    """tqdm bar for a download, fed by ``progress(done, total)``."""
-
-    def __init__(self, label: str, quiet: bool):
-        self._label, self._quiet, self._bar = label, quiet, None
-
-    def __call__(self, done: int, total: Optional[int]) -> None:
-        if self._quiet:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=self._label, unit="B", unit_scale=True, unit_divisor=1024,
-                             file=sys.stderr, dynamic_ncols=True)
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 # -- the work -----------------------------------------------------------------

@@ -37,7 +37,7 @@ def encode_paths(
     The content digest of every image read is recorded
     (:class:`annotator.data.digests.DigestIndex`) by the driver alone.
     """
-    from annotator.commands.encode import Summary
+    from annotator.commands.common import Summary
     from annotator.data.digests import DigestIndex
 
     summary = Summary(total=len(paths))
@@ -76,7 +76,7 @@ def encode_paths(
 
 def encode_main(args: Any, paths: Sequence[Path]) -> int:
     """``sam-annotator encode IMAGE_DIR --ray [ADDRESS]`` once the folder is listed: returns the exit code."""
-    from annotator.commands import encode as cmd
+    from annotator.commands import common as cmd
 
     for name in ("concurrency", "cpus_per_actor"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

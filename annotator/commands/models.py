@@ -20,16 +20,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from annotator.commands.common import ByteBar, format_size
 from sam_core import checkpoints as ck
-
-
-def _size(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -45,44 +37,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for row in ck.list_models(cache):
         present = {"verified": "yes", "present": "yes (not yet verified)", "wrong size": "no (wrong size)",
                    "partial": "no (partial download)", "missing": "no"}[row.status]
-        size = _size(row.size) if row.present else f"{_size(row.expected_size)} to download"
+        size = format_size(row.size) if row.present else f"{format_size(row.expected_size)} to download"
         rows.append([row.model_type, present, size, str(row.path)])
     print(f"cache folder: {ck.cache_dir(cache)}")
     print(_table(rows))
     return 0
 
 
-class _Bar:
-    """tqdm progress bar fed by ``progress(done, total)``; restarts when the total changes."""
-
-    def __init__(self, label: str, quiet: bool):
-        self._label = label
-        self._quiet = quiet
-        self._bar = None
-        self._total: Optional[int] = -1
-
-    def __call__(self, done: int, total: Optional[int]) -> None:
-        if self._quiet:
-            return
-        from tqdm import tqdm
-
-        if self._bar is None or total != self._total or done < self._bar.n:
-            self.close()
-            self._bar = tqdm(total=total, initial=done, desc=self._label, unit="B", unit_scale=True,
-                             unit_divisor=1024, file=sys.stderr, dynamic_ncols=True, leave=True)
-            self._total = total
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 def _cmd_download(args: argparse.Namespace) -> int:
     spec = ck.CHECKPOINTS[args.model]
     target = ck.checkpoint_path(spec, args.cache_dir)
-    bar = _Bar(spec.file_name, args.quiet)
+    bar = ByteBar(spec.file_name, args.quiet)
     try:
         path = ck.ensure_checkpoint(spec, cache=args.cache_dir, progress=bar)
     except ck.CheckpointDownloadError as exc:
@@ -125,15 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "checkpoints go to <cache>/checkpoints")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,download,verify}")
     p = sub.add_parser("list", parents=[common], help="every known model: present?, size, path")
-    p.set_defaults(func=_cmd_list)
+    p.set_defaults(func=_cmd_list, parser=p)
     p = sub.add_parser("download", parents=[common], help="download and verify one model")
     p.add_argument("model", choices=list(ck.CHECKPOINTS), metavar="MODEL",
                    help="one of: " + ", ".join(ck.CHECKPOINTS))
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_download)
+    p.set_defaults(func=_cmd_download, parser=p)
     p = sub.add_parser("verify", parents=[common], help="re-hash present models against the registry")
     p.add_argument("models", nargs="*", metavar="MODEL", help="models to check (default: every present one)")
-    p.set_defaults(func=_cmd_verify)
+    p.set_defaults(func=_cmd_verify, parser=p)
     return parser
 
 
@@ -142,7 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # e.g. "source 1 failed, trying the next"
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+        if extra:  # said by the subcommand, with its own usage line (not the parent's)
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return int(exc.code or 0)
     if args.cache_dir is not None and "\x00" in str(args.cache_dir):
