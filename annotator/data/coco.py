@@ -27,6 +27,8 @@ Conventions
 * Boxes are COCO ``[x, y, width, height]`` floats, x to the right, y down.
 * Polygons are flat ``[x0, y0, x1, y1, ...]`` lists in pycocotools' pixel
   convention: pixel ``(x, y)`` covers ``[x, x+1) x [y, y+1)``.
+
+Why so long: it is the one adapter over pycocotools, on purpose: every conversion between our masks and COCO segmentations (RLE in its three spellings, polygons both ways, area and bbox, validation of a whole file) is here so that the traps listed above are handled in exactly one place.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ masks were made on (see :mod:`annotator.data.identity`);
 A :class:`Dataset` is not thread-safe: mutate and serialise it on one thread
 (:meth:`Dataset.to_json` gives a snapshot string another thread may write).
 
-Size: this module is about 800 lines and :class:`Dataset` about 600, over the
+Why so long: this module is about 800 lines and :class:`Dataset` about 700, over the
 usual limits, because the class is the single owner of the document's
 invariants (ids never reused, the per-image and per-file indexes, the
 revision that decides what is unsaved) and every change must go through it.

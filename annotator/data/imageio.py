@@ -47,6 +47,8 @@ Everything the annotator shows, encodes and annotates comes through
 
 Every failure raises :class:`ImageLoadError`, whose message names the file and
 the problem in words a user can act on.
+
+Why so long: every way an image file reaches the application goes through here (listing, header probing and the memory estimate, decoding with EXIF orientation, bit depths, alpha, animation, the size bound), so that the choices above hold everywhere; splitting it would put the same checks in two places.
 """
 
 from __future__ import annotations

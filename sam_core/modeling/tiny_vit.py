@@ -44,6 +44,8 @@ rounding) but make it faster on CPU:
 
 Training-only options of the reference (dropout, stochastic depth, gradient
 checkpointing) are not implemented; the constructor refuses them.
+
+Why so long: it is MobileSAM's TinyViT image encoder, module for module as the checkpoint's keys name it (conv stem, MBConv stages, windowed attention blocks), kept in one file so that the key layout can be read against the reference in one place.
 """
 
 from __future__ import annotations
