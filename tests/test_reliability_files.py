@@ -293,9 +293,10 @@ def test_encode_refuses_a_nul_in_the_folder_name(capsys):
 
 def test_the_cpu_batch_is_bounded_by_memory():
     assert cmd_encode.cpu_batch_bound("vit_t", available=2**40) == cmd_encode.MAX_BATCH
-    assert cmd_encode.cpu_batch_bound("vit_h", available=8 * 2**30) == 2
+    assert cmd_encode.cpu_batch_bound("vit_h", available=8 * 2**30) == 4  # half of 8 GiB, 1 GiB an image
+    assert cmd_encode.cpu_batch_bound("vit_t", available=8 * 2**30) == 10
     assert cmd_encode.cpu_batch_bound("vit_h", available=100 * 2**20) == 1  # never 0
-    assert cmd_encode.cpu_batch_bound("unknown", available=8 * 2**30) == 2  # the largest per-image figure
+    assert cmd_encode.cpu_batch_bound("unknown", available=8 * 2**30) == 4  # the largest per-image figure
 
 
 @pytest.mark.parametrize("argv", [["list"], ["verify", "vit_t"], ["download", "vit_t", "-q"]])

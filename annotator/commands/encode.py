@@ -91,9 +91,10 @@ from annotator.commands.common import resolve_checkpoint as _resolve_checkpoint
 
 #: Largest ``--batch-size`` accepted on any device.
 MAX_BATCH = 1024
-#: Peak memory of one image in a CPU encoder batch (input, activations, output), by model type,
-#: with margin: measured for vit_t (see docs/benchmarks.md), scaled by encoder width for the others.
-CPU_BYTES_PER_IMAGE = {"vit_t": 384 * 2**20, "vit_b": 768 * 2**20, "vit_l": 1536 * 2**20, "vit_h": 2048 * 2**20}
+#: Memory each image adds to a CPU encoder batch, by model type, with a 2x margin: measured 191 MB (vit_t)
+#: and 203 MB (vit_b) per image (peak of a batch of 4 against 1; docs/benchmarks.md), scaled by the
+#: encoder's width for vit_l and vit_h. Other types get the largest figure.
+CPU_BYTES_PER_IMAGE = {"vit_t": 384 * 2**20, "vit_b": 512 * 2**20, "vit_l": 768 * 2**20, "vit_h": 1024 * 2**20}
 
 
 def build_parser() -> argparse.ArgumentParser:
