@@ -59,6 +59,10 @@ from annotator.workers.messages import ModelInfo, ModelRequest
 UNDO_LIMIT = 500
 
 
+class UnsavedWork(Exception):
+    """Leaving the open document would lose changes that could not be saved: ask the user first."""
+
+
 class Session(QObject):
     """State and behaviour of one annotation window. See the module notes.
 
@@ -196,10 +200,20 @@ class Session(QObject):
 
     # -- folders and images ----------------------------------------------------------------------
 
-    def open_folder(self, folder: Path, output: Optional[Path] = None, *, replace_bad_file: bool = False) -> None:
+    def open_folder(self, folder: Path, output: Optional[Path] = None, *, replace_bad_file: bool = False,
+                    discard_unsaved: bool = False) -> None:
         """Open ``folder``'s images with the working file ``output`` (default ``folder/annotations.json``).
 
+        The working file is locked for this window; held by another window or
+        program, it opens read-only (saving it then fails with a message that
+        names the holder; :meth:`Dataset.save_copy` still works).
+
         Raises
+        ------
+        UnsavedWork
+            The open document has changes that could not be saved; nothing
+            changed. Call again with ``discard_unsaved=True`` once the user
+            agreed to lose them (or saved a copy).
         ------
         annotator.data.document.DatasetError
             The working file exists but cannot be used. Nothing changes (the
@@ -216,13 +230,23 @@ class Session(QObject):
         folder = Path(folder)
         output = Path(output) if output is not None else folder / ANNOTATIONS_FILENAME
         paths = list_images(folder)
-        dataset = Dataset(output, image_dir=folder) if replace_bad_file else Dataset.open(output, image_dir=folder)
-        self.flush()
+        if not discard_unsaved and not self.flush():
+            raise UnsavedWork("the annotations of the open folder could not be saved (see the status bar)")
+        if replace_bad_file:
+            dataset = Dataset(output, image_dir=folder)
+            dataset.acquire_lock()
+        else:  # one writer per working file: a second window gets it read-only
+            dataset = Dataset.open(output, image_dir=folder, lock=True)
+        old = self.edits.dataset
+        if old is not None:
+            old.close()  # its lock goes
         self.undo_stack.clear()
         self._leave_image()
         self.images.set_folder(folder, paths)
         self.edits.set_dataset(dataset)
         self.folderChanged.emit()
+        if dataset.read_only:
+            self.statusMessage.emit(f"Read-only: {dataset.read_only}", 0)
         problems = dataset.check_image_sizes() if dataset.images else []
         if problems:
             self.statusMessage.emit(f"{len(problems)} recorded image(s) differ from their files: {problems[0]}", 0)
@@ -496,6 +520,8 @@ class Session(QObject):
         self._closed = True
         self.images.stop()
         self.edits.close()
+        if self.edits.dataset is not None:
+            self.edits.dataset.close()  # the working file's lock goes
         self.gate.clear()
         c = self.everything.shutdown(timeout_ms)
         d = self.exports.shutdown(timeout_ms)

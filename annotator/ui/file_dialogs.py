@@ -37,14 +37,24 @@ class FileDialogs:
         if folder:
             self.open_folder(Path(folder))
 
-    def open_folder(self, folder: Path, output: Optional[Path] = None) -> bool:
-        """Open ``folder``; a bad working file is never overwritten without the user's say."""
+    def open_folder(self, folder: Path, output: Optional[Path] = None, discard_unsaved: bool = False) -> bool:
+        """Open ``folder``; a bad working file is never overwritten, nor unsaved work dropped, without the user's say."""
         from annotator.data.document import DatasetError
         from annotator.data.imageio import ImageLoadError
+        from annotator.session.session import UnsavedWork
 
         try:
-            self._session.open_folder(folder, output)
+            self._session.open_folder(folder, output, discard_unsaved=discard_unsaved)
+            dataset = self._session.dataset
+            if dataset is not None and dataset.read_only and self._window.interactive:
+                QMessageBox.information(self._window, "Opened read-only",
+                                        f"{dataset.path} is opened read-only: {dataset.read_only}\n\n"
+                                        "Your changes cannot be saved to it; File → Save a Copy writes them elsewhere.")
             return True
+        except UnsavedWork:
+            if not self.leave_unsaved("Open another folder"):
+                return False
+            return self.open_folder(folder, output, discard_unsaved=True)
         except DatasetError as exc:
             return self._bad_dataset(folder, output, exc)
         except (ImageLoadError, OSError) as exc:
@@ -91,7 +101,7 @@ class FileDialogs:
     def save_failed(self, message: str) -> None:
         """Status bar always; a dialog once per streak of failures (until a save succeeds)."""
         self._status(message)
-        if not self._save_error_shown and not self._window.closing:
+        if not self._save_error_shown and not self._window.closing and self._window.interactive:
             self._save_error_shown = True
             QMessageBox.warning(self._window, "Could not save", message)
         self._session.dirtyChanged.connect(self._reset_save_error, Qt.ConnectionType.SingleShotConnection)
@@ -102,13 +112,47 @@ class FileDialogs:
 
     def quit_unsaved(self) -> bool:
         """The annotations could not be saved: ``True`` if the user still wants to quit."""
-        answer = QMessageBox.question(
-            self._window, "Unsaved annotations",
-            "The annotations could not be saved (see the status bar). Quit anyway and lose the unsaved changes?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
-        )
-        return answer == QMessageBox.StandardButton.Discard
+        return self.leave_unsaved("Quit")
+
+    def leave_unsaved(self, action: str) -> bool:
+        """Unsaved changes could not be saved and ``action`` would leave them: ``True`` if the user goes on.
+
+        Offers to save a copy elsewhere first (then goes on), to discard them, or to cancel.
+        """
+        box = QMessageBox(self._window)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Unsaved annotations")
+        box.setText("The annotations could not be saved (see the status bar).")
+        box.setInformativeText(f"Save a copy elsewhere before you {action.lower()}, or lose the unsaved changes?")
+        copy = box.addButton("Save a Copy…", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton(QMessageBox.StandardButton.Discard)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(copy)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is discard:
+            return True
+        if clicked is copy:
+            return self.save_copy()
+        return False
+
+    def save_copy(self) -> bool:
+        """Ask where, and write the document there (the working file is not touched); ``True`` once written."""
+        dataset = self._session.dataset
+        if dataset is None:
+            return False
+        target, _ = QFileDialog.getSaveFileName(self._window, "Save a copy of the annotations",
+                                                str(dataset.path.with_name(dataset.path.stem + "-copy.json")),
+                                                "COCO JSON (*.json)")
+        if not target:
+            return False
+        try:
+            written = dataset.save_copy(Path(target))
+        except OSError as exc:
+            QMessageBox.warning(self._window, "Could not save a copy", str(exc))
+            return False
+        self._status(f"Saved a copy to {written}", 5000)
+        return True
 
     # -- export ----------------------------------------------------------------------
 
