@@ -390,16 +390,20 @@ def refresh_grid(grid: np.ndarray, mask: np.ndarray, y0: int, y1: int, x0: int, 
     j0, j1 = int(x0 // sx), min(gw, int(np.ceil(x1 / sx)))
     ra, rb = int(np.floor(i0 * sy)), min(h, int(np.ceil(i1 * sy)))
     ca, cb = int(np.floor(j0 * sx)), min(w, int(np.ceil(j1 * sx)))
-    table = np.zeros((rb - ra + 1, cb - ca + 1), np.float64)
-    table[1:, 1:] = np.ascontiguousarray(mask[ra:rb, ca:cb], dtype=np.float64).cumsum(0).cumsum(1)
+    import cv2
+
+    table = cv2.integral(np.ascontiguousarray(mask[ra:rb, ca:cb], dtype=np.uint8))  # (rows + 1, cols + 1) int32
     ye = np.minimum(np.arange(i0, i1 + 1) * sy, h) - ra
     xe = np.minimum(np.arange(j0, j1 + 1) * sx, w) - ca
     iy = np.minimum(np.floor(ye).astype(np.int64), rb - ra - 1)
     ix = np.minimum(np.floor(xe).astype(np.int64), cb - ca - 1)
-    fy, fx = (ye - iy)[:, None], (xe - ix)[None, :]
-    t00, t01 = table[iy][:, ix], table[iy][:, ix + 1]
-    t10, t11 = table[iy + 1][:, ix], table[iy + 1][:, ix + 1]
-    at = (1 - fy) * ((1 - fx) * t00 + fx * t01) + fy * ((1 - fx) * t10 + fx * t11)
+    fy, fx = (ye - iy)[:, None], xe - ix
+    rows = np.concatenate([iy, iy + 1])  # the table's rows next to each cell edge, then interpolated along x...
+    near = table[rows][:, ix].astype(np.float64)
+    far = table[rows][:, ix + 1].astype(np.float64)
+    along_x = near + fx * (far - near)
+    low, high = along_x[:len(iy)], along_x[len(iy):]
+    at = low + fy * (high - low)  # ...and along y: the area inside the mask up to each cell corner
     sums = at[1:, 1:] - at[:-1, 1:] - at[1:, :-1] + at[:-1, :-1]
     areas = np.diff(ye)[:, None] * np.diff(xe)[None, :]
     out[i0:i1, j0:j1] = sums >= 0.5 * areas - 1e-9

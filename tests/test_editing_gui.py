@@ -551,11 +551,12 @@ def test_a_shift_scribble_becomes_sam_points(qtbot, fake_window):
     s = w.session
     key(qtbot, w, Qt.Key.Key_B)
     w.tools.brush.set_radius(6)
-    _stroke(qtbot, w, [_vp(w, 100, 100), _vp(w, 200, 110), _vp(w, 300, 100)], modifier=Qt.KeyboardModifier.ShiftModifier,
-            wait=False)
+    _stroke(qtbot, w, [_vp(w, 100, 100), _vp(w, 200, 110), _vp(w, 300, 100)],
+            modifier=Qt.KeyboardModifier.ShiftModifier, wait=False)
     assert 2 <= len(s.prompt.points) <= 8 and set(s.prompt.labels) == {1}
     assert s.undo_stack.undoText() == "Scribble (foreground)" and not w.canvas.overlays.strokes
     _stroke(qtbot, w, [_vp(w, 50, 400), _vp(w, 90, 420)], button=Qt.MouseButton.RightButton,
             modifier=Qt.KeyboardModifier.ShiftModifier, wait=False)  # right: the opposite, background points
-    assert 0 in s.prompt.labels and not s.editing.draft() or not s.editing.draft().edits
+    d = s.editing.draft()
+    assert 0 in s.prompt.labels and (d is None or not d.edits)  # points, not pixels
     _candidates(qtbot, w)

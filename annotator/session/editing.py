@@ -151,6 +151,11 @@ class MaskEditing(QObject):
         rec = self.edits.current_record()
         return selected if ann is not None and rec is not None and ann.image_id == rec.id else None
 
+    @property
+    def busy(self) -> bool:
+        """Something is being computed: a draft drawn, a mask prepared, an annotation edited or refined."""
+        return self._display is not None or self._prefetch is not None or self._task is not None
+
     def has_draft(self) -> bool:
         """The current prompt carries hand edits or a base mask (what Esc would clear)."""
         d = self.draft()
@@ -435,7 +440,8 @@ class MaskEditing(QObject):
         pre = self._prefetch
         if pre is not None and task_id == pre.task_id:
             self._prefetch = None
-            if self.edits.dataset is not None and self.edits.dataset.annotations.get(pre.annotation.id) is pre.annotation:
+            dataset = self.edits.dataset
+            if dataset is not None and dataset.annotations.get(pre.annotation.id) is pre.annotation:
                 self._keep_mask(pre.annotation, *result)
             return
         task = self._task

@@ -105,8 +105,8 @@ ACTIONS: Tuple[ActionSpec, ...] = (
                "refining: cancel; reviewing proposals: reject them; segmenting everything: cancel)", ("Esc",)),
     ActionSpec("delete_annotation", "&Delete Annotation", "Edit",
                "Delete the selected annotation (Ctrl+click or the panel)", ("Delete", "Backspace")),
-    ActionSpec("preferences", "&Preferences…", "Edit", "Model, device, cache, mask opacity, autosave and shortcuts",
-               ("Ctrl+,",)),
+    ActionSpec("preferences", "&Preferences…", "Edit",
+               "Model, device, cache, mask opacity, autosave, cleanup and shortcuts", ("Ctrl+,",)),
     # Image
     ActionSpec("next_image", "&Next Image", "Image", "Show the next image", ("D", "Right", "PgDown")),
     ActionSpec("previous_image", "&Previous Image", "Image", "Show the previous image", ("A", "Left", "PgUp")),

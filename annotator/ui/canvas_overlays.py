@@ -112,7 +112,7 @@ class OverlayLayers:
             self.candidate_item.hide()
 
     def set_draft(self, overlay: Optional[Tuple[QImage, tuple]]) -> None:
-        """Draw the candidate as edited by hand, ``(image, rect)``, in place of the candidate; ``None``: the candidate."""
+        """Draw the candidate edited by hand, ``(image, rect)``, in place of the candidate; ``None``: the candidate."""
         image, rect = overlay if overlay is not None else (None, None)
         self._set_overlay(self.draft_item, image, rect)
         showing = self.draft_item.isVisible()
@@ -237,6 +237,9 @@ class OverlayLayers:
         item = QGraphicsPixmapItem()
         item.setZValue(z)
         item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        # kept as drawn at the current zoom: a repaint under a brush stroke blits it instead of scaling a
+        # 2048-pixel overlay again (mouse move -> repaint p99 on a 12 MP photo: 16.9 -> see docs/benchmarks.md)
+        item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
         item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._scene.addItem(item)

@@ -315,7 +315,7 @@ class Settings:
     cache_disk_mb = _Setting(0, _parse_megabytes, "Disk bound of the embedding cache, MB; 0 = unbounded.")
     overlay_opacity = _Setting(DEFAULT_OPACITY, _parse_fraction, "Fill opacity of the mask overlays, 0..1.")
     autosave = _Setting(True, _parse_bool, "Save the working file after every change (else on Ctrl+S and on quit).")
-    min_island_px = _Setting(DEFAULT_ISLAND_PX, _parse_island_px, '"Remove islands" removes parts smaller than this, px.')
+    min_island_px = _Setting(DEFAULT_ISLAND_PX, _parse_island_px, '"Remove islands": parts smaller than this, px.')
     cleanup_on_accept = _Setting(False, _parse_bool, "Fill holes and remove small islands of every accepted mask.")
     brush_radius = _Setting(DEFAULT_BRUSH_RADIUS, _parse_radius, "Brush and eraser radius, image pixels.")
 
