@@ -47,7 +47,7 @@ BG_COLOR = QColor(235, 60, 60)
 BOX_COLOR = QColor(255, 210, 40)
 POINT_RADIUS = 5.5
 BRUSH_COLOR = QColor(255, 255, 255, 120)
-ERASER_COLOR = QColor(220, 40, 40, 130)
+ERASER_COLOR = QColor(15, 15, 20, 150)
 #: A stroke's preview starts a new path item every this many points, so a move redraws a short path only.
 STROKE_CHUNK = 48
 

@@ -41,8 +41,8 @@ from annotator.workers.messages import ModelInfo, ModelRequest
 log = logging.getLogger(__name__)
 
 STRIP_HINT = (
-    "Click an object to segment it · right click: background · drag: box · Enter/Space: accept · "
-    "B/E: brush/eraser · Ctrl+click: select · Ctrl+E: segment everything"
+    "Click an object · right click: background · drag: box · Enter: accept · B/E: brush/eraser · "
+    "Ctrl+click: select · Ctrl+E: everything"
 )
 
 
