@@ -388,11 +388,45 @@ def _paint_stroke(window, cx: float, cy: float, phase: float, moves: List[float]
     return (time.perf_counter() - t0) * 1000.0
 
 
+class CpuTimes:
+    """Wraps functions to record each call's thread CPU time (ms): what the work costs, whatever else the machine
+    runs (on a loaded machine the wall time of a thread also counts its waits for a core)."""
+
+    def __init__(self) -> None:
+        self.calls: Dict[str, List[float]] = {}
+        self._undo: List[Tuple[object, str, object]] = []
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+        store = self.calls.setdefault(label, [])
+
+        def timed(*a, **k):
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                store.append((time.thread_time() - t) * 1000.0)
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, fn))
+
+    def restore(self) -> None:
+        for owner, name, fn in reversed(self._undo):
+            setattr(owner, name, fn)
+        self._undo = []
+
+
 def run_paint(model, checkpoint: Path, folder: Path, cache_root: Path, args) -> Dict[str, object]:
     """The painting measurements (see the module notes)."""
     from PySide6.QtCore import Qt
 
-    res: Dict[str, object] = {}
+    from annotator.session import drafts, editing
+
+    cpu = CpuTimes()  # (the session calls these through its module's names: wrapped there)
+    cpu.wrap(editing.drafts, "render_draft", "decoder thread: draw the edited candidate")
+    cpu.wrap(editing.drafts, "edit_annotation", "decoder thread: edit the annotation's mask, RLE, overlay")
+    cpu.wrap(editing.MaskEditing, "_finish_edit", "GUI thread: the annotation into the document, saved")
+    res: Dict[str, object] = {"cpu": cpu.calls}
     window = make_window(model_info(model, checkpoint, cache_root), folder)
     s = window.session
     overlay = Overlay(window)
@@ -446,6 +480,8 @@ def run_paint(model, checkpoint: Path, folder: Path, cache_root: Path, args) -> 
         cleanup[name] = (time.perf_counter() - t0) * 1000.0
     res["cleanup"] = cleanup
     close(window)
+    cpu.restore()
+    assert drafts.render_draft is editing.drafts.render_draft
     return res
 
 
@@ -470,6 +506,11 @@ def render_paint(res: Dict[str, object], machine: Optional[Dict[str, str]] = Non
             f"{res['prepare']:.0f} |",
             f"| Enter on the edited candidate -> annotation saved | {res['accept_draft']:.0f} |"]
     out += [f"| {name} (key -> saved) | {ms:.0f} |" for name, ms in res["cleanup"].items()]
+    out += ["", "CPU time of the work behind a stroke (thread CPU time, independent of the machine's load):", "",
+            "| step | calls | median ms | max ms |", "|---|---|---|---|"]
+    for label, xs in res["cpu"].items():
+        if xs:
+            out.append(f"| {label} | {len(xs)} | {np.median(xs):.1f} | {max(xs):.1f} |")
     return "\n".join(out + [""])
 
 

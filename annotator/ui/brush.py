@@ -175,6 +175,9 @@ class EditTools(QObject):
         if self.mode == ("eraser" if erase else "brush"):
             self.use_prompt()
             return
+        if self.session.everything.reviewing:
+            self._status("Accept or reject the proposals first (Enter, Esc)", 3000)
+            return
         self.brush.erase = erase
         self.canvas.set_tool(self.brush)
         self.modeChanged.emit(self.mode)

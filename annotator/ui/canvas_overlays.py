@@ -80,6 +80,8 @@ class OverlayLayers:
         self._scene = scene
         self._image_size = image_size
         self.annotation_items: Dict[int, QGraphicsPixmapItem] = {}
+        self._annotation_drawn: Dict[int, Tuple[int, tuple]] = {}  # id -> (id of its image, rect) as drawn
+        self._annotation_images: Dict[int, QImage] = {}
         self.proposal_items: Dict[int, QGraphicsPixmapItem] = {}
         self._annotations_visible = True
         self.candidate_item = self._overlay_item(z=2)
@@ -125,15 +127,29 @@ class OverlayLayers:
         self._set_overlay(self.hover_item, image, rect)
 
     def set_annotations(self, overlays: Iterable[Overlay]) -> None:
-        """Replace the annotation layer with ``(annotation id, overlay, rect)`` (drawn in order)."""
-        for item in self.annotation_items.values():
-            self._scene.removeItem(item)
-        self.annotation_items = {}
+        """Replace the annotation layer with ``(annotation id, overlay, rect)`` (drawn in order).
+
+        An annotation drawn with the same image object over the same rect as
+        before keeps its item (and the pixmap cached at the current zoom): a
+        stroke on one annotation redraws that one only.
+        """
+        old, self.annotation_items = self.annotation_items, {}
+        drawn, self._annotation_drawn = self._annotation_drawn, {}
         for z, (ann_id, image, rect) in enumerate(overlays):
-            item = self._overlay_item(z=1 + z * 1e-6)
-            self._set_overlay(item, image, rect)
-            item.setVisible(self._annotations_visible and item.isVisible())
+            item = old.pop(ann_id, None)
+            if item is None or drawn.get(ann_id) != (id(image), tuple(rect)) or self._image_size() is None:
+                if item is not None:
+                    self._scene.removeItem(item)
+                item = self._overlay_item(z=1)
+                self._set_overlay(item, image, rect)
+            item.setZValue(1 + z * 1e-6)
+            item.setVisible(self._annotations_visible and not item.pixmap().isNull())
             self.annotation_items[ann_id] = item
+            self._annotation_drawn[ann_id] = (id(image), tuple(rect))
+            self._annotation_images[ann_id] = image  # (held, so its id is not reused while drawn)
+        for item in old.values():
+            self._scene.removeItem(item)
+        self._annotation_images = {k: v for k, v in self._annotation_images.items() if k in self.annotation_items}
 
     def set_annotations_visible(self, visible: bool) -> None:
         self._annotations_visible = bool(visible)

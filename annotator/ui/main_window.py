@@ -302,6 +302,8 @@ class MainWindow(QMainWindow):
             self.everything_progress.finish()
 
     def _review_changed(self, reviewing: bool) -> None:
+        if reviewing:
+            self.tools.use_prompt()  # a click selects proposals now; nothing is painted meanwhile
         self.strip.setVisible(not reviewing)
         self.review_bar.setVisible(reviewing)
         self._review_actions_enabled(reviewing)
