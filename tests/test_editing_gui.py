@@ -560,3 +560,26 @@ def test_a_shift_scribble_becomes_sam_points(qtbot, fake_window):
     d = s.editing.draft()
     assert 0 in s.prompt.labels and (d is None or not d.edits)  # points, not pixels
     _candidates(qtbot, w)
+
+
+def test_the_cleanup_preferences_are_edited_in_the_dialog_and_applied(qtbot, fake_window, tmp_path):
+    from annotator.ui.preferences import PreferencesDialog
+    from annotator.ui.settings import Settings
+
+    settings = Settings(tmp_path / "prefs.ini")
+    assert settings.min_island_px == 100 and settings.cleanup_on_accept is False and settings.brush_radius == 10.0
+    w = fake_window(settings=settings)
+    dialog = PreferencesDialog(settings, parent=w)
+    qtbot.addWidget(dialog)
+    assert dialog.island_spin.value() == 100 and not dialog.cleanup_check.isChecked()
+    dialog.island_spin.setValue(250)
+    dialog.cleanup_check.setChecked(True)
+    dialog.accept()
+    assert settings.min_island_px == 250 and settings.cleanup_on_accept is True
+    w.apply_settings()
+    assert w.session.editing.min_island == 250 and w.session.accepts.cleanup == 250
+    settings.qsettings.setValue("min_island_px", "-3")  # a bad hand edit reads as the default
+    settings.qsettings.setValue("brush_radius", "huge")
+    assert settings.min_island_px == 100 and settings.brush_radius == 10.0
+    with pytest.raises(ValueError):
+        settings.min_island_px = 0
