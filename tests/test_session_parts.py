@@ -374,7 +374,8 @@ def test_pipeline_candidate_holds_user_actions_until_it_is_in_the_document(qtbot
     assert later == ["a user action"]  # ...and runs once the annotation is in
     (ann,) = ds.annotations.values()
     np.testing.assert_array_equal(ann.mask(), cands.mask(1))
-    assert ann.extra == {"predicted_iou": pytest.approx(0.8), "model": "fake"} and not edits.dirty
+    assert ann.extra == {"predicted_iou": pytest.approx(0.8), "model": "fake",
+                         "sam_prompt": {"points": [[256.0, 256.0]], "labels": [1], "candidate": 1}} and not edits.dirty
     assert edits.annotation_overlays() and stack.undoText() == "Accept object"
     (accepted, applied), = listener.calls
     assert applied and accepted.prompt is prompt and accepted.review is None and accepted.image == stub.current_path

@@ -202,8 +202,8 @@ def test_set_shortcuts_rejects_bad_input(ini):
     with pytest.raises(ValueError):
         s.shortcuts = {"undo": ["N"], "redo": ["Foo+Bar"]}
     assert s.shortcuts == {}  # the bulk setter checks everything first
-    s.shortcuts = {"undo": ["U"], "redo": ["R"]}
-    assert s.shortcuts == {"undo": ("U",), "redo": ("R",)}
+    s.shortcuts = {"undo": ["U"], "redo": ["Y"]}  # (R: refine with SAM)
+    assert s.shortcuts == {"undo": ("U",), "redo": ("Y",)}
 
 
 def test_conflicts_consider_defaults_overrides_aliases_and_canvas_keys(ini):

@@ -2,10 +2,12 @@
 
 The same steps for both::
 
-    accept_candidate(...)                       accept_proposals(...)
+    accept_candidate(...) / accept_draft(...)   accept_proposals(...)
       hold the ActionGate (user actions wait)     (masks ready: RLE and patch
       finish the mask on the decoder thread        computed by the review's job)
-      (render.finish_candidate, urgent task)
+      (the candidate with its hand edits, the
+      optional cleanup, render.finish_mask;
+      an urgent task)
                        \\                          /
                         _commit(request, ready masks)
                           image record, annotations in the current category,
@@ -16,19 +18,26 @@ The same steps for both::
 
 Nothing here knows which part asked: a request carries the prompt to restore
 or the review token and proposal indices, as values (:class:`annotator.session.undo.Accepted`).
+
+A candidate's annotation keeps the prompt it came from
+(:data:`annotator.data.maskedit.PROMPT_FIELD`), so it can be refined with SAM
+later. Refining (``replaces``) puts the new mask in place of the annotation
+it refines: same id and category, its other fields kept, one undo step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QUndoStack
 
 from annotator import render
+from annotator.data import maskedit
 from annotator.data.prompts import PromptState
+from annotator.session.drafts import draft_mask
 from annotator.session.gate import ActionGate
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import AcceptCommand, Accepted, AcceptListener, DocumentTarget
@@ -81,6 +90,33 @@ class AcceptRequest:
     prompt: Optional[PromptState] = None
     review: Optional[int] = None
     proposals: Tuple[int, ...] = ()
+    replaces: Optional[int] = None  # the annotation a refined mask replaces (same id), or None
+
+
+def annotation_with_mask(old: Any, rle: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+    """``old`` (an :class:`annotator.data.document.Annotation`) with a new mask: same id, image and category;
+    ``area`` and ``bbox`` from the mask; ``extra`` updated over its other fields (unknown ones are kept; the
+    "edited by hand" mark only if ``extra`` sets it)."""
+    from annotator.data import coco
+
+    h, w = old.size
+    seg = coco.to_compressed_rle(dict(rle), h, w)
+    fields = {k: v for k, v in old.extra.items() if k != maskedit.EDITED_FIELD}
+    fields.update(extra)
+    return replace(old, segmentation=seg, area=coco.rle_area(seg), bbox=coco.rle_bbox(seg), extra=fields)
+
+
+def finish(make_mask: Callable[..., Any], args: tuple, color, opacity: float, cleanup: Optional[int]
+           ) -> render.FinishedMask:
+    """Decoder task: ``make_mask(*args)``, cleaned up when ``cleanup`` (fill holes, remove islands smaller than
+    ``cleanup`` pixels), finished for the document (:func:`annotator.render.finish_mask`)."""
+    mask = make_mask(*args)
+    if cleanup:
+        for edit in (maskedit.Cleanup("fill_holes"), maskedit.Cleanup("remove_islands", int(cleanup))):
+            delta = maskedit.apply_edit(mask, edit)
+            if not delta.empty:
+                mask = delta.apply(mask)
+    return render.finish_mask(mask, color, opacity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +150,8 @@ class AcceptPipeline(QObject):
         self._style = style
         self._image = image
         self.listeners: List[AcceptListener] = list(listeners)
+        #: Clean up every accepted candidate (fill holes, remove islands smaller than this many pixels); None: off.
+        self.cleanup: Optional[int] = None
         self._pending: Optional[_Pending] = None
         decoder.taskDone.connect(self._on_task_done)
         decoder.taskFailed.connect(self._on_task_failed)
@@ -135,20 +173,39 @@ class AcceptPipeline(QObject):
     # -- the two entry points ------------------------------------------------------------------
 
     def accept_candidate(self, image: Path, width: int, height: int, prompt: PromptState, candidates: Any,
-                         index: int) -> bool:
+                         index: int, *, edits: tuple = (), cache: Any = None, replaces: Optional[int] = None) -> bool:
         """Accept ``candidates`` ``index`` (decoded from ``prompt`` on ``image``); ``False`` if it cannot start.
 
-        The full-resolution mask is computed on the decoder thread (tens of ms
-        for a 12 MP photo); until the annotation is in the document and saved,
+        ``edits``: hand edits to apply over it (``cache``: an
+        :class:`annotator.session.drafts.EditedMask` that may already hold
+        them); ``replaces``: the id of the annotation it refines. The
+        full-resolution mask is computed on the decoder thread (tens of ms for
+        a 12 MP photo); until the annotation is in the document and saved,
         user actions wait behind the gate.
         """
+        extra: Dict[str, Any] = {"predicted_iou": round(float(candidates.scores[index]), 4), "model": self.model_type,
+                                 maskedit.PROMPT_FIELD: maskedit.prompt_fields(prompt, index)}
+        if edits:
+            extra[maskedit.EDITED_FIELD] = True
+        return self._start(AcceptRequest(image, width, height, 0, prompt=prompt, replaces=replaces), extra,
+                           (candidates, index, (height, width), tuple(edits), cache))
+
+    def accept_draft(self, image: Path, width: int, height: int, prompt: PromptState, base: Any, edits: tuple,
+                     cache: Any = None, replaces: Optional[int] = None) -> bool:
+        """Accept a mask made by hand: ``edits`` over ``base`` (a mask, or ``None``: empty), from ``prompt``."""
+        return self._start(AcceptRequest(image, width, height, 0, prompt=prompt, replaces=replaces),
+                           {maskedit.EDITED_FIELD: True}, (base, 0, (height, width), tuple(edits), cache))
+
+    def _start(self, request: AcceptRequest, extra: Dict[str, Any], draft: tuple) -> bool:
         category = self._category()
         if category is None or self._pending is not None:
             return False
-        task = self.decoder.run_task(render.finish_candidate, candidates, index, category.color,
-                                     self._style.opacity, urgent=True)
-        extra = {"predicted_iou": round(float(candidates.scores[index]), 4), "model": self.model_type}
-        self._pending = _Pending(task, AcceptRequest(image, width, height, category.id, prompt=prompt), extra)
+        if request.replaces is not None:
+            old = self.document.dataset.annotations.get(request.replaces)
+            category = self.document.dataset.categories.get(old.category_id, category) if old else category
+        task = self.decoder.run_task(finish, draft_mask, draft, category.color, self._style.opacity, self.cleanup,
+                                     urgent=True)
+        self._pending = _Pending(task, replace(request, category_id=category.id), extra)
         self.gate.hold()
         return True
 
@@ -189,22 +246,34 @@ class AcceptPipeline(QObject):
         except DatasetError as exc:
             self.statusMessage.emit(str(exc), 0)
             return []
-        anns = [dataset.make_annotation(record.id, category.id, rle=m.rle, **m.extra) for m in masks]
+        old = dataset.annotations.get(request.replaces) if request.replaces is not None else None
+        if request.replaces is not None and old is None:
+            self.statusMessage.emit(f"Annotation {request.replaces} was deleted meanwhile; added as a new one", 4000)
+        old_patch = doc.layer.patch(old.id) if old is not None else None  # (before the new one takes its place)
+        if old is not None:
+            anns = [annotation_with_mask(old, masks[0].rle, masks[0].extra)]
+        else:
+            anns = [dataset.make_annotation(record.id, category.id, rle=m.rle, **m.extra) for m in masks]
         if request.image == self._image.current_path:
             for ann, m in zip(anns, masks):
                 doc.layer.put(ann.id, m.patch, category.color, m.overlay)
-        accepted = Accepted(request.image, tuple(anns), request.prompt, request.review, request.proposals)
-        if request.review is None:
+        accepted = Accepted(request.image, tuple(anns), request.prompt, request.review, request.proposals,
+                            replaced=(old,) if old is not None else ())
+        if old is not None:
+            text, what = f"Refine {category.name} #{old.id}", f"{category.name} #{old.id} ({int(anns[0].area)} px)"
+        elif request.review is None:
             text, what = f"Accept {category.name}", f"{category.name} #{anns[0].id} ({int(anns[0].area)} px)"
         else:
             n = len(anns)
             text = f"Accept {n} proposal{'s' if n != 1 else ''} as {category.name}"
             what = f"{n} proposal{'s' if n != 1 else ''} as {category.name}"
-        self.undo_stack.push(AcceptCommand(doc, accepted, self.listeners, text))
+        patches = ([m.patch for m in masks], [old_patch]) if old is not None else ((), ())
+        self.undo_stack.push(AcceptCommand(doc, accepted, self.listeners, text, patches))
+        verb = "Refined" if old is not None else "Accepted"
         if not doc.dirty:
-            self.statusMessage.emit(f"Accepted {what}, saved", 3000)
+            self.statusMessage.emit(f"{verb} {what}, saved", 3000)
         elif not doc.autosave:
-            self.statusMessage.emit(f"Accepted {what}", 3000)
+            self.statusMessage.emit(f"{verb} {what}", 3000)
         # else: the save failed, and that message stays on show
         return anns
 

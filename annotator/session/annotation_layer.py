@@ -51,6 +51,8 @@ class AnnotationLayer(QObject):
         self._style = style
         self.hidden: set[int] = set()
         self.selected: Optional[int] = None
+        #: The annotation being refined with SAM (its candidate is drawn instead), or None.
+        self.refining: Optional[int] = None
         self._patches: Dict[int, render.MaskPatch] = {}  # annotation id -> patch (current image)
         self._images: Dict[tuple, QImage] = {}  # (id, colour, selected) -> overlay at the style's opacity
         self._task: Optional[int] = None
@@ -69,6 +71,7 @@ class AnnotationLayer(QObject):
         self._patches.clear()
         self._images.clear()
         self.selected = None
+        self.refining = None
         self._task = None
         if forget_hidden:
             self.hidden.clear()
@@ -111,7 +114,7 @@ class AnnotationLayer(QObject):
         ``rect`` is ``(x, y, width, height)`` in image pixels. Patches not
         known yet are asked for (``changed`` follows when they arrive).
         """
-        anns = [a for a in annotations if a.id not in self.hidden]
+        anns = [a for a in annotations if a.id not in self.hidden and a.id != self.refining]
         anns.sort(key=lambda a: a.id == self.selected)
         out = []
         for ann in anns:
@@ -127,6 +130,30 @@ class AnnotationLayer(QObject):
             out.append((ann.id, image, patch.rect))
         self.request(annotations, categories)
         return out
+
+    def patch(self, annotation_id: int) -> Optional[render.MaskPatch]:
+        """The overlay patch of an annotation of the current image, if decoded."""
+        return self._patches.get(annotation_id)
+
+    def hits(self, x: float, y: float, annotations: Sequence) -> List[int]:
+        """Ids of the drawn annotations whose overlay covers image point ``(x, y)``, topmost first.
+
+        Tested on what is drawn (the overlay patches, in drawing order by id),
+        so the pick matches what the user sees; annotations hidden, being
+        refined or not decoded yet are not hit.
+        """
+        sx, sy = x + 0.5, y + 0.5  # scene position (annotator.data.prompts): pixel (c, r) covers [c, c+1)
+        out = []
+        for ann in annotations:
+            patch = self._patches.get(ann.id)
+            if patch is None or ann.id in self.hidden or ann.id == self.refining:
+                continue
+            px, py, pw, ph = patch.rect
+            mh, mw = patch.mask.shape
+            col, row = int((sx - px) * mw / pw) if pw else -1, int((sy - py) * mh / ph) if ph else -1
+            if sx >= px and sy >= py and 0 <= row < mh and 0 <= col < mw and patch.mask[row, col]:
+                out.append(ann.id)
+        return out[::-1]
 
     def rows(self, annotations: Iterable, categories: dict) -> List[AnnotationRow]:
         rows = []

@@ -160,13 +160,23 @@ class DocumentEdits(QObject):
             return
         self.undo_stack.push(SetAnnotationCategoryCommand(self, annotation_id, category_id, ann.category_id))
 
-    def replace_annotation(self, new, text: str = "Edit annotation") -> bool:
-        """Put ``new`` in place of the annotation with its id (e.g. an edited mask) as ONE undo step."""
+    def replace_annotation(self, new, text: str = "Edit annotation", patch=None) -> bool:
+        """Put ``new`` in place of the annotation with its id (e.g. an edited mask) as ONE undo step.
+
+        ``patch``: the new mask's overlay patch, when known (drawn at once; the
+        old one's, known to the layer, is kept for undo).
+        """
         old = self.dataset.annotations.get(new.id) if self.dataset else None
         if old is None:
             return False
-        self.undo_stack.push(ReplaceAnnotationCommand(self, old, new, text))
+        self.undo_stack.push(ReplaceAnnotationCommand(self, old, new, text, patch, self.layer.patch(old.id)))
         return True
+
+    def set_refining(self, annotation_id: Optional[int]) -> None:
+        """Draw ``annotation_id`` as the candidate being refined (hidden from the annotation layer), or none."""
+        if annotation_id != self.layer.refining:
+            self.layer.refining = annotation_id
+            self.annotationsChanged.emit()
 
     # -- categories ------------------------------------------------------------------------------
 
@@ -256,9 +266,14 @@ class DocumentEdits(QObject):
         self._annotations_edited(a.image_id for a in removed)
         return removed
 
-    def apply_replace_annotation(self, annotation) -> Any:
+    def apply_replace_annotation(self, annotation, patch=None) -> Any:
+        """Put ``annotation`` in place of the one with its id; ``patch``: its overlay patch, when already known."""
         old = self.dataset.replace_annotation(annotation)
-        self.layer.invalidate(annotation.id)
+        rec = self.current_record()
+        if patch is not None and rec is not None and annotation.image_id == rec.id:
+            self.layer.put(annotation.id, patch)
+        else:
+            self.layer.invalidate(annotation.id)
         self._annotations_edited((old.image_id, annotation.image_id))
         return old
 

@@ -16,6 +16,12 @@ display is the :class:`annotator.session.accepting.AcceptPipeline`'s job:
 :meth:`Prompting.take_for_accept` hands it over, and
 :meth:`Prompting.on_accept` clears (or, on undo, restores) the prompt.
 Coordinates are image pixels, x then y (see :mod:`annotator.data.prompts`).
+
+A prompt may carry hand edits and a refined annotation
+(:mod:`annotator.session.drafts`), keyed by the prompt state itself: every
+prompt change makes a new state (clearing too, never the shared ``EMPTY``
+once the image is open), and :attr:`Prompting.lineage` is told when a click
+or a box makes a state out of another, so what it carries goes along.
 """
 
 from __future__ import annotations
@@ -38,6 +44,16 @@ from annotator.workers.messages import DecodeJob, DecodeResult, LoadedImage, Mod
 
 #: Colour of the candidates when no category colour is given.
 DEFAULT_COLOR: Color = (255, 196, 0)
+
+
+class PromptLineage(Protocol):
+    """What follows a prompt from state to state (:class:`annotator.session.editing.MaskEditing`)."""
+
+    def inherit(self, before: PromptState, after: PromptState) -> None:
+        """``after`` was made from ``before`` by a click or a box: it carries what ``before`` carried."""
+
+    def refine_logits(self, prompt: PromptState) -> Any:
+        """``(256, 256)`` mask input for a click on ``prompt`` when it has no candidate on display, or ``None``."""
 
 
 class PromptImage(Protocol):
@@ -102,6 +118,8 @@ class Prompting(QObject):
         self.view_scale = 1.0
         self.last_click_latency: Optional[float] = None  # seconds, user action -> overlay ready
         self._t_action: Optional[float] = None  # perf_counter() of the user action being answered
+        #: Told when a click or box makes a prompt state from another (hand edits, refining); optional.
+        self.lineage: Optional[PromptLineage] = None
         decoder.decoded.connect(self._on_decoded)
         decoder.failed.connect(self._on_decode_failed)
         style.changed.connect(self.rerender)
@@ -119,7 +137,23 @@ class Prompting(QObject):
             return False
         t0 = time.perf_counter()
         after = self.prompt.with_point(x, y, label, self._refine_from())
-        self.push(after, f"Add {'foreground' if label == 1 else 'background'} point", t0)
+        self.push(after, f"Add {'foreground' if label == 1 else 'background'} point", t0, inherit=True)
+        return True
+
+    def add_points(self, points, labels, text: str) -> bool:
+        """Add several points in ONE step (a scribble: ``points`` ``(N, 2)`` x, y; ``labels`` 1/0); points off the
+        image are dropped. ``False`` if none is left."""
+        loaded = self._image.loaded
+        if self.current_path is None or loaded is None:
+            return False
+        t0 = time.perf_counter()
+        after, mask_input = self.prompt, self._refine_from()
+        for (x, y), label in zip(points, labels):
+            if inside(float(x), float(y), loaded.width, loaded.height):
+                after = after.with_point(float(x), float(y), int(label), mask_input)
+        if after is self.prompt:
+            return False
+        self.push(after, text, t0, inherit=True)
         return True
 
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> bool:
@@ -130,20 +164,31 @@ class Prompting(QObject):
         box = clamp_box((x0, y0, x1, y1), loaded.width, loaded.height)
         if box is None:
             return False
-        self.push(self.prompt.with_box(box, self._refine_from()), "Draw box", time.perf_counter())
+        self.push(self.prompt.with_box(box, self._refine_from()), "Draw box", time.perf_counter(), inherit=True)
         return True
 
-    def clear(self) -> bool:
-        """Esc: forget the points and box (undoable); ``False`` if there were none."""
-        if self.prompt.empty:
+    def clear(self, force: bool = False) -> bool:
+        """Esc: forget the points and box (undoable); ``False`` if there were none (``force``: a new empty prompt
+        anyway, dropping what the empty one carried, e.g. strokes painted from scratch)."""
+        if self.prompt.empty and not force:
             return False
-        self.push(EMPTY, "Clear prompts", time.perf_counter())
+        self.push(PromptState(), "Clear prompts", time.perf_counter())
         return True
 
-    def push(self, after: PromptState, text: str, t0: Optional[float] = None) -> None:
-        """Make ``after`` the prompt as one undoable step called ``text`` (``t0``: when the user acted)."""
+    def push(self, after: PromptState, text: str, t0: Optional[float] = None, *, inherit: bool = False,
+             select: Optional[int] = None) -> None:
+        """Make ``after`` the prompt as one undoable step called ``text`` (``t0``: when the user acted).
+
+        ``inherit``: ``after`` was made from the current prompt by a click or a
+        box (:attr:`lineage` is told); ``select``: the candidate to show once
+        it is decoded (default the best-ranked).
+        """
         self._accept_when_ready = False
         self._t_action = t0
+        if inherit and self.lineage is not None:
+            self.lineage.inherit(self.prompt, after)
+        if select is not None:
+            self._selection_memo[after] = int(select)
         self.undo_stack.push(PromptCommand(self, self.current_path, self.prompt, after, text))
 
     def select_candidate(self, index: int) -> None:
@@ -218,7 +263,7 @@ class Prompting(QObject):
     def on_accept(self, accepted: Accepted, applied: bool) -> None:
         """An accept from a prompt on the current image clears it; undoing the accept puts it back."""
         if accepted.prompt is not None and accepted.image == self.current_path:
-            self.apply_prompt(EMPTY if applied else accepted.prompt)
+            self.apply_prompt(PromptState() if applied else accepted.prompt)  # (a new state: it carries nothing)
 
     def reset(self) -> None:
         """The image is being left: no prompt, no candidates; decodes still on their way are dropped."""
@@ -250,10 +295,11 @@ class Prompting(QObject):
     # -- internals ---------------------------------------------------------------------------
 
     def _refine_from(self):
-        """Low-res logits of the candidate on display, if it belongs to the current prompt."""
+        """Low-res logits of the candidate on display, if it belongs to the current prompt; else what the lineage
+        gives (e.g. the mask of an annotation being refined), or ``None``."""
         if self.current and not self.prompt.empty:
             return self.result.candidates.low_res_logits[self.selected]
-        return None
+        return self.lineage.refine_logits(self.prompt) if self.lineage is not None else None
 
     def _request_decode(self, t0: float) -> None:
         im = self._image

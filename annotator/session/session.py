@@ -13,6 +13,10 @@
   the one way a candidate or proposals become annotations;
 * :class:`~annotator.session.review.EverythingController` (``session.everything``):
   segment everything and the review of its proposals;
+* :class:`~annotator.session.editing.MaskEditing` (``session.editing``): brush,
+  eraser and cleanup on the candidate or an annotation, refining with SAM;
+* :class:`~annotator.session.picking.AnnotationPicker` (``session.picking``):
+  Ctrl+click selection of annotations on the canvas;
 * :class:`~annotator.session.style.OverlayStyle` (``session.style``): the
   one owner of the overlays' opacity;
 * :class:`~annotator.session.exporting.ExportRunner` (``session.exports``).
@@ -25,10 +29,10 @@ one :class:`~annotator.session.gate.ActionGate` while an accept is being
 finished. The services (encoder, decoder, job threads) can be passed in;
 they default to today's, each on its own thread.
 
-The class is over 400 lines because it keeps, for the window, tests and
-benchmarks, the accessors and entry points of what its parts hold
-(``session.prompt``, ``session.embedding``, ``session.add_category``...):
-each is a line or two of delegation, no logic.
+For the window, tests and benchmarks it keeps the accessors and entry points
+of what its parts hold (``session.prompt``, ``session.embedding``,
+``session.add_category``...): each is a line of delegation, no logic; the
+document's user actions are made by :func:`_edit_action` (behind the gate).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from typing import Any, Dict, List, Optional
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from annotator.data.prompts import EMPTY, clamp_box, inside
+from annotator.data.prompts import PromptState, clamp_box, inside
 from annotator.session.accepting import AcceptPipeline
 from annotator.session.document_edits import DocumentEdits
+from annotator.session.editing import MaskEditing
 from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.navigation import ImageNavigator
+from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
 from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
@@ -53,7 +59,7 @@ from annotator.session.undo import redo_step, undo_step
 from annotator.workers.decoder import DecoderService
 from annotator.workers.encoder import EncoderService
 from annotator.workers.jobs import JobService
-from annotator.workers.messages import ModelInfo, ModelRequest
+from annotator.workers.messages import ModelInfo
 
 #: How many user actions Ctrl+Z can go back.
 UNDO_LIMIT = 500
@@ -61,6 +67,22 @@ UNDO_LIMIT = 500
 
 class UnsavedWork(Exception):
     """Leaving the open document would lose changes that could not be saved: ask the user first."""
+
+
+def _edit_action(name: str):
+    """``Session.<name>``: the user action ``DocumentEdits.<name>``, waiting behind the gate (see waits_for_accept)."""
+    def action(self, *args, **kwargs):
+        return self.gate.call(getattr(self.edits, name), *args, **kwargs)
+
+    action.__name__ = name
+    action.__doc__ = getattr(DocumentEdits, name).__doc__
+    action.waits_for_accept = True
+    return action
+
+
+def _part(part: str, name: str):
+    """``Session.<name>``: ``self.<part>.<name>``, forwarded."""
+    return property(lambda self: getattr(getattr(self, part), name), doc=f"``{part}.{name}``")
 
 
 class Session(QObject):
@@ -83,6 +105,9 @@ class Session(QObject):
     promptChanged = Signal(object)  # PromptState
     candidatesChanged = Signal(object, int)  # list[CandidateRow] (empty: none), selected index
     candidateOverlayChanged = Signal(object)  # QImage or None
+    draftOverlayChanged = Signal(object)  # (QImage, rect) of the candidate edited by hand (shown over it), or None
+    hoverChanged = Signal(object)  # (QImage, rect) outline of the annotation a Ctrl+click would pick, or None
+    strokeDone = Signal()  # a brush or eraser stroke's result is on display (once per stroke)
     annotationsChanged = Signal()  # rows or overlays of the current image changed
     categoriesChanged = Signal()
     currentCategoryChanged = Signal(int)
@@ -128,6 +153,9 @@ class Session(QObject):
         self.everything.annotated = self._annotation_rles
         self.everything.stored_source = self._stored_proposals_source
         self.accepts.listeners += [self.prompts, self.everything]
+        self.editing = MaskEditing(self.decoder, self.undo_stack, self.gate, self.images, self.prompts, self.edits,
+                                   self.accepts, self.style, self)
+        self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
         self._wire()
 
@@ -146,8 +174,11 @@ class Session(QObject):
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
-        for part in (im, pr, ed, self.accepts, ev, ex):
+        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking):
             part.statusMessage.connect(self.statusMessage)
+        self.editing.draftOverlayChanged.connect(self.draftOverlayChanged)
+        self.editing.strokeDone.connect(self.strokeDone)
+        self.picking.hoverChanged.connect(self.hoverChanged)
         im.imageRowChanged.connect(self.imageRowChanged)
         im.currentIndexChanged.connect(self.currentIndexChanged)
         im.imageShown.connect(self._on_image_shown)
@@ -176,16 +207,9 @@ class Session(QObject):
 
     # -- model -----------------------------------------------------------------------------------
 
-    def load_model(self, request: ModelRequest) -> None:
-        """Load a model in the background (``modelChanged`` or ``modelFailed`` follows)."""
-        self.images.load_model(request)
-
-    def use_model(self, info: ModelInfo) -> None:
-        """Use a model that is already loaded (tests; a model shared between windows)."""
-        self.images.use_model(info)
-
-    def cancel_download(self) -> None:
-        self.images.cancel_download()
+    load_model = _part("images", "load_model")  # in the background: modelChanged or modelFailed follows
+    use_model = _part("images", "use_model")  # one already loaded (tests; a model shared between windows)
+    cancel_download = _part("images", "cancel_download")
 
     @property
     def model_info(self) -> Optional[ModelInfo]:
@@ -276,6 +300,8 @@ class Session(QObject):
 
     def _leave_image(self) -> None:
         self.everything.stop()
+        self.editing.reset()
+        self.picking.reset()
         self.prompts.reset()
         self.edits.layer.reset()
         self.images.clear()
@@ -315,6 +341,7 @@ class Session(QObject):
         if self.everything.reviewing:
             self.everything.toggle_at(x, y, None if label == 1 else False)
             return
+        self.editing.prompt_starting()
         self.prompts.add_point(x, y, label)
 
     @waits_for_accept
@@ -328,17 +355,19 @@ class Session(QObject):
         if self.everything.reviewing:
             self.everything.select_inside(box)
             return
+        self.editing.prompt_starting()
         self.prompts.set_box(*box)
 
     @waits_for_accept
     def clear_prompts(self) -> None:
-        """Esc: forget the current points and box (undoable); cancels segment everything, or leaves its review."""
+        """Esc: forget the current points, box and hand edits (undoable; refining: cancel it); cancels segment
+        everything, or leaves its review."""
         if self.everything.running:
             self.everything.cancel()
         elif self.everything.reviewing:
             self.everything.reject_all()
         else:
-            self.prompts.clear()
+            self.prompts.clear(force=self.editing.has_draft() or self.editing.refining is not None)
 
     @waits_for_accept
     def select_candidate(self, index: int) -> None:
@@ -365,7 +394,7 @@ class Session(QObject):
 
     def _on_review_changed(self, reviewing: bool) -> None:
         if reviewing and not self.prompt.empty and not self.accepting:  # (an accept in flight clears it itself)
-            self.prompts.push(EMPTY, "Clear prompts")
+            self.prompts.push(PromptState(), "Clear prompts")
 
     # -- accepting -------------------------------------------------------------------------------
 
@@ -382,10 +411,7 @@ class Session(QObject):
         if self.everything.reviewing:
             self.everything.accept_selected()
             return
-        chosen = self.prompts.take_for_accept()
-        if chosen is not None:
-            self.accepts.accept_candidate(loaded.path, loaded.width, loaded.height, chosen.prompt,
-                                          chosen.candidates, chosen.index)
+        self.editing.accept()  # the candidate on display, with its hand edits, or the refined annotation
 
     @property
     def accepting(self) -> bool:
@@ -396,62 +422,30 @@ class Session(QObject):
         """Finish an accept in flight now (before saving on close, or opening another folder)."""
         return self.accepts.wait(timeout_s)
 
-    # -- annotations and categories (DocumentEdits) ----------------------------------------------
+    # -- annotations and categories (DocumentEdits; the brush and friends: session.editing) ------
 
-    @waits_for_accept
-    def delete_annotation(self, annotation_id: Optional[int] = None) -> None:
-        """Delete ``annotation_id`` (default: the selected one)."""
-        self.edits.delete_annotation(annotation_id)
+    delete_annotation = _edit_action("delete_annotation")
+    set_annotation_category = _edit_action("set_annotation_category")
+    set_current_category = _edit_action("set_current_category")
+    quick_category = _edit_action("quick_category")
+    add_category = _edit_action("add_category")
+    rename_category = _edit_action("rename_category")
+    recolor_category = _edit_action("recolor_category")
+    delete_category = _edit_action("delete_category")
+    select_annotation = _part("edits", "select_annotation")
+    set_annotation_visible = _part("edits", "set_annotation_visible")
+    annotation_rows = _part("edits", "annotation_rows")
+    annotation_overlays = _part("edits", "annotation_overlays")
+    category_rows = _part("edits", "category_rows")
+    dataset = _part("edits", "dataset")
+    category_id = _part("edits", "category_id")
+    selected_annotation = _part("edits", "selected_annotation")
 
-    @waits_for_accept
-    def set_annotation_category(self, annotation_id: int, category_id: int) -> None:
-        self.edits.set_annotation_category(annotation_id, category_id)
-
-    @waits_for_accept
-    def set_current_category(self, category_id: int) -> None:
-        self.edits.set_current_category(category_id)
-
-    @waits_for_accept
-    def quick_category(self, n: int) -> None:
-        """Ctrl+``n``: make the ``n``-th category (1-based, panel order) current."""
-        self.edits.quick_category(n)
-
-    @waits_for_accept
-    def add_category(self, name: str, color=None) -> bool:
-        return self.edits.add_category(name, color)
-
-    @waits_for_accept
-    def rename_category(self, category_id: int, name: str) -> bool:
-        return self.edits.rename_category(category_id, name)
-
-    @waits_for_accept
-    def recolor_category(self, category_id: int, color) -> None:
-        self.edits.recolor_category(category_id, color)
-
-    @waits_for_accept
-    def delete_category(self, category_id: int, reassign_to: Optional[int]) -> None:
-        """Delete a category; its annotations move to ``reassign_to`` or, with ``None``, are deleted (undoable)."""
-        self.edits.delete_category(category_id, reassign_to)
-
-    def select_annotation(self, annotation_id: Optional[int]) -> None:
-        self.edits.select_annotation(annotation_id)
-
-    def set_annotation_visible(self, annotation_id: int, visible: bool) -> None:
-        self.edits.set_annotation_visible(annotation_id, visible)
-
-    def annotation_rows(self):
-        return self.edits.annotation_rows()
-
-    def annotation_overlays(self):
-        """``(id, overlay, rect)`` for the visible annotations of the current image (masks decoded in the background)."""
-        return self.edits.annotation_overlays()
-
-    def category_rows(self):
-        return self.edits.category_rows()
-
-    dataset = property(lambda self: self.edits.dataset)
-    category_id = property(lambda self: self.edits.category_id)
-    selected_annotation = property(lambda self: self.edits.selected_annotation)
+    def set_cleanup(self, min_island: int, on_accept: bool) -> None:
+        """Preferences: "remove islands" removes parts under ``min_island`` pixels; ``on_accept``: every accepted
+        candidate is cleaned up (holes filled, such islands removed)."""
+        self.editing.min_island = int(min_island)
+        self.accepts.cleanup = int(min_island) if on_accept else None
 
     def _on_color_changed(self) -> None:
         self.prompts.rerender()
@@ -474,20 +468,13 @@ class Session(QObject):
     opacity = property(lambda self: self.style.opacity, doc="Fill opacity of every overlay (0..1).")
     dirty = property(lambda self: self.edits.dirty)
 
-    def set_autosave(self, on: bool) -> None:
-        """Save after every change (``True``), or only on Ctrl+S, image or folder change and quit."""
-        self.edits.set_autosave(on)
-
-    def set_opacity(self, opacity: float) -> None:
-        """Fill opacity (0..1) of the overlays; what is on show is drawn again."""
-        self.style.set_opacity(opacity)
+    set_autosave = _part("edits", "set_autosave")  # after every change, or only on Ctrl+S, image change, quit
+    set_opacity = _part("style", "set_opacity")  # fill opacity (0..1) of the overlays, drawn again
 
     def _on_style_changed(self, _opacity: float) -> None:
         self.annotationsChanged.emit()
 
-    def save(self) -> bool:
-        """Write the working file now (atomically). On failure the user is told and the state stays unsaved."""
-        return self.edits.save()
+    save = _part("edits", "save")  # now, atomically; on failure the user is told and the state stays unsaved
 
     def flush(self) -> bool:
         """Save if there is anything unsaved worth a file (called on image switch and close)."""
@@ -508,8 +495,7 @@ class Session(QObject):
         """Export in the background: ``exportProgress``, then ``exportFinished(path, warnings)`` or ``exportFailed``."""
         return self.exports.start(self.dataset, path, fmt, tolerance)
 
-    def cancel_export(self) -> None:
-        self.exports.cancel()
+    cancel_export = _part("exports", "cancel")
 
     exporting = property(lambda self: self.exports.running)
 

@@ -8,9 +8,12 @@ targets are described by the protocols below (:class:`PromptTarget`,
 other part of the session. ``redo()`` also does the first application, when
 the command is pushed.
 
-Prompt commands belong to one image. Once the user has moved to another image
-they are *stale*: :func:`undo_step` skips them (and the stack drops them as
-obsolete), so Ctrl+Z never edits a prompt the user cannot see.
+Prompt commands (a click, a box, a brush stroke on the candidate) belong to
+one image. Once the user has moved to another image they are *stale*:
+:func:`undo_step` skips them (and the stack drops them as obsolete), so Ctrl+Z
+never edits a prompt the user cannot see. Document commands (an accept, an
+edit of an accepted annotation) are never stale: undoing one after moving on
+restores that image's annotation.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class DocumentTarget(Protocol):
 
     def apply_remove_annotations(self, annotation_ids: Sequence[int]) -> list: ...
 
-    def apply_replace_annotation(self, annotation: Any) -> Any: ...
+    def apply_replace_annotation(self, annotation: Any, patch: Any = None) -> Any: ...
 
     def apply_annotation_category(self, annotation_id: int, category_id: int) -> None: ...
 
@@ -60,7 +63,8 @@ class Accepted:
     ``prompt``: the SAM prompt they were accepted from (a click's candidate),
     put back when the accept is undone on the same image; ``review``: the token
     of the segment-everything review whose proposals ``proposals`` (indices)
-    they were.
+    they were; ``replaced``: the annotations they took the place of, same ids
+    (refining an accepted annotation with SAM), in the same order, else empty.
     """
 
     image: Path
@@ -68,6 +72,16 @@ class Accepted:
     prompt: Optional[PromptState] = None
     review: Optional[int] = None
     proposals: Tuple[int, ...] = ()
+    replaced: Tuple[Any, ...] = ()
+
+
+class EditTarget(Protocol):
+    """What an :class:`EditsCommand` changes: the hand edits (strokes, cleanups) a prompt carries."""
+
+    @property
+    def current_path(self) -> Optional[Path]: ...
+
+    def apply_edits(self, prompt: PromptState, edits: Tuple[Any, ...]) -> None: ...
 
 
 class AcceptListener(Protocol):
@@ -102,27 +116,66 @@ class PromptCommand(QUndoCommand):
         self.target.apply_prompt(state)
 
 
+class EditsCommand(QUndoCommand):
+    """The hand edits carried by ``prompt`` on ``image`` went from ``before`` to ``after`` (a stroke, a cleanup)."""
+
+    def __init__(self, target: EditTarget, image: Path, prompt: PromptState, before: Tuple[Any, ...],
+                 after: Tuple[Any, ...], text: str) -> None:
+        super().__init__(text)
+        self.target = target
+        self.image = image
+        self.prompt = prompt
+        self.before = before
+        self.after = after
+
+    def stale(self) -> bool:
+        return self.target.current_path != self.image
+
+    def redo(self) -> None:
+        self._set(self.after)
+
+    def undo(self) -> None:
+        self._set(self.before)
+
+    def _set(self, edits: Tuple[Any, ...]) -> None:
+        if self.stale():
+            self.setObsolete(True)
+            return
+        self.target.apply_edits(self.prompt, edits)
+
+
 class AcceptCommand(QUndoCommand):
     """One accept (a candidate, or several proposals): its annotations added in ONE user step.
 
     Undo removes them all; each listener then puts back what the accept
-    cleared (the prompt and its candidates, the proposals under review).
+    cleared (the prompt and its candidates, the proposals under review). An
+    accept that refined annotations (``accepted.replaced``) puts the new
+    versions in their place, and undo puts the old ones back.
     """
 
     def __init__(self, document: DocumentTarget, accepted: Accepted, listeners: Sequence[AcceptListener],
-                 text: str) -> None:
+                 text: str, patches: Tuple[Sequence[Any], Sequence[Any]] = ((), ())) -> None:
         super().__init__(text)
         self.document = document
         self.accepted = accepted
         self.listeners = tuple(listeners)
+        self.patches = patches  # overlay patches of the new and the replaced annotations, when known
 
     def redo(self) -> None:
-        self.document.apply_add_annotations(self.accepted.annotations)
+        if self.accepted.replaced:
+            for i, ann in enumerate(self.accepted.annotations):
+                self.document.apply_replace_annotation(ann, _at(self.patches[0], i))
+        else:
+            self.document.apply_add_annotations(self.accepted.annotations)
         for listener in self.listeners:
             listener.on_accept(self.accepted, True)
 
     def undo(self) -> None:
-        self.document.apply_remove_annotations([a.id for a in self.accepted.annotations])
+        if self.accepted.replaced:
+            for i, ann in enumerate(self.accepted.replaced):
+                self.document.apply_replace_annotation(ann, _at(self.patches[1], i))
+        else:
+            self.document.apply_remove_annotations([a.id for a in self.accepted.annotations])
         for listener in self.listeners:
             listener.on_accept(self.accepted, False)
 
@@ -141,19 +194,26 @@ class DeleteAnnotationCommand(QUndoCommand):
 
 
 class ReplaceAnnotationCommand(QUndoCommand):
-    """An annotation's mask (or fields) changed in one step: ``new`` replaced ``old`` (same id)."""
+    """An annotation's mask (or fields) changed in one step: ``new`` replaced ``old`` (same id).
 
-    def __init__(self, document: DocumentTarget, old: Any, new: Any, text: str) -> None:
+    ``new_patch`` / ``old_patch``: their overlay patches when known (drawn at
+    once instead of being decoded again in the background).
+    """
+
+    def __init__(self, document: DocumentTarget, old: Any, new: Any, text: str, new_patch: Any = None,
+                 old_patch: Any = None) -> None:
         super().__init__(text)
         self.document = document
         self.old = old
         self.new = new
+        self.new_patch = new_patch
+        self.old_patch = old_patch
 
     def redo(self) -> None:
-        self.document.apply_replace_annotation(self.new)
+        self.document.apply_replace_annotation(self.new, self.new_patch)
 
     def undo(self) -> None:
-        self.document.apply_replace_annotation(self.old)
+        self.document.apply_replace_annotation(self.old, self.old_patch)
 
 
 class SetAnnotationCategoryCommand(QUndoCommand):
@@ -227,8 +287,12 @@ class DeleteCategoryCommand(QUndoCommand):
         self.document.apply_restore_category(self.removed)
 
 
+def _at(items: Sequence[Any], i: int) -> Any:
+    return items[i] if i < len(items) else None
+
+
 def undo_step(stack: QUndoStack) -> None:
-    """Undo the last user step on the current image or the document (stale prompt steps are skipped)."""
+    """Undo the last user step on the current image or the document (stale prompt and edit steps are skipped)."""
     _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
 
 
@@ -240,7 +304,7 @@ def redo_step(stack: QUndoStack) -> None:
 def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool], peek: Callable[[], Any]) -> None:
     while can():
         cmd = peek()
-        stale = isinstance(cmd, PromptCommand) and cmd.stale()
+        stale = isinstance(cmd, (PromptCommand, EditsCommand)) and cmd.stale()
         do()
         if not stale:
             return

@@ -20,9 +20,10 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenuBar, QToolBar, QWidget
 
-MENUS = ("File", "Edit", "Image", "Candidates", "Proposals", "Categories", "View", "Help")
+MENUS = ("File", "Edit", "Image", "Candidates", "Mask", "Proposals", "Categories", "View", "Help")
 #: Menu entries that start a group (a separator above them).
-MENU_GROUPS = ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about")
+MENU_GROUPS = ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about", "brush_smaller",
+               "refine_annotation", "fill_holes")
 #: The toolbar's buttons, ``None`` a separator.
 TOOLBAR = ("open_folder", "save", "export_coco", None, "segment_everything", "undo", "redo")
 
@@ -100,12 +101,12 @@ ACTIONS: Tuple[ActionSpec, ...] = (
                "Accept the current candidate in the current category (reviewing proposals: the selected ones)",
                ("Return", "Enter"), canvas_keys=("Space",)),
     ActionSpec("clear_prompts", "&Clear Prompts", "Edit",
-               "Remove the points and box of the current prompt (reviewing proposals: reject them; "
-               "segmenting everything: cancel)", ("Esc",)),
-    ActionSpec("delete_annotation", "&Delete Annotation", "Edit", "Delete the annotation selected in the panel",
-               ("Delete", "Backspace")),
-    ActionSpec("preferences", "&Preferences…", "Edit", "Model, device, cache, mask opacity, autosave and shortcuts",
-               ("Ctrl+,",)),
+               "Remove the points, box and hand edits of the current prompt (brush or eraser: back to prompting; "
+               "refining: cancel; reviewing proposals: reject them; segmenting everything: cancel)", ("Esc",)),
+    ActionSpec("delete_annotation", "&Delete Annotation", "Edit",
+               "Delete the selected annotation (Ctrl+click or the panel)", ("Delete", "Backspace")),
+    ActionSpec("preferences", "&Preferences…", "Edit",
+               "Model, device, cache, mask opacity, autosave, cleanup and shortcuts", ("Ctrl+,",)),
     # Image
     ActionSpec("next_image", "&Next Image", "Image", "Show the next image", ("D", "Right", "PgDown")),
     ActionSpec("previous_image", "&Previous Image", "Image", "Show the previous image", ("A", "Left", "PgUp")),
@@ -116,6 +117,25 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     ActionSpec("candidate_1", "Candidate &1", "Candidates", "Pick the best-ranked candidate", ("1",)),
     ActionSpec("candidate_2", "Candidate &2", "Candidates", "Pick the second candidate", ("2",)),
     ActionSpec("candidate_3", "Candidate &3", "Candidates", "Pick the third candidate", ("3",)),
+    # Mask (fixing the candidate or the selected annotation by hand)
+    ActionSpec("brush", "&Brush", "Mask",
+               "Paint on the candidate, or on the selected annotation (at once); again: back to prompting", ("B",)),
+    ActionSpec("eraser", "&Eraser", "Mask",
+               "Erase from the candidate, or from the selected annotation (at once); again: back to prompting",
+               ("E",)),
+    ActionSpec("brush_smaller", "&Smaller Brush", "Mask", "Brush and eraser radius smaller (also Ctrl+wheel)",
+               ("[",)),
+    ActionSpec("brush_bigger", "B&igger Brush", "Mask", "Brush and eraser radius bigger (also Ctrl+wheel)", ("]",)),
+    ActionSpec("refine_annotation", "&Refine with SAM", "Mask",
+               "Reopen the selected annotation's prompt (or use its mask): clicks refine it, Enter replaces it",
+               ("R",)),
+    ActionSpec("fill_holes", "Fill &Holes", "Mask", "Fill the holes of the candidate or the selected annotation",
+               ("O",)),
+    ActionSpec("remove_islands", "Remove Small &Islands", "Mask",
+               "Remove the parts smaller than the preferences' size from the candidate or the selected annotation",
+               ("I",)),
+    ActionSpec("keep_largest", "Keep &Largest Part", "Mask",
+               "Keep only the largest part of the candidate or the selected annotation", ("K",)),
     # Proposals (segment everything, then review)
     ActionSpec("segment_everything", "Segment &Everything", "Proposals",
                "Propose masks for every object of the image, in the background, to review", ("Ctrl+E",)),
@@ -151,6 +171,12 @@ MOUSE: Tuple[Tuple[str, str], ...] = (
     ("Middle drag, Space+Left drag", "Pan"),
     ("Click (reviewing proposals)", "Select or unselect the proposal under the cursor"),
     ("Drag (reviewing proposals)", "Select every proposal inside the box"),
+    ("Ctrl+click", "Select the topmost annotation under the cursor; again at the same place: the next one below "
+                   "(while Ctrl is held, the one it would pick is outlined)"),
+    ("Left drag (brush, eraser)", "Paint or erase along the path (one undo step per stroke)"),
+    ("Right drag (brush, eraser)", "The opposite: erase with the brush, paint with the eraser"),
+    ("Shift+drag (brush, eraser)", "A scribble as SAM points: foreground (brush) or background (eraser)"),
+    ("Ctrl+wheel (brush, eraser)", "Brush radius"),
 )
 
 

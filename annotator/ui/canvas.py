@@ -16,9 +16,10 @@ and emits what the user did. It is three parts, so each can change alone:
   what is drawn over the image.
 * :mod:`annotator.ui.canvas_tools`: what mouse and keys mean. ``canvas.pan``
   (Space / middle-drag panning, Space as the accept key) sees every event
-  first, then the active tool (``canvas.tool``, by default a
-  :class:`~annotator.ui.canvas_tools.PromptTool`; :meth:`Canvas.set_tool`
-  switches it).
+  first, then ``canvas.pick`` (Ctrl+click selects an annotation), then the
+  active tool (``canvas.tool``, by default a
+  :class:`~annotator.ui.canvas_tools.PromptTool`; the brush is a
+  :class:`~annotator.ui.brush.BrushTool`; :meth:`Canvas.set_tool` switches).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene
 
 from annotator.data.prompts import PromptState, image_to_scene, scene_to_image
 from annotator.ui.canvas_overlays import Overlay, OverlayLayers
-from annotator.ui.canvas_tools import CanvasTool, PanTool, PromptTool
+from annotator.ui.canvas_tools import CanvasTool, PanTool, PickTool, PromptTool
 
 MIN_SCALE, MAX_SCALE = 0.01, 40.0
 BACKGROUND = QColor(38, 40, 44)
@@ -53,6 +54,16 @@ class Canvas(QGraphicsView):
         Screen pixels per image pixel after a zoom or fit.
     cursorMoved(x, y):
         The image position under the mouse (for the status bar).
+    strokeDrawn(points, radius, erase):
+        A brush (``erase`` False) or eraser stroke was released: ``points`` a
+        list of ``(x, y)`` image positions in the order the cursor took them
+        (unclamped: a stroke may leave the image), ``radius`` in image pixels.
+    scribbleDrawn(points, radius, erase):
+        The same drawn with Shift: meant as SAM points, not pixels.
+    pickClicked(x, y):
+        Ctrl+click on the image: select the annotation there.
+    pickHovered(position):
+        ``(x, y)`` under the mouse while Ctrl is held, or ``None``.
     """
 
     pointClicked = Signal(float, float, int)
@@ -60,6 +71,10 @@ class Canvas(QGraphicsView):
     spaceReleased = Signal()
     viewScaleChanged = Signal(float)
     cursorMoved = Signal(float, float)
+    strokeDrawn = Signal(object, float, bool)
+    scribbleDrawn = Signal(object, float, bool)
+    pickClicked = Signal(float, float)
+    pickHovered = Signal(object)
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -87,6 +102,7 @@ class Canvas(QGraphicsView):
         self._fit_mode = True  # refit on resize until the user zooms
         self.overlays = OverlayLayers(self._scene, lambda: self._image_size)
         self.pan = PanTool(self)
+        self.pick = PickTool(self)
         self._tool: CanvasTool = PromptTool(self)
 
     # -- content ---------------------------------------------------------------------
@@ -176,6 +192,18 @@ class Canvas(QGraphicsView):
     def set_prompt(self, prompt: PromptState) -> None:
         """Draw ``prompt``'s points (green foreground, red background) and its box."""
         self.overlays.set_prompt(prompt)
+
+    def set_draft_overlay(self, overlay) -> None:
+        """Draw the candidate edited by hand, ``(image, rect)``, in place of the candidate; ``None``: the candidate."""
+        self.overlays.set_draft(overlay)
+
+    def set_hover_overlay(self, overlay) -> None:
+        """Outline what a Ctrl+click would pick, ``(image, rect)``, or nothing."""
+        self.overlays.set_hover(overlay)
+
+    def stroke_done(self) -> None:
+        """The oldest stroke released is drawn: its preview goes."""
+        self.overlays.stroke_done()
 
     # -- view ------------------------------------------------------------------------
 
@@ -271,15 +299,16 @@ class Canvas(QGraphicsView):
         self._tool = tool
         if not self.pan.panning and not self.pan.space_down:
             self.viewport().setCursor(tool.cursor)
+        tool.activate()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self.pan.press(event) or self._tool.press(event):
+        if self.pan.press(event) or self.pick.press(event) or self._tool.press(event):
             event.accept()
             return
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self.pan.move(event) or self._tool.move(event):
+        if self.pan.move(event) or self.pick.move(event) or self._tool.move(event):
             event.accept()
             return
         if self._image_size is not None:
@@ -288,23 +317,29 @@ class Canvas(QGraphicsView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if self.pan.release(event) or self._tool.release(event):
+        if self.pan.release(event) or self.pick.release(event) or self._tool.release(event):
             event.accept()
             return
         super().mouseReleaseEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if self.pan.key_press(event) or self._tool.key_press(event):
+        if self.pan.key_press(event) or self.pick.key_press(event) or self._tool.key_press(event):
             event.accept()
             return
         super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if self.pan.key_release(event) or self._tool.key_release(event):
+        if self.pan.key_release(event) or self.pick.key_release(event) or self._tool.key_release(event):
             event.accept()
             return
         super().keyReleaseEvent(event)
 
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self.pick.leave()
+        self._tool.leave()
+        super().leaveEvent(event)
+
     def focusOutEvent(self, event) -> None:  # noqa: N802
         self.pan.cancel()  # a Space released elsewhere must not leave pan mode on, nor accept
+        self.pick.cancel()
         super().focusOutEvent(event)

@@ -1,4 +1,4 @@
-"""What the canvas draws over the image: the candidate, accepted annotations, proposals, the prompt and a drag box.
+"""What the canvas draws over the image: the candidate, annotations, proposals, the prompt, a drag box, brush strokes.
 
 :class:`OverlayLayers` owns these scene items and nothing else: it takes no
 input and knows no zoom (outlines that must keep their screen width use
@@ -12,18 +12,29 @@ height)`` in those units. Prompt points and boxes arrive in image coordinates
 (:mod:`annotator.data.prompts`: pixel centres at integers, x then y) and are
 converted with :func:`annotator.data.prompts.image_to_scene`.
 
-Stacking (z): annotations 1, proposals 1.5, candidate 2, boxes 3, points 4.
+Brush strokes being painted are drawn as path items (a pen as wide as the
+brush, round caps and joins: exactly the capsules the stroke will cover), so
+a mouse move costs one short path, never a mask; a stroke's preview stays
+until the window is told its result is drawn (:meth:`OverlayLayers.stroke_done`,
+oldest first). The brush's outline follows the cursor in scene units, so it
+shows the radius at the current zoom.
+
+Stacking (z): annotations 1, proposals 1.5, candidate 2, the candidate edited
+by hand 2.2 (hides the candidate), the annotation a Ctrl+click would pick 2.6,
+boxes 3, strokes being painted 3.5, points 4, the brush outline 5.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QImage, QPainterPath, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
+    QGraphicsPathItem,
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
@@ -35,6 +46,10 @@ FG_COLOR = QColor(40, 220, 90)
 BG_COLOR = QColor(235, 60, 60)
 BOX_COLOR = QColor(255, 210, 40)
 POINT_RADIUS = 5.5
+BRUSH_COLOR = QColor(255, 255, 255, 120)
+ERASER_COLOR = QColor(15, 15, 20, 150)
+#: A stroke's preview starts a new path item every this many points, so a move redraws a short path only.
+STROKE_CHUNK = 48
 
 #: ``(id, overlay image, (x, y, width, height))``: an overlay stretched over a rect in image pixels.
 Overlay = Tuple[int, QImage, Tuple[float, float, float, float]]
@@ -65,37 +80,76 @@ class OverlayLayers:
         self._scene = scene
         self._image_size = image_size
         self.annotation_items: Dict[int, QGraphicsPixmapItem] = {}
+        self._annotation_drawn: Dict[int, Tuple[int, tuple]] = {}  # id -> (id of its image, rect) as drawn
+        self._annotation_images: Dict[int, QImage] = {}
         self.proposal_items: Dict[int, QGraphicsPixmapItem] = {}
         self._annotations_visible = True
         self.candidate_item = self._overlay_item(z=2)
         self._box_item = self._rect_item(_cosmetic_pen(BOX_COLOR, 2))
         self._drag_item = self._rect_item(_cosmetic_pen(BOX_COLOR, 1.5, Qt.PenStyle.DashLine))
         self._point_items: List[QGraphicsEllipseItem] = []
+        self.draft_item = self._overlay_item(z=2.2)
+        self.hover_item = self._overlay_item(z=2.6)
+        self.strokes: Deque[StrokePreview] = deque()  # finished strokes waiting for their result, oldest first
+        self.brush_items = (self._circle_item(QColor(0, 0, 0, 200), 3.0), self._circle_item(QColor(255, 255, 255), 1.4))
 
     def clear(self) -> None:
         """Drop every overlay (a new image)."""
         self.set_candidate(None)
+        self.set_draft(None)
+        self.set_hover(None)
         self.set_annotations(())
         self.set_proposals(())
         self.set_prompt(PromptState())
         self.hide_drag()
+        while self.strokes:
+            self.strokes.popleft().remove()
 
     # -- masks -------------------------------------------------------------------------
 
     def set_candidate(self, image: Optional[QImage]) -> None:
         """Draw ``image`` (any size, stretched over the whole image) as the current candidate, or nothing."""
         self._set_overlay(self.candidate_item, image)
+        if self.draft_item.isVisible():
+            self.candidate_item.hide()
+
+    def set_draft(self, overlay: Optional[Tuple[QImage, tuple]]) -> None:
+        """Draw the candidate edited by hand, ``(image, rect)``, in place of the candidate; ``None``: the candidate."""
+        image, rect = overlay if overlay is not None else (None, None)
+        self._set_overlay(self.draft_item, image, rect)
+        showing = self.draft_item.isVisible()
+        has_candidate = not self.candidate_item.pixmap().isNull()
+        self.candidate_item.setVisible(has_candidate and not showing)
+
+    def set_hover(self, overlay: Optional[Tuple[QImage, tuple]]) -> None:
+        """Outline the annotation a Ctrl+click would pick, ``(image, rect)``, or nothing."""
+        image, rect = overlay if overlay is not None else (None, None)
+        self._set_overlay(self.hover_item, image, rect)
 
     def set_annotations(self, overlays: Iterable[Overlay]) -> None:
-        """Replace the annotation layer with ``(annotation id, overlay, rect)`` (drawn in order)."""
-        for item in self.annotation_items.values():
-            self._scene.removeItem(item)
-        self.annotation_items = {}
+        """Replace the annotation layer with ``(annotation id, overlay, rect)`` (drawn in order).
+
+        An annotation drawn with the same image object over the same rect as
+        before keeps its item (and the pixmap cached at the current zoom): a
+        stroke on one annotation redraws that one only.
+        """
+        old, self.annotation_items = self.annotation_items, {}
+        drawn, self._annotation_drawn = self._annotation_drawn, {}
         for z, (ann_id, image, rect) in enumerate(overlays):
-            item = self._overlay_item(z=1 + z * 1e-6)
-            self._set_overlay(item, image, rect)
-            item.setVisible(self._annotations_visible and item.isVisible())
+            item = old.pop(ann_id, None)
+            if item is None or drawn.get(ann_id) != (id(image), tuple(rect)) or self._image_size() is None:
+                if item is not None:
+                    self._scene.removeItem(item)
+                item = self._overlay_item(z=1)
+                self._set_overlay(item, image, rect)
+            item.setZValue(1 + z * 1e-6)
+            item.setVisible(self._annotations_visible and not item.pixmap().isNull())
             self.annotation_items[ann_id] = item
+            self._annotation_drawn[ann_id] = (id(image), tuple(rect))
+            self._annotation_images[ann_id] = image  # (held, so its id is not reused while drawn)
+        for item in old.values():
+            self._scene.removeItem(item)
+        self._annotation_images = {k: v for k, v in self._annotation_images.items() if k in self.annotation_items}
 
     def set_annotations_visible(self, visible: bool) -> None:
         self._annotations_visible = bool(visible)
@@ -152,6 +206,30 @@ class OverlayLayers:
     def hide_drag(self) -> None:
         self._drag_item.hide()
 
+    # -- brush -------------------------------------------------------------------------
+
+    def begin_stroke(self, scene_pos: QPointF, radius: float, erase: bool) -> "StrokePreview":
+        """Start drawing a stroke at ``scene_pos``, ``radius`` in scene units (image pixels)."""
+        return StrokePreview(self._scene, scene_pos, radius, ERASER_COLOR if erase else BRUSH_COLOR)
+
+    def stroke_finished(self, preview: "StrokePreview") -> None:
+        """A stroke was released: its preview stays until :meth:`stroke_done`."""
+        self.strokes.append(preview)
+
+    def stroke_done(self) -> None:
+        """The oldest finished stroke's result is drawn: remove its preview."""
+        if self.strokes:
+            self.strokes.popleft().remove()
+
+    def show_brush(self, scene_pos: Optional[QPointF], radius: float = 0.0) -> None:
+        """The brush outline: a circle of ``radius`` (scene units) at ``scene_pos``; ``None`` hides it."""
+        for item in self.brush_items:
+            if scene_pos is None:
+                item.hide()
+                continue
+            item.setRect(QRectF(scene_pos.x() - radius, scene_pos.y() - radius, 2 * radius, 2 * radius))
+            item.show()
+
     # -- helpers -----------------------------------------------------------------------
 
     def _rect_item(self, pen: QPen) -> QGraphicsRectItem:
@@ -162,10 +240,22 @@ class OverlayLayers:
         self._scene.addItem(item)
         return item
 
+    def _circle_item(self, color: QColor, width: float) -> QGraphicsEllipseItem:
+        item = QGraphicsEllipseItem()
+        item.setPen(_cosmetic_pen(color, width))
+        item.setZValue(5)
+        item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        item.hide()
+        self._scene.addItem(item)
+        return item
+
     def _overlay_item(self, z: float) -> QGraphicsPixmapItem:
         item = QGraphicsPixmapItem()
         item.setZValue(z)
         item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        # kept as drawn at the current zoom: a repaint under a brush stroke blits it instead of scaling a
+        # 2048-pixel overlay again (mouse move -> repaint p99 on a 12 MP photo: 16.9 -> see docs/benchmarks.md)
+        item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
         item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._scene.addItem(item)
@@ -183,6 +273,46 @@ class OverlayLayers:
         item.setPos(x, y)
         item.setTransform(QTransform.fromScale(w / image.width(), h / image.height()))
         item.show()
+
+
+class StrokePreview:
+    """The path of a stroke being painted, as path items in the scene (see the module notes)."""
+
+    def __init__(self, scene: QGraphicsScene, start: QPointF, radius: float, color: QColor) -> None:
+        self._scene = scene
+        self._pen = QPen(color, 2.0 * radius, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                         Qt.PenJoinStyle.RoundJoin)
+        self.items: List[QGraphicsPathItem] = []
+        self._last = QPointF(start)
+        self._count = 0
+        self._path = QPainterPath()
+        self._new_chunk()
+        self._path.lineTo(start + QPointF(1e-3, 0))  # a dab: the round caps of a tiny segment make the disc
+        self.items[-1].setPath(self._path)
+
+    def add(self, scene_pos: QPointF) -> None:
+        """The cursor moved to ``scene_pos``."""
+        if self._count >= STROKE_CHUNK:
+            self._new_chunk()
+        self._path.lineTo(scene_pos)
+        self._last = QPointF(scene_pos)
+        self._count += 1
+        self.items[-1].setPath(self._path)
+
+    def remove(self) -> None:
+        for item in self.items:
+            self._scene.removeItem(item)
+        self.items = []
+
+    def _new_chunk(self) -> None:
+        self._path = QPainterPath(self._last)
+        self._count = 0
+        item = QGraphicsPathItem()
+        item.setPen(self._pen)
+        item.setZValue(3.5)
+        item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self._scene.addItem(item)
+        self.items.append(item)
 
 
 def _cosmetic_pen(color: QColor, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:

@@ -2,8 +2,10 @@
 
 The canvas (:mod:`annotator.ui.canvas`) hands every mouse and key event first
 to its :class:`PanTool` (always on: Space and middle-button panning, Space as
-the accept key), then to its active tool (today :class:`PromptTool`: points
-and boxes). A tool reports what the user meant through the canvas's signals,
+the accept key), then to its :class:`PickTool` (always on: Ctrl+click picks an
+annotation, Ctrl held outlines it), then to its active tool
+(:class:`PromptTool`: points and boxes; or the brush,
+:class:`annotator.ui.brush.BrushTool`). A tool reports what the user meant through the canvas's signals,
 in image coordinates converted by :meth:`Canvas.image_at` (the one place), and
 draws its feedback through ``canvas.overlays``. Another mode (a brush, a
 selection click) is another :class:`CanvasTool` passed to
@@ -38,6 +40,10 @@ class ToolHost(Protocol):
     pointClicked: SignalInstance
     boxDrawn: SignalInstance
     spaceReleased: SignalInstance
+    strokeDrawn: SignalInstance
+    scribbleDrawn: SignalInstance
+    pickClicked: SignalInstance
+    pickHovered: SignalInstance
 
     @property
     def image_size(self) -> Optional[Tuple[int, int]]: ...
@@ -78,6 +84,12 @@ class CanvasTool:
     def wheel(self, event: QWheelEvent) -> bool:
         """``False`` leaves the wheel to the canvas (zoom)."""
         return False
+
+    def leave(self) -> None:
+        """The mouse left the view."""
+
+    def activate(self) -> None:
+        """The tool was made the active one."""
 
     def cancel(self) -> None:
         """Drop a gesture in progress (focus lost, tool switched); emits nothing."""
@@ -177,6 +189,73 @@ class PanTool(CanvasTool):
         # A Space released elsewhere must not leave the canvas in pan mode, nor accept.
         self._space_settle.stop()
         self._space_down = False
+
+
+class PickTool(CanvasTool):
+    """Ctrl+left click emits ``pickClicked(x, y)`` (select the annotation under the cursor); while Ctrl is held,
+    mouse moves emit ``pickHovered((x, y))`` and releasing Ctrl or leaving the view ``pickHovered(None)``."""
+
+    def __init__(self, canvas: ToolHost) -> None:
+        super().__init__(canvas)
+        self._at: Optional[QPointF] = None  # last viewport position of the mouse
+        self._hovering = False
+        self._pressed = Qt.MouseButton.NoButton
+
+    def press(self, event: QMouseEvent) -> bool:
+        if event.button() != Qt.MouseButton.LeftButton or not _ctrl(event):
+            return False
+        self._pressed = event.button()
+        at = self._image_pos(event.position())
+        if at is not None:
+            self.canvas.pickClicked.emit(*at)
+        return True
+
+    def release(self, event: QMouseEvent) -> bool:
+        if event.button() != self._pressed or self._pressed == Qt.MouseButton.NoButton:
+            return False
+        self._pressed = Qt.MouseButton.NoButton
+        return True
+
+    def move(self, event: QMouseEvent) -> bool:
+        self._at = event.position()
+        self._hover(_ctrl(event))
+        return self._pressed != Qt.MouseButton.NoButton  # a Ctrl+click is not also the start of a drag
+
+    def key_press(self, event: QKeyEvent) -> bool:
+        if event.key() == Qt.Key.Key_Control:
+            self._hover(True)
+        return False
+
+    def key_release(self, event: QKeyEvent) -> bool:
+        if event.key() == Qt.Key.Key_Control:
+            self._hover(False)
+        return False
+
+    def leave(self) -> None:
+        self._at = None
+        self._hover(False)
+
+    def cancel(self) -> None:
+        self._pressed = Qt.MouseButton.NoButton
+        self._hover(False)
+
+    def _hover(self, on: bool) -> None:
+        at = self._image_pos(self._at) if on and self._at is not None else None
+        if at is None and not self._hovering:
+            return
+        self._hovering = at is not None
+        self.canvas.pickHovered.emit(at)
+
+    def _image_pos(self, viewport_pos: QPointF) -> Optional[Tuple[float, float]]:
+        size = self.canvas.image_size
+        if size is None:
+            return None
+        x, y = self.canvas.image_at(viewport_pos)
+        return (x, y) if inside(x, y, *size) else None
+
+
+def _ctrl(event) -> bool:
+    return bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
 
 
 class PromptTool(CanvasTool):

@@ -3,8 +3,8 @@
 It computes nothing: every behaviour lives in :class:`annotator.session.session.Session`
 (a facade over the session's parts: images, prompting, document edits, the
 accept pipeline, the segment-everything review, export), the canvas
-(:mod:`annotator.ui.canvas`: view, overlays, input tools) or a panel
-(display). The questions it asks the user live in three helpers:
+(:mod:`annotator.ui.canvas`: view, overlays, input tools; :mod:`annotator.ui.brush`:
+the brush and eraser and the switch to them) or a panel (display). The questions it asks the user live in three helpers:
 :class:`~annotator.ui.file_dialogs.FileDialogs` (folders, the working file,
 saving, export), :class:`~annotator.ui.model_dialogs.ModelDialogs`
 (checkpoint, load failures, the weights download) and
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QV
 from annotator.session.session import Session
 from annotator.ui import actions
 from annotator.ui.app_dialogs import AppDialogs
+from annotator.ui.brush import EditTools
 from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
@@ -40,8 +41,8 @@ from annotator.workers.messages import ModelInfo, ModelRequest
 log = logging.getLogger(__name__)
 
 STRIP_HINT = (
-    "Click an object to segment it · right click: background · drag: box · Enter/Space: accept · "
-    "Ctrl+E: segment everything"
+    "Click an object · right click: background · drag: box · Enter: accept · B/E: brush/eraser · "
+    "Ctrl+click: select · Ctrl+E: everything"
 )
 
 
@@ -84,6 +85,8 @@ class MainWindow(QMainWindow):
         self.app_dialogs = AppDialogs(self)
 
         self.canvas = Canvas(self)
+        self.tools = EditTools(self.canvas, self.settings, self.session,
+                               lambda text, ms: self.statusBar().showMessage(text, ms), self)
         self.strip = CandidateStrip(self)
         self.review_bar = ReviewBar(self)
         self.review_bar.setFixedHeight(self.strip.height())
@@ -156,7 +159,7 @@ class MainWindow(QMainWindow):
             "undo": s.undo,
             "redo": s.redo,
             "accept": s.accept,
-            "clear_prompts": s.clear_prompts,
+            "clear_prompts": lambda: self.tools.escape() or s.clear_prompts(),
             "delete_annotation": lambda: s.delete_annotation(None),
             "next_image": s.next_image,
             "previous_image": s.previous_image,
@@ -165,6 +168,14 @@ class MainWindow(QMainWindow):
             "candidate_1": lambda: s.select_candidate(0),
             "candidate_2": lambda: s.select_candidate(1),
             "candidate_3": lambda: s.select_candidate(2),
+            "brush": lambda: self.tools.toggle(False),
+            "eraser": lambda: self.tools.toggle(True),
+            "brush_smaller": self.tools.shrink,
+            "brush_bigger": self.tools.grow,
+            "refine_annotation": s.editing.refine_selected,
+            "fill_holes": lambda: s.editing.cleanup("fill_holes"),
+            "remove_islands": lambda: s.editing.cleanup("remove_islands"),
+            "keep_largest": lambda: s.editing.cleanup("keep_largest"),
             "add_category": self.categories.add,
             "fit_view": self.canvas.fit,
             "zoom_in": lambda: self.canvas.zoom_by(1.25),
@@ -201,6 +212,9 @@ class MainWindow(QMainWindow):
         s.promptChanged.connect(c.set_prompt)
         s.candidatesChanged.connect(lambda rows, sel: self.strip.set_candidates(rows, sel, STRIP_HINT))
         s.candidateOverlayChanged.connect(c.set_candidate_overlay)
+        s.draftOverlayChanged.connect(c.set_draft_overlay)
+        s.hoverChanged.connect(c.set_hover_overlay)
+        s.strokeDone.connect(c.stroke_done)
         s.annotationsChanged.connect(self._refresh_annotations)
         s.categoriesChanged.connect(self._refresh_categories)
         s.currentCategoryChanged.connect(self.categories.set_current)
@@ -237,6 +251,10 @@ class MainWindow(QMainWindow):
         # widgets -> session
         c.pointClicked.connect(s.add_point)
         c.boxDrawn.connect(s.set_box)
+        c.strokeDrawn.connect(s.editing.stroke)
+        c.scribbleDrawn.connect(s.editing.scribble)
+        c.pickClicked.connect(s.picking.pick_at)
+        c.pickHovered.connect(lambda at: s.picking.hover_at(*(at or (None,))))
         c.spaceReleased.connect(a["accept"].trigger)
         c.viewScaleChanged.connect(s.set_view_scale)
         c.viewScaleChanged.connect(lambda k: self.zoom_label.setText(f"{k * 100:.0f}%"))
@@ -284,6 +302,8 @@ class MainWindow(QMainWindow):
             self.everything_progress.finish()
 
     def _review_changed(self, reviewing: bool) -> None:
+        if reviewing:
+            self.tools.use_prompt()  # a click selects proposals now; nothing is painted meanwhile
         self.strip.setVisible(not reviewing)
         self.review_bar.setVisible(reviewing)
         self._review_actions_enabled(reviewing)
@@ -323,6 +343,7 @@ class MainWindow(QMainWindow):
         apply_shortcuts(self.actions_by_name, st)
         self.session.set_autosave(st.autosave)
         self.session.set_opacity(st.overlay_opacity)
+        self.session.set_cleanup(st.min_island_px, st.cleanup_on_accept)
         self.model_dialogs.set_cache_bounds(st.memory_bytes(), st.disk_bytes())
 
     # =====================================================================================

@@ -1,4 +1,4 @@
-"""Edit → Preferences…: model, device, cache, overlay, autosave and keyboard shortcuts.
+"""Edit → Preferences…: model, device, cache, overlay, autosave, cleanup and keyboard shortcuts.
 
 The dialog edits a copy: nothing reaches :class:`~annotator.ui.settings.Settings`
 until OK, and Cancel writes nothing. OK is refused while two actions share a
@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.ui.actions import ACTIONS, ActionSpec
-from annotator.ui.settings import AUTO, DEVICES, MAX_CACHE_MB, RESTART_KEYS, Settings, model_types
+from annotator.ui.settings import AUTO, DEVICES, MAX_CACHE_MB, MAX_ISLAND_PX, RESTART_KEYS, Settings, model_types
 from annotator.ui.shortcuts_page import CONFLICT_COLOR, ShortcutsPage, display_name
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,21 @@ class PreferencesDialog(QDialog):
         self.autosave_check.setChecked(s.autosave)
         form.addRow("Autosave", self.autosave_check)
 
+        self.island_spin = QSpinBox(page)
+        self.island_spin.setObjectName("islandSpin")
+        self.island_spin.setRange(1, MAX_ISLAND_PX)
+        self.island_spin.setSingleStep(10)
+        self.island_spin.setSuffix(" px")
+        self.island_spin.setValue(s.min_island_px)
+        self.island_spin.setToolTip("Mask → Remove Small Islands removes the parts of a mask smaller than this.")
+        form.addRow("Small islands", self.island_spin)
+
+        self.cleanup_check = QCheckBox("Fill holes and remove small islands of every accepted mask", page)
+        self.cleanup_check.setObjectName("cleanupCheck")
+        self.cleanup_check.setToolTip("Applied when a clicked or painted mask is accepted (not to proposals).")
+        self.cleanup_check.setChecked(s.cleanup_on_accept)
+        form.addRow("Cleanup", self.cleanup_check)
+
         note = QLabel(f"{RESTART_NOTE}\nSettings are stored in {s.path}", page)
         note.setObjectName("restartNote")
         note.setWordWrap(True)
@@ -322,6 +337,8 @@ class PreferencesDialog(QDialog):
             "cache_disk_mb": self.disk_spin.value(),
             "overlay_opacity": self.opacity_slider.value() / 100.0,
             "autosave": self.autosave_check.isChecked(),
+            "min_island_px": self.island_spin.value(),
+            "cleanup_on_accept": self.cleanup_check.isChecked(),
         }
 
     def accept(self) -> None:

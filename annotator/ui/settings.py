@@ -71,6 +71,10 @@ DEFAULT_MEMORY_MB = 512
 DEFAULT_OPACITY = 0.45
 #: Upper bound of the cache sizes (1 TiB), against typos that would mean "unbounded".
 MAX_CACHE_MB = 1 << 20
+#: "Remove islands smaller than" bounds (pixels) and default; the brush radius bounds (image pixels) and default.
+DEFAULT_ISLAND_PX = 100
+MAX_ISLAND_PX = 10_000_000
+MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS, DEFAULT_BRUSH_RADIUS = 0.5, 500.0, 10.0
 #: Settings that only take effect when the application next starts.
 RESTART_KEYS: Tuple[str, ...] = ("model", "device", "cache_dir")
 SHORTCUT_GROUP = "shortcuts"
@@ -176,6 +180,36 @@ def _parse_bool(v: object) -> Optional[bool]:
             return True
         if s in _FALSE:
             return False
+    return None
+
+
+def _parse_island_px(v: object) -> Optional[int]:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None
+    if isinstance(v, float):
+        if not math.isfinite(v) or v != int(v):
+            return None
+        v = int(v)
+    if isinstance(v, int) and 1 <= v <= MAX_ISLAND_PX:
+        return v
+    return None
+
+
+def _parse_radius(v: object) -> Optional[float]:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            return None
+    if isinstance(v, (int, float)) and math.isfinite(v) and MIN_BRUSH_RADIUS <= v <= MAX_BRUSH_RADIUS:
+        return float(v)
     return None
 
 
@@ -296,10 +330,14 @@ class Settings:
     cache_disk_mb = _Setting(0, _parse_megabytes, "Disk bound of the embedding cache, MB; 0 = unbounded.")
     overlay_opacity = _Setting(DEFAULT_OPACITY, _parse_fraction, "Fill opacity of the mask overlays, 0..1.")
     autosave = _Setting(True, _parse_bool, "Save the working file after every change (else on Ctrl+S and on quit).")
+    min_island_px = _Setting(DEFAULT_ISLAND_PX, _parse_island_px, '"Remove islands": parts smaller than this, px.')
+    cleanup_on_accept = _Setting(False, _parse_bool, "Fill holes and remove small islands of every accepted mask.")
+    brush_radius = _Setting(DEFAULT_BRUSH_RADIUS, _parse_radius, "Brush and eraser radius, image pixels.")
 
     #: Names of the typed keys, in dialog order.
     KEYS: Tuple[str, ...] = (
         "model", "device", "cache_dir", "cache_memory_mb", "cache_disk_mb", "overlay_opacity", "autosave",
+        "min_island_px", "cleanup_on_accept", "brush_radius",
     )
 
     def __init__(
