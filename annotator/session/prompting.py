@@ -30,7 +30,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from annotator import render
-from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside
+from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside, mask_frame_of
 from annotator.session.rows import CandidateRow, Color
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import Accepted, PromptCommand
@@ -102,6 +102,9 @@ class Prompting(QObject):
         self.view_scale = 1.0
         self.last_click_latency: Optional[float] = None  # seconds, user action -> overlay ready
         self._t_action: Optional[float] = None  # perf_counter() of the user action being answered
+        #: ``(prompt, whole-image embedding or None) -> embedding to decode on`` (or None: wait); the session sets
+        #: it to :meth:`annotator.session.regions.RegionController.embedding_for` (a region's, when one fits).
+        self.embedding_for: Callable[[PromptState, Any], Any] = lambda prompt, whole: whole
         decoder.decoded.connect(self._on_decoded)
         decoder.failed.connect(self._on_decode_failed)
         style.changed.connect(self.rerender)
@@ -118,7 +121,7 @@ class Prompting(QObject):
         if self.current_path is None or loaded is None or not inside(x, y, loaded.width, loaded.height):
             return False
         t0 = time.perf_counter()
-        after = self.prompt.with_point(x, y, label, self._refine_from())
+        after = self.prompt.with_point(x, y, label, *self._refine_from())
         self.push(after, f"Add {'foreground' if label == 1 else 'background'} point", t0)
         return True
 
@@ -130,7 +133,7 @@ class Prompting(QObject):
         box = clamp_box((x0, y0, x1, y1), loaded.width, loaded.height)
         if box is None:
             return False
-        self.push(self.prompt.with_box(box, self._refine_from()), "Draw box", time.perf_counter())
+        self.push(self.prompt.with_box(box, *self._refine_from()), "Draw box", time.perf_counter())
         return True
 
     def clear(self) -> bool:
@@ -242,6 +245,11 @@ class Prompting(QObject):
         if not self.prompt.empty and not self.current:
             self._request_decode(time.perf_counter())
 
+    def redecode(self, *_: object) -> None:
+        """A better embedding for the prompt may be there (a region's): decode it again if there is one."""
+        if not self.prompt.empty:
+            self._request_decode(time.perf_counter())
+
     def rerender(self, *_: object) -> None:
         """The colour or the opacity changed: draw the candidates on display again."""
         if self.current:
@@ -250,14 +258,16 @@ class Prompting(QObject):
     # -- internals ---------------------------------------------------------------------------
 
     def _refine_from(self):
-        """Low-res logits of the candidate on display, if it belongs to the current prompt."""
+        """Low-res logits of the candidate on display and their frame, if it belongs to the current prompt."""
         if self.current and not self.prompt.empty:
-            return self.result.candidates.low_res_logits[self.selected]
-        return None
+            cands = self.result.candidates
+            return cands.low_res_logits[self.selected], mask_frame_of(cands)
+        return None, None
 
     def _request_decode(self, t0: float) -> None:
         im = self._image
-        loaded, embedding = im.loaded, im.embedding
+        loaded = im.loaded
+        embedding = self.embedding_for(self.prompt, im.embedding) if loaded is not None else None
         if embedding is None or loaded is None or self.prompt.empty or im.model_info is None:
             if not self.prompt.empty and loaded is not None:
                 self.statusMessage.emit("The mask will appear when the image is encoded…", 2000)
