@@ -7,6 +7,9 @@
   its pixels and embedding, the prefetch, the model;
 * :class:`~annotator.session.prompting.Prompting` (``session.prompts``): the
   prompt, its decodes and the candidates on display;
+* :class:`~annotator.session.regions.RegionController` (``session.regions``):
+  region embeddings of the part of the image in view, and which embedding
+  answers a prompt;
 * :class:`~annotator.session.document_edits.DocumentEdits` (``session.edits``):
   the document, categories, annotations, every edit's apply method, saving;
 * :class:`~annotator.session.accepting.AcceptPipeline` (``session.accepts``):
@@ -46,6 +49,7 @@ from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.navigation import ImageNavigator
 from annotator.session.prompting import Prompting
+from annotator.session.regions import RegionController
 from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
@@ -117,6 +121,8 @@ class Session(QObject):
         self.edits = DocumentEdits(self.decoder, self.undo_stack, self.images, self.style, self)
         self.prompts = Prompting(self.decoder, self.undo_stack, self.images, self.style, self.edits.category_color,
                                  self)
+        self.regions = RegionController(self.encoder, self.images, self.prompts,
+                                        clicks_busy=lambda: self.decoder.busy, parent=self)
         self.accepts = AcceptPipeline(self.decoder, self.edits, self.undo_stack, self.gate, self.style, self.images,
                                       parent=self)
         self.everything = EverythingController(self.images, self.accepts, self.gate, self.style,
@@ -127,7 +133,7 @@ class Session(QObject):
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
-        for part in (im, pr, ed, self.accepts, ev, ex):
+        for part in (im, pr, ed, self.accepts, ev, ex, self.regions):
             part.statusMessage.connect(self.statusMessage)
         im.imageRowChanged.connect(self.imageRowChanged)
         im.currentIndexChanged.connect(self.currentIndexChanged)
@@ -480,6 +486,7 @@ class Session(QObject):
         """Stop the workers (joining their threads) and the timers. Call :meth:`flush` first. Idempotent."""
         self._closed = True
         self.images.stop()
+        self.regions.stop()
         self.edits.close()
         self.gate.clear()
         c = self.everything.shutdown(timeout_ms)
