@@ -281,10 +281,15 @@ class Settings:
     cache_disk_mb = _Setting(0, _parse_megabytes, "Disk bound of the embedding cache, MB; 0 = unbounded.")
     overlay_opacity = _Setting(DEFAULT_OPACITY, _parse_fraction, "Fill opacity of the mask overlays, 0..1.")
     autosave = _Setting(True, _parse_bool, "Save the working file after every change (else on Ctrl+S and on quit).")
+    region_encoding = _Setting(
+        True, _parse_bool, "Zoomed in on a large image, encode the region in view for finer masks "
+        "(see annotator.session.regions)."
+    )
 
     #: Names of the typed keys, in dialog order.
     KEYS: Tuple[str, ...] = (
         "model", "device", "cache_dir", "cache_memory_mb", "cache_disk_mb", "overlay_opacity", "autosave",
+        "region_encoding",
     )
 
     def __init__(
