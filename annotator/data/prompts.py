@@ -115,7 +115,7 @@ class PromptState:
     def with_point(
         self, x: float, y: float, label: int, mask_input: Optional[np.ndarray], mask_frame: Optional[MaskFrame] = None
     ) -> "PromptState":
-        """A new state with point ``(x, y)`` (label 1 fg / 0 bg) added, refining from ``mask_input`` (in ``mask_frame``)."""
+        """A new state with point ``(x, y)`` (label 1 fg / 0 bg) added, refining from ``mask_input``."""
         return PromptState(
             self.points + ((float(x), float(y)),), self.labels + (int(label),), self.box, mask_input, mask_frame
         )
@@ -124,7 +124,8 @@ class PromptState:
         self, box: Box, mask_input: Optional[np.ndarray], mask_frame: Optional[MaskFrame] = None
     ) -> "PromptState":
         """A new state whose box is ``box`` (replacing any earlier box); points are kept."""
-        return PromptState(self.points, self.labels, tuple(float(v) for v in box), mask_input, mask_frame)  # type: ignore[arg-type]
+        box = tuple(float(v) for v in box)  # type: ignore[assignment]
+        return PromptState(self.points, self.labels, box, mask_input, mask_frame)  # type: ignore[arg-type]
 
     def decode_args(self, embedding: Any = None) -> dict:
         """Keyword arguments for :meth:`sam_core.Predictor.decode` of ``embedding``.

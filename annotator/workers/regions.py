@@ -37,7 +37,7 @@ Region = Tuple[int, int, int, int]
 
 
 def crop_rgb(image: QImage, region: Region) -> np.ndarray:
-    """``region`` ``(x0, y0, x1, y1)`` of an RGB32 ``image`` as a C-contiguous ``(y1 - y0, x1 - x0, 3)`` uint8 RGB array.
+    """``region`` ``(x0, y0, x1, y1)`` of an RGB32 ``image``: a C-contiguous ``(y1 - y0, x1 - x0, 3)`` uint8 RGB array.
 
     Reads the QImage's pixels in place (``constBits``: no copy of the image,
     no detach); only the region is copied. Raises ``ValueError`` for an
