@@ -391,14 +391,21 @@ def test_a_region_waits_behind_the_whole_image_encode_and_an_image_switch_drops_
 
 
 @pytest.mark.gui
-def test_region_embeddings_are_cached_under_their_own_keys_and_reload_from_disk(qtbot, region_window, tmp_path):
+def test_region_embeddings_are_cached_under_their_own_keys_and_reload_from_disk(
+    qtbot, region_window, tmp_path, monkeypatch
+):
     from sam_core import EmbeddingCache
+
+    from annotator.data import imageio
 
     w = region_window()
     s = w.session
     cache = s.model_info.cache
     _ready(qtbot, w)
     _idle(qtbot, w)
+    reads = []  # regions are cut from the pixels in memory: no file is read again
+    real_load = imageio.load_image
+    monkeypatch.setattr(imageio, "load_image", lambda *a, **k: reads.append(a) or real_load(*a, **k))
     digest = s.loaded.digest
     whole_key = cache.key_for_digest(digest)
     got = {}
@@ -431,6 +438,7 @@ def test_region_embeddings_are_cached_under_their_own_keys_and_reload_from_disk(
         zoom_to(w, 1200, 900)
     assert ready.args[0].region == a.region and len(w.fake.encoded) == encodes
     assert cache.stats.disk_hits >= 1
+    assert reads == [] and w.fake.region_encodes == 2
 
 
 @pytest.mark.gui
