@@ -29,6 +29,9 @@ No pickle anywhere; a file is::
 
 ``header`` is UTF-8 JSON: ``format_version``, ``key``, ``model_type``,
 ``checkpoint_id``, ``original_size`` ``[H, W]``, ``input_size`` ``[h, w]``,
+``region`` ``[x0, y0, x1, y1]`` and ``image_size`` ``[H, W]`` of a region
+embedding (null, or absent in files written before regions existed, for the
+whole image; see :meth:`EmbeddingCache.key_for_region`),
 ``dtype`` (the encoder's output dtype) and ``tensors`` (name and shape of each
 array in the payload: ``features`` then ``high_res_0``, ``high_res_1``, ...).
 ``payload`` is those arrays as little-endian float16, C order, concatenated.
@@ -39,7 +42,8 @@ no fsync: a file torn by a power cut fails its checksum and is recomputed.
 
 On load, a file that cannot be read or parsed, has another format version,
 key, model type or checkpoint id, shapes that disagree with the payload or
-with ``(1, 256, 64, 64)`` features, or a wrong checksum, is deleted and
+with ``(1, 256, 64, 64)`` features, a region that does not fit its sizes, or a
+wrong checksum, is deleted and
 reported as a miss, so the caller encodes the image again. Shapes are checked
 with Python integers against the payload's size *before* anything is
 allocated (a crafted header cannot make numpy overflow or allocate), and only
@@ -286,6 +290,8 @@ def round_to_storage(embedding: ImageEmbedding) -> ImageEmbedding:
         input_size=tuple(embedding.input_size),
         model_type=embedding.model_type,
         high_res_features=tuple(rnd(t) for t in embedding.high_res_features),
+        region=embedding.region,
+        image_size=embedding.image_size,
     )
 
 
@@ -753,6 +759,9 @@ class EmbeddingCache:
             original_size = _dims(header["original_size"], 1, _MAX_SIDE)
             input_size = _dims(header["input_size"], 1, _MAX_SIDE)
             src_dtype = getattr(torch, str(header["dtype"]))
+            # a region embedding's place in its image (absent, or null, for a whole-image one)
+            region = _optional_ints(header.get("region"), 4)
+            image_size = _optional_ints(header.get("image_size"), 2)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
             raise _CorruptEntry(f"bad header: {exc!r}") from None
         if len(tensors) > _MAX_TENSORS:
@@ -789,13 +798,18 @@ class EmbeddingCache:
             if not np.isfinite(arr).all():
                 raise _CorruptEntry(f"{name} holds non-finite values")
             arrays.append(torch.from_numpy(arr).to(device=device, dtype=dtype))
-        return ImageEmbedding(
-            features=arrays[0],
-            original_size=original_size,
-            input_size=input_size,
-            model_type=self.model_type,
-            high_res_features=tuple(arrays[1:]),
-        )
+        try:
+            return ImageEmbedding(
+                features=arrays[0],
+                original_size=original_size,
+                input_size=input_size,
+                model_type=self.model_type,
+                high_res_features=tuple(arrays[1:]),
+                region=region,
+                image_size=image_size,
+            )
+        except ValueError as exc:  # region and sizes that disagree
+            raise _CorruptEntry(f"bad region: {exc}") from None
 
     def _encode(self, key: str, emb: ImageEmbedding) -> bytes:
         tensors = [("features", emb.features)] + [(f"high_res_{i}", t) for i, t in enumerate(emb.high_res_features)]
@@ -806,6 +820,8 @@ class EmbeddingCache:
             "checkpoint_id": self.checkpoint_id,
             "original_size": [int(s) for s in emb.original_size],
             "input_size": [int(s) for s in emb.input_size],
+            "region": None if emb.region is None else [int(v) for v in emb.region],
+            "image_size": None if emb.image_size is None else [int(s) for s in emb.image_size],
             "dtype": str(emb.features.dtype).removeprefix("torch."),
             "tensors": [{"name": n, "shape": list(t.shape)} for n, t in tensors],
             "created": time.time(),
@@ -888,6 +904,15 @@ class EmbeddingCache:
 def _check_key(key: str) -> None:
     if not (isinstance(key, str) and len(key) >= 8 and all(c in "0123456789abcdef" for c in key)):
         raise ValueError(f"not a cache key: {key!r}")
+
+
+def _optional_ints(value: object, n: int) -> Optional[tuple]:
+    """A header's list of ``n`` ints as a tuple, or None for null/absent; ValueError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != n or not all(type(v) is int for v in value):
+        raise ValueError(f"expected null or {n} integers, got {value!r}")
+    return tuple(value)
 
 
 def _on_device(t: torch.Tensor, device: torch.device | str) -> bool:

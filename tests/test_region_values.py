@@ -389,11 +389,6 @@ def test_region_embeddings_in_the_memory_tier_keep_their_region():
     assert cache.get("ab" * 16) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sam_core/cache.py (round_to_storage, the disk header) does not carry region/image_size yet: "
-    "issue 20 part 2 stores region embeddings on disk; drop this marker when it does",
-)
 def test_region_embeddings_survive_the_disk_tier(tmp_path):
     from sam_core.cache import round_to_storage
 

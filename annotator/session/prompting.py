@@ -36,7 +36,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from annotator import render
-from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside
+from annotator.data.prompts import EMPTY, PromptState, clamp_box, inside, mask_frame_of
 from annotator.session.rows import CandidateRow, Color
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import Accepted, PromptCommand
@@ -120,6 +120,9 @@ class Prompting(QObject):
         self._t_action: Optional[float] = None  # perf_counter() of the user action being answered
         #: Told when a click or box makes a prompt state from another (hand edits, refining); optional.
         self.lineage: Optional[PromptLineage] = None
+        #: ``(prompt, whole-image embedding or None) -> embedding to decode on`` (or None: wait); the session sets
+        #: it to :meth:`annotator.session.regions.RegionController.embedding_for` (a region's, when one fits).
+        self.embedding_for: Callable[[PromptState, Any], Any] = lambda prompt, whole: whole
         decoder.decoded.connect(self._on_decoded)
         decoder.failed.connect(self._on_decode_failed)
         style.changed.connect(self.rerender)
@@ -136,7 +139,7 @@ class Prompting(QObject):
         if self.current_path is None or loaded is None or not inside(x, y, loaded.width, loaded.height):
             return False
         t0 = time.perf_counter()
-        after = self.prompt.with_point(x, y, label, self._refine_from())
+        after = self.prompt.with_point(x, y, label, *self._refine_from())
         self.push(after, f"Add {'foreground' if label == 1 else 'background'} point", t0, inherit=True)
         return True
 
@@ -147,10 +150,10 @@ class Prompting(QObject):
         if self.current_path is None or loaded is None:
             return False
         t0 = time.perf_counter()
-        after, mask_input = self.prompt, self._refine_from()
+        after, refine = self.prompt, self._refine_from()
         for (x, y), label in zip(points, labels):
             if inside(float(x), float(y), loaded.width, loaded.height):
-                after = after.with_point(float(x), float(y), int(label), mask_input)
+                after = after.with_point(float(x), float(y), int(label), *refine)
         if after is self.prompt:
             return False
         self.push(after, text, t0, inherit=True)
@@ -164,7 +167,7 @@ class Prompting(QObject):
         box = clamp_box((x0, y0, x1, y1), loaded.width, loaded.height)
         if box is None:
             return False
-        self.push(self.prompt.with_box(box, self._refine_from()), "Draw box", time.perf_counter(), inherit=True)
+        self.push(self.prompt.with_box(box, *self._refine_from()), "Draw box", time.perf_counter(), inherit=True)
         return True
 
     def clear(self, force: bool = False) -> bool:
@@ -287,6 +290,11 @@ class Prompting(QObject):
         if not self.prompt.empty and not self.current:
             self._request_decode(time.perf_counter())
 
+    def redecode(self, *_: object) -> None:
+        """A better embedding for the prompt may be there (a region's): decode it again if there is one."""
+        if not self.prompt.empty:
+            self._request_decode(time.perf_counter())
+
     def rerender(self, *_: object) -> None:
         """The colour or the opacity changed: draw the candidates on display again."""
         if self.current:
@@ -295,15 +303,17 @@ class Prompting(QObject):
     # -- internals ---------------------------------------------------------------------------
 
     def _refine_from(self):
-        """Low-res logits of the candidate on display, if it belongs to the current prompt; else what the lineage
-        gives (e.g. the mask of an annotation being refined), or ``None``."""
+        """Low-res logits of the candidate on display and their frame, if it belongs to the current prompt; else
+        what the lineage gives (e.g. the mask of an annotation being refined, in the whole image's frame)."""
         if self.current and not self.prompt.empty:
-            return self.result.candidates.low_res_logits[self.selected]
-        return self.lineage.refine_logits(self.prompt) if self.lineage is not None else None
+            cands = self.result.candidates
+            return cands.low_res_logits[self.selected], mask_frame_of(cands)
+        return (self.lineage.refine_logits(self.prompt) if self.lineage is not None else None), None
 
     def _request_decode(self, t0: float) -> None:
         im = self._image
-        loaded, embedding = im.loaded, im.embedding
+        loaded = im.loaded
+        embedding = self.embedding_for(self.prompt, im.embedding) if loaded is not None else None
         if embedding is None or loaded is None or self.prompt.empty or im.model_info is None:
             if not self.prompt.empty and loaded is not None:
                 self.statusMessage.emit("The mask will appear when the image is encoded…", 2000)

@@ -7,6 +7,9 @@
   its pixels and embedding, the prefetch, the model;
 * :class:`~annotator.session.prompting.Prompting` (``session.prompts``): the
   prompt, its decodes and the candidates on display;
+* :class:`~annotator.session.regions.RegionController` (``session.regions``):
+  region embeddings of the part of the image in view, and which embedding
+  answers a prompt;
 * :class:`~annotator.session.document_edits.DocumentEdits` (``session.edits``):
   the document, categories, annotations, every edit's apply method, saving;
 * :class:`~annotator.session.accepting.AcceptPipeline` (``session.accepts``):
@@ -52,6 +55,7 @@ from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
+from annotator.session.regions import RegionController
 from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
@@ -146,6 +150,8 @@ class Session(QObject):
         self.edits = DocumentEdits(self.decoder, self.undo_stack, self.images, self.style, self)
         self.prompts = Prompting(self.decoder, self.undo_stack, self.images, self.style, self.edits.category_color,
                                  self)
+        self.regions = RegionController(self.encoder, self.images, self.prompts,
+                                        clicks_busy=lambda: self.decoder.busy, parent=self)
         self.accepts = AcceptPipeline(self.decoder, self.edits, self.undo_stack, self.gate, self.style, self.images,
                                       parent=self)
         self.everything = EverythingController(self.images, self.accepts, self.gate, self.style,
@@ -174,7 +180,7 @@ class Session(QObject):
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
-        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking):
+        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking, self.regions):
             part.statusMessage.connect(self.statusMessage)
         self.editing.draftOverlayChanged.connect(self.draftOverlayChanged)
         self.editing.strokeDone.connect(self.strokeDone)
@@ -505,6 +511,7 @@ class Session(QObject):
         """Stop the workers (joining their threads) and the timers. Call :meth:`flush` first. Idempotent."""
         self._closed = True
         self.images.stop()
+        self.regions.stop()
         self.edits.close()
         if self.edits.dataset is not None:
             self.edits.dataset.close()  # the working file's lock goes

@@ -64,6 +64,9 @@ class Canvas(QGraphicsView):
         Ctrl+click on the image: select the annotation there.
     pickHovered(position):
         ``(x, y)`` under the mouse while Ctrl is held, or ``None``.
+    visibleRegionChanged(x0, y0, x1, y1):
+        The part of the image in view changed (zoom, scroll, resize); scene
+        units, i.e. image pixel edges (see :meth:`visible_rect`).
     """
 
     pointClicked = Signal(float, float, int)
@@ -75,6 +78,7 @@ class Canvas(QGraphicsView):
     scribbleDrawn = Signal(object, float, bool)
     pickClicked = Signal(float, float)
     pickHovered = Signal(object)
+    visibleRegionChanged = Signal(float, float, float, float)
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -261,6 +265,23 @@ class Canvas(QGraphicsView):
         sx, sy = image_to_scene(x, y)
         return self.viewportTransform().map(QPointF(sx, sy))
 
+    def visible_rect(self) -> Optional[Tuple[float, float, float, float]]:
+        """``(x0, y0, x1, y1)`` of the scene in view (image pixel edges: column ``c`` spans ``[c, c + 1)``;
+        may reach past the image), or ``None`` without an image."""
+        if self._image_size is None:
+            return None
+        r = self.mapToScene(self.viewport().rect()).boundingRect()
+        return (r.left(), r.top(), r.right(), r.bottom())
+
+    def _emit_visible(self) -> None:
+        rect = self.visible_rect()
+        if rect is not None:
+            self.visibleRegionChanged.emit(*rect)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 (Qt naming)
+        super().scrollContentsBy(dx, dy)
+        self._emit_visible()
+
     def _after_zoom(self) -> None:
         self._show_level()
         # Show the pixels when zoomed in: smoothing blurs exactly what the user zoomed in to see.
@@ -269,11 +290,14 @@ class Canvas(QGraphicsView):
             Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
         )
         self.viewScaleChanged.emit(self.view_scale())
+        self._emit_visible()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         super().resizeEvent(event)
         if self._fit_mode:
             self.fit()
+        else:
+            self._emit_visible()
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         if self._tool.wheel(event):  # e.g. a brush's Ctrl+wheel

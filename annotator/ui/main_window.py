@@ -116,8 +116,12 @@ class MainWindow(QMainWindow):
         self.model_label.setObjectName("modelLabel")
         self.position_label = QLabel("", self)
         self.zoom_label = QLabel("", self)
+        self.answer_label = QLabel("", self)  # which embedding answered: the whole image or the region in view
+        self.answer_label.setObjectName("answerLabel")
+        self.answer_label.setToolTip("The embedding SAM answered the last prompt from: the whole image, or the "
+                                     "region in view, encoded finer when you zoom in (Preferences → General)")
         for w in (self.everything_progress, self.export_progress, self.encoder_status, self.position_label,
-                  self.zoom_label, self.model_label):
+                  self.zoom_label, self.answer_label, self.model_label):
             self.statusBar().addPermanentWidget(w)
 
         self.actions_by_name: Dict[str, QAction] = actions.build_actions(self, self._handlers())
@@ -259,6 +263,8 @@ class MainWindow(QMainWindow):
         c.viewScaleChanged.connect(s.set_view_scale)
         c.viewScaleChanged.connect(lambda k: self.zoom_label.setText(f"{k * 100:.0f}%"))
         c.cursorMoved.connect(lambda x, y: self.position_label.setText(f"x {x:.0f}  y {y:.0f}"))
+        c.visibleRegionChanged.connect(s.regions.view_changed)
+        s.regions.answerChanged.connect(lambda text: self.answer_label.setText(f"SAM: {text}" if text else ""))
         self.strip.candidateChosen.connect(s.select_candidate)
         self.images.imageChosen.connect(s.go_to)
         self.annotations.selected.connect(s.select_annotation)
@@ -338,10 +344,11 @@ class MainWindow(QMainWindow):
         self.app_dialogs.report_error(summary, details)
 
     def apply_settings(self) -> None:
-        """Take the preferences that apply at once: shortcuts, opacity, autosave, cache bounds."""
+        """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds."""
         st = self.settings
         apply_shortcuts(self.actions_by_name, st)
         self.session.set_autosave(st.autosave)
+        self.session.regions.set_enabled(st.region_encoding)
         self.session.set_opacity(st.overlay_opacity)
         self.session.set_cleanup(st.min_island_px, st.cleanup_on_accept)
         self.model_dialogs.set_cache_bounds(st.memory_bytes(), st.disk_bytes())

@@ -1,4 +1,4 @@
-"""Edit → Preferences…: model, device, cache, overlay, autosave, cleanup and keyboard shortcuts.
+"""Edit → Preferences…: model, device, cache, overlay, autosave, cleanup, region encoding and keyboard shortcuts.
 
 The dialog edits a copy: nothing reaches :class:`~annotator.ui.settings.Settings`
 until OK, and Cancel writes nothing. OK is refused while two actions share a
@@ -9,7 +9,7 @@ The Shortcuts tab is :class:`~annotator.ui.shortcuts_page.ShortcutsPage`.
 
 After OK, :attr:`PreferencesDialog.restart_required` says whether a setting
 that only takes effect at the next start (:data:`~annotator.ui.settings.RESTART_KEYS`)
-changed; the caller applies the rest (shortcuts, opacity, autosave, cache sizes).
+changed; the caller applies the rest (shortcuts, opacity, autosave, region encoding, cache sizes).
 """
 
 from __future__ import annotations
@@ -223,6 +223,16 @@ class PreferencesDialog(QDialog):
         self.cleanup_check.setChecked(s.cleanup_on_accept)
         form.addRow("Cleanup", self.cleanup_check)
 
+        self.region_check = QCheckBox("Encode the region in view when zoomed in on a large image", page)
+        self.region_check.setObjectName("regionCheck")
+        self.region_check.setToolTip(
+            "SAM sees a whole image at 1024 pixels: small objects on a large image come out as blobs. On: once\n"
+            "the view is still, the part in view is encoded at up to full resolution and clicks in it use it.\n"
+            "Off: every prompt uses the whole image (one encode per image)."
+        )
+        self.region_check.setChecked(s.region_encoding)
+        form.addRow("Large images", self.region_check)
+
         note = QLabel(f"{RESTART_NOTE}\nSettings are stored in {s.path}", page)
         note.setObjectName("restartNote")
         note.setWordWrap(True)
@@ -339,6 +349,7 @@ class PreferencesDialog(QDialog):
             "autosave": self.autosave_check.isChecked(),
             "min_island_px": self.island_spin.value(),
             "cleanup_on_accept": self.cleanup_check.isChecked(),
+            "region_encoding": self.region_check.isChecked(),
         }
 
     def accept(self) -> None:

@@ -333,11 +333,16 @@ class Settings:
     min_island_px = _Setting(DEFAULT_ISLAND_PX, _parse_island_px, '"Remove islands": parts smaller than this, px.')
     cleanup_on_accept = _Setting(False, _parse_bool, "Fill holes and remove small islands of every accepted mask.")
     brush_radius = _Setting(DEFAULT_BRUSH_RADIUS, _parse_radius, "Brush and eraser radius, image pixels.")
+    region_encoding = _Setting(
+        True, _parse_bool, "Zoomed in on a large image, encode the region in view for finer masks "
+        "(see annotator.session.regions)."
+    )
 
     #: Names of the typed keys, in dialog order.
     KEYS: Tuple[str, ...] = (
         "model", "device", "cache_dir", "cache_memory_mb", "cache_disk_mb", "overlay_opacity", "autosave",
         "min_island_px", "cleanup_on_accept", "brush_radius",
+        "region_encoding",
     )
 
     def __init__(

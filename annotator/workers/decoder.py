@@ -70,7 +70,8 @@ class DecoderWorker(Worker):
         if self._predictor is None:
             raise RuntimeError("no model is loaded yet")
         t = time.perf_counter()
-        cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args())
+        # the prompt's mask_input is carried into this embedding's frame (a region's or the whole image's)
+        cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args(job.embedding))
         decode_s = time.perf_counter() - t
         previews = tuple(render.previews(cands, job.preview_size))
         rendered = tuple(render.candidate_overlay(p, job.color, job.opacity) for p in previews)

@@ -14,6 +14,14 @@ Loading is not stuck behind an encode. On each thread the current image's
 job goes before the prefetch (:class:`_Wanted`); results of a job the user
 has left are delivered under its id (and so dropped by the caller).
 
+The encoder also embeds **regions** of the image on show
+(:meth:`EncoderService.submit_region`, :mod:`annotator.workers.regions`):
+after the current image's whole-image encode and before any prefetch; the
+latest region request replaces a waiting one, and a new current image drops
+it. Region results have their own signals (``regionReady``,
+``regionFailed``), so they never count as the image's embedding nor mark
+its row.
+
 The thread plumbing (``start_thread``, ``in_fresh_thread``, ``make_timer``,
 ``THREADS``/``TIMERS``) is in :mod:`annotator.workers.base`; the values that
 cross threads are in :mod:`annotator.workers.messages`.
@@ -26,10 +34,11 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage
 
 from annotator.data.digests import file_stamp
 from annotator.workers.base import ThreadService, Worker, WorkerThread, in_fresh_thread, user_message
@@ -42,7 +51,9 @@ from annotator.workers.messages import (
     ModelFailure,
     ModelInfo,
     ModelRequest,
+    RegionJob,
 )
+from annotator.workers.regions import embed_region, region_key
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +123,16 @@ class EncoderWorker(Worker):
     # -- images ----------------------------------------------------------------
 
     def describe(self, job: EncodeJob) -> str:
+        if isinstance(job, RegionJob):
+            return f"encoding region {job.region} of {job.path}"
         return f"encoding {job.path}"
 
     def work(self, job: EncodeJob) -> Optional[EmbeddingResult]:
         cache = self._cache
         if cache is None or self._predictor is None:
             return None  # no model yet: the session asks again once it is loaded
+        if isinstance(job, RegionJob):
+            return embed_region(job, self._predictor, cache, self._device)
         key = cache.key_for_digest(job.known.digest)
         t0 = time.perf_counter()
         if cache.contains(key):
@@ -136,42 +151,53 @@ class EncoderWorker(Worker):
 
 
 class _Wanted:
-    """The queue of the loader or the encoder: the current image's job goes before the prefetch.
+    """The queue of the loader or the encoder: the current image's job, then a region of it, then the prefetch.
 
-    At most one current job and one prefetch wait. A current job for the path
-    already in flight *adopts* that job instead of queueing a second one
-    (moving onto the image being prefetched waits for that prefetch, it does
-    not start over); ``current_sent`` then says it is in flight.
+    At most one current job, one region job (:class:`RegionJob`, encoder
+    only: a newer one replaces it) and one prefetch wait. A current job for
+    the path already in flight *adopts* that job instead of queueing a second
+    one (moving onto the image being prefetched waits for that prefetch, it
+    does not start over); ``current_sent`` then says it is in flight. A
+    region job in flight is never adopted.
     """
 
     def __init__(self) -> None:
         self.current: Any = None
         self.current_sent = False  # current is in flight (sent, or adopted)
+        self.region: Optional[RegionJob] = None
         self.prefetch: Any = None
 
     def __bool__(self) -> bool:
-        return (self.current is not None and not self.current_sent) or self.prefetch is not None
+        return (
+            (self.current is not None and not self.current_sent) or self.region is not None
+            or self.prefetch is not None
+        )
 
     def take(self) -> Any:
         if self.current is not None and not self.current_sent:
             self.current_sent = True
             return self.current
+        if self.region is not None:
+            job, self.region = self.region, None
+            return job
         job, self.prefetch = self.prefetch, None
         return job
 
     def clear(self) -> None:
-        self.current, self.current_sent, self.prefetch = None, False, None
+        self.current, self.current_sent, self.region, self.prefetch = None, False, None, None
 
     def want(self, job: Any, busy: Any) -> None:
         """Queue ``job`` (``busy``: the job in flight, or ``None``)."""
-        if job.prefetch:
+        if isinstance(job, RegionJob):
+            self.region = job  # latest view wins
+        elif job.prefetch:
             if not any(j is not None and j.path == job.path for j in (busy, self.current, self.prefetch)):
                 self.prefetch = job
         else:
             if self.prefetch is not None and self.prefetch.path == job.path:
                 self.prefetch = None
             self.current = job
-            self.current_sent = busy is not None and busy.path == job.path
+            self.current_sent = busy is not None and busy.path == job.path and not isinstance(busy, RegionJob)
 
     def waiting_current(self, path: Path) -> Any:
         """The current job if it is waiting on the job in flight for ``path``."""
@@ -186,7 +212,8 @@ class _Wanted:
         return cur
 
     def drop_current(self) -> None:
-        self.current, self.current_sent = None, False
+        """The current image is no longer wanted: neither is a region of it."""
+        self.current, self.current_sent, self.region = None, False, None
 
 
 class EncoderService(ThreadService):
@@ -213,6 +240,8 @@ class EncoderService(ThreadService):
     jobFailed = Signal(int, object, str)  # job id, path, message
     # idle (from ThreadService): nothing in flight and nothing queued
     cachedFound = Signal(int, object)  # scan id, paths whose embedding is in the disk cache (see scan_cached)
+    regionReady = Signal(int, object)  # region job id, EmbeddingResult (embedding.region set)
+    regionFailed = Signal(int, str)  # region job id, message
 
     _runScan = Signal(int, object, object, object)
     _loadModel = Signal(object)
@@ -311,6 +340,39 @@ class EncoderService(ThreadService):
             return
         self._after_load(job_id, prefetch, loaded, None)
 
+    def submit_region(self, job_id: int, loaded: LoadedImage, region: Tuple[int, int, int, int]) -> bool:
+        """Ask for the embedding of ``region`` of ``loaded`` (the image on show) under ``job_id``.
+
+        ``region`` is ``(x0, y0, x1, y1)`` full-image pixels, inside the
+        image and not all of it (see :func:`sam_core.clip_region`).
+        ``regionReady(job_id, result)`` or ``regionFailed(job_id, message)``
+        follows: at once when the cache's memory tier has it, else after the
+        current image's encode (never before it) and before any prefetch. A
+        region request still waiting is replaced (latest wins); one in flight
+        runs to its end. Returns False (and does nothing) without a model.
+        """
+        cache = self.cache
+        if cache is None:
+            return False
+        key = region_key(cache, loaded.digest, region)
+        if key in cache.memory_keys():
+            emb = cache.get(key)
+            if emb is not None:
+                self._encodes.queue.region = None
+                self.regionReady.emit(job_id, EmbeddingResult(loaded.path, emb, "memory", 0.0))
+                return True
+        self._want(self._encodes, RegionJob(job_id, loaded.path, loaded, tuple(region), QImage(loaded.qimage)))
+        return True
+
+    @property
+    def region_waiting(self) -> bool:
+        """A region request is queued (not yet sent to the encoder thread)."""
+        return self._encodes.queue.region is not None
+
+    def cancel_region(self) -> None:
+        """Drop the waiting region request, if any (one in flight runs to its end and still reports)."""
+        self._encodes.queue.region = None
+
     def scan_cached(self, scan_id: int, paths: Sequence[Path]) -> bool:
         """Find, on the loader thread, which of ``paths`` are in the disk cache already (``cachedFound``).
 
@@ -405,12 +467,17 @@ class EncoderService(ThreadService):
     @Slot(int)
     def _on_encode_started(self, job_id: int) -> None:
         busy = self._encodes.busy
+        if isinstance(busy, RegionJob):
+            return
         for i in self._encode_targets(job_id, busy.path) if busy is not None else [job_id]:
             self.encodeStarted.emit(i)
 
     def _on_embedding_ready(self, job: EncodeJob, result: Optional[EmbeddingResult]) -> None:
         if result is None:
             return  # no model yet
+        if isinstance(job, RegionJob):
+            self.regionReady.emit(job.job_id, result)
+            return
         targets = self._encode_targets(job.job_id, result.path)
         self._encodes.queue.settle(result.path)
         for i in targets:
@@ -418,6 +485,9 @@ class EncoderService(ThreadService):
 
     def _on_encode_failed(self, job: EncodeJob, exc: BaseException) -> None:
         message = user_message(exc)
+        if isinstance(job, RegionJob):
+            self.regionFailed.emit(job.job_id, message)
+            return
         targets = self._encode_targets(job.job_id, job.path)
         self._encodes.queue.settle(job.path)
         for i in targets:

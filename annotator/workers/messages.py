@@ -95,6 +95,26 @@ class EncodeJob:
 
 
 @dataclass(frozen=True, eq=False)
+class RegionJob:
+    """Embed ``region`` ``(x0, y0, x1, y1)`` (full-image pixels, half-open, inside the image) of the image ``known``.
+
+    From the cache (under :meth:`sam_core.EmbeddingCache.key_for_region`),
+    else by encoding the region's pixels, read from ``pixels``: a shallow
+    copy of ``known.qimage`` (the full-resolution pixels the loader decoded
+    once and the window keeps for display; the copy shares them, made on the
+    GUI thread so that the encoder thread reads its own QImage). No file is
+    read again and no second copy of the image is kept.
+    """
+
+    job_id: int
+    path: Path
+    known: "LoadedImage"
+    region: Tuple[int, int, int, int]
+    pixels: QImage
+    prefetch: bool = False  # never: region jobs are for the image on show
+
+
+@dataclass(frozen=True, eq=False)
 class LoadedImage:
     """An image ready to show: display pixels, a small copy for thumbnails, its content digest.
 
@@ -127,7 +147,10 @@ class LoadedImage:
 
 @dataclass(frozen=True, eq=False)
 class EmbeddingResult:
-    """An embedding for ``path``. ``source``: ``"memory"``, ``"disk"`` or ``"encoded"``; ``seconds`` it took."""
+    """An embedding for ``path``. ``source``: ``"memory"``, ``"disk"`` or ``"encoded"``; ``seconds`` it took.
+
+    Also the result of a :class:`RegionJob`: ``embedding.region`` says which region.
+    """
 
     path: Path
     embedding: Any  # sam_core.ImageEmbedding
