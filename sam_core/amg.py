@@ -34,6 +34,8 @@ full resolution before filtering):
   inside them).
 * NMS is :func:`sam_core.amg_utils.nms` (exact to torchvision's, ties in
   stable score order).
+
+Why so long: it is the automatic mask generator, as segment-anything's SamAutomaticMaskGenerator is one class: the grid and crop schedule, batched decoding, filtering, de-duplication and the output records share one set of parameters; the numeric helpers are in amg_utils.
 """
 
 from __future__ import annotations

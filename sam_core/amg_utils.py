@@ -14,6 +14,8 @@ Conventions
   original image.
 * Masks are ``(N, H, W)`` bool tensors; RLE runs are in column-major
   (Fortran) order as COCO expects, starting with a run of zeros.
+
+Why so long: it holds every numeric helper of mask generation (boxes, RLE, stability, NMS, crops, the point grids), each small and pure, mirroring segment-anything's utils/amg.py so that parity can be checked function by function.
 """
 
 from __future__ import annotations

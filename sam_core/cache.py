@@ -94,6 +94,8 @@ All methods may be called from any thread: a lock guards the memory map and
 the counters; disk reads and writes happen outside it. When two threads ask
 :meth:`~EmbeddingCache.get_or_compute` for the same image, one encodes and the
 other waits for its result.
+
+Why so long: the cache's file format, its validation against hostile entries, the memory and disk tiers and the keys must agree byte for byte; one module keeps the format and its checks side by side.
 """
 
 from __future__ import annotations

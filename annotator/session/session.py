@@ -36,6 +36,8 @@ For the window, tests and benchmarks it keeps the accessors and entry points
 of what its parts hold (``session.prompt``, ``session.embedding``,
 ``session.add_category``...): each is a line of delegation, no logic; the
 document's user actions are made by :func:`_edit_action` (behind the gate).
+
+Why so long: the facade is the one object the window talks to; most of its lines are one-line delegations and signal forwarding to the parts (navigation, prompting, edits, accepting, review, editing, picking, regions), kept so that the window and the benchmarks need no knowledge of which part owns what.
 """
 
 from __future__ import annotations
