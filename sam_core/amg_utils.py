@@ -31,6 +31,7 @@ __all__ = [
     "box_area",
     "box_xyxy_to_xywh",
     "nms",
+    "pairwise_box_iou",
     "batched_nms",
     "stability_score",
     "threshold_masks",
@@ -155,6 +156,10 @@ def _pairwise_iou(
     inter = w.mul_(h)
     union = (rows_area[:, None] + cols_area[None, :]).sub_(inter)
     return inter.div_(union)
+
+
+#: Public name of the pairwise box IoU used by :func:`nms` (same float arithmetic).
+pairwise_box_iou = _pairwise_iou
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
