@@ -1,20 +1,36 @@
 """Automatic mask generation ("segment everything").
 
-The image (and optionally overlapping crops of it) is prompted with a regular
-grid of single foreground points. Each point yields three candidate masks;
+The image (and optionally overlapping crops of it) is prompted with single
+foreground points of a regular lattice. Each point yields three candidate masks;
 candidates with a low predicted IoU or an unstable threshold are dropped, and
 duplicates are removed by box non-maximum suppression. The output has the
 same meaning as the official ``SamAutomaticMaskGenerator`` with
 ``output_mode="coco_rle"``.
 
+Two modes:
+
+* **Full grid** (``points_per_side=n`` given, the official generator's
+  behaviour): every point of the ``n x n`` lattice is prompted.
+* **Fast** (the default, ``points_per_side=None``): a subset of the 32 x 32
+  lattice chosen in rounds by :class:`~sam_core.amg_fast.PromptPlanner` (a
+  coarse grid, points the image embedding singles out, then points that
+  settle NMS conflicts), at most :data:`FAST_MAX_PROMPTS` per crop. Every
+  proposal is still a lattice point's candidate, filtered and de-duplicated
+  exactly as in the full grid; what differs is which of the full grid's
+  proposals are found. Recall and extra masks against the official
+  generator are measured in ``benchmarks/bench_amg.py``.
+
 Memory is bounded whatever the photo size: a batch of ``points_per_batch``
 points is decoded at the decoder's 256 x 256 resolution, filtered there, and
 only the surviving masks are upsampled to full resolution, a few at a time
 (:data:`FULL_RES_BUDGET` elements), and compressed to RLE at once. Between
-batches only RLEs, boxes and scores are kept, and free C-heap memory is handed
-back to the OS (:func:`~sam_core.amg_utils.release_free_memory`). The peak is
-then the mask decoder's working memory for one batch (about 1.6 GB on CPU for
-64 points with MobileSAM), whatever the photo size.
+batches only RLEs, boxes and scores are kept. On a photo larger than the model
+input, free C-heap memory is handed back to the OS after each batch (the
+upsampling's blocks vary in size and would otherwise pile up); on smaller ones
+only at the end, so that the next batch reuses the same blocks instead of
+faulting in fresh pages (see :mod:`sam_core.allocator`). The peak is then the
+mask decoder's working memory for one batch (about 1.6 GB on CPU for 64 points
+with MobileSAM), whatever the photo size.
 
 :meth:`AutomaticMaskGenerator.generate` may run in a worker thread: it only
 reads the model, reports through a ``progress`` callback and stops at a
@@ -69,12 +85,27 @@ from .amg_utils import (
     stability_score,
     threshold_masks,
 )
+from .amg_fast import PromptPlanner, lattice_pixels
 from .types import LOW_RES, Candidates, ImageEmbedding
 
 if TYPE_CHECKING:  # pragma: no cover
     from .predictor import Predictor
 
-__all__ = ["AutomaticMaskGenerator", "Cancelled", "FULL_RES_BUDGET", "LOW_RES_MARGIN", "MID_RES_MARGIN"]
+__all__ = [
+    "AutomaticMaskGenerator",
+    "Cancelled",
+    "FAST_LATTICE",
+    "FAST_MAX_PROMPTS",
+    "FULL_RES_BUDGET",
+    "LOW_RES_MARGIN",
+    "MID_RES_MARGIN",
+]
+
+#: Lattice points per side the fast mode chooses its prompts from (the full grid's default).
+FAST_LATTICE = 32
+
+#: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
+FAST_MAX_PROMPTS = 256
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
 #: intermediate) held at once while upsampling kept candidates: 2**25 float32
@@ -159,8 +190,10 @@ class AutomaticMaskGenerator:
         A :class:`sam_core.Predictor` (only its ``encode`` and its model's
         ``transform_coords``, ``predict_low_res`` and ``mask_threshold`` are used).
     points_per_side:
-        The grid has ``points_per_side**2`` points over the image (fewer on
-        deeper crop layers, see ``crop_n_points_downscale_factor``).
+        ``None`` (default): the fast mode, prompts chosen from a 32 x 32
+        lattice (see the module docstring). An int ``n``: the full grid, all
+        ``n**2`` points over the image (fewer on deeper crop layers, see
+        ``crop_n_points_downscale_factor``), as the official generator.
     points_per_batch:
         Points decoded together; higher is faster but holds
         ``3 * points_per_batch`` low-resolution logits (256 KiB each).
@@ -189,7 +222,7 @@ class AutomaticMaskGenerator:
     def __init__(
         self,
         predictor: "Predictor",
-        points_per_side: int = 32,
+        points_per_side: Optional[int] = None,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.88,
         stability_score_thresh: float = 0.95,
@@ -201,6 +234,9 @@ class AutomaticMaskGenerator:
         crop_n_points_downscale_factor: int = 1,
         min_mask_region_area: int = 0,
     ) -> None:
+        self.fast = points_per_side is None
+        if points_per_side is None:
+            points_per_side = FAST_LATTICE
         if points_per_side < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
         if points_per_batch < 1:
@@ -287,7 +323,7 @@ class AutomaticMaskGenerator:
         is_cancelled = _cancel_checker(cancel)
 
         crop_boxes, layer_idxs = generate_crop_boxes((orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio)
-        n_batches = [math.ceil(len(self.point_grids[layer]) / self.points_per_batch) for layer in layer_idxs]
+        n_batches = [math.ceil(self._max_prompts(layer) / self.points_per_batch) for layer in layer_idxs]
         total = len(crop_boxes) + sum(n_batches)
         done = 0
 
@@ -303,8 +339,17 @@ class AutomaticMaskGenerator:
         with torch.inference_mode():
             rles: List[Dict[str, Any]] = []
             per_crop: List[Dict[str, torch.Tensor]] = []
-            for crop_box, layer in zip(crop_boxes, layer_idxs):
-                found = self._process_crop(image, crop_box, layer, embedding, is_cancelled, step)
+            for crop_box, layer, batches in zip(crop_boxes, layer_idxs, n_batches):
+                target = done + 1 + batches  # progress once this crop is done
+
+                def crop_step() -> None:
+                    # the fast mode's rounds may use fewer (or more, partial) batches than its cap
+                    if done < target - 1:
+                        step()
+
+                found = self._process_crop(image, crop_box, layer, embedding, is_cancelled, crop_step)
+                while done < target:
+                    step()
                 crop_rles, data = found.finish(crop_box, self.box_nms_thresh)
                 rles.extend(crop_rles)
                 per_crop.append(data)
@@ -327,6 +372,7 @@ class AutomaticMaskGenerator:
                 order, rles, boxes = self._remove_small_regions(rles, data["boxes"], is_cancelled)
                 data = {k: v[order] for k, v in data.items()}
                 data["boxes"] = boxes
+        release_free_memory()
 
         boxes, crops = data["boxes"].tolist(), data["crop"].tolist()
         iou, stab, points = data["iou"].tolist(), data["stability"].tolist(), data["points"].tolist()
@@ -365,14 +411,69 @@ class AutomaticMaskGenerator:
         crop_h, crop_w = y1 - y0, x1 - x0
         points = self.point_grids[layer] * np.array([[crop_w, crop_h]], dtype=np.float64)  # (P, 2) x, y
         found = _Found()
+        if self.fast:
+            self._fast_rounds(image[y0:y1, x0:x1], points, layer, embedding, crop_box, orig_box, found, is_cancelled, step)
+            return found
         for start in range(0, len(points), self.points_per_batch):
             if is_cancelled():
                 raise Cancelled()
             batch = points[start : start + self.points_per_batch]
             self._process_batch(batch, embedding, crop_box, orig_box, found, is_cancelled)
-            release_free_memory()  # keeps the resident size flat from batch to batch
+            self._trim_between_batches(crop_box)
             step()
         return found
+
+    @staticmethod
+    def _trim_between_batches(crop_box: Sequence[int]) -> None:
+        """Hand free heap memory back after a batch when the crop is larger than the model input.
+
+        Measured on a 12 MP photo: without it the resident size grew by about
+        1 GB per batch (upsampling blocks of varying sizes the heap fails to
+        reuse). On smaller crops the blocks repeat from batch to batch and are
+        reused; trimming there would cost page faults on every batch.
+        """
+        if (crop_box[2] - crop_box[0]) * (crop_box[3] - crop_box[1]) > IMG_SIZE * IMG_SIZE:
+            release_free_memory()
+
+    def _max_prompts(self, layer: int) -> int:
+        """Most points prompted on a crop of ``layer``: its whole lattice, or the fast mode's cap."""
+        lattice = len(self.point_grids[layer])
+        if not self.fast:
+            return lattice
+        return min(lattice, max(1, FAST_MAX_PROMPTS * lattice // FAST_LATTICE**2))
+
+    def _fast_rounds(
+        self,
+        crop: np.ndarray,
+        points: np.ndarray,
+        layer: int,
+        embedding: ImageEmbedding,
+        crop_box: List[int],
+        orig_box: List[int],
+        found: _Found,
+        is_cancelled: Callable[[], bool],
+        step: Callable[[], None],
+    ) -> None:
+        """The fast mode on one crop: prompt the lattice ``points`` ``(P, 2)`` chosen round by round."""
+        n = int(round(math.sqrt(len(points))))
+        size = tuple(embedding.original_size)
+        coords = np.asarray(self.predictor.model.transform_coords(points, size), dtype=np.float64)
+        grid = embedding.features.shape[-1]
+        cells = np.clip(np.floor(coords * grid / IMG_SIZE).astype(np.int64), 0, grid - 1)
+        planner = PromptPlanner(
+            n, points, cells, crop, embedding.features, self.box_nms_thresh, self._max_prompts(layer)
+        )
+        pixels = lattice_pixels(points, (crop.shape[0], crop.shape[1]))
+        batch_idx = planner.first_round()
+        while batch_idx.size:
+            for start in range(0, batch_idx.size, self.points_per_batch):
+                if is_cancelled():
+                    raise Cancelled()
+                batch = points[batch_idx[start : start + self.points_per_batch]]
+                self._process_batch(batch, embedding, crop_box, orig_box, found, is_cancelled, (planner, pixels))
+                self._trim_between_batches(crop_box)
+                step()
+            batch_idx = planner.next_round()
 
     def _process_batch(
         self,
@@ -382,8 +483,14 @@ class AutomaticMaskGenerator:
         orig_box: List[int],
         found: _Found,
         is_cancelled: Callable[[], bool],
+        planner: Optional[Tuple[PromptPlanner, np.ndarray]] = None,
     ) -> None:
-        """Decode one batch of points ``(B, 2)`` (x, y, crop pixels) and add its kept candidates to ``found``."""
+        """Decode one batch of points ``(B, 2)`` (x, y, crop pixels) and add its kept candidates to ``found``.
+
+        With ``planner = (PromptPlanner, (P, 2) lattice pixel columns and rows)``
+        the kept candidates are reported to the planner too, with which
+        lattice points each mask contains.
+        """
         low_res, iou = self._decode_points(embedding, points)  # (B, K, 256, 256), (B, K)
         k = low_res.shape[1]
         low_res = low_res.flatten(0, 1)
@@ -442,6 +549,10 @@ class AutomaticMaskGenerator:
             if not bool(ok.all()):
                 masks, stab, sub = masks[ok], stab[ok], sub[ok]
             rles, boxes = self._encode(masks, crop_box, orig_box)
+            inside = None
+            if planner is not None:
+                px = torch.as_tensor(planner[1], device=masks.device)
+                inside = masks[:, px[:, 1], px[:, 0]].cpu().numpy()  # (n, P)
             del masks
             ok = ~is_box_near_crop_edge(boxes, crop_box, orig_box)
             if not bool(ok.any()):
@@ -449,6 +560,8 @@ class AutomaticMaskGenerator:
             rles = [r for r, k in zip(rles, ok.tolist()) if k]
             sub, stab = sub[ok.to(sub.device)], stab[ok.to(stab.device)]
             found.add(rles, boxes[ok], iou[sub], stab, pts[sub.cpu()])
+            if planner is not None:
+                planner[0].add_kept(rles, boxes[ok], iou[sub], inside[ok.cpu().numpy()])
 
     def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         """Decode single-point prompts in one batch.

@@ -26,6 +26,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+# ``malloc_trim`` lives with the allocator settings it undoes; re-exported for the generator
+from .allocator import release_free_memory
+
 __all__ = [
     "build_point_grid",
     "build_all_layer_point_grids",
@@ -33,6 +36,7 @@ __all__ = [
     "box_area",
     "box_xyxy_to_xywh",
     "nms",
+    "pairwise_box_iou",
     "batched_nms",
     "stability_score",
     "threshold_masks",
@@ -157,6 +161,10 @@ def _pairwise_iou(
     inter = w.mul_(h)
     union = (rows_area[:, None] + cols_area[None, :]).sub_(inter)
     return inter.div_(union)
+
+
+#: Public name of the pairwise box IoU used by :func:`nms` (same float arithmetic).
+pairwise_box_iou = _pairwise_iou
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -508,38 +516,3 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
             lut[int(np.argmax(sizes)) + 1] = True
     return lut[labels], True
 
-
-# --------------------------------------------------------------------------- memory
-
-_LIBC: Any = None
-
-
-def release_free_memory() -> None:
-    """Hand memory that the C heap holds but no longer uses back to the OS (glibc only).
-
-    Between batches on a large photo, the decoder's and the upsampling's
-    temporaries (1-32 MB blocks, which glibc serves from its heap rather than
-    by ``mmap`` once such blocks have been freed) leave free but resident
-    memory that later requests fail to reuse, so the resident size grew by
-    about 1 GB per batch on a 12 MP photo. ``malloc_trim(0)`` returns the free
-    pages; it changes no setting and costs milliseconds. A no-op where glibc
-    is not the C library.
-    """
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = False
-        try:
-            import ctypes
-            import ctypes.util
-            import sys
-
-            if sys.platform.startswith("linux"):
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                if hasattr(libc, "malloc_trim"):
-                    libc.malloc_trim.argtypes = [ctypes.c_size_t]
-                    libc.malloc_trim.restype = ctypes.c_int
-                    _LIBC = libc
-        except OSError:  # pragma: no cover - no loadable C library
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)

@@ -47,6 +47,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .allocator import tune_allocator
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
 from .modeling.prompt_encoder import PromptEncoder
@@ -202,6 +203,7 @@ def build_model(model_type: str, device: Union[str, torch.device, None] = None) 
     structure without memory (useful to compare state-dict keys and shapes).
     """
     builder = _builder(model_type)
+    tune_allocator()  # large blocks reused, not faulted in afresh (see sam_core.allocator)
     if device is None:
         model = builder()
     else:
@@ -470,6 +472,7 @@ def load_model(
     """
     dev = resolve_device(device)
     _builder(model_type)  # unknown types fail before any download
+    tune_allocator()  # large blocks reused, not faulted in afresh (see sam_core.allocator)
     if checkpoint is None:
         from .checkpoints import ensure_checkpoint
 

@@ -341,21 +341,30 @@ def test_memory_is_bounded_on_a_12_megapixel_photo(monkeypatch):
     assert records and records[0]["segmentation"]["size"] == [3000, 4000]
     assert max(biggest) <= amg_mod.FULL_RES_BUDGET
     assert max(biggest) >= 3000 * 4000  # it did work at full resolution
-    assert len(trims) == 2  # free heap memory handed back after each batch
+    assert len(trims) == 3  # free heap memory handed back after each batch (large photo) and at the end
+
+
+def test_small_photo_trims_once_at_the_end(image, monkeypatch):
+    """On a photo no larger than the model input the batches reuse the heap's blocks: one trim, at the end."""
+    trims = []
+    monkeypatch.setattr(amg_mod, "release_free_memory", lambda: trims.append(1))
+    AutomaticMaskGenerator(FakePredictor(), points_per_side=4, points_per_batch=4).generate(image)
+    assert len(trims) == 1
 
 
 def test_release_free_memory_uses_glibc_malloc_trim():
     import platform
     import sys
 
-    from sam_core import amg_utils
+    from sam_core import allocator, amg_utils
 
+    assert amg_utils.release_free_memory is allocator.release_free_memory
     amg_utils.release_free_memory()
     amg_utils.release_free_memory()  # the libc handle is cached
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert amg_utils._LIBC and hasattr(amg_utils._LIBC, "malloc_trim")
+        assert allocator._glibc() and hasattr(allocator._glibc(), "malloc_trim")
     else:  # pragma: no cover - other C libraries: a no-op
-        assert amg_utils._LIBC is False
+        assert allocator._glibc() is False
 
 
 def test_sam2_models_upsample_in_one_step(image):
@@ -379,3 +388,113 @@ def test_sam2_models_upsample_in_one_step(image):
         k = IOUS.index(min(IOUS, key=lambda v: abs(v - r["predicted_iou"])))
         full = F.interpolate(logits[:, k : k + 1], (150, 200), mode="bilinear", align_corners=False)[0, 0] > 0
         np.testing.assert_array_equal(coco_to_mask(r["segmentation"]), full.numpy())
+
+
+# ---------------------------------------------------------------------------- the fast mode (default)
+
+
+def _lattice(n, h, w):
+    from sam_core.amg_utils import build_point_grid
+
+    return build_point_grid(n) * np.array([[w, h]])
+
+
+def test_default_is_the_fast_mode_on_the_32_lattice(image):
+    pred = FakePredictor()
+    calls = []
+    records = AutomaticMaskGenerator(pred).generate(image, progress=lambda d, t: calls.append((d, t)))
+    assert records
+    _check_records(records, image.shape[:2])
+    # fewer prompts than the full 32 x 32 grid, never more than the cap
+    assert 64 <= pred.model.prompts <= amg_mod.FAST_MAX_PROMPTS < 1024
+    lattice = {tuple(p) for p in _lattice(32, 150, 200).round(6).tolist()}
+    assert all(tuple(np.round(r["point_coords"][0], 6)) in lattice for r in records)
+    # progress: from 0 to its total, one step at a time
+    total = calls[0][1]
+    assert calls == [(i, total) for i in range(total + 1)]
+
+
+def test_explicit_points_per_side_prompts_the_whole_grid(image):
+    pred = FakePredictor()
+    gen = AutomaticMaskGenerator(pred, points_per_side=32)
+    assert not gen.fast
+    gen.generate(image)
+    assert pred.model.prompts == 1024
+
+
+def test_fast_mode_prompts_the_coarse_grid_first(image):
+    pred = FakePredictor()
+    seen = []
+    real = pred.model.predict_low_res
+
+    def spy(embedding, coords, *args):
+        seen.append(coords[:, 0, :].clone())
+        return real(embedding, coords, *args)
+
+    pred.model.predict_low_res = spy
+    AutomaticMaskGenerator(pred, points_per_batch=256).generate(image)
+    first = seen[0].numpy()
+    lattice = pred.model.transform_coords(_lattice(32, 150, 200), (150, 200))
+    coarse = lattice.reshape(32, 32, 2)[1::4, 1::4].reshape(-1, 2)
+    for p in coarse:  # every coarse point is in the first round
+        assert np.abs(first - p).sum(axis=1).min() < 1e-3
+
+
+def test_fast_mode_cancel(image):
+    pred = FakePredictor()
+    with pytest.raises(Cancelled):
+        AutomaticMaskGenerator(pred, points_per_batch=16).generate(image, cancel=lambda: pred.model.decode_calls >= 2)
+    assert pred.model.decode_calls == 2
+
+
+def _square_rle(h, w, x0, y0, x1, y1):
+    from sam_core.amg_utils import mask_to_coco
+
+    m = np.zeros((h, w), dtype=bool)
+    m[y0 : y1 + 1, x0 : x1 + 1] = True
+    return mask_to_coco(m)
+
+
+def _planner(n=8, h=80, w=80, max_prompts=64):
+    from sam_core.amg_fast import PromptPlanner
+
+    points = _lattice(n, h, w)
+    cells = np.zeros((n * n, 2), dtype=np.int64)
+    return PromptPlanner(n, points, cells, np.zeros((h, w, 3), np.uint8), torch.zeros(1, 8, 64, 64), 0.7, max_prompts)
+
+
+def test_planner_prompts_inside_conflicting_different_masks():
+    """Box NMS removes a different mask: the next round prompts unprompted lattice points inside the pair."""
+    planner = _planner(n=16, max_prompts=256)
+    first = planner.first_round()
+    assert planner.prompted[first].all()
+    # two masks with overlapping boxes (box IoU > 0.7) but different shapes: a square and its upper-left L
+    a = _square_rle(80, 80, 10, 10, 49, 49)
+    m = np.zeros((80, 80), dtype=bool)
+    m[10:50, 10:20] = True
+    m[10:20, 10:50] = True
+    from sam_core.amg_utils import mask_to_coco
+
+    b = mask_to_coco(m)
+    pts = planner.points
+    inside_a = (pts[:, 0] >= 10) & (pts[:, 0] < 50) & (pts[:, 1] >= 10) & (pts[:, 1] < 50)
+    inside_b = m[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    boxes = torch.tensor([[10, 10, 49, 49], [10, 10, 49, 49]])
+    planner.add_kept([a, b], boxes, torch.tensor([0.95, 0.9]), np.stack([inside_a, inside_b]))
+    nxt = planner.next_round()
+    assert 0 < nxt.size <= 4  # CONFLICT_POINTS per pair
+    assert inside_a[nxt].all() and not (set(nxt.tolist()) & set(first.tolist()))
+    assert planner.next_round().size == 0  # the same pair is not settled twice
+
+
+def test_planner_ignores_duplicates_and_respects_the_cap():
+    planner = _planner(max_prompts=70)
+    first = planner.first_round()
+    assert first.size == 64  # on an 8 x 8 lattice the coarse grid is the whole lattice
+    a = _square_rle(80, 80, 10, 10, 49, 49)
+    b = _square_rle(80, 80, 10, 10, 49, 48)  # the same mask, one row less: IoU 0.975
+    inside = np.ones((2, 64), dtype=bool)
+    planner.add_kept([a, b], torch.tensor([[10, 10, 49, 49], [10, 10, 49, 48]]), torch.tensor([0.95, 0.9]), inside)
+    assert planner.next_round().size == 0
+    capped = _planner(n=16, max_prompts=40)
+    assert capped.first_round().size == 40 and capped.prompted.sum() == 40

@@ -1,5 +1,10 @@
 """Automatic mask generation with the real MobileSAM weights, against the reference.
 
+The fast mode (the default) is checked against our own full 32 x 32 grid on
+the coffee photo (1024 prompts, the most expensive test here: about a minute
+of CPU), which matches the official generator's output there mask for mask
+(see docs/benchmarks.md).
+
 Cost choice: the mask decoder dominates (about 13 CPU-seconds per batch of 64
 points for MobileSAM, whatever the image size), and the parity test runs both
 generators on two photos. To keep this file around two minutes on a 2-core CI
@@ -108,3 +113,28 @@ def test_crop_layers_and_small_region_removal_match_reference(mobilesam_model, r
         if iou[i, j] >= 0.9:
             assert ours[j]["crop_box"] == ref[i]["crop_box"]
             assert ours[j]["point_coords"] == ref[i]["point_coords"]
+
+
+def test_fast_mode_finds_the_full_grids_masks(mobilesam_model, photos, monkeypatch):
+    """The default (fast) mode: >= 90% of the full grid's masks (IoU >= 0.9), <= 10% extra, far fewer prompts."""
+    image = photos["coffee"]
+    predictor = Predictor(mobilesam_model)
+    embedding = predictor.encode(image)
+    full = AutomaticMaskGenerator(predictor, points_per_side=32).generate(image, embedding=embedding)
+    prompts = []
+    real = mobilesam_model.predict_low_res
+
+    def counting(emb, coords, *args):
+        prompts.append(coords.shape[0])
+        return real(emb, coords, *args)
+
+    monkeypatch.setattr(mobilesam_model, "predict_low_res", counting)
+    fast = AutomaticMaskGenerator(predictor).generate(image, embedding=embedding)
+    assert len(full) >= 10
+    _check_records(fast, image.shape[:2])
+    iou = mask_utils.iou(_pycoco(full), _pycoco(fast), [0] * len(fast))
+    recall = (iou.max(axis=1) >= 0.9).mean()
+    extra = int((iou.max(axis=0) < 0.9).sum())
+    assert recall >= 0.9, f"{recall:.1%} of the full grid's {len(full)} masks found"
+    assert extra <= 0.1 * len(full), f"{extra} of {len(fast)} masks match none of the full grid's"
+    assert sum(prompts) <= 256  # a quarter of the lattice at most (134 measured)
