@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,29 +29,15 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from annotator import render
+from annotator.data.proposals import GeneratorParams
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EverythingOptions:
-    """Parameters of :class:`sam_core.AutomaticMaskGenerator` used by the app.
-
-    ``points_per_side`` ``n`` prompts an ``n x n`` grid of points (the cost
-    grows with ``n**2``: 32, the default, takes tens of seconds for MobileSAM
-    on a CPU; 8 or 16 give fewer, coarser proposals quickly). The others have
-    the generator's meaning.
-    """
-
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
-    min_mask_region_area: int = 0
-
-    def generator_kwargs(self) -> Dict[str, Any]:
-        return asdict(self)
+#: Parameters of :class:`sam_core.AutomaticMaskGenerator` used by the app: the same value ``sam-annotator auto``
+#: stores with its proposals (``points_per_side`` ``n`` prompts an ``n x n`` grid; 32, the default, takes tens of
+#: seconds for MobileSAM on a CPU; 8 or 16 give fewer, coarser proposals quickly).
+EverythingOptions = GeneratorParams
 
 
 @dataclass(frozen=True, eq=False)
