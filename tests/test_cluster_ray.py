@@ -256,3 +256,33 @@ def test_auto_ray_gives_the_proposals_of_segment_everything(local_ray, tmp_path,
 
     assert cli.main(argv) == 0  # a second run does nothing again
     assert "2 images: 0 segmented (0 proposals), 2 already done, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.gui
+def test_the_window_opens_a_folder_encoded_by_ray_with_every_image_ready_and_no_encode(
+    local_ray, photo_folder, tmp_path, mobilesam_checkpoint, mobilesam_info, make_window, qtbot, capsys
+):
+    from annotator.session.rows import ImageState
+
+    (photo_folder / "e_broken.png").unlink()
+    (photo_folder / "d_chelsea_flipped.png").unlink()
+    cache_root = tmp_path / "shared-cache"
+    argv = ["encode", str(photo_folder), "--cache-dir", str(cache_root), "--ray", local_ray,
+            "--checkpoint", str(mobilesam_checkpoint), "--device", "cpu", "-q"]
+    assert cli.main(argv) == cmd_encode.EXIT_OK
+    capsys.readouterr()
+
+    w = make_window(None, mobilesam_info(cache_root))
+    encodes = []
+    w.session.encoder.encodeStarted.connect(encodes.append)
+    assert w.open_folder(photo_folder)
+    s = w.session
+    n = s.image_count()
+    assert n == 3
+    # every row is marked ready from the digest record, before any image but the first is visited
+    qtbot.waitUntil(lambda: all(s.image_row(i).state == ImageState.READY for i in range(n)), timeout=60_000)
+    qtbot.waitUntil(lambda: s.embedding is not None, timeout=60_000)
+    for i in range(1, n):  # and visiting them reads the cache: no image is encoded
+        s.go_to(i)
+        qtbot.waitUntil(lambda: s.embedding is not None, timeout=60_000)
+    assert encodes == []
