@@ -117,22 +117,18 @@ class FileDialogs:
     def leave_unsaved(self, action: str) -> bool:
         """Unsaved changes could not be saved and ``action`` would leave them: ``True`` if the user goes on.
 
-        Offers to save a copy elsewhere first (then goes on), to discard them, or to cancel.
+        Save writes a copy elsewhere first (then goes on), Discard drops the changes, Cancel stays.
         """
-        box = QMessageBox(self._window)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("Unsaved annotations")
-        box.setText("The annotations could not be saved (see the status bar).")
-        box.setInformativeText(f"Save a copy elsewhere before you {action.lower()}, or lose the unsaved changes?")
-        copy = box.addButton("Save a Copy…", QMessageBox.ButtonRole.AcceptRole)
-        discard = box.addButton(QMessageBox.StandardButton.Discard)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(copy)
-        box.exec()
-        clicked = box.clickedButton()
-        if clicked is discard:
+        answer = QMessageBox.question(
+            self._window, "Unsaved annotations",
+            "The annotations could not be saved (see the status bar).\n\n"
+            f"Save a copy elsewhere before you {action.lower()}, or discard the unsaved changes?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+        if answer == QMessageBox.StandardButton.Discard:
             return True
-        if clicked is copy:
+        if answer == QMessageBox.StandardButton.Save:
             return self.save_copy()
         return False
 
