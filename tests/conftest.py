@@ -21,6 +21,18 @@ pytest_plugins = ["qt_fixtures"]
 
 
 @pytest.fixture(autouse=True)
+def _our_loggers_enabled():
+    """Keep our loggers on: a library that configures logging with ``dictConfig`` (Ray does, when it starts)
+    disables every logger that already exists, and tests that check what we log would then see nothing."""
+    import logging
+
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("annotator", "sam_core"):
+            logger.disabled = False
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _private_settings(tmp_path, monkeypatch):
     """Every test gets its own settings file, logs folder: never the user's."""
     monkeypatch.setenv("SAM_ANNOTATOR_SETTINGS", str(tmp_path / "settings.ini"))
