@@ -74,3 +74,10 @@ def test_opening_another_folder_with_unsaved_work_asks_first(qtbot, make_window,
     assert w.open_folder(other)
     assert s.folder == other
     monkeypatch.undo()
+
+
+def test_reopening_the_same_folder_keeps_it_writable(qtbot, make_window, image_folder, tmp_path):
+    w = make_window(image_folder, fake_info(FakePredictor(), tmp_path / "cache"))
+    assert not w.session.dataset.read_only
+    assert w.open_folder(image_folder)  # File > Open Folder on the folder already open
+    assert not w.session.dataset.read_only

@@ -264,14 +264,16 @@ class Session(QObject):
         paths = list_images(folder)
         if not discard_unsaved and not self.flush():
             raise UnsavedWork("the annotations of the open folder could not be saved (see the status bar)")
+        old = self.edits.dataset
+        if old is not None and Path(old.path).resolve() == output.resolve():
+            old.close()  # the same file again: our own lock must not make it read-only
         if replace_bad_file:
             dataset = Dataset(output, image_dir=folder)
             dataset.acquire_lock()
         else:  # one writer per working file: a second window gets it read-only
             dataset = Dataset.open(output, image_dir=folder, lock=True)
-        old = self.edits.dataset
         if old is not None:
-            old.close()  # its lock goes
+            old.close()  # its lock goes (closing twice is harmless)
         self.undo_stack.clear()
         self._leave_image()
         self.images.set_folder(folder, paths)
