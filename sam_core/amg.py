@@ -92,12 +92,18 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AutomaticMaskGenerator",
     "Cancelled",
+    "DECODER_BATCH",
     "FAST_LATTICE",
     "FAST_MAX_PROMPTS",
     "FULL_RES_BUDGET",
     "LOW_RES_MARGIN",
     "MID_RES_MARGIN",
 ]
+
+#: Most prompts the mask decoder runs at once; a larger ``points_per_batch`` is decoded in parts. Its
+#: working memory is about 25 MB per prompt (MobileSAM, CPU): 32 at once ran as fast per prompt as 64
+#: (and 16 about 10 % slower), at half the peak memory.
+DECODER_BATCH = 32
 
 #: Lattice points per side the fast mode chooses its prompts from (the full grid's default).
 FAST_LATTICE = 32
@@ -589,7 +595,13 @@ class AutomaticMaskGenerator:
         coords = model.transform_coords(points, tuple(embedding.original_size))
         coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
         labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
-        return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
+        if coords_t.shape[0] <= DECODER_BATCH:
+            return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
+        parts = [
+            model.predict_low_res(embedding, coords_t[s : s + DECODER_BATCH], labels_t[s : s + DECODER_BATCH], None, None, True)
+            for s in range(0, coords_t.shape[0], DECODER_BATCH)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _two_step_upsampling(self) -> bool:
         """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).
