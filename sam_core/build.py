@@ -206,12 +206,50 @@ def build_model(model_type: str, device: Union[str, torch.device, None] = None) 
     tune_allocator()  # large blocks reused, not faulted in afresh (see sam_core.allocator)
     if device is None:
         model = builder()
+    elif torch.device(device).type == "meta":
+        with _MetaBuild():
+            model = builder()
     else:
         with torch.device(device):
             model = builder()
     if not getattr(model, "model_type", ""):
         model.model_type = model_type
     return model.eval()
+
+
+class _MetaBuild(torch.overrides.TorchFunctionMode):
+    """``with torch.device("meta")`` that skips in-place operations on meta tensors.
+
+    Weight initialisers (``normal_``, ``uniform_``, ``trunc_normal_``...) have
+    nothing to compute on a tensor without data, but on the meta device they
+    run PyTorch's Python reference kernels, whose first use imports
+    ``torch._dynamo`` and sympy: about 1.5 s at every launch (``-X importtime``).
+    Constructors get ``device="meta"`` as under ``torch.device("meta")``.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _META_CONSTRUCTORS and kwargs.get("device") is None:
+            kwargs["device"] = torch.device("meta")
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.endswith("__"):
+            # the tensor changed in place: first positional argument, or passed by name (nn.init's form)
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("input", kwargs.get("self")))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+def _meta_constructors() -> set:
+    try:
+        from torch.utils._device import _device_constructors
+
+        return set(_device_constructors())
+    except ImportError:  # pragma: no cover - a torch without it: the same list by hand
+        return {torch.empty, torch.zeros, torch.ones, torch.full, torch.arange, torch.randn, torch.rand, torch.tensor}
+
+
+_META_CONSTRUCTORS = _meta_constructors()
 
 
 def _non_persistent_buffers(model: nn.Module) -> List[str]:
@@ -239,15 +277,31 @@ def _prepare(model: nn.Module, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.T
 def _materialize(meta: Optional[SamModel], model_type: str, device: torch.device) -> SamModel:
     """A model on ``device`` whose parameters are about to be overwritten by a checkpoint.
 
-    For SAM 1 this skips random initialisation (slow for ViT-H) and the host
-    copy: the meta model is materialised uninitialised on ``device`` and its
-    only non-persistent buffers (the pixel statistics) are refilled. Other
-    models are built normally and moved.
+    For SAM 1 (MobileSAM included) this skips random initialisation (slow for
+    ViT-H) and the host copy: the meta model is materialised uninitialised on
+    ``device`` and its non-persistent buffers are refilled (the pixel
+    statistics, and TinyViT's attention-offset indexes through each module's
+    ``reset_non_persistent_buffers``). Models with other non-persistent
+    buffers are built normally and moved.
     """
-    if hasattr(meta, "reset_pixel_stats") and sorted(_non_persistent_buffers(meta)) == ["pixel_mean", "pixel_std"]:
-        model = meta.to_empty(device=device)
-        model.reset_pixel_stats()
-        return model
+    if hasattr(meta, "reset_pixel_stats"):
+        resets = {
+            prefix: module
+            for prefix, module in meta.named_modules()
+            if hasattr(module, "reset_non_persistent_buffers")
+        }
+        covered = {"pixel_mean", "pixel_std"}
+        for prefix, module in resets.items():
+            covered.update(f"{prefix}.{n}" if prefix else n for n in module._non_persistent_buffers_set)
+        if set(_non_persistent_buffers(meta)) <= covered:
+            # as Module.to_empty, with torch.empty rather than empty_like: empty_like of a meta tensor runs a
+            # Python reference kernel whose first use imports sympy (about 0.6 s at launch)
+            model = meta._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device))
+            model.reset_pixel_stats()
+            for module in model.modules():
+                if hasattr(module, "reset_non_persistent_buffers"):
+                    module.reset_non_persistent_buffers()
+            return model
     return build_model(model_type).to(device)
 
 
