@@ -167,6 +167,17 @@ def test_chunking_does_not_change_the_output(image, monkeypatch):
     assert one == ref
 
 
+def test_decoder_parts_do_not_change_the_output(image, monkeypatch):
+    """A batch larger than DECODER_BATCH is decoded in parts; the proposals are the same."""
+    pred = FakePredictor()
+    ref = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=36).generate(image)
+    calls = pred.model.decode_calls
+    monkeypatch.setattr(amg_mod, "DECODER_BATCH", 5)
+    parts = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=36).generate(image)
+    assert parts == ref
+    assert pred.model.decode_calls - calls == 8  # ceil(36 / 5)
+
+
 def test_progress_reports_every_step(image):
     calls = []
     pred = FakePredictor()
@@ -433,7 +444,7 @@ def test_fast_mode_prompts_the_coarse_grid_first(image):
 
     pred.model.predict_low_res = spy
     AutomaticMaskGenerator(pred, points_per_batch=256).generate(image)
-    first = seen[0].numpy()
+    first = torch.cat(seen).numpy()[:128]  # the first round: 64 coarse points and at most 2 x 32 cue points
     lattice = pred.model.transform_coords(_lattice(32, 150, 200), (150, 200))
     coarse = lattice.reshape(32, 32, 2)[1::4, 1::4].reshape(-1, 2)
     for p in coarse:  # every coarse point is in the first round
