@@ -495,7 +495,13 @@ def test_planner_prompts_inside_conflicting_different_masks():
     nxt = planner.next_round()
     assert 0 < nxt.size <= 4  # CONFLICT_POINTS per pair
     assert inside_a[nxt].all() and not (set(nxt.tolist()) & set(first.tolist()))
-    assert planner.next_round().size == 0  # the same pair is not settled twice
+    # the same pair is not settled twice: the next round fills uncovered area instead, far from prompts first
+    fill = planner.next_round()
+    assert 0 < fill.size <= 32 and not inside_a[fill].any()
+    assert not (set(fill.tolist()) & (set(first.tolist()) | set(nxt.tolist())))
+    while planner.next_round().size:  # until every lattice point is covered or prompted
+        pass
+    assert (planner.prompted | inside_a).all()
 
 
 def test_planner_ignores_duplicates_and_respects_the_cap():
