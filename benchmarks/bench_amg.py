@@ -221,8 +221,8 @@ def write_report(
         f"Python {platform.python_version()}, torch {first['torch']} ({first['threads']} threads).",
         f"* Load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
         "(a shared machine: wall times vary with it; CPU times less so).",
-        f"* Parameters: the generators' defaults (points_per_batch=64, pred_iou_thresh=0.88, "
-        f"stability_score_thresh=0.95, box_nms_thresh=0.7, crop_n_layers=0)"
+        "* Parameters: the generators' defaults (points_per_batch=64, pred_iou_thresh=0.88, "
+        "stability_score_thresh=0.95, box_nms_thresh=0.7, crop_n_layers=0)"
         + (f" except {settings}" if settings else "")
         + f"; full grid and reference with points_per_side={pps}, the reference with `output_mode=\"coco_rle\"`; "
         "the fast mode with no points_per_side (its lattice is 32 x 32).",
@@ -253,6 +253,12 @@ def write_report(
                 f"| `{p['photo']}` {w} x {h} | {NAMES[impl]} | {prompts} | {wall} | {cpu} | {r['masks']} | "
                 f"{recall} | {extra} | {peak} |"
             )
+    if any(p.get("ref_reused") for p in photos):
+        lines += [
+            "",
+            "The reference's records were reused from an earlier run (`--ref-records`); its wall time is that "
+            "run's, under that run's load, and is not comparable with the rows above.",
+        ]
     lines += [
         "",
         "Where the time goes: every prompt is one run of the mask decoder (about 60 ms of one core for "
@@ -284,7 +290,8 @@ def write_report(
             f"{b['peak_rss_mib']:.0f} |",
             "",
             f"Load average during the run: {b['load_avg']:.1f}. The peak is the mask decoder's working memory "
-            "for one batch of 64 prompts, not the photo size: full-resolution masks are upsampled a few at a "
+            "for one batch (64 prompts, decoded 32 at a time), not the photo size: full-resolution masks are "
+            "upsampled a few at a "
             "time and kept only as RLE.",
         ]
     out.parent.mkdir(parents=True, exist_ok=True)

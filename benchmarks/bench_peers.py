@@ -256,7 +256,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if official.training or ours.training:
         raise RuntimeError("a model was left in training mode")
 
-    rows: List[str] = []
     checks: List[str] = []
     with torch.inference_mode():
         x, input_size = ours.preprocess(image)
