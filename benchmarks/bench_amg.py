@@ -1,13 +1,25 @@
-"""Benchmark: "segment everything", ours vs the official MobileSAM generator.
+"""Benchmark: "segment everything", ours (fast mode and full grid) vs the official MobileSAM generator.
 
-Runs :class:`sam_core.AutomaticMaskGenerator` and the reference
-``mobile_sam.SamAutomaticMaskGenerator`` (``output_mode="coco_rle"``) with the
-same parameters (the defaults unless told otherwise), on CPU with the real
-MobileSAM (``vit_t``) weights, on a real photo. Each generator runs in its
-own child process so that its peak RSS is its own. The timed call is the
-whole ``generate(image)``, image encoding included; model loading is not
-timed. Wall time depends on what else runs on the machine, so process CPU
-time (all threads) is reported too.
+Runs, on CPU with the real MobileSAM (``vit_t``) weights, on a real photo:
+
+* ``fast``: ``sam_core.AutomaticMaskGenerator(predictor)`` with its defaults,
+  i.e. the fast mode (prompts chosen from the 32 x 32 lattice);
+* ``full``: ours with ``points_per_side`` given (the full grid, 32 unless
+  ``--points-per-side``);
+* ``ref``: the reference ``mobile_sam.SamAutomaticMaskGenerator``
+  (``output_mode="coco_rle"``) with the same parameters as ``full``.
+
+Each generator runs in its own child process so that its peak RSS is its
+own. The timed call is the whole ``generate(image)``, image encoding
+included; model loading is not timed. Wall time depends on what else runs on
+the machine, so process CPU time (all threads) is reported too; with
+``--threads 1`` CPU time is the work itself, free of the spinning of idle
+worker threads on a loaded machine.
+
+Recall of ``fast`` and ``full``: the share of the reference's masks matched by
+one of ours with mask IoU >= 0.9; extra: our masks matching none of the
+reference's. The reference's output can be reused from an earlier run
+(``--ref-records``: it takes minutes), and is then not timed again.
 
 Optionally (``--big``) our generator also runs on a 12-megapixel photo
 (4000 x 3000, the photo upscaled) to show that memory stays bounded; the
@@ -17,6 +29,7 @@ batch, about 9 GB).
 Writes ``docs/benchmarks/amg.md``. Run from the repository root::
 
     PYTHONPATH=. python benchmarks/bench_amg.py [--photo coffee] [--points-per-side 32] [--big]
+    PYTHONPATH=. python benchmarks/bench_amg.py --photo stereo_motorcycle --only fast ref
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -42,6 +56,8 @@ def _photo(name: str, size: str) -> "Any":
     from skimage import data
 
     image = getattr(data, name)()
+    if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+        image = image[0]
     if size == "12mp":
         image = cv2.resize(image, (4000, 3000), interpolation=cv2.INTER_CUBIC)
     return image
@@ -58,19 +74,36 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def child(impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: str) -> Dict[str, Any]:
-    """Run one generator once in this process; return its measurements."""
+def child(
+    impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: str, records_out: str = "", threads: int = 0
+) -> Dict[str, Any]:
+    """Run one generator once in this process; return its measurements (and write its records to ``records_out``)."""
     sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(ROOT))
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     image = _photo(photo, size)
-    if impl == "ours":
+    prompts: List[int] = []
+    if impl in ("ours", "full", "fast"):
         from sam_core import Predictor, load_model
         from sam_core.amg import AutomaticMaskGenerator
 
         model = load_model("vit_t", checkpoint=checkpoint, device="cpu")
-        generator = AutomaticMaskGenerator(Predictor(model), **params)
+        real = model.predict_low_res
+
+        def counting(embedding, coords, *args):
+            prompts.append(int(coords.shape[0]))
+            return real(embedding, coords, *args)
+
+        model.predict_low_res = counting
+        kwargs = dict(params)
+        if impl == "fast":
+            kwargs.pop("points_per_side", None)
+        else:
+            kwargs.setdefault("points_per_side", 32)
+        generator = AutomaticMaskGenerator(Predictor(model), **kwargs)
         run = lambda: generator.generate(image)  # noqa: E731
     else:
         from refimpl import mobile_sam
@@ -84,7 +117,10 @@ def child(impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: 
     records = run()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    if records_out:
+        Path(records_out).write_text(json.dumps([{"segmentation": r["segmentation"]} for r in records]))
     return {
+        "prompts": sum(prompts) if prompts else None,
         "impl": impl,
         "photo": photo,
         "size": list(image.shape[:2]),
@@ -98,8 +134,20 @@ def child(impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: 
     }
 
 
-def run_child(impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: str) -> Dict[str, Any]:
-    arg = json.dumps({"impl": impl, "photo": photo, "size": size, "params": params, "checkpoint": checkpoint})
+def run_child(
+    impl: str, photo: str, size: str, params: Dict[str, Any], checkpoint: str, records_out: str = "", threads: int = 0
+) -> Dict[str, Any]:
+    arg = json.dumps(
+        {
+            "impl": impl,
+            "photo": photo,
+            "size": size,
+            "params": params,
+            "checkpoint": checkpoint,
+            "records_out": records_out,
+            "threads": threads,
+        }
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     load0 = os.getloadavg()[0]
     proc = subprocess.run(
@@ -123,52 +171,101 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def match(ref_records: List[Dict[str, Any]], records: List[Dict[str, Any]], thr: float = 0.9) -> Dict[str, Any]:
+    """Recall of ``ref_records`` in ``records`` (mask IoU >= ``thr``) and the extra masks of ``records``."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    def coco(rs):
+        return [{"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()} for r in rs]
+
+    if not ref_records or not records:
+        return {"matched": 0, "of": len(ref_records), "recall": 0.0, "extra": len(records)}
+    iou = np.asarray(mask_utils.iou(coco(ref_records), coco(records), [0] * len(records)))
+    iou = iou.reshape(len(ref_records), len(records))
+    matched = int((iou.max(axis=1) >= thr).sum())
+    return {
+        "matched": matched,
+        "of": len(ref_records),
+        "recall": matched / len(ref_records),
+        "extra": int((iou.max(axis=0) < thr).sum()),
+    }
+
+
+NAMES = {
+    "fast": "ours, fast mode (the default)",
+    "full": "ours, full grid (`points_per_side` given)",
+    "ref": "reference (`mobile_sam`)",
+}
+
+
 def write_report(
-    results: List[Dict[str, Any]],
+    photos: List[Dict[str, Any]],
     big: List[Dict[str, Any]],
     params: Dict[str, Any],
     out: Path,
     big_params: Dict[str, Any] | None = None,
 ) -> None:
-    by = {r["impl"]: r for r in results}
-    ours, ref = by["ours"], by["ref"]
-    h, w = ours["size"]
-    n_batches = -(-params.get("points_per_side", 32) ** 2 // 64)
+    """``photos``: per photo ``{"photo", "size", "runs": {impl: result}, "ref_reused": bool}``."""
+    first = next(iter(photos[0]["runs"].values()))
+    pps = params.get("points_per_side", 32)
     settings = ", ".join(f"{k}={v}" for k, v in params.items())
+    loads = [r["load_avg"] for p in photos for r in p["runs"].values() if "load_avg" in r]
     lines = [
-        "# Segment everything: ours vs the official generator (MobileSAM, CPU)",
+        "# Segment everything: ours (fast mode, full grid) vs the official generator (MobileSAM, CPU)",
         "",
-        f"Generated by `benchmarks/bench_amg.py` on {_dt.date.today().isoformat()}.",
+        f"Generated by `benchmarks/bench_amg.py` on {_dt.date.today().isoformat()}"
+        f" (`{' '.join(sys.argv[1:])}`).",
         "",
         f"* Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, torch {ours['torch']} ({ours['threads']} threads).",
-        f"* Load average during the runs: ours {ours['load_avg']:.1f}, reference {ref['load_avg']:.1f} "
+        f"Python {platform.python_version()}, torch {first['torch']} ({first['threads']} threads).",
+        f"* Load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
         "(a shared machine: wall times vary with it; CPU times less so).",
-        f"* Photo: scikit-image `{ours['photo']}`, {w} x {h}.",
-        "* Parameters, the same for both: the defaults (points_per_side=32, points_per_batch=64, "
-        "pred_iou_thresh=0.88, stability_score_thresh=0.95, box_nms_thresh=0.7, crop_n_layers=0)"
+        "* Parameters: the generators' defaults (points_per_batch=64, pred_iou_thresh=0.88, "
+        "stability_score_thresh=0.95, box_nms_thresh=0.7, crop_n_layers=0)"
         + (f" except {settings}" if settings else "")
-        + "; the reference with `output_mode=\"coco_rle\"`.",
+        + f"; full grid and reference with points_per_side={pps}, the reference with `output_mode=\"coco_rle\"`; "
+        "the fast mode with no points_per_side (its lattice is 32 x 32).",
         "* Timed: one `generate(image)` call, image encoding included, model loading excluded; "
-        "each generator in its own process.",
+        "each generator in its own process. Recall: share of the reference's masks matched by one of ours "
+        "(mask IoU >= 0.9); extra: our masks that match none of the reference's.",
         "",
-        "| | wall (s) | CPU (s) | masks | RSS before (MiB) | peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| photo | generator | prompts | wall (s) | CPU (s) | masks | recall | extra | peak RSS (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, r in (("ours (`sam_core.AutomaticMaskGenerator`)", ours), ("reference (`mobile_sam`)", ref)):
-        lines.append(
-            f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['masks']} | "
-            f"{r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
-        )
+    for p in photos:
+        h, w = p["size"]
+        for impl in ("fast", "full", "ref"):
+            r = p["runs"].get(impl)
+            if r is None:
+                continue
+            reused = impl == "ref" and p.get("ref_reused")
+            wall = f"{r['earlier_wall_s']:.1f} (earlier run)" if reused and "earlier_wall_s" in r else (
+                "(earlier run)" if reused else f"{r['wall_s']:.1f}"
+            )
+            cpu = "" if reused else f"{r['cpu_s']:.1f}"
+            peak = "" if reused else f"{r['peak_rss_mib']:.0f}"
+            m = r.get("match")
+            recall = f"{m['recall']:.1%} ({m['matched']}/{m['of']})" if m else ""
+            extra = f"{m['extra']}" if m else ""
+            prompts = r.get("prompts") or (pps * pps if impl == "ref" else "")
+            lines.append(
+                f"| `{p['photo']}` {w} x {h} | {NAMES[impl]} | {prompts} | {wall} | {cpu} | {r['masks']} | "
+                f"{recall} | {extra} | {peak} |"
+            )
+    if any(p.get("ref_reused") for p in photos):
+        lines += [
+            "",
+            "The reference's records were reused from an earlier run (`--ref-records`); its wall time is that "
+            "run's, under that run's load, and is not comparable with the rows above.",
+        ]
     lines += [
         "",
-        f"Ratio reference / ours: wall {ref['wall_s'] / ours['wall_s']:.2f}x, CPU {ref['cpu_s'] / ours['cpu_s']:.2f}x.",
-        "",
-        f"Where the time goes: both run the mask decoder on {n_batches} batches of up to 64 single-point "
-        "prompts, which dominates on a photo this small (the decoders differ: ours is `sam_core`'s, the "
-        "reference's is `mobile_sam`'s). The reference then upsamples all 192 candidates of each batch "
-        "to full resolution before filtering; ours filters on the 256 x 256 logits first and upsamples "
-        "only the survivors (see `sam_core/amg.py`).",
+        "Where the time goes: every prompt is one run of the mask decoder (about 60 ms of one core for "
+        "MobileSAM), so the full grid's cost is its 1024 prompts; the fast mode prompts the points of the "
+        "same lattice that can yield a different proposal (see `sam_core/amg_fast.py`). The reference then "
+        "upsamples all 192 candidates of each batch to full resolution before filtering; ours filters on "
+        "the 256 x 256 logits first and upsamples only the survivors (see `sam_core/amg.py`).",
     ]
     if big:
         b = big[0]
@@ -177,10 +274,10 @@ def write_report(
             "",
             f"## Memory on a {bw} x {bh} photo ({bw * bh / 1e6:.0f} MP, ours only)",
             "",
-            f"The same photo upscaled to {bw} x {bh} (bicubic); parameters as above"
+            f"The same photo upscaled to {bw} x {bh} (bicubic), our full grid"
             + (
-                f" except {', '.join(f'{k}={v}' for k, v in big_params.items())}"
-                if big_params and big_params != params
+                f" with {', '.join(f'{k}={v}' for k, v in big_params.items())}"
+                if big_params
                 else ""
             )
             + ". The reference is not run: it would hold "
@@ -192,43 +289,55 @@ def write_report(
             f"| ours | {b['wall_s']:.1f} | {b['cpu_s']:.1f} | {b['masks']} | {b['rss_before_mib']:.0f} | "
             f"{b['peak_rss_mib']:.0f} |",
             "",
-            f"Load average during the run: {b['load_avg']:.1f}.",
-            "",
-            f"Peak RSS on the {bw * bh / 1e6:.0f} MP photo is {b['peak_rss_mib']:.0f} MiB against "
-            f"{ours['peak_rss_mib']:.0f} MiB on the {w} x {h} photo: the peak is the mask decoder's working "
-            "memory for one batch of 64 prompts, not the photo size. Full-resolution masks are upsampled a "
-            "few at a time and kept only as RLE.",
+            f"Load average during the run: {b['load_avg']:.1f}. The peak is the mask decoder's working memory "
+            "for one batch (64 prompts, decoded 32 at a time), not the photo size: full-resolution masks are "
+            "upsampled a few at a "
+            "time and kept only as RLE.",
         ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 
-def report_from_log(log: Path, out: Path, params: Dict[str, Any], big_params: Dict[str, Any]) -> None:
-    """Rewrite the report from the JSON lines a previous run printed."""
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    small = [r for r in rows if r["size"] != [3000, 4000]]
-    big = [r for r in rows if r["size"] == [3000, 4000]]
-    write_report(small[-2:], big[-1:], params, out, big_params)
-
-
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--photo", default="coffee", help="scikit-image photo name (default: coffee, 400 x 600)")
-    parser.add_argument("--points-per-side", type=int, default=None, help="default: the generators' default (32)")
-    parser.add_argument("--big", action="store_true", help="also run ours on a 12 MP upscaled photo")
+    parser.add_argument(
+        "--photo", nargs="+", default=["coffee"], help="scikit-image photo names (default: coffee, 400 x 600)"
+    )
+    parser.add_argument("--only", nargs="+", choices=["fast", "full", "ref"], default=["fast", "full", "ref"])
+    parser.add_argument("--points-per-side", type=int, default=None, help="full grid and reference (default: 32)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in every child (default: torch's)")
+    parser.add_argument(
+        "--ref-records",
+        type=Path,
+        default=None,
+        help="folder of <photo>_official.json from an earlier run (records of the reference): reused, not re-run",
+    )
+    parser.add_argument("--save-ref", type=Path, default=None, help="folder to save the reference's records in")
+    parser.add_argument("--big", action="store_true", help="also run our full grid on a 12 MP upscaled photo")
     parser.add_argument(
         "--big-points-per-side", type=int, default=None, help="points_per_side for the 12 MP run (default: as above)"
     )
     parser.add_argument("--checkpoint", default=None, help="MobileSAM checkpoint (default: the cache)")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--from-log", type=Path, help="only rewrite the report from a previous run's output")
     args = parser.parse_args(argv)
 
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(child(spec["impl"], spec["photo"], spec["size"], spec["params"], spec["checkpoint"])))
+        print(
+            json.dumps(
+                child(
+                    spec["impl"],
+                    spec["photo"],
+                    spec["size"],
+                    spec["params"],
+                    spec["checkpoint"],
+                    spec.get("records_out", ""),
+                    spec.get("threads", 0),
+                )
+            )
+        )
         return 0
 
     params: Dict[str, Any] = {}
@@ -237,17 +346,44 @@ def main(argv: List[str] | None = None) -> int:
     big_params = dict(params)
     if args.big_points_per_side is not None:
         big_params["points_per_side"] = args.big_points_per_side
-    if args.from_log:
-        report_from_log(args.from_log, args.out, params, big_params)
-        return 0
 
     sys.path.insert(0, str(ROOT))
     from sam_core import ensure_checkpoint
 
     checkpoint = str(args.checkpoint or ensure_checkpoint("vit_t"))
-    results = [run_child(impl, args.photo, "native", params, checkpoint) for impl in ("ours", "ref")]
-    big = [run_child("ours", args.photo, "12mp", big_params, checkpoint)] if args.big else []
-    write_report(results, big, params, args.out, big_params)
+    photos = []
+    with tempfile.TemporaryDirectory(prefix="bench_amg_") as tmp:
+        for photo in args.photo:
+            runs: Dict[str, Dict[str, Any]] = {}
+            records: Dict[str, List[Dict[str, Any]]] = {}
+            ref_reused = False
+            for impl in ("fast", "full", "ref"):
+                if impl not in args.only:
+                    continue
+                saved = args.ref_records / f"{photo}_official.json" if args.ref_records else None
+                if impl == "ref" and saved is not None and saved.exists():
+                    data = json.loads(saved.read_text())
+                    records["ref"] = data["records"] if isinstance(data, dict) else data
+                    runs["ref"] = {"masks": len(records["ref"])}
+                    if isinstance(data, dict) and data.get("seconds"):
+                        runs["ref"]["earlier_wall_s"] = float(data["seconds"])
+                    ref_reused = True
+                    continue
+                path = str(Path(tmp) / f"{photo}_{impl}.json")
+                runs[impl] = run_child(impl, photo, "native", params, checkpoint, path, args.threads)
+                records[impl] = json.loads(Path(path).read_text())
+                if impl == "ref" and args.save_ref:
+                    args.save_ref.mkdir(parents=True, exist_ok=True)
+                    (args.save_ref / f"{photo}_official.json").write_text(json.dumps({"records": records["ref"]}))
+            if "ref" in records:
+                for impl in ("fast", "full"):
+                    if impl in records:
+                        runs[impl]["match"] = match(records["ref"], records[impl])
+                        print(photo, impl, runs[impl]["match"], flush=True)
+            size = next(r["size"] for r in runs.values() if "size" in r)
+            photos.append({"photo": photo, "size": size, "runs": runs, "ref_reused": ref_reused})
+        big = [run_child("full", args.photo[0], "12mp", big_params, checkpoint, "", args.threads)] if args.big else []
+    write_report(photos, big, params, args.out, big_params)
     return 0
 
 

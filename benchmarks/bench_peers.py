@@ -191,6 +191,22 @@ def _round_ratios(a: List[List[float]], b: List[List[float]]) -> List[float]:
     return [statistics.median(x) / statistics.median(y) for x, y in zip(a, b)]
 
 
+def bf16_mask_iou(model, image: np.ndarray, clicks: int = 8) -> List[float]:
+    """IoU of the best candidate's full-resolution mask, bf16-autocast encoder vs fp32, over a grid of clicks."""
+    fp32 = Predictor(model, encoder_dtype="fp32").encode(image)
+    bf16 = Predictor(model, encoder_dtype="bf16").encode(image)
+    decoder = Predictor(model)
+    h, w = image.shape[:2]
+    out = []
+    for i in range(clicks):
+        point = np.array([[(i % 4 + 0.5) * w / 4, (i // 4 + 0.5) * h / 2]])
+        a = decoder.decode(fp32, points=point, labels=np.array([1])).mask(0)
+        b = decoder.decode(bf16, points=point, labels=np.array([1])).mask(0)
+        union = np.logical_or(a, b).sum()
+        out.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
+    return out
+
+
 # -- the benchmark ----------------------------------------------------------------------------
 
 
@@ -240,7 +256,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if official.training or ours.training:
         raise RuntimeError("a model was left in training mode")
 
-    rows: List[str] = []
     checks: List[str] = []
     with torch.inference_mode():
         x, input_size = ours.preprocess(image)
@@ -318,6 +333,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.rounds,
             args.clicks,
         )
+        def ours_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return ours.image_encoder(x)
+
         print("encoder ...", flush=True)
         enc = timed_blocks(
             {
@@ -325,10 +344,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "official": lambda: official.image_encoder(x),
                 "onnxruntime": lambda: enc_sess.run(None, {"image": x_np}),
                 "sgemm": sgemm,
+                "ours_bf16": ours_bf16,
             },
             args.rounds,
             args.encodes,
         )
+        bf16_iou = bf16_mask_iou(ours, image)
 
     sgemm_times = _flat(dec["sgemm"]) + _flat(enc["sgemm"])
     rate = sgemm_gflop / (statistics.median(sgemm_times) / 1000.0)  # GFLOP/s
@@ -401,6 +422,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         "| output | | |",
         "|---|---|---|",
         *checks,
+        "",
+        "## Opt-in: bf16 encoder (`Predictor(model, encoder_dtype=\"bf16\")`)",
+        "",
+        f"Timed in the same rounds: {_spread(_flat(enc['ours_bf16']))} ms (min / median / max); "
+        f"ours bf16 / ours fp32 within a round: {_spread(_round_ratios(enc['ours_bf16'], enc['ours']), '{:.2f}')}; "
+        f"/ ONNX Runtime: {_spread(_round_ratios(enc['ours_bf16'], enc['onnxruntime']), '{:.2f}')}. "
+        f"Mask IoU against fp32 (best candidate, full resolution, {len(bf16_iou)} clicks on a 4 x 2 grid): "
+        f"min {min(bf16_iou):.4f}, median {statistics.median(bf16_iou):.4f}. Fast only where the CPU has bf16 "
+        "arithmetic (AVX512-BF16 or AMX); not the default because of that IoU cost.",
         "",
         "The machine may be shared: the ratios within a round are the figures to compare; absolute times "
         "move with the load average above.",

@@ -19,6 +19,15 @@ the largest job so far instead of falling after each one. Blocks larger than
 glibc's per-thread heap (64 MiB) requested from a thread other than the main
 one are still mapped and unmapped each time.
 
+A heap that keeps its blocks can also hold on to more than the job needs:
+in a minimal loop that allocates one 64 MiB tensor at a time with small
+allocations in between, each freed block was a few bytes short of the next
+aligned request and the heap grew by 64 MiB per round. The engine's own
+patterns do not do that (measured: resident size flat over 30 encodes with
+clicks, 40 clicks with full-resolution masks on a 12 MP photo, and the
+window's 300-image session in ``tests/test_gui_longrun.py``), and
+``tests/test_allocator.py`` checks a convolution loop stays flat.
+
 Process-wide and idempotent; :func:`sam_core.load_model` calls it. A no-op
 where the C library is not glibc, or when ``SAM_CORE_KEEP_MALLOC=1`` is set in
 the environment (to compare, or to keep the C library's defaults).

@@ -14,7 +14,8 @@ Two modes:
 * **Fast** (the default, ``points_per_side=None``): a subset of the 32 x 32
   lattice chosen in rounds by :class:`~sam_core.amg_fast.PromptPlanner` (a
   coarse grid, points the image embedding singles out, then points that
-  settle NMS conflicts), at most :data:`FAST_MAX_PROMPTS` per crop. Every
+  settle NMS conflicts, then points in area no kept mask covers), at most
+  :data:`FAST_MAX_PROMPTS` per crop. Every
   proposal is still a lattice point's candidate, filtered and de-duplicated
   exactly as in the full grid; what differs is which of the full grid's
   proposals are found. Recall and extra masks against the official
@@ -51,14 +52,17 @@ full resolution before filtering):
 * NMS is :func:`sam_core.amg_utils.nms` (exact to torchvision's, ties in
   stable score order).
 
-Why so long: it is the automatic mask generator, as segment-anything's SamAutomaticMaskGenerator is one class: the grid and crop schedule, batched decoding, filtering, de-duplication and the output records share one set of parameters; the numeric helpers are in amg_utils.
+Layout: this module (about 570 lines, the generator class about 430) drives
+crops, batches and the two modes, and keeps the staged filtering in one
+place (Why so long: the generator is one class, as segment-anything's
+SamAutomaticMaskGenerator, sharing one set of parameters); the fast mode's choice of points is in :mod:`sam_core.amg_fast`, the
+kept candidates' bookkeeping and post-processing in :mod:`sam_core.amg_records`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -71,21 +75,14 @@ from .amg_utils import (
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
     coco_area,
-    coco_to_mask,
-    counts_to_coco,
     generate_crop_boxes,
     is_box_near_crop_edge,
-    mask_to_coco,
-    masks_to_boxes,
-    masks_to_rle_counts,
-    nms,
-    rle_counts_to_box,
     release_free_memory,
-    remove_small_regions,
     stability_score,
     threshold_masks,
 )
 from .amg_fast import PromptPlanner, lattice_pixels
+from .amg_records import Cancelled, Found, cat_or_empty, encode_crop_masks, remove_small_regions_and_nms
 from .types import LOW_RES, Candidates, ImageEmbedding
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AutomaticMaskGenerator",
     "Cancelled",
+    "DECODER_BATCH",
     "FAST_LATTICE",
     "FAST_MAX_PROMPTS",
     "FULL_RES_BUDGET",
@@ -101,11 +99,17 @@ __all__ = [
     "MID_RES_MARGIN",
 ]
 
+#: Most prompts the mask decoder runs at once; a larger ``points_per_batch`` is decoded in parts. Its
+#: working memory is about 25 MB per prompt (MobileSAM, CPU): 32 at once ran as fast per prompt as 64
+#: (and 16 about 10 % slower), at half the peak memory.
+DECODER_BATCH = 32
+
 #: Lattice points per side the fast mode chooses its prompts from (the full grid's default).
 FAST_LATTICE = 32
 
 #: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
-FAST_MAX_PROMPTS = 256
+#: About 9 s of decoding on a 2-core CPU; a photo its masks soon cover stops earlier (coffee: 178).
+FAST_MAX_PROMPTS = 224
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
 #: intermediate) held at once while upsampling kept candidates: 2**25 float32
@@ -127,58 +131,6 @@ IMG_SIZE = 1024  # side of the padded model input
 
 ProgressFn = Callable[[int, int], None]
 CancelFlag = Union[threading.Event, Callable[[], bool], None]
-
-
-class Cancelled(Exception):
-    """Raised by :meth:`AutomaticMaskGenerator.generate` when its cancel flag is set."""
-
-
-@dataclass
-class _Found:
-    """Kept candidates of one crop: no masks, only what the output needs.
-
-    While a crop is processed, ``boxes`` (``(n, 4)`` int64 inclusive x0, y0,
-    x1, y1) and ``points`` (``(n, 2)`` float64 x, y) are in crop pixels, one
-    tensor per batch; :meth:`finish` de-duplicates and moves them to image pixels.
-    """
-
-    rles: List[Dict[str, Any]] = field(default_factory=list)
-    boxes: List[torch.Tensor] = field(default_factory=list)
-    iou: List[torch.Tensor] = field(default_factory=list)
-    stability: List[torch.Tensor] = field(default_factory=list)
-    points: List[torch.Tensor] = field(default_factory=list)
-
-    def add(self, rles, boxes, iou, stability, points) -> None:
-        self.rles.extend(rles)
-        self.boxes.append(boxes.cpu())
-        self.iou.append(iou.float().cpu())
-        self.stability.append(stability.float().cpu())
-        self.points.append(points.cpu())
-
-    def finish(
-        self, crop_box: Sequence[int], nms_thresh: float
-    ) -> Tuple[List[Dict[str, Any]], Dict[str, torch.Tensor]]:
-        """Box NMS by predicted IoU, then image coordinates.
-
-        Returns the kept RLEs and a dict of tensors ``boxes`` ``(K, 4)``,
-        ``iou`` ``(K,)``, ``stability`` ``(K,)``, ``points`` ``(K, 2)`` and
-        ``crop`` ``(K, 4)`` (the crop box, xyxy), by descending predicted IoU.
-        """
-        boxes = _cat(self.boxes, (0, 4), torch.int64)
-        iou = _cat(self.iou, (0,), torch.float32)
-        keep = nms(boxes.float(), iou, nms_thresh)
-        x0, y0 = int(crop_box[0]), int(crop_box[1])
-        return [self.rles[i] for i in keep.tolist()], {
-            "boxes": boxes[keep] + torch.tensor([x0, y0, x0, y0]),
-            "iou": iou[keep],
-            "stability": _cat(self.stability, (0,), torch.float32)[keep],
-            "points": _cat(self.points, (0, 2), torch.float64)[keep] + torch.tensor([x0, y0], dtype=torch.float64),
-            "crop": torch.tensor([list(crop_box)], dtype=torch.int64).expand(len(keep), 4),
-        }
-
-
-def _cat(parts: List[torch.Tensor], shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    return torch.cat(parts) if parts else torch.empty(shape, dtype=dtype)
 
 
 class AutomaticMaskGenerator:
@@ -355,7 +307,7 @@ class AutomaticMaskGenerator:
                 per_crop.append(data)
             shapes = {"boxes": (0, 4), "iou": (0,), "stability": (0,), "points": (0, 2), "crop": (0, 4)}
             data = {
-                k: _cat([d[k] for d in per_crop], shape, torch.float64 if k == "points" else torch.float32)
+                k: cat_or_empty([d[k] for d in per_crop], shape, torch.float64 if k == "points" else torch.float32)
                 for k, shape in shapes.items()
             }
             if len(crop_boxes) > 1 and rles:
@@ -369,7 +321,13 @@ class AutomaticMaskGenerator:
                 rles = [rles[i] for i in order.tolist()]
                 data = {k: v[order] for k, v in data.items()}
             if self.min_mask_region_area > 0 and rles:
-                order, rles, boxes = self._remove_small_regions(rles, data["boxes"], is_cancelled)
+                order, rles, boxes = remove_small_regions_and_nms(
+                    rles,
+                    data["boxes"],
+                    self.min_mask_region_area,
+                    max(self.box_nms_thresh, self.crop_nms_thresh),
+                    is_cancelled,
+                )
                 data = {k: v[order] for k, v in data.items()}
                 data["boxes"] = boxes
         release_free_memory()
@@ -399,7 +357,7 @@ class AutomaticMaskGenerator:
         embedding: Optional[ImageEmbedding],
         is_cancelled: Callable[[], bool],
         step: Callable[[], None],
-    ) -> _Found:
+    ) -> Found:
         """Candidates of one crop, filtered but not yet de-duplicated (crop coordinates)."""
         x0, y0, x1, y1 = crop_box
         orig_box = [0, 0, image.shape[1], image.shape[0]]
@@ -410,7 +368,7 @@ class AutomaticMaskGenerator:
         step()
         crop_h, crop_w = y1 - y0, x1 - x0
         points = self.point_grids[layer] * np.array([[crop_w, crop_h]], dtype=np.float64)  # (P, 2) x, y
-        found = _Found()
+        found = Found()
         if self.fast:
             self._fast_rounds(image[y0:y1, x0:x1], points, layer, embedding, crop_box, orig_box, found, is_cancelled, step)
             return found
@@ -450,7 +408,7 @@ class AutomaticMaskGenerator:
         embedding: ImageEmbedding,
         crop_box: List[int],
         orig_box: List[int],
-        found: _Found,
+        found: Found,
         is_cancelled: Callable[[], bool],
         step: Callable[[], None],
     ) -> None:
@@ -481,7 +439,7 @@ class AutomaticMaskGenerator:
         embedding: ImageEmbedding,
         crop_box: List[int],
         orig_box: List[int],
-        found: _Found,
+        found: Found,
         is_cancelled: Callable[[], bool],
         planner: Optional[Tuple[PromptPlanner, np.ndarray]] = None,
     ) -> None:
@@ -548,7 +506,7 @@ class AutomaticMaskGenerator:
             del logits
             if not bool(ok.all()):
                 masks, stab, sub = masks[ok], stab[ok], sub[ok]
-            rles, boxes = self._encode(masks, crop_box, orig_box)
+            rles, boxes = encode_crop_masks(masks, crop_box, orig_box)
             inside = None
             if planner is not None:
                 px = torch.as_tensor(planner[1], device=masks.device)
@@ -591,7 +549,13 @@ class AutomaticMaskGenerator:
         coords = model.transform_coords(points, tuple(embedding.original_size))
         coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
         labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
-        return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
+        if coords_t.shape[0] <= DECODER_BATCH:
+            return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
+        parts = [
+            model.predict_low_res(embedding, coords_t[s : s + DECODER_BATCH], labels_t[s : s + DECODER_BATCH], None, None, True)
+            for s in range(0, coords_t.shape[0], DECODER_BATCH)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _two_step_upsampling(self) -> bool:
         """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).
@@ -603,72 +567,6 @@ class AutomaticMaskGenerator:
 
     def _mask_threshold(self) -> float:
         return float(getattr(self.predictor.model, "mask_threshold", 0.0))
-
-    @staticmethod
-    def _encode(
-        masks: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int]
-    ) -> Tuple[List[Dict[str, Any]], torch.Tensor]:
-        """Encode crop masks over the whole image.
-
-        Parameters
-        ----------
-        masks:
-            ``(N, h, w)`` bool masks of the crop ``crop_box`` ``[x0, y0, x1, y1]``.
-        orig_box:
-            ``[0, 0, W, H]``.
-
-        Returns
-        -------
-        rles, boxes
-            COCO RLEs of size ``(H, W)`` (``counts`` str) and ``(N, 4)`` int64
-            boxes ``x0, y0, x1, y1`` (inclusive) in *crop* pixels, ``[0, 0, 0, 0]``
-            for an empty mask (the official convention).
-        """
-        x0, y0, x1, y1 = (int(v) for v in crop_box)
-        img_w, img_h = int(orig_box[2]), int(orig_box[3])
-        whole = (x0, y0, x1, y1) == (0, 0, img_w, img_h)
-        if not whole:
-            masks = F.pad(masks, (x0, img_w - x1, y0, img_h - y1), value=False)
-        all_counts = masks_to_rle_counts(masks)
-        rles, boxes = [], []
-        for counts in all_counts:
-            rles.append(counts_to_coco(counts, (img_h, img_w)))
-            box = rle_counts_to_box(counts, (img_h, img_w))
-            if not whole and len(counts) > 1:  # non-empty: back to crop pixels
-                box = [box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]
-            boxes.append(box)
-        return rles, torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4)
-
-    # ------------------------------------------------------------------ post-processing
-
-    def _remove_small_regions(
-        self, rles: List[Dict[str, Any]], boxes: torch.Tensor, is_cancelled: Callable[[], bool]
-    ) -> Tuple[torch.Tensor, List[Dict[str, Any]], torch.Tensor]:
-        """Remove small holes and islands, one mask at a time, then NMS again.
-
-        Unchanged masks are preferred over changed ones in the NMS. Returns the
-        kept positions (into the inputs), their RLEs and boxes ``(K, 4)``.
-        """
-        new_rles: List[Dict[str, Any]] = []
-        new_boxes = torch.empty_like(boxes)
-        scores = torch.empty(len(rles), dtype=torch.float32)
-        for i, rle in enumerate(rles):
-            if is_cancelled():
-                raise Cancelled()
-            mask = coco_to_mask(rle)
-            mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
-            mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, "islands")
-            changed = changed_holes or changed_islands
-            scores[i] = 0.0 if changed else 1.0
-            if changed:
-                new_rles.append(mask_to_coco(mask))
-                new_boxes[i] = masks_to_boxes(torch.from_numpy(mask)[None])[0]
-            else:
-                new_rles.append(rle)
-                new_boxes[i] = boxes[i]
-        keep = nms(new_boxes.float(), scores, max(self.box_nms_thresh, self.crop_nms_thresh))
-        return keep, [new_rles[i] for i in keep.tolist()], new_boxes[keep]
-
 
 def _cancel_checker(cancel: CancelFlag) -> Callable[[], bool]:
     if cancel is None:

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from .allocator import tune_allocator
+from .meta_init import MetaBuild, materialize_uninitialised
 from .modeling.image_encoder import ImageEncoderViT
 from .modeling.mask_decoder import MaskDecoder
 from .modeling.prompt_encoder import PromptEncoder
@@ -206,20 +207,15 @@ def build_model(model_type: str, device: Union[str, torch.device, None] = None) 
     tune_allocator()  # large blocks reused, not faulted in afresh (see sam_core.allocator)
     if device is None:
         model = builder()
+    elif torch.device(device).type == "meta":
+        with MetaBuild():
+            model = builder()
     else:
         with torch.device(device):
             model = builder()
     if not getattr(model, "model_type", ""):
         model.model_type = model_type
     return model.eval()
-
-
-def _non_persistent_buffers(model: nn.Module) -> List[str]:
-    names = []
-    for prefix, module in model.named_modules():
-        for name in getattr(module, "_non_persistent_buffers_set", ()):
-            names.append(f"{prefix}.{name}" if prefix else name)
-    return names
 
 
 def _meta_model(model_type: str) -> Optional[SamModel]:
@@ -239,16 +235,12 @@ def _prepare(model: nn.Module, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.T
 def _materialize(meta: Optional[SamModel], model_type: str, device: torch.device) -> SamModel:
     """A model on ``device`` whose parameters are about to be overwritten by a checkpoint.
 
-    For SAM 1 this skips random initialisation (slow for ViT-H) and the host
-    copy: the meta model is materialised uninitialised on ``device`` and its
-    only non-persistent buffers (the pixel statistics) are refilled. Other
-    models are built normally and moved.
+    For SAM 1 (MobileSAM included) this skips random initialisation (slow for
+    ViT-H) and the host copy (:func:`sam_core.meta_init.materialize_uninitialised`).
+    Models with other non-persistent buffers are built normally and moved.
     """
-    if hasattr(meta, "reset_pixel_stats") and sorted(_non_persistent_buffers(meta)) == ["pixel_mean", "pixel_std"]:
-        model = meta.to_empty(device=device)
-        model.reset_pixel_stats()
-        return model
-    return build_model(model_type).to(device)
+    model = materialize_uninitialised(meta, device) if meta is not None else None
+    return model if model is not None else build_model(model_type).to(device)
 
 
 # -- checkpoint reading ------------------------------------------------------------------------

@@ -167,6 +167,17 @@ def test_chunking_does_not_change_the_output(image, monkeypatch):
     assert one == ref
 
 
+def test_decoder_parts_do_not_change_the_output(image, monkeypatch):
+    """A batch larger than DECODER_BATCH is decoded in parts; the proposals are the same."""
+    pred = FakePredictor()
+    ref = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=36).generate(image)
+    calls = pred.model.decode_calls
+    monkeypatch.setattr(amg_mod, "DECODER_BATCH", 5)
+    parts = AutomaticMaskGenerator(pred, points_per_side=6, points_per_batch=36).generate(image)
+    assert parts == ref
+    assert pred.model.decode_calls - calls == 8  # ceil(36 / 5)
+
+
 def test_progress_reports_every_step(image):
     calls = []
     pred = FakePredictor()
@@ -433,7 +444,7 @@ def test_fast_mode_prompts_the_coarse_grid_first(image):
 
     pred.model.predict_low_res = spy
     AutomaticMaskGenerator(pred, points_per_batch=256).generate(image)
-    first = seen[0].numpy()
+    first = torch.cat(seen).numpy()[:128]  # the first round: 64 coarse points and at most 2 x 32 cue points
     lattice = pred.model.transform_coords(_lattice(32, 150, 200), (150, 200))
     coarse = lattice.reshape(32, 32, 2)[1::4, 1::4].reshape(-1, 2)
     for p in coarse:  # every coarse point is in the first round
@@ -484,7 +495,13 @@ def test_planner_prompts_inside_conflicting_different_masks():
     nxt = planner.next_round()
     assert 0 < nxt.size <= 4  # CONFLICT_POINTS per pair
     assert inside_a[nxt].all() and not (set(nxt.tolist()) & set(first.tolist()))
-    assert planner.next_round().size == 0  # the same pair is not settled twice
+    # the same pair is not settled twice: the next round fills uncovered area instead, far from prompts first
+    fill = planner.next_round()
+    assert 0 < fill.size <= 32 and not inside_a[fill].any()
+    assert not (set(fill.tolist()) & (set(first.tolist()) | set(nxt.tolist())))
+    while planner.next_round().size:  # until every lattice point is covered or prompted
+        pass
+    assert (planner.prompted | inside_a).all()
 
 
 def test_planner_ignores_duplicates_and_respects_the_cap():

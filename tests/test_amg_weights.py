@@ -21,6 +21,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from sam_core import Predictor
+from sam_core import amg as amg_mod
 from sam_core.amg import AutomaticMaskGenerator
 from test_amg import _check_records
 
@@ -137,4 +138,4 @@ def test_fast_mode_finds_the_full_grids_masks(mobilesam_model, photos, monkeypat
     extra = int((iou.max(axis=0) < 0.9).sum())
     assert recall >= 0.9, f"{recall:.1%} of the full grid's {len(full)} masks found"
     assert extra <= 0.1 * len(full), f"{extra} of {len(fast)} masks match none of the full grid's"
-    assert sum(prompts) <= 256  # a quarter of the lattice at most (134 measured)
+    assert sum(prompts) <= amg_mod.FAST_MAX_PROMPTS < 1024 / 4  # 178 measured

@@ -38,7 +38,12 @@ class PositionEmbeddingRandom(nn.Module):
         super().__init__()
         if scale is None or scale <= 0.0:
             scale = 1.0
-        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats)))
+        gaussian = torch.empty((2, num_pos_feats))
+        # Only off the meta device: randn and arithmetic on meta tensors run PyTorch's Python reference
+        # kernels, whose first use imports torch._dynamo and sympy (about 1.5 s at launch).
+        if gaussian.device.type != "meta":
+            gaussian = scale * torch.randn((2, num_pos_feats))
+        self.register_buffer("positional_encoding_gaussian_matrix", gaussian)
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         """``coords``: ``(..., 2)`` in ``[0, 1]``, x then y -> ``(..., 2 * num_pos_feats)``."""

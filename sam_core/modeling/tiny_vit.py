@@ -217,15 +217,22 @@ class Mlp(nn.Module):
         return self.fc2(_gelu_fresh(self.fc1(self.norm(x))))
 
 
-def _relative_offset_index(rows: int, cols: int) -> torch.Tensor:
+def _relative_offset_index(rows: int, cols: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """``(N, N)`` int64 index of the offset between every pair of a window's N = rows*cols cells.
 
     Cells are numbered row-major (y, then x). The offset between cells
     ``(y1, x1)`` and ``(y2, x2)`` is ``(|y1-y2|, |x1-x2|)``, numbered
     ``|y1-y2| * cols + |x1-x2|``: the order in which MobileSAM meets the
     offsets, so the index matches its ``attention_biases`` columns.
+
+    Made on ``device`` (CPU by default) even inside a ``torch.device("meta")``
+    block: ``arange`` on the meta device goes through PyTorch's reference
+    implementations, whose first use imports ``torch._dynamo`` and sympy
+    (about 1.5 s at every launch, measured with ``-X importtime``).
     """
-    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij"
+    )
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     return (ys[:, None] - ys[None, :]).abs() * cols + (xs[:, None] - xs[None, :]).abs()
 
@@ -263,8 +270,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, self.dh + 2 * self.nh_kd)
         self.proj = nn.Linear(self.dh, dim)
         rows, cols = resolution
+        self.resolution = (int(rows), int(cols))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, rows * cols))
         self.register_buffer("attention_bias_idxs", _relative_offset_index(rows, cols), persistent=False)
+
+    def reset_non_persistent_buffers(self) -> None:
+        """Recompute ``attention_bias_idxs`` on the parameters' device (after ``to_empty``)."""
+        rows, cols = self.resolution
+        self.attention_bias_idxs = _relative_offset_index(rows, cols, self.attention_biases.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
