@@ -31,7 +31,7 @@ def real_dataset(root: Path):
     """A saved working file ``root/images/annotations.json`` with real masks.
 
     Images: ``voc.jpg`` (19 VOC masks), ``arc/arc.png`` (8 ARC2017 masks),
-    ``empty.png`` (no annotations: a negative). Categories: the 20 VOC classes
+    ``empty.png`` (no annotations, marked done: a negative). Categories: the 20 VOC classes
     in VOC order, then the ARC classes used. Returns ``(dataset, {annotation
     id: original mask})``.
     """
@@ -48,7 +48,8 @@ def real_dataset(root: Path):
     ah, aw = arc["masks"].shape[1:]
     v_img = ds.ensure_image("voc.jpg", vw, vh).id
     a_img = ds.ensure_image("arc/arc.png", aw, ah).id
-    ds.ensure_image("empty.png", 64, 48)
+    negative = ds.ensure_image("empty.png", 64, 48)
+    ds.set_image_extra(negative.id, "state", "done")  # checked and found empty: exported as a negative
     for name in voc["class_names"][1:]:
         ds.add_category(name)
     originals = {}

@@ -445,6 +445,25 @@ class Dataset:
             self._changed()
         return old if isinstance(old, str) else None
 
+    def set_image_extra(self, image_id: int, key: str, value: Any) -> Any:
+        """Set (``value`` ``None``: remove) the extra field ``key`` of image ``image_id``; returns the old value.
+
+        For fields other tools ignore, such as the image's ``"state"``
+        (:mod:`annotator.data.formats.negatives`); the COCO keys themselves
+        (``id``, ``file_name``, ``width``, ``height``) cannot be set this way.
+        """
+        if key in ("id", "file_name", "width", "height"):
+            raise ValueError(f"'{key}' is not an extra field")
+        rec = self.images[image_id]
+        old = rec.extra.get(key)
+        if value is None:
+            rec.extra.pop(key, None)
+        else:
+            rec.extra[key] = _plain(value, f"image {image_id} {key}")
+        if old != value:
+            self._changed()
+        return old
+
     # ------------------------------------------------------------------ categories
 
     def category_by_name(self, name: str) -> Optional[Category]:

@@ -20,8 +20,11 @@ Formats (:data:`FORMATS`); ``coco-*`` write one file, the others a folder:
 
 Polygons cannot carry holes: each annotation whose mask has one is named in
 a warning (its holes are filled); an empty mask is left out, with a warning.
-Every image of the working file gets its output, an empty one when it has no
-annotations (a negative). Folder exports are written all at once
+Every annotated image gets its output, and so does every negative (an image
+marked ``"state": "done"`` with no annotations: an empty label, see
+:mod:`annotator.data.formats.negatives`); an image with no annotations that
+is not marked done has not been checked, so it is left out, with a warning
+(in every format, COCO included). Folder exports are written all at once
 (:mod:`annotator.data.formats.staging`): cancelled or failed, they leave the
 folder as it was; files there that sam-annotator did not write are backed up
 before being replaced; source images and the working file are never written.
@@ -48,6 +51,7 @@ from annotator.data.document import Dataset, dumps_coco
 from annotator.data.formats.common import ExportCancelled, ProgressFn, check_cancel
 from annotator.data.formats.labelme import write_labelme
 from annotator.data.formats.masks import write_masks
+from annotator.data.formats.negatives import leave_out_unchecked, left_out_warning
 from annotator.data.formats.voc import write_voc
 from annotator.data.formats.yolo import write_yolo
 
@@ -72,6 +76,8 @@ DEFAULT_TOLERANCE = 0.25
 
 # the snapshot of a folder export carries the working file's path, which it must never write
 _WORKING_FILE = "sam_annotator_working_file"
+# ... and every snapshot the names of the images it left out (no annotations, not marked done)
+_LEFT_OUT = "sam_annotator_left_out"
 
 
 def _to_polygons(
@@ -184,18 +190,22 @@ def export_data(
     _check_args(fmt, tolerance, voc_border)
     output = Path(output)
     working_file = data.pop(_WORKING_FILE, None)
+    left_out = data.pop(_LEFT_OUT, None)
+    warnings: List[str] = [left_out_warning(left_out)] if left_out else []
     if fmt in FOLDER_FORMATS:
         protected = tuple(os.path.normpath(os.path.join(os.path.abspath(output), img["file_name"])) for img in data["images"])
         if working_file:
             protected += (working_file,)
         if fmt == "yolo-seg":
-            return write_yolo(data, output, tolerance, progress, cancel, copy_images=copy_images, protected=protected)
-        if fmt == "voc":
-            return write_voc(data, output, progress, cancel, border=voc_border, copy_images=copy_images, protected=protected)
-        if fmt == "labelme":
-            return write_labelme(data, output, tolerance, progress, cancel, protected=protected)
-        return write_masks(data, output, progress, cancel, per_image=masks_per_image, protected=protected)
-    warnings: List[str] = []
+            written = write_yolo(data, output, tolerance, progress, cancel, copy_images=copy_images, protected=protected)
+        elif fmt == "voc":
+            written = write_voc(data, output, progress, cancel, border=voc_border, copy_images=copy_images,
+                                protected=protected)
+        elif fmt == "labelme":
+            written = write_labelme(data, output, tolerance, progress, cancel, protected=protected)
+        else:
+            written = write_masks(data, output, progress, cancel, per_image=masks_per_image, protected=protected)
+        return warnings + written
     if fmt == "coco-polygon":
         _to_polygons(data, tolerance, warnings.append, progress, cancel)
     problems = coco.validate_coco(data)
@@ -212,9 +222,11 @@ def snapshot(dataset: Dataset, output: Path, fmt: str = "coco-rle") -> Dict[str,
 
     ``file_name`` values are made relative to the folder the export writes
     into (``output``'s folder for ``coco-*``, ``output`` itself for the
-    others). Raises ``ValueError`` for a polygon export over the working file
-    itself (it would lose the holes) and for a folder format whose
-    ``output`` is an existing file.
+    others). Images with no annotations that are not marked done are left
+    out (:func:`~annotator.data.formats.negatives.leave_out_unchecked`;
+    :func:`export_data` warns about them). Raises ``ValueError`` for a polygon
+    export over the working file itself (it would lose the holes) and for a
+    folder format whose ``output`` is an existing file.
     """
     output = Path(output)
     if fmt in FOLDER_FORMATS:
@@ -222,10 +234,16 @@ def snapshot(dataset: Dataset, output: Path, fmt: str = "coco-rle") -> Dict[str,
             raise ValueError(f"{output} is a file; the {fmt} export writes a folder")
         data = dataset.to_coco(root=output)
         data[_WORKING_FILE] = os.path.abspath(dataset.path)
-        return data
-    if fmt == "coco-polygon" and output.resolve() == Path(dataset.path).resolve():
-        raise ValueError(f"refusing to overwrite the working file {dataset.path} with a lossy polygon export")
-    return dataset.to_coco(root=output.parent)
+    else:
+        if fmt == "coco-polygon" and output.resolve() == Path(dataset.path).resolve():
+            raise ValueError(f"refusing to overwrite the working file {dataset.path} with a lossy polygon export")
+        data = dataset.to_coco(root=output.parent)
+        if output.resolve() == Path(dataset.path).resolve():
+            return data  # a copy over the working file itself keeps every record (states included)
+    left_out = leave_out_unchecked(data)
+    if left_out:
+        data[_LEFT_OUT] = [dataset.images[i].file_name for i in left_out]  # as the working file names them
+    return data
 
 
 def export_dataset(

@@ -11,7 +11,10 @@ Two steps, so that the slow part can run on a worker thread:
    matched by their path relative to the working file's folder, categories by
    name (created in the source's class order when missing), and a mask that
    is already there (same image and category, IoU >= :data:`SAME_MASK_IOU`:
-   a re-import of labels exported from this file) is not added twice.
+   a re-import of labels exported from this file) is not added twice. An
+   image whose label file lists nothing (a negative) is marked
+   ``"state": "done"`` so that exports write it as a negative
+   (:mod:`annotator.data.formats.negatives`).
    It returns an :class:`ImportChanges` (what was added, for undo) and the
    report lines.
 
@@ -30,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
 from annotator.data.formats.common import rle_ious
+from annotator.data.formats.negatives import DONE, STATE_FIELD
 from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
 
 __all__ = [
@@ -66,10 +70,11 @@ class ImportChanges:
     categories: List[int] = field(default_factory=list)  # categories created
     annotations: List[int] = field(default_factory=list)  # annotations added
     images_touched: List[int] = field(default_factory=list)  # every image that got annotations or is a negative
+    states: List[Tuple[int, Optional[str]]] = field(default_factory=list)  # (image id, state before) marked done
 
     @property
     def empty(self) -> bool:
-        return not (self.images or self.categories or self.annotations)
+        return not (self.images or self.categories or self.annotations or self.states)
 
 
 def read_labels(
@@ -145,6 +150,8 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
         if known is None:
             changes.images.append(rec.id)
         changes.images_touched.append(rec.id)
+        if image.negative and not image.annotations:
+            _mark_negative(dataset, rec, image.where, file_name, changes, report)
         present: Dict[int, List[dict]] = {}
         for a in dataset.annotations_for(rec.id):
             present.setdefault(a.category_id, []).append(a.segmentation)
@@ -168,6 +175,21 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
     return changes, report
 
 
+def _mark_negative(dataset: Dataset, rec, where: str, file_name: str, changes: ImportChanges, report: List[str]) -> None:
+    """An empty label file: mark the image done (a negative) unless the working file has masks on it."""
+    present = len(dataset.annotations_for(rec.id))
+    if present:
+        report.append(
+            f"{where}: lists no objects, but the working file has {present} annotation(s) on '{file_name}'; "
+            "they are kept and the image is not marked as a negative"
+        )
+        return
+    old = rec.extra.get(STATE_FIELD)
+    if old != DONE:
+        dataset.set_image_extra(rec.id, STATE_FIELD, DONE)
+        changes.states.append((rec.id, old if isinstance(old, str) else None))
+
+
 def import_labels(
     dataset: Dataset,
     src: Path,
@@ -181,11 +203,14 @@ def import_labels(
 
 
 def undo_import(dataset: Dataset, changes: ImportChanges) -> None:
-    """Remove what :func:`apply_plan` added: its annotations, then the categories it created.
+    """Remove what :func:`apply_plan` added: its annotations, then the categories it created; states go back.
 
     Image records it created stay (the document has no way to remove one); they
-    hold no annotations afterwards.
+    hold no annotations afterwards, and no state (so exports leave them out).
     """
+    for image_id, old in reversed(changes.states):
+        if image_id in dataset.images:
+            dataset.set_image_extra(image_id, STATE_FIELD, old)
     for aid in reversed(changes.annotations):
         if aid in dataset.annotations:
             dataset.remove_annotation(aid)
