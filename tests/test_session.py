@@ -634,8 +634,13 @@ def test_ctrl_s_and_export_menu(qtbot, fake_window, image_folder, monkeypatch, t
     infos = []
     monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: infos.append(a[2]))
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: pytest.fail(f"export failed: {a[2]}"))
-    monkeypatch.setattr(QFileDialog, "getSaveFileName",
-                        lambda *a, **k: (str(out), "COCO JSON, polygons (*.json)"))
+    from annotator.ui.format_dialogs import ExportChoice, ExportDialog
+
+    def choose(fmt):  # File → Export's dialog: pick the format, press Export…
+        monkeypatch.setattr(ExportDialog, "exec", lambda d: (d.set_choice(ExportChoice(fmt)), 1)[1])
+
+    choose("coco-polygon")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "COCO JSON (*.json)"))
     ctrl_shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
     # File → Export runs on the export thread: the status bar shows its progress, the file appears after
     with qtbot.waitSignal(s.exportFinished, timeout=20_000) as done:
@@ -646,7 +651,7 @@ def test_ctrl_s_and_export_menu(qtbot, fake_window, image_folder, monkeypatch, t
     assert all(isinstance(a["segmentation"], list) for a in data["annotations"])
     assert infos and "hole" in infos[0]
     assert coco.validate_coco(data) == []
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "COCO JSON, RLE masks (*.json)"))
+    choose("coco-rle")
     infos.clear()
     with qtbot.waitSignal(s.exportFinished, timeout=20_000):
         key(qtbot, w, Qt.Key.Key_E, ctrl_shift)

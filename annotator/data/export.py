@@ -120,7 +120,8 @@ def _to_polygons(
     data["annotations"] = kept
 
 
-def _check_args(fmt: str, tolerance: float, voc_border: int = 0) -> None:
+def check_args(fmt: str, tolerance: float, voc_border: int = 0) -> None:
+    """Raise ``ValueError`` (with a message for the user) for an unknown format or a bad option."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance < 0:
@@ -187,7 +188,7 @@ def export_data(
     ExportCancelled
         ``cancel`` was set.
     """
-    _check_args(fmt, tolerance, voc_border)
+    check_args(fmt, tolerance, voc_border)
     output = Path(output)
     working_file = data.pop(_WORKING_FILE, None)
     left_out = data.pop(_LEFT_OUT, None)
@@ -260,6 +261,6 @@ def export_dataset(
     :func:`snapshot` then :func:`export_data` (see there for the parameters,
     the keyword ``options`` and the errors).
     """
-    _check_args(fmt, tolerance, options.get("voc_border", 0))
+    check_args(fmt, tolerance, options.get("voc_border", 0))
     output = Path(output)
     return export_data(snapshot(dataset, output, fmt), output, fmt, tolerance, progress, cancel, **options)

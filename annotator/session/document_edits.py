@@ -309,6 +309,10 @@ class DocumentEdits(QObject):
         self.dataset.restore_category(removed)
         self._categories_edited()
 
+    def apply_changed(self, image_ids) -> None:
+        """The document was changed in one go outside these methods (an import's ``apply_plan``): save, refresh."""
+        self._annotations_edited(image_ids)
+
     def _annotations_edited(self, image_ids) -> None:
         # Saved at once, not debounced: once an accept (or delete) shows, it is on disk, so a crash or
         # kill at any moment after it loses nothing (a save costs a few ms for a typical file).

@@ -1,26 +1,66 @@
-"""File → Export in the background: a COCO copy of the document written on its own thread.
+"""File → Export in the background: the document written in any export format on its own thread.
 
 The document is copied on the GUI thread (:func:`annotator.data.export.snapshot`);
-the conversion (RLE or polygons), validation and the atomic write run on a
-:class:`annotator.workers.jobs.JobService` thread, with progress and Cancel.
+the conversion (RLE, polygons, label files, PNGs), validation and the
+all-or-nothing write run on a :class:`annotator.workers.jobs.JobService`
+thread, with progress and Cancel. The result is an :class:`ExportSummary`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from PySide6.QtCore import QObject, Signal
 
+from annotator.data.export import DEFAULT_TOLERANCE
 from annotator.workers.jobs import JobService
 
 
+@dataclass(frozen=True)
+class ExportSummary:
+    """What one export wrote: ``images`` (of which ``negatives`` with no annotations), ``annotations``.
+
+    ``skipped``: empty masks left out (every format but ``coco-rle`` leaves
+    them out); ``warnings``: one sentence each (holes filled, overlaps, images
+    left out, files backed up...).
+    """
+
+    path: Path
+    fmt: str
+    images: int
+    negatives: int
+    annotations: int
+    skipped: int
+    warnings: Tuple[str, ...]
+
+    def text(self) -> str:
+        """One line for the status bar."""
+        negatives = f" ({self.negatives} with no annotations)" if self.negatives else ""
+        skipped = f"; {self.skipped} empty mask(s) left out" if self.skipped else ""
+        warned = f"; {len(self.warnings)} warning(s)" if self.warnings else ""
+        return (f"Exported {self.images} image(s){negatives} and {self.annotations} annotation(s) as {self.fmt} "
+                f"to {self.path}{skipped}{warned}")
+
+
+def _summarise(data: Dict[str, Any], path: Path, fmt: str) -> Dict[str, Any]:
+    """The counts of an export's snapshot (taken before the writers change it)."""
+    from annotator.data import coco
+
+    annotated = {a["image_id"] for a in data["annotations"]}
+    empty = 0 if fmt == "coco-rle" else sum(1 for a in data["annotations"] if coco.rle_area(a["segmentation"]) == 0)
+    return dict(path=path, fmt=fmt, images=len(data["images"]),
+                negatives=sum(1 for img in data["images"] if img["id"] not in annotated),
+                annotations=len(data["annotations"]) - empty, skipped=empty)
+
+
 class ExportRunner(QObject):
-    """One export at a time: ``exportProgress``, then ``exportFinished(path, warnings)`` or ``exportFailed``."""
+    """One export at a time: ``exportProgress``, then ``exportFinished(path, summary)`` or ``exportFailed``."""
 
     exportProgress = Signal(int, int, str)  # done, total (0: unknown), text
     exportRunning = Signal(bool)
-    exportFinished = Signal(object, object)  # Path written, list of warnings
+    exportFinished = Signal(object, object)  # Path written, ExportSummary
     exportFailed = Signal(str)  # message for the user
     statusMessage = Signal(str, int)
 
@@ -37,9 +77,14 @@ class ExportRunner(QObject):
     def running(self) -> bool:
         return self.jobs.running
 
-    def start(self, dataset, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> bool:
-        """Export ``dataset`` (as it is now, saved or not) to ``path``; ``False`` (with ``exportFailed``) if it
-        cannot start."""
+    def start(self, dataset, path: Path, fmt: str = "coco-rle", tolerance: float = DEFAULT_TOLERANCE,
+              **options: Any) -> bool:
+        """Export ``dataset`` (as it is now, saved or not) to ``path`` (a file for ``coco-*``, else a folder).
+
+        ``options``: :func:`annotator.data.export.export_data`'s keywords
+        (``copy_images``, ``voc_border``, ``masks_per_image``). ``False``
+        (with ``exportFailed``) if it cannot start.
+        """
         from annotator.data import export
 
         if dataset is None:
@@ -47,12 +92,13 @@ class ExportRunner(QObject):
             return False
         path = Path(path)
         try:
+            export.check_args(fmt, tolerance, options.get("voc_border", 0))
             data = export.snapshot(dataset, path, fmt)
         except ValueError as exc:
             self.exportFailed.emit(str(exc))
             return False
         self._path = path
-        self.jobs.submit(_export_job, data, path, fmt, tolerance)
+        self.jobs.submit(_export_job, data, path, fmt, tolerance, options)
         self.exportRunning.emit(True)
         self.exportProgress.emit(0, 0, f"Exporting {path.name}…")
         return True
@@ -69,9 +115,9 @@ class ExportRunner(QObject):
         self.exportRunning.emit(False)
         return path
 
-    def _on_finished(self, _job_id: int, warnings: List[str]) -> None:
+    def _on_finished(self, _job_id: int, summary: ExportSummary) -> None:
         path = self._end()
-        self.exportFinished.emit(path, list(warnings))
+        self.exportFinished.emit(path, summary)
 
     def _on_failed(self, _job_id: int, message: str) -> None:
         self._end()
@@ -81,8 +127,9 @@ class ExportRunner(QObject):
         self._end()
 
 
-def export_now(dataset, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> List[str]:
-    """Write a COCO copy now, on this thread (``"coco-rle"`` or ``"coco-polygon"``); returns warnings.
+def export_now(dataset, path: Path, fmt: str = "coco-rle", tolerance: float = DEFAULT_TOLERANCE,
+               **options: Any) -> List[str]:
+    """Export now, on this thread (any format; see :meth:`ExportRunner.start`); returns warnings.
 
     Raises OSError or ValueError with a message for the user.
     """
@@ -90,15 +137,18 @@ def export_now(dataset, path: Path, fmt: str = "coco-rle", tolerance: float = 1.
 
     if dataset is None:
         raise ValueError("no folder is open")
-    return list(export.export_dataset(dataset, Path(path), fmt, tolerance))
+    return list(export.export_dataset(dataset, Path(path), fmt, tolerance, **options))
 
 
-def _export_job(data: dict, path: Path, fmt: str, tolerance: float, *, report, cancel) -> List[str]:
-    """The export's job (export thread): convert, validate and write a COCO snapshot."""
+def _export_job(data: dict, path: Path, fmt: str, tolerance: float, options: Dict[str, Any], *, report,
+                cancel) -> ExportSummary:
+    """The export's job (export thread): convert, validate and write a snapshot; returns its summary."""
     from annotator.data import export
 
     report(0, 0, f"Exporting {path.name}…")
-    return export.export_data(
+    counts = _summarise(data, path, fmt)
+    warnings = export.export_data(
         data, path, fmt, tolerance, progress=lambda done, total: report(done, total, f"Exporting {path.name}…"),
-        cancel=cancel,
+        cancel=cancel, **options,
     )
+    return ExportSummary(warnings=tuple(warnings), **counts)

@@ -22,7 +22,9 @@
   Ctrl+click selection of annotations on the canvas;
 * :class:`~annotator.session.style.OverlayStyle` (``session.style``): the
   one owner of the overlays' opacity;
-* :class:`~annotator.session.exporting.ExportRunner` (``session.exports``).
+* :class:`~annotator.session.exporting.ExportRunner` (``session.exports``);
+* :class:`~annotator.session.importing.ImportRunner` (``session.imports``):
+  File → Import's reading (on its own thread) and its one undoable step.
 
 The facade routes user actions (a click goes to the review while one is open,
 else to the prompt), orchestrates what spans parts (an image change, a model
@@ -48,12 +50,14 @@ from typing import Any, Dict, List, Optional
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+from annotator.data.export import DEFAULT_TOLERANCE
 from annotator.data.prompts import PromptState, clamp_box, inside
 from annotator.session.accepting import AcceptPipeline
 from annotator.session.document_edits import DocumentEdits
 from annotator.session.editing import MaskEditing
 from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
+from annotator.session.importing import ImportRunner
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
@@ -126,7 +130,7 @@ class Session(QObject):
     saveFailed = Signal(str)
     exportProgress = Signal(int, int, str)  # done, total (0: unknown), text
     exportRunning = Signal(bool)
-    exportFinished = Signal(object, object)  # Path written, list of warnings
+    exportFinished = Signal(object, object)  # Path written, ExportSummary
     exportFailed = Signal(str)  # message for the user
 
     def __init__(
@@ -165,6 +169,7 @@ class Session(QObject):
                                    self.accepts, self.style, self)
         self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
+        self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
         self._wire()
 
     def _annotation_rles(self, path: Path) -> List[Dict[str, Any]]:
@@ -182,7 +187,7 @@ class Session(QObject):
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
-        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking, self.regions):
+        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking, self.regions, self.imports):
             part.statusMessage.connect(self.statusMessage)
         self.editing.draftOverlayChanged.connect(self.draftOverlayChanged)
         self.editing.strokeDone.connect(self.strokeDone)
@@ -497,13 +502,15 @@ class Session(QObject):
         star = "*" if self.dirty else ""
         return f"{star}{self.dataset.path.name} — {self.folder} — sam-annotator"
 
-    def export_coco(self, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> List[str]:
-        """Write a COCO copy now, on this thread; the window uses :meth:`start_export` (a thread, with progress)."""
-        return export_now(self.dataset, path, fmt, tolerance)
+    def export_coco(self, path: Path, fmt: str = "coco-rle", tolerance: float = DEFAULT_TOLERANCE,
+                    **options: Any) -> List[str]:
+        """Export now, on this thread; the window uses :meth:`start_export` (a thread, with progress)."""
+        return export_now(self.dataset, path, fmt, tolerance, **options)
 
-    def start_export(self, path: Path, fmt: str = "coco-rle", tolerance: float = 1.0) -> bool:
-        """Export in the background: ``exportProgress``, then ``exportFinished(path, warnings)`` or ``exportFailed``."""
-        return self.exports.start(self.dataset, path, fmt, tolerance)
+    def start_export(self, path: Path, fmt: str = "coco-rle", tolerance: float = DEFAULT_TOLERANCE,
+                     **options: Any) -> bool:
+        """Export in the background: ``exportProgress``, then ``exportFinished(path, summary)`` or ``exportFailed``."""
+        return self.exports.start(self.dataset, path, fmt, tolerance, **options)
 
     cancel_export = _part("exports", "cancel")
 
@@ -522,6 +529,7 @@ class Session(QObject):
         self.gate.clear()
         c = self.everything.shutdown(timeout_ms)
         d = self.exports.shutdown(timeout_ms)
+        e = self.imports.shutdown(timeout_ms)
         a = self.encoder.shutdown(timeout_ms)
         b = self.decoder.shutdown(timeout_ms)
-        return a and b and c and d
+        return a and b and c and d and e

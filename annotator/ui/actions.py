@@ -90,8 +90,13 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     ActionSpec("open_folder", "&Open Folder…", "File", "Open a folder of images", ("Ctrl+O",)),
     ActionSpec("save", "&Save", "File", "Save the annotations now (also done after every change while autosave is on)",
                ("Ctrl+S",)),
-    ActionSpec("export_coco", "&Export COCO…", "File", "Write a copy as COCO JSON (RLE or polygons)",
+    # (named export_coco still: users' shortcut settings are stored by action name)
+    ActionSpec("export_coco", "&Export…", "File",
+               "Write a copy as COCO (RLE or polygons), YOLO segmentation, Pascal VOC, labelme or mask PNGs",
                ("Ctrl+Shift+E",)),
+    ActionSpec("import_labels", "&Import Labels…", "File",
+               "Add labelme, YOLO, VOC or COCO labels to the working file (a report first; one undoable step)",
+               ("Ctrl+Shift+I",)),
     ActionSpec("choose_checkpoint", "Load &Checkpoint…", "File", "Load SAM weights from a file"),
     ActionSpec("quit", "&Quit", "File", "Save and quit", ("Ctrl+Q",)),
     # Edit

@@ -1,4 +1,6 @@
-"""The window's questions and reports about files: open a folder, a bad working file, saving, export, quitting unsaved.
+"""The window's questions and reports about files: open a folder, a bad working file, saving, quitting unsaved.
+
+(Export and import: :mod:`annotator.ui.format_dialogs`.)
 
 :class:`FileDialogs` asks the user (file choosers, message boxes) and hands
 the answer to the session; it computes nothing itself. A bad working file is
@@ -8,7 +10,7 @@ never overwritten without the user's say.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
@@ -149,29 +151,3 @@ class FileDialogs:
             return False
         self._status(f"Saved a copy to {written}", 5000)
         return True
-
-    # -- export ----------------------------------------------------------------------
-
-    def export_coco(self) -> None:
-        """Ask for a target file and format, then start the export in the background."""
-        dataset = self._session.dataset
-        if dataset is None:
-            self._status("Open a folder first", 3000)
-            return
-        rle, poly = "COCO JSON, RLE masks (*.json)", "COCO JSON, polygons (*.json)"
-        default = dataset.path.with_name("coco_export.json")
-        target, chosen = QFileDialog.getSaveFileName(self._window, "Export COCO", str(default), f"{rle};;{poly}", rle)
-        if not target:
-            return
-        self._session.start_export(Path(target), "coco-polygon" if chosen == poly else "coco-rle")
-
-    def export_finished(self, path: Path, warnings: List[str]) -> None:
-        self._status(f"Exported {path}", 5000)
-        if warnings and self._window.interactive:
-            more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
-            QMessageBox.information(self._window, "Exported with warnings", "\n".join(warnings[:20]) + more)
-
-    def export_failed(self, message: str) -> None:
-        self._status(f"Export failed: {message.splitlines()[0] if message else ''}")
-        if self._window.interactive:
-            QMessageBox.warning(self._window, "Export failed", message)

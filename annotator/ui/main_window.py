@@ -4,9 +4,10 @@ It computes nothing: every behaviour lives in :class:`annotator.session.session.
 (a facade over the session's parts: images, prompting, document edits, the
 accept pipeline, the segment-everything review, export), the canvas
 (:mod:`annotator.ui.canvas`: view, overlays, input tools; :mod:`annotator.ui.brush`:
-the brush and eraser and the switch to them) or a panel (display). The questions it asks the user live in three helpers:
+the brush and eraser and the switch to them) or a panel (display). The questions it asks the user live in four helpers:
 :class:`~annotator.ui.file_dialogs.FileDialogs` (folders, the working file,
-saving, export), :class:`~annotator.ui.model_dialogs.ModelDialogs`
+saving), :class:`~annotator.ui.format_dialogs.FormatDialogs` (export, import),
+:class:`~annotator.ui.model_dialogs.ModelDialogs`
 (checkpoint, load failures, the weights download) and
 :class:`~annotator.ui.app_dialogs.AppDialogs` (help, About, error reports,
 Preferences). The menus and toolbar come from the one action table
@@ -32,6 +33,7 @@ from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
 from annotator.ui.file_dialogs import FileDialogs
+from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
 from annotator.ui.settings import Settings, apply_shortcuts
@@ -123,6 +125,7 @@ class MainWindow(QMainWindow):
         for w in (self.everything_progress, self.export_progress, self.encoder_status, self.position_label,
                   self.zoom_label, self.answer_label, self.model_label):
             self.statusBar().addPermanentWidget(w)
+        self.format_dialogs = FormatDialogs(self)  # File → Export… and Import… (adds the import's progress)
 
         self.actions_by_name: Dict[str, QAction] = actions.build_actions(self, self._handlers())
         actions.build_menus(self.menuBar(), self.actions_by_name)
@@ -157,7 +160,8 @@ class MainWindow(QMainWindow):
         handlers: Dict[str, object] = {
             "open_folder": files.choose_folder,
             "save": files.save,
-            "export_coco": files.export_coco,
+            "export_coco": self.format_dialogs.export,
+            "import_labels": self.format_dialogs.import_labels,
             "choose_checkpoint": models.choose_checkpoint,
             "quit": self.close,
             "undo": s.undo,
@@ -249,8 +253,7 @@ class MainWindow(QMainWindow):
         s.exportRunning.connect(lambda on: self.export_progress.start("Exporting…") if on
                                 else self.export_progress.finish())
         s.exportProgress.connect(self.export_progress.set_progress)
-        s.exportFinished.connect(files.export_finished)
-        s.exportFailed.connect(files.export_failed)
+        self.format_dialogs.wire()
         self.export_progress.cancelRequested.connect(s.cancel_export)
         # widgets -> session
         c.pointClicked.connect(s.add_point)
@@ -367,7 +370,9 @@ class MainWindow(QMainWindow):
         self.encoder_status.stop()
         self.everything_progress.finish()
         self.export_progress.finish()
-        if self.session.encoder.busy or self.session.everything.running or self.session.exporting:
+        self.format_dialogs.import_progress.finish()
+        if (self.session.encoder.busy or self.session.everything.running or self.session.exporting
+                or self.session.imports.running):
             self.hide()  # the window goes at once; the encode in flight may take a moment to finish
             QApplication.processEvents()
         self.session.shutdown()

@@ -1,0 +1,287 @@
+"""File → Import: read labels on a worker thread, show what would be imported, then add it as ONE undoable step.
+
+Three stages, each with its own signal:
+
+1. :meth:`ImportRunner.read` reads the source with
+   :func:`annotator.data.formats.importing.read_labels` on a
+   :class:`~annotator.workers.jobs.JobService` thread (``importProgress``,
+   Cancel), so a large source never freezes the window.
+2. ``previewReady(ImportPreview)``: the plan, restricted to the open folder's
+   images and those the working file records (matched by path relative to
+   the working file; an image elsewhere is listed as unmatched, never
+   silently dropped), with the counts and the report lines to show *before*
+   anything changes.
+3. :meth:`ImportRunner.apply` pushes one :class:`ImportCommand`: the plan is
+   added with :func:`~annotator.data.formats.importing.apply_plan` (only ever
+   adding; the working file is then saved as after any edit, backed up once
+   per session first); Ctrl+Z removes exactly the annotations and categories
+   it created and puts image states back; Ctrl+Shift+Z adds them again with
+   the same ids. ``imported(ImportResult)`` follows.
+
+Where the images are: YOLO and VOC labels pair with images by their path
+without extension, so the window reads them against the open folder (labels
+exported from this folder pair with its images, whether or not the export
+copied them). labelme JSON names its image (``imagePath``), with the open
+folder as the fallback; COCO ``file_name`` is relative to the JSON file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, apply_plan
+from annotator.data.formats.negatives import DONE, STATE_FIELD
+from annotator.data.formats.plan import ImportFailed, shown
+from annotator.workers.jobs import JobService
+
+__all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner", "images_folder_for"]
+
+
+def images_folder_for(fmt: str, folder: Path) -> Optional[Path]:
+    """The ``images`` argument of ``read_labels`` for a source read against the open ``folder`` (see the module notes)."""
+    return None if fmt == "coco" else folder
+
+
+@dataclass
+class ImportPreview:
+    """What an import would add to the open working file, for the user to confirm.
+
+    ``plan`` holds only the images of the open folder; ``unmatched`` has a
+    line for each image of the source that is not there; ``problems`` the
+    reader's report (bad lines, unknown classes, label files without images,
+    images without labels...). ``dataset``: the document it was read for
+    (applying it to another one is refused).
+    """
+
+    plan: ImportPlan
+    dataset: Any
+    unmatched: List[str] = field(default_factory=list)
+    new_categories: List[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> List[str]:
+        return list(self.plan.report)
+
+    @property
+    def images(self) -> int:
+        """Images that would get annotations or be marked as negatives."""
+        return sum(1 for img in self.plan.images if img.annotations or img.negative)
+
+    @property
+    def negatives(self) -> int:
+        return sum(1 for img in self.plan.images if img.negative and not img.annotations)
+
+    @property
+    def annotations(self) -> int:
+        return self.plan.annotation_count
+
+    def text(self) -> str:
+        """The summary shown above the report lines."""
+        return (
+            f"{self.images} image(s) of the open folder matched ({self.negatives} with no objects: marked done), "
+            f"{self.annotations} annotation(s), {len(self.new_categories)} new categor"
+            f"{'y' if len(self.new_categories) == 1 else 'ies'}"
+            f"{': ' + ', '.join(self.new_categories) if self.new_categories else ''}; "
+            f"{len(self.unmatched)} image(s) not in the open folder, {len(self.problems)} problem(s) in the source."
+        )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an applied import added (``changes``) and its report (the preview's lines, then apply_plan's)."""
+
+    source: Path
+    fmt: str
+    changes: ImportChanges
+    report: Tuple[str, ...]
+
+    def text(self) -> str:
+        c = self.changes
+        return (f"Imported {len(c.annotations)} annotation(s) on {len(c.images_touched)} image(s) and "
+                f"{len(c.categories)} new categor{'y' if len(c.categories) == 1 else 'ies'} from {self.source}"
+                f"{f'; {len(self.report)} line(s) reported' if self.report else ''} (Ctrl+Z undoes it)")
+
+
+class ImportCommand(QUndoCommand):
+    """One import as one user step (see the module notes). ``edits``: the session's DocumentEdits."""
+
+    def __init__(self, edits, plan: ImportPlan) -> None:
+        super().__init__(f"Import {plan.fmt} labels")
+        self.edits = edits
+        self.plan = plan
+        self.changes: Optional[ImportChanges] = None
+        self.report: List[str] = []
+        self._removed_annotations: list = []
+        self._removed_categories: list = []
+
+    def redo(self) -> None:
+        ds = self.edits.dataset
+        if self.changes is None:  # the first time: add the plan
+            self.changes, self.report = apply_plan(ds, self.plan)
+        else:  # again after an undo: the same records, same ids
+            for removed in reversed(self._removed_categories):
+                self.edits.apply_restore_category(removed)
+            for image_id, _old in self.changes.states:
+                ds.set_image_extra(image_id, STATE_FIELD, DONE)
+            for ann in self._removed_annotations:
+                ds.add_annotation(ann)
+        self.edits.apply_changed(self.changes.images_touched)  # one save, one refresh
+
+    def undo(self) -> None:
+        ds, changes = self.edits.dataset, self.changes
+        for image_id, old in reversed(changes.states):
+            ds.set_image_extra(image_id, STATE_FIELD, old)
+        self._removed_annotations = self.edits.apply_remove_annotations(
+            [aid for aid in changes.annotations if aid in ds.annotations]
+        )
+        self._removed_categories = [
+            self.edits.apply_remove_category(cid, None) for cid in reversed(changes.categories) if cid in ds.categories
+        ]
+        self.edits.apply_changed(changes.images_touched)
+
+
+class ImportRunner(QObject):
+    """File → Import's session part: one read at a time, then one undoable apply.
+
+    Parameters
+    ----------
+    edits
+        The session's :class:`~annotator.session.document_edits.DocumentEdits` (the document).
+    images
+        The :class:`~annotator.session.navigation.ImageNavigator` (the open folder's images).
+    undo_stack, gate
+        The session's undo stack and action gate (an apply waits behind an accept in flight).
+    jobs
+        The reading thread (default: a new :class:`JobService` ``"sam-import"``).
+    """
+
+    importProgress = Signal(int, int, str)  # done, total (0: unknown), text
+    importRunning = Signal(bool)
+    previewReady = Signal(object)  # ImportPreview
+    importFailed = Signal(str)  # message for the user
+    imported = Signal(object)  # ImportResult
+    statusMessage = Signal(str, int)
+
+    def __init__(self, edits, images, undo_stack: QUndoStack, gate, jobs: Optional[JobService] = None,
+                 parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._edits = edits
+        self._images = images
+        self._undo_stack = undo_stack
+        self._gate = gate
+        self.jobs = jobs if jobs is not None else JobService("sam-import", self)
+        self.jobs.progress.connect(lambda _id, done, total, text: self.importProgress.emit(done, total, text))
+        self.jobs.finished.connect(self._on_finished)
+        self.jobs.failed.connect(self._on_failed)
+        self.jobs.cancelled.connect(lambda _id: self._end())
+        self._reading: Optional[Tuple[Any, Path]] = None  # (dataset, folder) the read in flight is for
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def read(self, source: Path, fmt: str) -> bool:
+        """Start reading ``source`` (``fmt`` one of ``IMPORT_FORMATS``) for the open working file.
+
+        ``previewReady`` or ``importFailed`` follows; ``False`` (with
+        ``importFailed``) when it cannot start.
+        """
+        ds, folder = self._edits.dataset, self._images.folder
+        if ds is None:
+            self.importFailed.emit("Open a folder first: labels are imported into its working file.")
+            return False
+        if ds.read_only:
+            self.importFailed.emit(f"{ds.path} is open read-only ({ds.read_only}); nothing can be imported into it.")
+            return False
+        if fmt not in IMPORT_FORMATS:
+            self.importFailed.emit(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+            return False
+        folder = Path(folder) if folder is not None else ds.image_dir
+        self._reading = (ds, folder)
+        self.jobs.submit(_read_job, Path(source), fmt, images_folder_for(fmt, folder))
+        if not self._running:
+            self._running = True
+            self.importRunning.emit(True)
+        self.importProgress.emit(0, 0, f"Reading {Path(source).name}…")
+        return True
+
+    def cancel(self) -> None:
+        if self.jobs.cancel():
+            self.statusMessage.emit("Import cancelled", 3000)
+
+    def shutdown(self, timeout_ms: int = -1) -> bool:
+        done = self.jobs.shutdown(timeout_ms)
+        self._end()
+        return done
+
+    def apply(self, preview: ImportPreview) -> Optional[ImportResult]:
+        """Add ``preview``'s plan as one undoable step (behind the action gate); ``imported`` follows."""
+        return self._gate.call(self._apply, preview)
+
+    def _apply(self, preview: ImportPreview) -> Optional[ImportResult]:
+        if preview.dataset is not self._edits.dataset:
+            self.importFailed.emit("Another working file is open now; read the labels again to import them into it.")
+            return None
+        command = ImportCommand(self._edits, preview.plan)
+        self._undo_stack.push(command)
+        result = ImportResult(preview.plan.source, preview.plan.fmt, command.changes,
+                              tuple(preview.unmatched) + tuple(command.report))
+        self.imported.emit(result)
+        return result
+
+    def _end(self) -> None:
+        self._reading = None
+        if self._running:
+            self._running = False
+            self.importRunning.emit(False)
+
+    def _on_failed(self, _job_id: int, message: str) -> None:
+        self._end()
+        self.importFailed.emit(message)
+
+    def _on_finished(self, _job_id: int, outcome: Tuple[Optional[ImportPlan], str]) -> None:
+        reading = self._reading
+        self._end()
+        plan, problem = outcome
+        if plan is None:
+            self.importFailed.emit(problem)
+            return
+        if reading is None or reading[0] is not self._edits.dataset:
+            self.statusMessage.emit("The labels were read for a folder that is no longer open; not imported", 5000)
+            return
+        self.previewReady.emit(_preview(plan, reading[0], self._images.paths, reading[1]))
+
+
+def _preview(plan: ImportPlan, dataset, paths, folder: Path) -> ImportPreview:
+    """Keep the plan's images that are the open folder's (``paths``) or the working file's; list the others."""
+    ours = {os.path.normcase(os.path.abspath(p)) for p in paths}
+    kept, unmatched = [], []
+    for img in plan.images:
+        recorded = dataset.image_by_name(dataset.relative_name(img.path)) is not None
+        if recorded or os.path.normcase(os.path.abspath(img.path)) in ours:
+            kept.append(img)
+        else:
+            unmatched.append(f"{img.where}: its image {shown(img.path, folder)} is not one of the open folder's "
+                             "images nor in the working file; not imported")
+    plan.images = kept
+    names = list(plan.categories) + [a.category for img in kept for a in img.annotations]
+    new = [n for n in dict.fromkeys(n.strip() for n in names) if n and dataset.category_by_name(n) is None]
+    return ImportPreview(plan, dataset, unmatched, new)
+
+
+def _read_job(source: Path, fmt: str, images: Optional[Path], *, report, cancel) -> Tuple[Optional[ImportPlan], str]:
+    """The import's job (import thread): ``(plan, "")``, or ``(None, message)`` when nothing can be read."""
+    from annotator.data.formats.importing import read_labels
+
+    text = f"Reading {source.name}…"
+    try:
+        return read_labels(source, fmt, images, lambda done, total: report(done, total, text), cancel), ""
+    except ImportFailed as exc:
+        return None, str(exc)
