@@ -327,3 +327,32 @@ def test_import_of_a_source_that_is_not_in_the_format_says_why(qtbot, annotated,
         w.actions_by_name["import_labels"].trigger()
     assert warned and "no labels/ folder" in warned[0]
     assert w.statusBar().currentMessage().startswith("Import failed:")
+
+
+@pytest.mark.parametrize("fmt", ["labelme", "voc", "coco"])
+def test_import_each_of_our_exports_into_a_fresh_working_file(qtbot, make_window, tmp_path, monkeypatch, fmt):
+    """Our exporter's files come back through File → Import: same masks (COCO RLE: exact; VOC: exact where
+    nothing overlaps; labelme polygons: IoU >= 0.98 against the mask with holes filled); the negative is marked done."""
+    ds, originals = real_dataset(tmp_path)
+    out = tmp_path / "export"
+    out.mkdir()
+    export_dataset(ds, out / "coco.json" if fmt == "coco" else out, "coco-rle" if fmt == "coco" else fmt)
+    fresh = tmp_path / "images" / "fresh.json"
+    w = make_window(tmp_path / "images", output=fresh)
+    result, (summary, lines, _) = _import(qtbot, w, monkeypatch, fmt, out / "coco.json" if fmt == "coco" else out)
+    assert summary.startswith("2 image(s) of the open folder matched (1 with no objects: marked done), 19 annotation(s)")
+    assert "arc/arc.png is not one of the open folder's images" in lines  # in a sub-folder the window does not list
+    back = w.session.dataset
+    assert back.image_by_name("empty.png").extra["state"] == "done"
+    src = ds.annotations_for(ds.image_by_name("voc.jpg").id)
+    got = masks_by_image(back, "voc.jpg")
+    assert [n for n, _ in got] == [ds.categories[a.category_id].name for a in src]
+    for a, (_, mask) in zip(src, got):
+        original = originals[a.id]
+        if fmt == "coco":
+            assert np.array_equal(mask, original)
+        elif fmt == "voc":
+            others = np.any([originals[b.id] for b in src if b.id != a.id], axis=0)
+            assert np.array_equal(mask & ~others, original & ~others)
+        else:
+            assert iou(mask, filled(original)) >= 0.98

@@ -21,8 +21,10 @@ outline may stray; default 0.25, which keeps real masks pixel-exact apart
 from holes); every annotation whose mask has a hole is named in a warning on
 stderr (its holes are filled); an empty mask is left out, with a warning.
 ``voc`` and ``masks`` (per image) put the smaller mask on top where masks
-overlap, with a warning. Every image of the working file gets its output,
-empty when it has no annotations.
+overlap, with a warning. Every annotated image gets its output, and so does
+every negative (an image marked ``"state": "done"`` with no annotations: an
+empty label); an image with no annotations that is not marked done is left
+out, with a warning.
 
 The output's image paths are relative to where it is written. A polygon
 export over the working file is refused, as is any export that would write

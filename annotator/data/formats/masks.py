@@ -8,10 +8,10 @@ Two layouts, both lossless (no polygons: holes and every pixel kept):
   grayscale, value ``k`` where the image's ``k``-th annotation (id order) is,
   0 elsewhere. Overlaps: the smaller mask is on top (warned), as for VOC.
 
-``OUT/masks.csv`` lists every image of the working file with its masks:
+``OUT/masks.csv`` lists every image exported with its masks:
 ``image`` (path relative to OUT), ``mask`` (PNG relative to OUT), ``value``
 (255, or the instance value), ``annotation_id``, ``category_id``,
-``category``. An image with no annotations has one row with empty mask
+``category``. A negative (no annotations) has one row with empty mask
 columns (per image, it also gets an all-zero PNG). Empty masks are left out,
 with a warning.
 """

@@ -24,8 +24,9 @@ otherwise ``copy_images`` copies them there, or a warning says to.
   rasterises with ``cv2.fillPoly``, which draws each bridge as a 1-pixel line.
 * Holes cannot be written (a polygon has one outline): they are filled, with
   a warning, as for COCO polygons. Empty masks are left out, with a warning.
-* Every image of the working file gets a label file; one with no masks gets
-  an empty file (a background image for Ultralytics).
+* Every image exported gets a label file; a negative (marked done, no masks:
+  :mod:`annotator.data.formats.negatives`) gets an empty file (a background
+  image for Ultralytics).
 
 The reader takes such a folder back (or ``data.yaml`` itself): labels pair
 with images by their path under ``labels/`` and ``images/`` without
