@@ -356,3 +356,26 @@ def test_import_each_of_our_exports_into_a_fresh_working_file(qtbot, make_window
             assert np.array_equal(mask & ~others, original & ~others)
         else:
             assert iou(mask, filled(original)) >= 0.98
+
+
+def test_import_an_ultralytics_train_split_into_its_opened_image_folder(qtbot, make_window, tmp_path, monkeypatch):
+    """``dataset/images/train`` opened in the window, ``dataset`` imported: labels/train/<name>.txt pair with it."""
+    ds, originals = real_dataset(tmp_path)
+    out = tmp_path / "yolo"
+    export_dataset(ds, out, "yolo-seg")
+    ultra = tmp_path / "dataset"
+    (ultra / "images" / "train").mkdir(parents=True)
+    (ultra / "labels" / "train").mkdir(parents=True)
+    shutil.copy(out / "data.yaml", ultra / "data.yaml")
+    for name in ("voc.jpg", "empty.png"):
+        shutil.copy(tmp_path / "images" / name, ultra / "images" / "train" / name)
+        stem = Path(name).stem
+        shutil.copy(out / "labels" / f"{stem}.txt", ultra / "labels" / "train" / f"{stem}.txt")
+    w = make_window(ultra / "images" / "train")
+    result, (summary, lines, _) = _import(qtbot, w, monkeypatch, "yolo-seg", ultra)
+    assert summary.startswith("2 image(s) of the open folder matched (1 with no objects: marked done), "
+                              "19 annotation(s)") and "0 image(s) not in the open folder" in summary
+    assert lines == "No problems found."
+    src = ds.annotations_for(ds.image_by_name("voc.jpg").id)
+    got = masks_by_image(w.session.dataset, "voc.jpg")
+    assert min(iou(m, filled(originals[a.id])) for a, (_, m) in zip(src, got)) >= 0.98

@@ -18,11 +18,13 @@ Three stages, each with its own signal:
    it created and puts image states back; Ctrl+Shift+Z adds them again with
    the same ids. ``imported(ImportResult)`` follows.
 
-Where the images are: YOLO and VOC labels pair with images by their path
-without extension, so the window reads them against the open folder (labels
-exported from this folder pair with its images, whether or not the export
-copied them). labelme JSON names its image (``imagePath``), with the open
-folder as the fallback; COCO ``file_name`` is relative to the JSON file.
+Where the images are: the source is first read where its format puts them
+(YOLO ``images/``, VOC ``JPEGImages/``, labelme's ``imagePath``, COCO
+``file_name`` relative to the JSON file), which matches an Ultralytics
+``images/train`` folder opened in the window. When that folder is missing or
+none of its images is the open folder's (labels exported from this folder
+without copying the images, or with copies elsewhere), the source is read
+again against the open folder, and the reading that matches more images wins.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, FrozenSet, List, Optional, Tuple
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
@@ -40,12 +42,16 @@ from annotator.data.formats.negatives import DONE, STATE_FIELD
 from annotator.data.formats.plan import ImportFailed, shown
 from annotator.workers.jobs import JobService
 
-__all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner", "images_folder_for"]
+__all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner"]
 
 
-def images_folder_for(fmt: str, folder: Path) -> Optional[Path]:
-    """The ``images`` argument of ``read_labels`` for a source read against the open ``folder`` (see the module notes)."""
-    return None if fmt == "coco" else folder
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _known_images(dataset, paths) -> FrozenSet[str]:
+    """The open folder's images and those the working file records (normalised absolute paths): what can match."""
+    return frozenset(_key(p) for p in paths) | frozenset(_key(dataset.image_path(r)) for r in dataset.images.values())
 
 
 @dataclass
@@ -83,11 +89,12 @@ class ImportPreview:
 
     def text(self) -> str:
         """The summary shown above the report lines."""
+        new = self.new_categories
+        named = ", ".join(new[:12]) + (f" and {len(new) - 12} more" if len(new) > 12 else "")
         return (
             f"{self.images} image(s) of the open folder matched ({self.negatives} with no objects: marked done), "
-            f"{self.annotations} annotation(s), {len(self.new_categories)} new categor"
-            f"{'y' if len(self.new_categories) == 1 else 'ies'}"
-            f"{': ' + ', '.join(self.new_categories) if self.new_categories else ''}; "
+            f"{self.annotations} annotation(s), {len(new)} new categor{'y' if len(new) == 1 else 'ies'}"
+            f"{': ' + named if new else ''}; "
             f"{len(self.unmatched)} image(s) not in the open folder, {len(self.problems)} problem(s) in the source."
         )
 
@@ -205,7 +212,7 @@ class ImportRunner(QObject):
             return False
         folder = Path(folder) if folder is not None else ds.image_dir
         self._reading = (ds, folder)
-        self.jobs.submit(_read_job, Path(source), fmt, images_folder_for(fmt, folder))
+        self.jobs.submit(_read_job, Path(source), fmt, folder, _known_images(ds, self._images.paths))
         if not self._running:
             self._running = True
             self.importRunning.emit(True)
@@ -261,11 +268,10 @@ class ImportRunner(QObject):
 
 def _preview(plan: ImportPlan, dataset, paths, folder: Path) -> ImportPreview:
     """Keep the plan's images that are the open folder's (``paths``) or the working file's; list the others."""
-    ours = {os.path.normcase(os.path.abspath(p)) for p in paths}
+    known = _known_images(dataset, paths)
     kept, unmatched = [], []
     for img in plan.images:
-        recorded = dataset.image_by_name(dataset.relative_name(img.path)) is not None
-        if recorded or os.path.normcase(os.path.abspath(img.path)) in ours:
+        if _key(img.path) in known:
             kept.append(img)
         else:
             unmatched.append(f"{img.where}: its image {shown(img.path, folder)} is not one of the open folder's "
@@ -276,12 +282,29 @@ def _preview(plan: ImportPlan, dataset, paths, folder: Path) -> ImportPreview:
     return ImportPreview(plan, dataset, unmatched, new)
 
 
-def _read_job(source: Path, fmt: str, images: Optional[Path], *, report, cancel) -> Tuple[Optional[ImportPlan], str]:
-    """The import's job (import thread): ``(plan, "")``, or ``(None, message)`` when nothing can be read."""
+def _read_job(source: Path, fmt: str, folder: Path, known: FrozenSet[str], *, report,
+              cancel) -> Tuple[Optional[ImportPlan], str]:
+    """The import's job (import thread): ``(plan, "")``, or ``(None, message)`` when nothing can be read.
+
+    Reads where the format puts the images, then (unless every image found
+    there is ``known``) against the open ``folder``; keeps the plan that
+    matches more ``known`` images (see the module notes).
+    """
     from annotator.data.formats.importing import read_labels
 
     text = f"Reading {source.name}…"
-    try:
-        return read_labels(source, fmt, images, lambda done, total: report(done, total, text), cancel), ""
-    except ImportFailed as exc:
-        return None, str(exc)
+    best: Optional[ImportPlan] = None
+    best_matched = -1
+    failure = ""
+    for images in (None, folder):
+        try:
+            plan = read_labels(source, fmt, images, lambda done, total: report(done, total, text), cancel)
+        except ImportFailed as exc:
+            failure = failure or str(exc)
+            continue
+        matched = sum(1 for img in plan.images if _key(img.path) in known)
+        if matched > best_matched:
+            best, best_matched = plan, matched
+        if matched and matched == len(plan.images):
+            break
+    return (best, "") if best is not None else (None, failure)
