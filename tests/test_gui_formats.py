@@ -71,7 +71,7 @@ def _holes_warned(summary) -> int:
 
 @pytest.mark.parametrize("fmt", ["coco-rle", "coco-polygon"])
 def test_export_coco_from_the_menu(qtbot, annotated, monkeypatch, tmp_path, fmt):
-    w, ds, _ = annotated
+    w, _, _ = annotated
     out = tmp_path / "export" / "coco.json"
     out.parent.mkdir()
     summary = _export(qtbot, w, monkeypatch, ExportChoice(fmt), out)
@@ -141,7 +141,7 @@ def test_export_labelme_from_the_menu_loads_in_labelme(qtbot, annotated, monkeyp
 
 @pytest.mark.parametrize("per_image", [False, True])
 def test_export_masks_from_the_menu_is_pixel_exact(qtbot, annotated, monkeypatch, tmp_path, per_image):
-    w, ds, originals = annotated
+    w, _, originals = annotated
     out = tmp_path / "masks"
     out.mkdir()
     _export(qtbot, w, monkeypatch, ExportChoice("masks", masks_per_image=per_image), out)
@@ -339,7 +339,7 @@ def test_import_each_of_our_exports_into_a_fresh_working_file(qtbot, make_window
     export_dataset(ds, out / "coco.json" if fmt == "coco" else out, "coco-rle" if fmt == "coco" else fmt)
     fresh = tmp_path / "images" / "fresh.json"
     w = make_window(tmp_path / "images", output=fresh)
-    result, (summary, lines, _) = _import(qtbot, w, monkeypatch, fmt, out / "coco.json" if fmt == "coco" else out)
+    _, (summary, lines, _) = _import(qtbot, w, monkeypatch, fmt, out / "coco.json" if fmt == "coco" else out)
     assert summary.startswith("2 image(s) of the open folder matched (1 with no objects: marked done), 19 annotation(s)")
     assert "arc/arc.png is not one of the open folder's images" in lines  # in a sub-folder the window does not list
     back = w.session.dataset
@@ -372,7 +372,7 @@ def test_import_an_ultralytics_train_split_into_its_opened_image_folder(qtbot, m
         stem = Path(name).stem
         shutil.copy(out / "labels" / f"{stem}.txt", ultra / "labels" / "train" / f"{stem}.txt")
     w = make_window(ultra / "images" / "train")
-    result, (summary, lines, _) = _import(qtbot, w, monkeypatch, "yolo-seg", ultra)
+    _, (summary, lines, _) = _import(qtbot, w, monkeypatch, "yolo-seg", ultra)
     assert summary.startswith("2 image(s) of the open folder matched (1 with no objects: marked done), "
                               "19 annotation(s)") and "0 image(s) not in the open folder" in summary
     assert lines == "No problems found."

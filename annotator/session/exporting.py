@@ -50,9 +50,9 @@ def _summarise(data: Dict[str, Any], path: Path, fmt: str) -> Dict[str, Any]:
 
     annotated = {a["image_id"] for a in data["annotations"]}
     empty = 0 if fmt == "coco-rle" else sum(1 for a in data["annotations"] if coco.rle_area(a["segmentation"]) == 0)
-    return dict(path=path, fmt=fmt, images=len(data["images"]),
-                negatives=sum(1 for img in data["images"] if img["id"] not in annotated),
-                annotations=len(data["annotations"]) - empty, skipped=empty)
+    return {"path": path, "fmt": fmt, "images": len(data["images"]),
+            "negatives": sum(1 for img in data["images"] if img["id"] not in annotated),
+            "annotations": len(data["annotations"]) - empty, "skipped": empty}
 
 
 class ExportRunner(QObject):

@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 
-
 class FileDialogs:
     """File questions for ``window`` (its session, status bar, ``interactive`` and ``closing`` flags)."""
 

@@ -60,6 +60,9 @@ IMPORT_FORMATS: Tuple[Tuple[str, str, str], ...] = (
     ("coco", "COCO JSON", "Pick the COCO JSON file; file_name is relative to it."),
 )
 
+_LIMITS = {fmt: limits for fmt, _text, limits in EXPORT_FORMATS}
+_HINTS = {fmt: hint for fmt, _text, hint in IMPORT_FORMATS}
+
 #: The folder pickers' names for a folder export, by format.
 _DEFAULT_FOLDER = {"yolo-seg": "yolo_export", "voc": "voc_export", "labelme": "labelme_export", "masks": "masks_export"}
 
@@ -140,7 +143,7 @@ class ExportDialog(QDialog):
 
     def _format_changed(self, *_: object) -> None:
         fmt = self.format.currentData()
-        self.limits.setText(dict((f, limits) for f, _t, limits in EXPORT_FORMATS)[fmt])
+        self.limits.setText(_LIMITS[fmt])
         self.tolerance.setEnabled(fmt in POLYGON_FORMATS)
         self.copy_images.setEnabled(fmt in ("yolo-seg", "voc"))
         self.voc_border.setEnabled(fmt == "voc")
@@ -170,10 +173,9 @@ class ImportFormatDialog(QDialog):
         layout.addWidget(self.format)
         layout.addWidget(self.hint)
         layout.addWidget(buttons)
-        self.format.currentIndexChanged.connect(
-            lambda *_: self.hint.setText(dict((k, h) for k, _t, h in IMPORT_FORMATS)[self.format.currentData()]))
+        self.format.currentIndexChanged.connect(lambda *_: self.hint.setText(_HINTS[self.format.currentData()]))
         self.format.setCurrentIndex(max(0, self.format.findData(fmt)))
-        self.hint.setText(dict((k, h) for k, _t, h in IMPORT_FORMATS)[self.format.currentData()])
+        self.hint.setText(_HINTS[self.format.currentData()])
 
     def chosen(self) -> str:
         return self.format.currentData()
