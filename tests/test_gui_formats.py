@@ -379,3 +379,24 @@ def test_import_an_ultralytics_train_split_into_its_opened_image_folder(qtbot, m
     src = ds.annotations_for(ds.image_by_name("voc.jpg").id)
     got = masks_by_image(w.session.dataset, "voc.jpg")
     assert min(iou(m, filled(originals[a.id])) for a, (_, m) in zip(src, got)) >= 0.98
+
+
+def test_reimporting_our_own_export_adds_nothing_and_says_why(qtbot, annotated, tmp_path, monkeypatch):
+    """labelme files exported from this working file come back: every mask is already there, and each gets a line."""
+    w, ds, _ = annotated
+    s = w.session
+    out = tmp_path / "labelme"
+    export_dataset(ds, out, "labelme")
+    before = {a.id: a.segmentation for a in s.dataset.annotations.values()}
+    infos = []
+    shown = _answer_import(monkeypatch, "labelme", out)
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: infos.append(a[2]))
+    with qtbot.waitSignal(s.imports.imported, timeout=120_000) as done:
+        w.actions_by_name["import_labels"].trigger()
+    result = done.args[0]
+    assert shown[0][0].startswith("3 image(s) of the open folder matched (1 with no objects: marked done), "
+                                  "27 annotation(s), 0 new categories")
+    assert result.changes.annotations == [] and len(result.late) == 27
+    assert all("the working file already has this" in line and "not added again" in line for line in result.late)
+    assert infos and all(line in infos[0] for line in result.late[:20])
+    assert {a.id: a.segmentation for a in s.dataset.annotations.values()} == before

@@ -101,12 +101,18 @@ class ImportPreview:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an applied import added (``changes``) and its report (the preview's lines, then apply_plan's)."""
+    """What an applied import added (``changes``) and its report.
+
+    ``report``: the preview's lines, then those only adding could find
+    (``late``: a mask already there, an image recorded at another size, a
+    negative whose image has annotations), which the preview could not show.
+    """
 
     source: Path
     fmt: str
     changes: ImportChanges
     report: Tuple[str, ...]
+    late: Tuple[str, ...] = ()
 
     def text(self) -> str:
         c = self.changes
@@ -238,8 +244,9 @@ class ImportRunner(QObject):
             return None
         command = ImportCommand(self._edits, preview.plan)
         self._undo_stack.push(command)
+        late = tuple(command.report[len(preview.plan.report):])  # apply_plan: the plan's lines, then its own
         result = ImportResult(preview.plan.source, preview.plan.fmt, command.changes,
-                              tuple(preview.unmatched) + tuple(command.report))
+                              tuple(preview.unmatched) + tuple(command.report), late)
         self.imported.emit(result)
         return result
 

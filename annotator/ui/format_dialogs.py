@@ -307,7 +307,13 @@ class FormatDialogs:
             self._status("Import cancelled: nothing was changed", 5000)
 
     def imported(self, result) -> None:
+        """The status bar says what was added; what only adding could find (masks already there...) is shown."""
         self._status(result.text(), 10000)
+        if result.late and self._window.interactive:
+            late = list(result.late)
+            more = f"\n… and {len(late) - 20} more" if len(late) > 20 else ""
+            QMessageBox.information(self._window, "Imported, with notes", result.text() + "\n\n"
+                                    + "\n".join(late[:20]) + more)
 
     def import_failed(self, message: str) -> None:
         self._status(f"Import failed: {message.splitlines()[0] if message else ''}")

@@ -10,8 +10,9 @@ Two steps, so that the slow part can run on a worker thread:
    :class:`~annotator.data.document.Dataset`. It only ever adds: images are
    matched by their path relative to the working file's folder, categories by
    name (created in the source's class order when missing), and a mask that
-   is already there (same image and category, IoU >= :data:`SAME_MASK_IOU`:
-   a re-import of labels exported from this file) is not added twice. An
+   is already there (same image and category, IoU >= :data:`SAME_MASK_IOU`
+   with it or with its holes filled: a re-import of labels exported from this
+   file, polygons included) is not added twice. An
    image whose label file lists nothing (a negative) is marked
    ``"state": "done"`` so that exports write it as a negative
    (:mod:`annotator.data.formats.negatives`).
@@ -30,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from annotator.data import coco
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
 from annotator.data.formats.common import rle_ious
 from annotator.data.formats.negatives import DONE, STATE_FIELD
 from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
+from annotator.data.maskedit import fill_holes
 
 __all__ = [
     "IMPORT_FORMATS",
@@ -152,27 +155,59 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
         changes.images_touched.append(rec.id)
         if image.negative and not image.annotations:
             _mark_negative(dataset, rec, image.where, file_name, changes, report)
-        present: Dict[int, List[dict]] = {}
+        present: Dict[int, List[_Present]] = {}
         for a in dataset.annotations_for(rec.id):
-            present.setdefault(a.category_id, []).append(a.segmentation)
+            present.setdefault(a.category_id, []).append(_Present(a.segmentation))
         for item in image.annotations:
             cat = dataset.category_by_name(item.category.strip())
             if cat is None:
                 cat = dataset.add_category(item.category)
                 changes.categories.append(cat.id)
-            same = rle_ious(item.rle, present.get(cat.id, []))
-            if same.size and same.max() >= SAME_MASK_IOU:
+            same = _same_mask_iou(item.rle, present.get(cat.id, []))
+            if same >= SAME_MASK_IOU:
                 report.append(
                     f"{item.where}: the working file already has this '{cat.name}' mask "
-                    f"(IoU {math.floor(same.max() * 1000) / 1000:.3f}); not added again"
+                    f"(IoU {math.floor(same * 1000) / 1000:.3f}); not added again"
                 )
                 continue
             ann = dataset.make_annotation(rec.id, cat.id, rle=item.rle, **item.extra)
             ann.iscrowd = item.iscrowd
             dataset.add_annotation(ann)
-            present.setdefault(cat.id, []).append(ann.segmentation)
+            present.setdefault(cat.id, []).append(_Present(ann.segmentation))
             changes.annotations.append(ann.id)
     return changes, report
+
+
+class _Present:
+    """A mask already on the image, and (once needed) the same mask with its holes filled."""
+
+    __slots__ = ("rle", "_filled")
+
+    def __init__(self, rle: dict) -> None:
+        self.rle = rle
+        self._filled: Optional[dict] = None
+
+    def filled(self) -> dict:
+        if self._filled is None:
+            h, w = (int(v) for v in self.rle["size"])
+            mask = coco.decode_rle(self.rle, h, w)
+            delta = fill_holes(mask)
+            self._filled = self.rle if delta.empty else coco.encode_mask(delta.apply(mask))
+        return self._filled
+
+
+def _same_mask_iou(rle: dict, present: List[_Present]) -> float:
+    """The best IoU of ``rle`` with a mask already there, or with one of them with its holes filled.
+
+    Polygon formats cannot carry holes, so a re-import of our own polygon
+    export is the hole-filled mask: it is the same object, not a new one.
+    """
+    if not present:
+        return 0.0
+    best = float(rle_ious(rle, [p.rle for p in present]).max())
+    if best < SAME_MASK_IOU:
+        best = max(best, float(rle_ious(rle, [p.filled() for p in present]).max()))
+    return best
 
 
 def _mark_negative(dataset: Dataset, rec, where: str, file_name: str, changes: ImportChanges, report: List[str]) -> None:
