@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from annotator.data import coco
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
@@ -157,7 +159,7 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
             _mark_negative(dataset, rec, image.where, file_name, changes, report)
         present: Dict[int, List[_Present]] = {}
         for a in dataset.annotations_for(rec.id):
-            present.setdefault(a.category_id, []).append(_Present(a.segmentation))
+            present.setdefault(a.category_id, []).append(_Present(a.segmentation, before=True))
         for item in image.annotations:
             cat = dataset.category_by_name(item.category.strip())
             if cat is None:
@@ -173,26 +175,35 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
             ann = dataset.make_annotation(rec.id, cat.id, rle=item.rle, **item.extra)
             ann.iscrowd = item.iscrowd
             dataset.add_annotation(ann)
-            present.setdefault(cat.id, []).append(_Present(ann.segmentation))
+            present.setdefault(cat.id, []).append(_Present(ann.segmentation, before=False))
             changes.annotations.append(ann.id)
     return changes, report
 
 
 class _Present:
-    """A mask already on the image, and (once needed) the same mask with its holes filled."""
+    """A mask on the image (``before``: there before this import), and (once needed) its holes filled."""
 
-    __slots__ = ("rle", "_filled")
+    __slots__ = ("rle", "before", "_filled", "_done")
 
-    def __init__(self, rle: dict) -> None:
+    def __init__(self, rle: dict, before: bool) -> None:
         self.rle = rle
+        self.before = before
         self._filled: Optional[dict] = None
+        self._done = False
 
-    def filled(self) -> dict:
-        if self._filled is None:
+    def filled(self) -> Optional[dict]:
+        """The mask with its holes filled, or None when it has none (computed on its bounding box, once)."""
+        if not self._done:
+            self._done = True
             h, w = (int(v) for v in self.rle["size"])
-            mask = coco.decode_rle(self.rle, h, w)
-            delta = fill_holes(mask)
-            self._filled = self.rle if delta.empty else coco.encode_mask(delta.apply(mask))
+            x, y, bw, bh = (int(round(v)) for v in coco.rle_bbox(self.rle))
+            if bw and bh:
+                mask = coco.decode_rle(self.rle, h, w)
+                crop = mask[y:y + bh, x:x + bw]  # holes lie inside the box; its outside is background
+                delta = fill_holes(np.pad(crop, 1))
+                if not delta.empty:
+                    mask[y:y + bh, x:x + bw] = delta.apply(np.pad(crop, 1))[1:-1, 1:-1]
+                    self._filled = coco.encode_mask(mask)
         return self._filled
 
 
@@ -201,12 +212,27 @@ def _same_mask_iou(rle: dict, present: List[_Present]) -> float:
 
     Polygon formats cannot carry holes, so a re-import of our own polygon
     export is the hole-filled mask: it is the same object, not a new one.
+    Only masks there before the import are filled (a source does not fill
+    its own holes).
     """
     if not present:
         return 0.0
-    best = float(rle_ious(rle, [p.rle for p in present]).max())
+    ious = rle_ious(rle, [p.rle for p in present])
+    best = float(ious.max())
     if best < SAME_MASK_IOU:
-        best = max(best, float(rle_ious(rle, [p.filled() for p in present]).max()))
+        # Fill only the masks that can pass: E inside F = filled(E) and IoU(N, F) >= t imply
+        # |E| <= |N| / t and |N & E| >= |E| - (1/t - 1) |N|, both known from the plain IoU and the areas.
+        t, a = SAME_MASK_IOU, coco.rle_area(rle)
+        filled = []
+        for p, iou in zip(present, ious):
+            b = coco.rle_area(p.rle)
+            inter = iou * (a + b) / (1 + iou)
+            if p.before and b <= a / t and inter >= b - (1 / t - 1) * a - 0.5:
+                f = p.filled()
+                if f is not None:
+                    filled.append(f)
+        if filled:
+            best = max(best, float(rle_ious(rle, filled).max()))
     return best
 
 
