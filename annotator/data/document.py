@@ -445,6 +445,40 @@ class Dataset:
             self._changed()
         return old if isinstance(old, str) else None
 
+    def set_image_state(self, image_id: int, state: Optional[str]) -> Any:
+        """Record image ``image_id``'s state (see :mod:`annotator.data.image_states`); ``None`` removes the field.
+
+        Returns the old value of the field (``None`` when absent), for undo.
+        Raises ValueError for a value not in :data:`annotator.data.image_states.STATES`.
+        """
+        from annotator.data.image_states import STATE_FIELD, STATES
+
+        if state is not None and state not in STATES:
+            raise ValueError(f"an image state is one of {', '.join(STATES)}, got {state!r}")
+        rec = self.images[image_id]
+        old = rec.extra.get(STATE_FIELD)
+        if state is None:
+            rec.extra.pop(STATE_FIELD, None)
+        else:
+            rec.extra[STATE_FIELD] = state
+        if old != state:
+            self._changed()
+        return old
+
+    def remove_image(self, image_id: int) -> ImageRecord:
+        """Remove an image record that has no annotations (undoing the step that listed it); returns it.
+
+        Raises ValueError when it has annotations (their image must stay).
+        """
+        if self._by_image.get(image_id):
+            raise ValueError(f"image id {image_id} has annotations: it cannot be removed")
+        rec = self.images.pop(image_id)
+        self._by_image.pop(image_id, None)
+        if self._by_file.get(rec.file_name) == image_id:
+            del self._by_file[rec.file_name]
+        self._changed()
+        return rec
+
     # ------------------------------------------------------------------ categories
 
     def category_by_name(self, name: str) -> Optional[Category]:
