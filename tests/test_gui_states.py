@@ -128,8 +128,9 @@ def test_filter_counts_and_next_to_do(qtbot, make_window, image_folder):
     qtbot.waitUntil(lambda: s.image_row(3).state == ImageState.ERROR, timeout=30_000)
 
     assert panel.counts() == {"": 4, "todo": 1, "done": 1, "skipped": 1, "unusable": 1}
-    texts = [panel.filter.itemText(i) for i in range(panel.filter.count())]
-    assert texts == ["All (4)", "To do (1)", "Done (1)", "Skipped (1)", "Unusable (1)"]
+    texts = ["All (4)", "To do (1)", "Done (1)", "Skipped (1)", "Unusable (1)"]
+    qtbot.waitUntil(lambda: [panel.filter.itemText(i) for i in range(panel.filter.count())] == texts, timeout=5000)
+    assert panel.summary.text() == "1 of 4 images annotated, 1 negative(s)"
 
     panel.filter.setCurrentIndex(panel.filter.findData("todo"))
     assert panel.proxy.rowCount() == 1
@@ -256,3 +257,37 @@ def test_the_state_keys_are_in_the_help_and_clash_with_nothing():
     rows = {keys: what for _, keys, what in actions.help_rows()}
     assert "negative" in rows["C"] and "skipped" in rows["S"] and "to do" in rows["T"]
     assert "next image to do" in rows[actions.key_text("Shift+D")]
+
+
+def test_a_negative_marked_with_autosave_off_is_saved_on_close(qtbot, make_window, image_folder):
+    w = make_window(image_folder)
+    s = w.session
+    s.set_autosave(False)
+    _shown(qtbot, w, 0)
+    s.mark_image("done")
+    assert s.dirty and not s.dataset.path.exists()
+    w.close()  # the document holds no annotation, only the negative: it must still be written
+    assert _on_disk(image_folder / "annotations.json")["01_astronaut.jpg"]["state"] == "done"
+
+
+def test_the_list_counts_once_per_burst_of_row_changes(qtbot):
+    """The cached-embeddings scan marks every row ready at once: the counts must not read every row per row."""
+    from annotator.session.rows import ImageRow
+    from annotator.ui.panels import ImageListPanel
+
+    n, reads, ready = 2000, [], set()
+
+    def row(i):
+        reads.append(i)
+        return ImageRow(Path(f"/x/{i}.jpg"), f"{i}.jpg", 0, ImageState.READY if i in ready else ImageState.ERROR)
+
+    panel = ImageListPanel(lambda: n, row)
+    qtbot.addWidget(panel)
+    panel.reset()
+    assert panel.filter.itemText(4) == f"Unusable ({n})"
+    reads.clear()
+    for i in range(n):
+        ready.add(i)
+        panel.refresh_row(i)
+    qtbot.waitUntil(lambda: panel.filter.itemText(1) == f"To do ({n})", timeout=5000)
+    assert len(reads) < 5 * n  # (one count per row change read n * n = 4,000,000 rows)

@@ -149,6 +149,12 @@ class ImageListPanel(QWidget):
             self.filter.addItem(name, state)
         self.filter.currentIndexChanged.connect(lambda _i: self.set_filter(self.filter.currentData()))
         self._current = -1
+        from annotator.workers.base import make_timer
+
+        # the counts read every row: once per burst of row changes (the cached-embeddings scan marks every
+        # image ready at once), not once per row, which was quadratic in the folder's size
+        self._summary_timer = make_timer(self, 0, single_shot=True)
+        self._summary_timer.timeout.connect(self._update_summary)
         self.view = QListView(self)
         self.view.setModel(self.proxy)
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -170,7 +176,7 @@ class ImageListPanel(QWidget):
 
     def refresh_row(self, i: int) -> None:
         self.model.refresh_row(i)
-        self._update_summary()
+        self._summary_timer.start()
 
     def set_filter(self, state: str) -> None:
         """Show only the images in ``state`` (one of :data:`annotator.session.rows.LIST_STATES`; ``""``: all)."""
