@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator import render
+from annotator.workers.base import make_timer
 from annotator.data.image_states import DONE, SKIPPED
 from annotator.session.rows import (
     LIST_STATE_NAMES,
@@ -149,8 +150,6 @@ class ImageListPanel(QWidget):
             self.filter.addItem(name, state)
         self.filter.currentIndexChanged.connect(lambda _i: self.set_filter(self.filter.currentData()))
         self._current = -1
-        from annotator.workers.base import make_timer
-
         # the counts read every row: once per burst of row changes (the cached-embeddings scan marks every
         # image ready at once), not once per row, which was quadratic in the folder's size
         self._summary_timer = make_timer(self, 0, single_shot=True)
