@@ -48,8 +48,14 @@ def test_mark_done_with_no_annotations_is_a_negative_pycocotools_reads(qtbot, ma
     working = s.dataset.path
     assert not working.exists()  # nothing marked, nothing annotated: no file yet
 
+    panel = w.images
+    panel.filter.setCurrentIndex(panel.filter.findData("todo"))
+    assert panel.proxy.rowCount() == 3 and panel.proxy.mapToSource(panel.view.currentIndex()).row() == 0
     key(qtbot, w, Qt.Key.Key_C)  # done, no annotation: a negative
     assert _on_disk(working)["01_astronaut.jpg"]["state"] == "done"
+    assert panel.proxy.rowCount() == 2 and not panel.view.currentIndex().isValid()  # no other row looks current
+    panel.filter.setCurrentIndex(panel.filter.findData(""))
+    assert panel.proxy.mapToSource(panel.view.currentIndex()).row() == 0
     assert not s.dirty and "negative" in w.statusBar().currentMessage()
     coco = _coco(working)
     (img,) = coco.loadImgs(coco.getImgIds())
@@ -155,8 +161,9 @@ def test_filter_counts_and_next_to_do(qtbot, make_window, image_folder):
     key(qtbot, w, Qt.Key.Key_D, Qt.KeyboardModifier.ShiftModifier)
     assert s.index == 2 and "No other image to do" in w.statusBar().currentMessage()
     panel.filter.setCurrentIndex(panel.filter.findData("todo"))
+    assert panel.view.currentIndex().isValid()
     key(qtbot, w, Qt.Key.Key_C)  # coffee done: it leaves the "to do" view at once
-    assert panel.proxy.rowCount() == 0
+    assert panel.proxy.rowCount() == 0 and not panel.view.currentIndex().isValid()
     assert panel.counts() == {"": 4, "todo": 0, "done": 2, "skipped": 1, "unusable": 1}
     key(qtbot, w, Qt.Key.Key_D, Qt.KeyboardModifier.ShiftModifier)
     assert s.index == 2 and "No image left to do" in w.statusBar().currentMessage()

@@ -145,7 +145,8 @@ class ImageListPanel(QWidget):
         self.filter = QComboBox(self)
         self.filter.setObjectName("imageFilter")
         self.filter.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.filter.setToolTip("Show the images in one state (T, C, S mark the current image to do, done, skipped)")
+        self.filter.setToolTip("Show only the images in one state (Image menu: mark the image on show to do, done "
+                               "or skipped)")
         for state, name in LIST_STATE_NAMES.items():
             self.filter.addItem(name, state)
         self.filter.currentIndexChanged.connect(lambda _i: self.set_filter(self.filter.currentData()))
@@ -156,6 +157,9 @@ class ImageListPanel(QWidget):
         self._summary_timer.timeout.connect(self._update_summary)
         self.view = QListView(self)
         self.view.setModel(self.proxy)
+        # the image on show left or joined the filtered rows (it was marked): select it again, or nothing
+        self.proxy.rowsRemoved.connect(lambda *_: self.set_current(self._current))
+        self.proxy.rowsInserted.connect(lambda *_: self.set_current(self._current))
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.view.setUniformItemSizes(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -194,6 +198,7 @@ class ImageListPanel(QWidget):
             self.view.setCurrentIndex(index)
             self.view.scrollTo(index)
         else:
+            self.view.setCurrentIndex(QModelIndex())  # another row must not look like the image on show
             self.view.clearSelection()
 
     def counts(self) -> dict:
