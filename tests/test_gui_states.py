@@ -298,3 +298,19 @@ def test_the_list_counts_once_per_burst_of_row_changes(qtbot):
         panel.refresh_row(i)
     qtbot.waitUntil(lambda: panel.filter.itemText(1) == f"To do ({n})", timeout=5000)
     assert len(reads) < 5 * n  # (one count per row change read n * n = 4,000,000 rows)
+
+
+def test_undoing_a_mark_never_drops_an_annotated_image(qtbot, make_window, image_folder):
+    w = make_window(image_folder)
+    s = w.session
+    _shown(qtbot, w, 0)
+    s.mark_image("done")  # lists the image (it was not)
+    ds = s.dataset
+    rec = ds.image_by_name("01_astronaut.jpg")
+    mask = np.zeros((rec.height, rec.width), bool)
+    mask[5:50, 5:50] = True
+    s.edits.apply_add_annotations([ds.make_annotation(rec.id, min(ds.categories), mask)])  # (not an undo step)
+    s.undo()  # the mark goes; the image, annotated now, stays listed, to do
+    assert ds.image_by_name("01_astronaut.jpg") is rec and rec.extra["state"] == "todo"
+    assert _on_disk(ds.path)["01_astronaut.jpg"]["state"] == "todo"
+    assert len(json.loads(ds.path.read_text())["annotations"]) == 1

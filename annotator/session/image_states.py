@@ -159,7 +159,7 @@ class ImageStates(QObject):
             if value is NOT_LISTED:
                 if rec is not None:
                     if ds.annotations_for(rec.id):
-                        ds.set_image_state(rec.id, None)  # annotated since: it stays listed
+                        ds.set_image_state(rec.id, TODO)  # annotated since: it stays listed, to do
                     else:
                         ds.remove_image(rec.id)
             else:
