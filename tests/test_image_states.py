@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from annotator.data.document import Dataset
+from annotator.data.export import export_dataset
 from annotator.data.image_states import DONE, SKIPPED, STATE_FIELD, TODO, common_folder, effective_state
 from annotator.session.rows import ImageRow, ImageState, count_states, list_state
 
@@ -44,6 +45,12 @@ def test_a_negative_is_listed_with_no_annotations_and_round_trips(tmp_path):
     assert coco.getAnnIds(imgIds=[neg.id]) == []
     assert coco.loadImgs([neg.id])[0]["state"] == "done"
     assert len(coco.getAnnIds(imgIds=[busy.id])) == 1
+
+    for fmt in ("coco-rle", "coco-polygon"):  # the COCO exports keep the negative too
+        export_dataset(ds, tmp_path / f"{fmt}.json", fmt)
+        exported = _coco(tmp_path / f"{fmt}.json")
+        (img,) = [i for i in exported.loadImgs(exported.getImgIds()) if i["file_name"] == "empty.jpg"]
+        assert exported.getAnnIds(imgIds=[img["id"]]) == [] and img["state"] == "done"
 
     again = Dataset.open(ds.path)
     assert {r.file_name: r.extra.get(STATE_FIELD) for r in again.images.values()} == {

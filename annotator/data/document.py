@@ -4,7 +4,9 @@ The working file is COCO JSON (see :mod:`annotator.data.coco` for conventions):
 
 * ``images``: ``id``, ``file_name`` (POSIX path relative to the JSON file's
   folder), ``width``, ``height`` (after EXIF orientation, as
-  :func:`annotator.data.imageio.image_size` reports).
+  :func:`annotator.data.imageio.image_size` reports), and the user's
+  ``state`` (``"todo"``, ``"done"``, ``"skipped"``; see
+  :mod:`annotator.data.image_states`: done with no annotations is a negative).
 * ``categories``: ``id`` (from 1), ``name``, ``supercategory`` and our display
   colour in an extra ``color`` field, ``[r, g, b]`` 0..255.
 * ``annotations``: ``id`` (unique, from 1), ``image_id``, ``category_id``,
