@@ -111,5 +111,5 @@ def test_common_folder(tmp_path):
     with pytest.raises(ValueError):
         common_folder([])
     if os.name != "nt":
-        with pytest.raises(ValueError, match="--output"):
+        with pytest.raises(ValueError, match="no folder in common but the root"):
             common_folder(["/a.jpg", "/usr/b.jpg"])

@@ -66,6 +66,7 @@ def common_folder(paths: Sequence["os.PathLike[str] | str"]) -> Path:
         No paths, or paths with no folder in common (different drives on
         Windows; only the file-system root in common elsewhere, where a working
         file could not be written): the user must name the working file.
+        The message says which.
     """
     if not paths:
         raise ValueError("no image files given")
@@ -73,10 +74,7 @@ def common_folder(paths: Sequence["os.PathLike[str] | str"]) -> Path:
     try:
         common = os.path.commonpath(folders)
     except ValueError:  # different drives
-        raise ValueError("the images are on different drives: name the working file with --output") from None
-    if os.path.dirname(common) == common:  # the root: '/' or 'C:\\'
-        if len(set(folders)) > 1:
-            raise ValueError(
-                "the images have no folder in common but the root: name the working file with --output"
-            )
+        raise ValueError("the images are on different drives") from None
+    if os.path.dirname(common) == common and len(set(folders)) > 1:  # only the root ('/', 'C:\\') in common
+        raise ValueError("the images have no folder in common but the root")
     return Path(common)

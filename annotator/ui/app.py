@@ -114,7 +114,7 @@ def _folder_and_images(parser: argparse.ArgumentParser, args) -> None:
         args.image_dir = common_folder(paths)
     except ValueError as exc:
         if args.output is None:
-            parser.error(str(exc))
+            parser.error(f"{exc}: name the working file with --output FILE")
         args.image_dir = args.output.absolute().parent
     args.images = list(dict.fromkeys(p.absolute() for p in paths))
 

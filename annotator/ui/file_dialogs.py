@@ -49,11 +49,14 @@ class FileDialogs:
             return
         images = [Path(n) for n in names]
         try:
-            folder = common_folder(images)
-        except ValueError as exc:
-            QMessageBox.warning(self._window, "Cannot open these images", str(exc))
-            return
-        self.open_folder(folder, images=images)
+            folder, output = common_folder(images), None
+        except ValueError as exc:  # no folder to put the working file in: ask where
+            target, _ = QFileDialog.getSaveFileName(self._window, f"Working file ({exc})", str(Path.home() /
+                                                    "annotations.json"), "COCO JSON (*.json)")
+            if not target:
+                return
+            folder, output = Path(target).parent, Path(target)
+        self.open_folder(folder, output, images=images)
 
     def open_folder(self, folder: Path, output: Optional[Path] = None, discard_unsaved: bool = False,
                     images: Optional[List[Path]] = None) -> bool:
