@@ -57,6 +57,7 @@ would spread the invariants over modules that reach into each other's state.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -304,12 +305,13 @@ class Dataset:
     # ------------------------------------------------------------------ images
 
     def relative_name(self, image_path: PathLike) -> str:
-        """``file_name`` for an image file: POSIX path relative to :attr:`root`."""
-        try:
-            rel = os.path.relpath(os.path.abspath(image_path), os.path.abspath(self.root))
-        except ValueError:  # another drive on Windows: no relative path exists
-            rel = os.path.abspath(image_path)
-        return Path(rel).as_posix()
+        """``file_name`` for an image file: POSIX path relative to :attr:`root`.
+
+        Remembered per (path, root, working directory): the image list asks
+        for every image of the folder whenever its counts change (about 30 us
+        each, 150 ms for 5,000 images, before).
+        """
+        return _relative_name(os.fspath(image_path), os.fspath(self.root), os.getcwd())
 
     def image_path(self, image: Union[int, ImageRecord]) -> Path:
         """The file of an image record (``root / file_name``)."""
@@ -850,6 +852,16 @@ class Dataset:
             renamed[rec.file_name] = rec.id
         self._by_file = renamed
         self.path, self.root = target, new_root
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _relative_name(image_path: str, root: str, cwd: str) -> str:
+    """:meth:`Dataset.relative_name` (``cwd``: the working directory relative paths are read against)."""
+    try:
+        rel = os.path.relpath(os.path.abspath(image_path), os.path.abspath(root))
+    except ValueError:  # another drive on Windows: no relative path exists
+        rel = os.path.abspath(image_path)
+    return Path(rel).as_posix()
 
 
 def write_working_file(path: PathLike, text: str) -> None:
