@@ -208,7 +208,7 @@ def test_open_image_files_from_the_command_line_with_output(qtbot, make_window, 
     a, c = image_folder / "01_astronaut.jpg", image_folder / "03_coffee.jpg"
     out = tmp_path / "elsewhere" / "work.json"
     out.parent.mkdir()
-    args = parse_args([str(c), str(a), "--output", str(out)])
+    args = parse_args([str(c), "--output", str(out), str(a)])
     assert args.images == [c, a] and args.image_dir == image_folder
     w = make_window()
     w.start(args.image_dir, args.output, None, images=args.images)

@@ -121,7 +121,8 @@ def _folder_and_images(parser: argparse.ArgumentParser, args) -> None:
 
 def parse_args(argv: Optional[Sequence[str]]):
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    # intermixed: ``sam-annotator a.jpg --output work.json b.jpg`` keeps both images
+    args = parser.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv))
     _folder_and_images(parser, args)
     if args.device is not None and args.device.split(":")[0] not in DEVICES:
         parser.error(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {args.device!r}")
