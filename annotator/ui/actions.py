@@ -22,8 +22,8 @@ from PySide6.QtWidgets import QMenuBar, QToolBar, QWidget
 
 MENUS = ("File", "Edit", "Image", "Candidates", "Mask", "Proposals", "Categories", "View", "Help")
 #: Menu entries that start a group (a separator above them).
-MENU_GROUPS = ("quit", "mark_todo", "category_1", "add_category", "preferences", "accept_proposals", "about", "brush_smaller",
-               "refine_annotation", "fill_holes")
+MENU_GROUPS = ("quit", "mark_todo", "category_1", "add_category", "preferences", "accept_proposals", "about",
+               "brush_smaller", "refine_annotation", "fill_holes")
 #: The toolbar's buttons, ``None`` a separator.
 TOOLBAR = ("open_folder", "save", "export_coco", None, "segment_everything", "undo", "redo")
 
@@ -116,7 +116,7 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     ActionSpec("next_todo", "Next &To Do", "Image",
                "Show the next image to do (wrapping; passes over done, skipped and unusable images)", ("Shift+D",)),
     ActionSpec("mark_todo", "Mark To &Do", "Image", "Mark the image to do (not finished)", ("T",)),
-    ActionSpec("mark_done", "Mark Do&ne", "Image",
+    ActionSpec("mark_done", "Mark D&one", "Image",
                "Mark the image done (finished; done with no annotations: a negative, no object in it)", ("C",)),
     ActionSpec("mark_skipped", "Mark &Skipped", "Image", "Mark the image skipped (left out on purpose)", ("S",)),
     # Candidates
