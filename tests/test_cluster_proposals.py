@@ -50,6 +50,25 @@ def test_generator_params_are_the_windows():
     assert P.GeneratorParams().generator_kwargs() == EverythingOptions().generator_kwargs()
 
 
+def test_segment_everything_defaults_to_the_fast_mode_and_a_grid_stays_selectable():
+    import json
+
+    from annotator.commands.auto import build_parser
+    from annotator.session.everything import EverythingOptions, default_generator
+    from sam_core import build_model
+
+    model = build_model("vit_t", device="meta")
+    assert default_generator(model, EverythingOptions()).fast is True  # the window's Ctrl+E
+    grid = default_generator(model, EverythingOptions(points_per_side=32))
+    assert grid.fast is False
+    assert build_parser().parse_args(["d"]).points_per_side is None  # `auto`: the window's default
+    assert build_parser().parse_args(["d", "--points-per-side", "32"]).points_per_side == 32
+    for params in (P.GeneratorParams(), P.GeneratorParams(points_per_side=16)):
+        assert P.GeneratorParams.from_mapping(json.loads(params.to_json())) == params
+    with pytest.raises(ValueError):
+        P.GeneratorParams.from_mapping({**asdict(P.GeneratorParams()), "points_per_side": "many"})
+
+
 def test_proposals_path_is_beside_the_working_file(tmp_path):
     assert P.proposals_path(tmp_path / "annotations.json") == tmp_path / "annotations.proposals.sqlite3"
     assert P.proposals_path(tmp_path / "x" / "set.v2.json") == tmp_path / "x" / "set.v2.proposals.sqlite3"

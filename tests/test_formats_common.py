@@ -49,7 +49,7 @@ def real_dataset(root: Path):
     v_img = ds.ensure_image("voc.jpg", vw, vh).id
     a_img = ds.ensure_image("arc/arc.png", aw, ah).id
     negative = ds.ensure_image("empty.png", 64, 48)
-    ds.set_image_extra(negative.id, "state", "done")  # checked and found empty: exported as a negative
+    ds.set_image_state(negative.id, "done")  # checked and found empty: exported as a negative
     for name in voc["class_names"][1:]:
         ds.add_category(name)
     originals = {}

@@ -1,10 +1,10 @@
 """Negatives: images marked ``"state": "done"`` with no annotations export as the format's empty label.
 
 The working file is written by hand (as the window's image states write it):
-``done.png`` is a negative, ``todo.png``, ``skipped.png`` and ``bare.png``
-(no state: its annotations were deleted) have no annotations and have not
-been checked, ``object.png`` has one mask. Every format goes through
-``sam-annotator export``.
+``done.png`` is a negative, ``todo.png`` and ``bare.png`` (no state: its
+annotations were deleted) have no annotations and have not been checked,
+``skipped.png`` and ``skipped_box.png`` (one mask) were skipped on purpose,
+``object.png`` has one mask. Every format goes through ``sam-annotator export``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from annotator.data.formats.importing import import_labels, undo_import
 from test_formats_labelme import labelme_masks
 
 H, W = 30, 40
-UNCHECKED = ("todo.png", "skipped.png", "bare.png")
+UNCHECKED = ("todo.png", "bare.png")
+SKIPPED = ("skipped.png", "skipped_box.png")
 
 
 @pytest.fixture
 def working_file(tmp_path) -> Path:
     images = tmp_path / "images"
     images.mkdir()
-    names = ("object.png", "done.png") + UNCHECKED
+    names = ("object.png", "done.png") + UNCHECKED + SKIPPED
     for name in names:
         Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(images / name)
     square = np.zeros((H, W), bool)
@@ -46,10 +47,13 @@ def working_file(tmp_path) -> Path:
             {"id": 3, "file_name": "todo.png", "width": W, "height": H, "state": "todo"},
             {"id": 4, "file_name": "skipped.png", "width": W, "height": H, "state": "skipped"},
             {"id": 5, "file_name": "bare.png", "width": W, "height": H},
+            {"id": 6, "file_name": "skipped_box.png", "width": W, "height": H, "state": "skipped"},
         ],
         "categories": [{"id": 1, "name": "box", "supercategory": ""}],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle, "area": 300.0,
+             "bbox": [10.0, 5.0, 20.0, 15.0], "iscrowd": 0},
+            {"id": 2, "image_id": 6, "category_id": 1, "segmentation": rle, "area": 300.0,
              "bbox": [10.0, 5.0, 20.0, 15.0], "iscrowd": 0},
         ],
     }
@@ -63,11 +67,13 @@ def _export(working_file: Path, fmt: str, out: Path, *extra: str):
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         status = cli_main(["export", str(working_file), "--format", fmt, "-o", str(out), *extra])
     assert status == 0, stderr.getvalue()
-    warnings = [line for line in stderr.getvalue().splitlines() if "not marked done" in line]
-    assert len(warnings) == 1, stderr.getvalue()
-    assert warnings[0].startswith("warning: 3 image(s) with no annotations are not marked done")
-    for name in UNCHECKED:
-        assert f"'{name}'" in warnings[0]
+    lines = stderr.getvalue().splitlines()
+    skipped = [line for line in lines if "marked skipped" in line]
+    assert skipped == ["warning: 2 image(s) marked skipped ('skipped.png', 'skipped_box.png') left out of the "
+                       "export, with their 1 annotation(s)"], stderr.getvalue()
+    warnings = [line for line in lines if "not marked done" in line]
+    assert warnings == ["warning: 2 image(s) with no annotations are not marked done ('todo.png', 'bare.png'); "
+                        "left out of the export (mark an image done to export it as a negative: an empty label)"]
     assert stdout.getvalue().startswith(f"wrote {out}: 2 images, 1 annotations")
     return warnings
 
@@ -117,7 +123,7 @@ def test_masks_list_the_negative_and_not_the_unchecked_images(working_file, tmp_
     else:
         assert negative[0]["mask"] == ""
     pngs = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
-    assert not any(name.split(".")[0] in p for p in pngs for name in UNCHECKED)
+    assert not any(name.split(".")[0] in p for p in pngs for name in UNCHECKED + SKIPPED)
 
 
 @pytest.mark.parametrize("fmt", ["coco-rle", "coco-polygon"])
@@ -131,14 +137,28 @@ def test_coco_keeps_the_negative_image_and_leaves_out_the_unchecked(working_file
 
 
 def test_imported_empty_label_file_marks_the_image_done_and_undo_forgets_it(working_file, tmp_path):
-    """An empty YOLO label file is a negative: the import marks the image done; undo puts the state back."""
+    """An empty YOLO label file is a negative: the import marks the image done; undo removes what it listed."""
     out = tmp_path / "yolo"
     _export(working_file, "yolo-seg", out, "--copy-images")
     target = tmp_path / "images" / "fresh.json"
     ds = Dataset.open(target)
     changes, report = import_labels(ds, out, "yolo-seg", images=tmp_path / "images")
     assert ds.image_by_name("done.png").extra["state"] == "done"
-    assert sum(1 for line in report if "no label file" in line) == 3  # the unchecked images stay unlabelled
+    assert sum(1 for line in report if "no label file" in line) == 4  # unchecked and skipped images: no label
     undo_import(ds, changes)
-    assert "state" not in ds.image_by_name("done.png").extra
+    assert ds.image_by_name("done.png") is None and not ds.images  # the records it listed are gone
     assert not ds.annotations
+
+
+def test_undo_import_puts_back_the_state_of_an_image_already_listed(working_file, tmp_path):
+    out = tmp_path / "yolo"
+    _export(working_file, "yolo-seg", out, "--copy-images")
+    ds = Dataset.open(working_file)
+    rec = ds.ensure_image("fresh.png", W, H)  # listed, to do, no annotations: the source says it is empty
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(working_file.parent / "fresh.png")
+    ds.set_image_state(rec.id, "todo")
+    (out / "labels" / "fresh.txt").write_text("")
+    changes, _ = import_labels(ds, out, "yolo-seg", images=working_file.parent)
+    assert ds.images[rec.id].extra["state"] == "done" and (rec.id, "todo") in changes.states
+    undo_import(ds, changes)
+    assert ds.images[rec.id].extra["state"] == "todo"

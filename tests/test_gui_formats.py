@@ -238,15 +238,20 @@ def test_import_our_yolo_export_shows_the_report_then_undoes_in_one_step(qtbot, 
     created = set(s.dataset.categories) - set(categories_before)
     assert created and set(result.changes.categories) == created
 
-    # Ctrl+Z removes exactly what the import added: its annotations, its categories, the negative's state
+    # Ctrl+Z removes exactly what the import added: its annotations, its categories, the image records it listed
+    listed = {i: s.dataset.images[i].file_name for i in result.changes.images}
+    assert sorted(listed.values()) == ["empty.png", "voc.jpg"]
     w.actions_by_name["undo"].trigger()
     assert not s.dataset.annotations
     assert {c.id: c.name for c in s.dataset.categories.values()} == categories_before
-    assert "state" not in s.dataset.image_by_name("empty.png").extra
-    assert not Dataset.open(fresh).annotations  # and the working file says so
+    assert not any(i in s.dataset.images for i in listed)
+    reread = Dataset.open(fresh)  # and the working file says so
+    assert not reread.annotations and not any(reread.image_by_name(n) for n in listed.values())
     # redo puts the same annotations back, same ids
     w.actions_by_name["redo"].trigger()
     assert sorted(s.dataset.annotations) == imported_ids and set(s.dataset.categories) >= created
+    assert {i: s.dataset.images[i].file_name for i in listed} == listed
+    assert s.dataset.image_by_name("empty.png").extra["state"] == "done"
     assert len(Dataset.open(fresh).annotations) == 19
 
 

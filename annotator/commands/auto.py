@@ -5,7 +5,7 @@
     sam-annotator auto IMAGE_DIR [--output FILE] [--ray [ADDRESS]] [--model vit_t] [--checkpoint PATH]
                                  [--device auto] [--cache-dir DIR] [--batch-size N] [--concurrency N]
                                  [--cpus-per-actor N]
-                                 [--points-per-side 32] [--pred-iou-thresh 0.88] ... [--recursive] [--quiet]
+                                 [--points-per-side N] [--pred-iou-thresh 0.88] ... [--recursive] [--quiet]
 
 Every image of ``IMAGE_DIR`` gets what the window's Segment Everything
 would propose for it (same generator, same parameters, on the same float16
@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --ray: actors (default: one per GPU; without GPUs, half the CPUs)")
     parser.add_argument("--cpus-per-actor", type=int, default=1, metavar="N",
                         help="with --ray: CPUs each actor reserves (its threads without a GPU; default: 1)")
+    parser.add_argument("--points-per-side", type=int, default=None, metavar="N",
+                        help="prompt the official generator's full N x N grid (default, the window's: the fast "
+                             "mode, prompts chosen where no mask covers the image yet)")
     for f in fields(GeneratorParams):
+        if f.name == "points_per_side":
+            continue
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             metavar="N" if isinstance(f.default, int) else "X",
                             help=f"generator parameter (default, the window's: {f.default})")
@@ -196,6 +201,10 @@ def auto_folder(
     return summary
 
 
+def _mode(params: GeneratorParams) -> str:
+    return "fast mode" if params.points_per_side is None else f"full grid, {params.points_per_side} points per side"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``sam-annotator auto ...`` with ``argv`` (the words after ``auto``); return the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -233,7 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not args.quiet:
                 where = "a Ray cluster" if ray is not None else "this process"
                 print(f"segmenting everything on {len(paths)} images with {args.model} in {where} "
-                      f"(points per side {params.points_per_side}) into {working_file.name} + proposals",
+                      f"({_mode(params)}) into {working_file.name} + proposals",
                       file=sys.stderr)
                 from tqdm import tqdm
 

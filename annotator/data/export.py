@@ -23,8 +23,9 @@ a warning (its holes are filled); an empty mask is left out, with a warning.
 Every annotated image gets its output, and so does every negative (an image
 marked ``"state": "done"`` with no annotations: an empty label, see
 :mod:`annotator.data.formats.negatives`); an image with no annotations that
-is not marked done has not been checked, so it is left out, with a warning
-(in every format, COCO included). Folder exports are written all at once
+is not marked done has not been checked, and an image marked skipped was
+left out on purpose: both are left out, with a warning (in every format,
+COCO included). Folder exports are written all at once
 (:mod:`annotator.data.formats.staging`): cancelled or failed, they leave the
 folder as it was; files there that sam-annotator did not write are backed up
 before being replaced; source images and the working file are never written.
@@ -51,7 +52,7 @@ from annotator.data.document import Dataset, dumps_coco
 from annotator.data.formats.common import ExportCancelled, ProgressFn, check_cancel
 from annotator.data.formats.labelme import write_labelme
 from annotator.data.formats.masks import write_masks
-from annotator.data.formats.negatives import leave_out_unchecked, left_out_warning
+from annotator.data.formats.negatives import leave_out
 from annotator.data.formats.voc import write_voc
 from annotator.data.formats.yolo import write_yolo
 
@@ -76,7 +77,7 @@ DEFAULT_TOLERANCE = 0.25
 
 # the snapshot of a folder export carries the working file's path, which it must never write
 _WORKING_FILE = "sam_annotator_working_file"
-# ... and every snapshot the names of the images it left out (no annotations, not marked done)
+# ... and every snapshot the warnings about the images it left out (skipped; no annotations, not marked done)
 _LEFT_OUT = "sam_annotator_left_out"
 
 
@@ -191,8 +192,7 @@ def export_data(
     check_args(fmt, tolerance, voc_border)
     output = Path(output)
     working_file = data.pop(_WORKING_FILE, None)
-    left_out = data.pop(_LEFT_OUT, None)
-    warnings: List[str] = [left_out_warning(left_out)] if left_out else []
+    warnings: List[str] = list(data.pop(_LEFT_OUT, ()))
     if fmt in FOLDER_FORMATS:
         protected = tuple(os.path.normpath(os.path.join(os.path.abspath(output), img["file_name"])) for img in data["images"])
         if working_file:
@@ -223,8 +223,8 @@ def snapshot(dataset: Dataset, output: Path, fmt: str = "coco-rle") -> Dict[str,
 
     ``file_name`` values are made relative to the folder the export writes
     into (``output``'s folder for ``coco-*``, ``output`` itself for the
-    others). Images with no annotations that are not marked done are left
-    out (:func:`~annotator.data.formats.negatives.leave_out_unchecked`;
+    others). Images marked skipped, and images with no annotations that are
+    not marked done, are left out (:func:`~annotator.data.formats.negatives.leave_out`;
     :func:`export_data` warns about them). Raises ``ValueError`` for a polygon
     export over the working file itself (it would lose the holes) and for a
     folder format whose ``output`` is an existing file.
@@ -241,9 +241,9 @@ def snapshot(dataset: Dataset, output: Path, fmt: str = "coco-rle") -> Dict[str,
         data = dataset.to_coco(root=output.parent)
         if output.resolve() == Path(dataset.path).resolve():
             return data  # a copy over the working file itself keeps every record (states included)
-    left_out = leave_out_unchecked(data)
+    left_out = leave_out(data, lambda image_id: dataset.images[image_id].file_name)  # as the working file names them
     if left_out:
-        data[_LEFT_OUT] = [dataset.images[i].file_name for i in left_out]  # as the working file names them
+        data[_LEFT_OUT] = left_out
     return data
 
 

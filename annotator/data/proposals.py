@@ -90,11 +90,14 @@ class GeneratorParams:
 
     The defaults are the window's (``annotator.session.everything.EverythingOptions``;
     a test keeps the two equal), so that ``auto`` proposes what the window's
-    Segment Everything would. ``points_per_side`` ``n`` prompts an ``n x n``
-    grid (cost grows with ``n**2``); the others have the generator's meaning.
+    Segment Everything would. ``points_per_side`` None (the default) is the
+    generator's fast mode (prompts chosen in rounds where no kept mask covers
+    the image yet, a few seconds on a CPU); ``n`` prompts the official
+    generator's full ``n x n`` grid (cost grows with ``n**2``: 32 takes tens of
+    seconds for MobileSAM on a CPU). The others have the generator's meaning.
     """
 
-    points_per_side: int = 32
+    points_per_side: Optional[int] = None
     points_per_batch: int = 64
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
@@ -116,9 +119,12 @@ class GeneratorParams:
         out = {}
         for f in fields(cls):
             v = values[f.name]
+            if f.name == "points_per_side" and v is None:  # the fast mode
+                out[f.name] = None
+                continue
             if not _finite(v):
                 raise ValueError(f"generator parameter {f.name} must be a number, got {v!r}")
-            out[f.name] = type(f.default)(v)
+            out[f.name] = int(v) if f.name == "points_per_side" else type(f.default)(v)
         return cls(**out)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QUndoStack
 
+from annotator.data.image_states import STATE_FIELD, TODO
 from annotator.session.annotation_layer import AnnotationLayer, CurrentImage
 from annotator.session.rows import AnnotationRow, CategoryRow, Color
 from annotator.session.style import OverlayStyle
@@ -254,9 +255,12 @@ class DocumentEdits(QObject):
     # -- apply methods (called by the undo commands: undo.DocumentTarget) ----------------------------
 
     def apply_add_annotations(self, annotations: Sequence[Any]) -> None:
-        """Add annotations (one user step: one save, one refresh)."""
+        """Add annotations (one user step: one save, one refresh); an image annotated first is marked to do."""
         for ann in annotations:
             self.dataset.add_annotation(ann)
+        for image_id in dict.fromkeys(a.image_id for a in annotations):
+            if STATE_FIELD not in self.dataset.images[image_id].extra:
+                self.dataset.set_image_state(image_id, TODO)  # listed from now on, with its state
         self._annotations_edited(a.image_id for a in annotations)
 
     def apply_remove_annotations(self, annotation_ids: Sequence[int]) -> list:
@@ -312,6 +316,11 @@ class DocumentEdits(QObject):
     def apply_changed(self, image_ids) -> None:
         """The document was changed in one go outside these methods (an import's ``apply_plan``): save, refresh."""
         self._annotations_edited(image_ids)
+
+    def document_changed(self) -> None:
+        """Another part changed the document (an image's state, :mod:`annotator.session.image_states`): saved
+        at once, as an accept is."""
+        self._save_now()
 
     def _annotations_edited(self, image_ids) -> None:
         # Saved at once, not debounced: once an accept (or delete) shows, it is on disk, so a crash or
@@ -371,7 +380,7 @@ class DocumentEdits(QObject):
         """Save if there is anything unsaved worth a file (image switch, folder change, close)."""
         if self.dataset is None or not self.dataset.dirty:
             return True
-        if not self.dataset.annotations and not self.dataset.path.exists():
+        if not self.dataset.annotations and not self.dataset.images and not self.dataset.path.exists():
             return True  # nothing but categories: no need to create a file yet
         return self.save()
 

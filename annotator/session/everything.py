@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 
 #: Parameters of :class:`sam_core.AutomaticMaskGenerator` used by the app: the same value ``sam-annotator auto``
-#: stores with its proposals (``points_per_side`` ``n`` prompts an ``n x n`` grid; 32, the default, takes tens of
-#: seconds for MobileSAM on a CPU; 8 or 16 give fewer, coarser proposals quickly).
+#: stores with its proposals (``points_per_side`` None, the default, is the generator's fast mode; ``n`` prompts the
+#: official ``n x n`` grid, 32 taking tens of seconds for MobileSAM on a CPU).
 EverythingOptions = GeneratorParams
 
 

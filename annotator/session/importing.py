@@ -14,9 +14,9 @@ Three stages, each with its own signal:
 3. :meth:`ImportRunner.apply` pushes one :class:`ImportCommand`: the plan is
    added with :func:`~annotator.data.formats.importing.apply_plan` (only ever
    adding; the working file is then saved as after any edit, backed up once
-   per session first); Ctrl+Z removes exactly the annotations and categories
-   it created and puts image states back; Ctrl+Shift+Z adds them again with
-   the same ids. ``imported(ImportResult)`` follows.
+   per session first); Ctrl+Z removes exactly the annotations, categories and
+   image records it created and puts image states back; Ctrl+Shift+Z adds
+   them again with the same ids. ``imported(ImportResult)`` follows.
 
 Where the images are: the source is first read where its format puts them
 (YOLO ``images/``, VOC ``JPEGImages/``, labelme's ``imagePath``, COCO
@@ -38,7 +38,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, apply_plan
-from annotator.data.formats.negatives import DONE, STATE_FIELD
+from annotator.data.image_states import DONE
 from annotator.data.formats.plan import ImportFailed, shown
 from annotator.workers.jobs import JobService
 
@@ -130,6 +130,7 @@ class ImportCommand(QUndoCommand):
         self.plan = plan
         self.changes: Optional[ImportChanges] = None
         self.report: List[str] = []
+        self._removed_images: list = []
         self._removed_annotations: list = []
         self._removed_categories: list = []
 
@@ -138,10 +139,12 @@ class ImportCommand(QUndoCommand):
         if self.changes is None:  # the first time: add the plan
             self.changes, self.report = apply_plan(ds, self.plan)
         else:  # again after an undo: the same records, same ids
+            for rec in self._removed_images:
+                ds.restore_image(rec)
             for removed in reversed(self._removed_categories):
                 self.edits.apply_restore_category(removed)
             for image_id, _old in self.changes.states:
-                ds.set_image_extra(image_id, STATE_FIELD, DONE)
+                ds.set_image_state(image_id, DONE)
             for ann in self._removed_annotations:
                 ds.add_annotation(ann)
         self.edits.apply_changed(self.changes.images_touched)  # one save, one refresh
@@ -149,7 +152,7 @@ class ImportCommand(QUndoCommand):
     def undo(self) -> None:
         ds, changes = self.edits.dataset, self.changes
         for image_id, old in reversed(changes.states):
-            ds.set_image_extra(image_id, STATE_FIELD, old)
+            ds.set_image_state(image_id, old)
         self._removed_annotations = self.edits.apply_remove_annotations(
             [aid for aid in changes.annotations if aid in ds.annotations]
         )
@@ -157,6 +160,11 @@ class ImportCommand(QUndoCommand):
             self.edits.apply_remove_category(cid, None) for cid in reversed(changes.categories) if cid in ds.categories
         ]
         self.edits.apply_changed(changes.images_touched)
+        # the image records it listed go too (an image annotated since stays)
+        self._removed_images = [ds.remove_image(iid) for iid in reversed(changes.images)
+                                if iid in ds.images and not ds.annotations_for(iid)][::-1]
+        if self._removed_images:
+            self.edits.document_changed()
 
 
 class ImportRunner(QObject):

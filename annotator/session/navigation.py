@@ -52,6 +52,8 @@ class ImageNavigator(QObject):
         prefetch waits for it (at most :data:`PREFETCH_MAX_DEFERRALS` delays).
     annotation_count:
         ``(path) -> int``: the annotations of an image, for its list row.
+    progress:
+        ``(path) -> str``: the user's state of an image (``"todo"``, ``"done"``, ``"skipped"``), for its list row.
     prefetch_delay_ms:
         Default :data:`PREFETCH_DELAY_MS` (read at construction).
     """
@@ -72,6 +74,7 @@ class ImageNavigator(QObject):
         *,
         clicks_busy: Optional[Callable[[], bool]] = None,
         annotation_count: Optional[Callable[[Path], int]] = None,
+        progress: Optional[Callable[[Path], str]] = None,
         prefetch_delay_ms: Optional[int] = None,
         parent: Optional[QObject] = None,
     ) -> None:
@@ -79,6 +82,7 @@ class ImageNavigator(QObject):
         self.encoder = encoder
         self._clicks_busy = clicks_busy or (lambda: False)
         self._annotation_count = annotation_count or (lambda path: 0)
+        self._progress = progress or (lambda path: "todo")
         self.model_info: Optional[ModelInfo] = None
         self._model_t0: Optional[float] = None  # perf_counter() when a model load began
 
@@ -168,7 +172,7 @@ class ImageNavigator(QObject):
     def image_row(self, i: int) -> ImageRow:
         path = self.paths[i]
         state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))
-        return ImageRow(path, path.name, self._annotation_count(path), state, message)
+        return ImageRow(path, path.name, self._annotation_count(path), state, message, self._progress(path))
 
     def can_show(self, index: int) -> bool:
         """``index`` is an image of the list, other than the current one."""

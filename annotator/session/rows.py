@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+from annotator.data.image_states import DONE, SKIPPED, TODO, UNUSABLE
 
 Color = Tuple[int, int, int]
 
@@ -29,6 +31,26 @@ class ImageRow:
     annotations: int
     state: str = ImageState.UNKNOWN
     message: str = ""  # why it is unusable, for ERROR
+    progress: str = TODO  # the user's state: "todo", "done" or "skipped" (annotator.data.image_states)
+
+
+#: The image list's filter states, in menu order ("" = all).
+LIST_STATES: Tuple[str, ...] = (TODO, DONE, SKIPPED, UNUSABLE)
+LIST_STATE_NAMES: Dict[str, str] = {"": "All", TODO: "To do", DONE: "Done", SKIPPED: "Skipped", UNUSABLE: "Unusable"}
+
+
+def list_state(row: ImageRow) -> str:
+    """Which filter of the image list shows ``row``: unusable (cannot be loaded) first, else the user's state."""
+    return UNUSABLE if row.state == ImageState.ERROR else row.progress
+
+
+def count_states(rows: Iterable[ImageRow]) -> Dict[str, int]:
+    """How many rows are in each of :data:`LIST_STATES`, and ``""``: all of them."""
+    counts = dict.fromkeys(("",) + LIST_STATES, 0)
+    for row in rows:
+        counts[list_state(row)] += 1
+        counts[""] += 1
+    return counts
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from annotator.session.document_edits import DocumentEdits
 from annotator.session.editing import MaskEditing
 from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
+from annotator.session.image_states import ImageStates
 from annotator.session.importing import ImportRunner
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
@@ -152,7 +153,8 @@ class Session(QObject):
         self._closed = False
 
         self.images = ImageNavigator(self.encoder, clicks_busy=lambda: self.decoder.busy,
-                                     annotation_count=lambda path: self.edits.annotation_count(path), parent=self)
+                                     annotation_count=lambda path: self.edits.annotation_count(path),
+                                     progress=lambda path: self.states.progress(path), parent=self)
         self.edits = DocumentEdits(self.decoder, self.undo_stack, self.images, self.style, self)
         self.prompts = Prompting(self.decoder, self.undo_stack, self.images, self.style, self.edits.category_color,
                                  self)
@@ -169,6 +171,7 @@ class Session(QObject):
                                    self.accepts, self.style, self)
         self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
+        self.states = ImageStates(self.edits, self.images, self.undo_stack, self.gate, self.go_to, self)
         self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
         self._wire()
 
@@ -187,7 +190,8 @@ class Session(QObject):
 
     def _wire(self) -> None:
         im, pr, ed, ev, ex = self.images, self.prompts, self.edits, self.everything, self.exports
-        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking, self.regions, self.imports):
+        for part in (im, pr, ed, self.accepts, ev, ex, self.editing, self.picking, self.regions, self.states,
+                     self.imports):
             part.statusMessage.connect(self.statusMessage)
         self.editing.draftOverlayChanged.connect(self.draftOverlayChanged)
         self.editing.strokeDone.connect(self.strokeDone)
@@ -238,8 +242,12 @@ class Session(QObject):
     # -- folders and images ----------------------------------------------------------------------
 
     def open_folder(self, folder: Path, output: Optional[Path] = None, *, replace_bad_file: bool = False,
-                    discard_unsaved: bool = False) -> None:
+                    discard_unsaved: bool = False, images: Optional[List[Path]] = None) -> None:
         """Open ``folder``'s images with the working file ``output`` (default ``folder/annotations.json``).
+
+        ``images``: just these image files (``sam-annotator a.jpg b.jpg``), in
+        this order, instead of every image in ``folder``. The document opens
+        at the image the user was on last time (``states.resume``), else the first.
 
         The working file is locked for this window; held by another window or
         program, it opens read-only (saving it then fails with a message that
@@ -266,7 +274,7 @@ class Session(QObject):
 
         folder = Path(folder)
         output = Path(output) if output is not None else folder / ANNOTATIONS_FILENAME
-        paths = list_images(folder)
+        paths = list_images(folder) if images is None else [Path(p) for p in images]
         if not discard_unsaved and not self.flush():
             raise UnsavedWork("the annotations of the open folder could not be saved (see the status bar)")
         old = self.edits.dataset
@@ -290,9 +298,12 @@ class Session(QObject):
         if problems:
             self.statusMessage.emit(f"{len(problems)} recorded image(s) differ from their files: {problems[0]}", 0)
         if paths:
-            self.go_to(0)
+            self.go_to(self.states.resume_index())
         else:
             self.statusMessage.emit(f"No images in {folder}", 0)
+
+    mark_image = _part("states", "mark")  # "todo" | "done" | "skipped": the current image, one undo step
+    next_todo = _part("states", "next_todo")  # the next image to do, wrapping; says so when none is left
 
     @waits_for_accept
     def next_image(self) -> None:

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import QMenuBar, QToolBar, QWidget
 
 MENUS = ("File", "Edit", "Image", "Candidates", "Mask", "Proposals", "Categories", "View", "Help")
 #: Menu entries that start a group (a separator above them).
-MENU_GROUPS = ("quit", "category_1", "add_category", "preferences", "accept_proposals", "about", "brush_smaller",
-               "refine_annotation", "fill_holes")
+MENU_GROUPS = ("quit", "mark_todo", "category_1", "add_category", "preferences", "accept_proposals", "about",
+               "brush_smaller", "refine_annotation", "fill_holes")
 #: The toolbar's buttons, ``None`` a separator.
 TOOLBAR = ("open_folder", "save", "export_coco", None, "segment_everything", "undo", "redo")
 
@@ -88,6 +88,9 @@ def _category_actions() -> Tuple[ActionSpec, ...]:
 ACTIONS: Tuple[ActionSpec, ...] = (
     # File
     ActionSpec("open_folder", "&Open Folder…", "File", "Open a folder of images", ("Ctrl+O",)),
+    ActionSpec("open_images", "Open &Images…", "File",
+               "Open one or more image files (the annotations go beside them, in annotations.json)",
+               ("Ctrl+Shift+O",)),
     ActionSpec("save", "&Save", "File", "Save the annotations now (also done after every change while autosave is on)",
                ("Ctrl+S",)),
     # (named export_coco still: users' shortcut settings are stored by action name)
@@ -115,6 +118,12 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     # Image
     ActionSpec("next_image", "&Next Image", "Image", "Show the next image", ("D", "Right", "PgDown")),
     ActionSpec("previous_image", "&Previous Image", "Image", "Show the previous image", ("A", "Left", "PgUp")),
+    ActionSpec("next_todo", "Next &To Do", "Image",
+               "Show the next image to do (wrapping; passes over done, skipped and unusable images)", ("Shift+D",)),
+    ActionSpec("mark_todo", "Mark To &Do", "Image", "Mark the image to do (not finished)", ("T",)),
+    ActionSpec("mark_done", "Mark D&one", "Image",
+               "Mark the image done (finished; done with no annotations: a negative, no object in it)", ("C",)),
+    ActionSpec("mark_skipped", "Mark &Skipped", "Image", "Mark the image skipped (left out on purpose)", ("S",)),
     # Candidates
     ActionSpec("next_candidate", "&Next Candidate", "Candidates", "Show the next of the three candidates", ("Tab",)),
     ActionSpec("previous_candidate", "&Previous Candidate", "Candidates", "Show the previous candidate",

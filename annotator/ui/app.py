@@ -1,9 +1,13 @@
-"""``sam-annotator [IMAGE_DIR] [options]``: start the window.
+"""``sam-annotator [IMAGE_DIR | IMAGE ...] [options]``: start the window.
 
 ::
 
-    sam-annotator [IMAGE_DIR] [--model TYPE] [--checkpoint PATH] [--device auto|cuda|mps|cpu]
+    sam-annotator [IMAGE_DIR | IMAGE ...] [--model TYPE] [--checkpoint PATH] [--device auto|cuda|mps|cpu]
                   [--output FILE] [--cache-dir DIR]
+
+A folder opens every image in it; image files (``sam-annotator a.jpg b.jpg``)
+open just those, in that order, with the working file in their common
+folder (``annotations.json``) unless ``--output`` names it.
 
 The window shows at once; the model loads in the background (downloading its
 weights into the cache on first use, with a progress dialog that can cancel).
@@ -60,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Annotate images with Segment Anything: click, pick one of three ranked masks, accept.",
         epilog="Other commands: sam-annotator models | encode | export (each has --help).",
     )
-    p.add_argument("image_dir", nargs="?", type=Path, metavar="IMAGE_DIR", help="folder of images to annotate")
+    p.add_argument("paths", nargs="*", type=Path, metavar="IMAGE_DIR | IMAGE",
+                   help="a folder of images to annotate, or one or more image files")
     p.add_argument(
         "--model",
         choices=model_choices(),
@@ -72,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cuda, cuda:N, mps or cpu (default: the preferences' choice, "
                    "else auto)")
     p.add_argument(
-        "--output", type=Path, metavar="FILE", help="working file (default: IMAGE_DIR/annotations.json)"
+        "--output", type=Path, metavar="FILE",
+        help="working file (default: IMAGE_DIR/annotations.json; for image files, annotations.json in their folder)"
     )
     p.add_argument(
         "--cache-dir",
@@ -84,17 +90,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _folder_and_images(parser: argparse.ArgumentParser, args) -> None:
+    """``args.image_dir`` (the folder to open, or ``None``) and ``args.images`` (just these files, or ``None``)."""
+    from annotator.data.image_states import common_folder
+    from annotator.data.imageio import IMAGE_EXTENSIONS
+
+    args.image_dir, args.images = None, None
+    paths = list(args.paths)
+    if not paths:
+        return
+    for p in paths:
+        if not p.exists():
+            parser.error(f"{p} does not exist")
+    if len(paths) == 1 and paths[0].is_dir():
+        args.image_dir = paths[0]
+        return
+    for p in paths:
+        if p.is_dir():
+            parser.error(f"{p} is a folder: give one folder, or image files")
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            parser.error(f"{p} is not an image file (one of {', '.join(IMAGE_EXTENSIONS)})")
+    try:
+        args.image_dir = common_folder(paths)
+    except ValueError as exc:
+        if args.output is None:
+            parser.error(f"{exc}: name the working file with --output FILE")
+        args.image_dir = args.output.absolute().parent
+    args.images = list(dict.fromkeys(p.absolute() for p in paths))
+
+
 def parse_args(argv: Optional[Sequence[str]]):
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.image_dir is not None and not args.image_dir.is_dir():
-        parser.error(f"IMAGE_DIR {args.image_dir} is not a folder")
+    # intermixed: ``sam-annotator a.jpg --output work.json b.jpg`` keeps both images
+    args = parser.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv))
+    _folder_and_images(parser, args)
     if args.device is not None and args.device.split(":")[0] not in DEVICES:
         parser.error(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {args.device!r}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} is not a file")
     if args.output is not None and args.image_dir is None:
-        parser.error("--output needs IMAGE_DIR")
+        parser.error("--output needs IMAGE_DIR or image files")
     return args
 
 
@@ -224,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if smoke:
             smoke_test(app, window)
         window.show()
-        window.start(args.image_dir, args.output, model_request(args, settings))
+        window.start(args.image_dir, args.output, model_request(args, settings), images=args.images)
     except Exception as exc:  # the window could not even be built: say so, never exit silently
         import logging
         import traceback

@@ -38,14 +38,37 @@ class FileDialogs:
         if folder:
             self.open_folder(Path(folder))
 
-    def open_folder(self, folder: Path, output: Optional[Path] = None, discard_unsaved: bool = False) -> bool:
-        """Open ``folder``; a bad working file is never overwritten, nor unsaved work dropped, without the user's say."""
+    def choose_images(self) -> None:
+        """File → Open Images…: one or more image files; their working file goes in their common folder."""
+        from annotator.data.image_states import common_folder
+        from annotator.data.imageio import IMAGE_EXTENSIONS
+
+        start = str(self._session.folder or Path.home())
+        patterns = " ".join(f"*{e}" for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper()))
+        names, _ = QFileDialog.getOpenFileNames(self._window, "Open images", start, f"Images ({patterns})")
+        if not names:
+            return
+        images = [Path(n) for n in names]
+        try:
+            folder, output = common_folder(images), None
+        except ValueError as exc:  # no folder to put the working file in: ask where
+            target, _ = QFileDialog.getSaveFileName(self._window, f"Working file ({exc})", str(Path.home() /
+                                                    "annotations.json"), "COCO JSON (*.json)")
+            if not target:
+                return
+            folder, output = Path(target).parent, Path(target)
+        self.open_folder(folder, output, images=images)
+
+    def open_folder(self, folder: Path, output: Optional[Path] = None, discard_unsaved: bool = False,
+                    images: Optional[List[Path]] = None) -> bool:
+        """Open ``folder`` (``images``: just these files of it); a bad working file is never overwritten, nor
+        unsaved work dropped, without the user's say."""
         from annotator.data.document import DatasetError
         from annotator.data.imageio import ImageLoadError
         from annotator.session.session import UnsavedWork
 
         try:
-            self._session.open_folder(folder, output, discard_unsaved=discard_unsaved)
+            self._session.open_folder(folder, output, discard_unsaved=discard_unsaved, images=images)
             dataset = self._session.dataset
             if dataset is not None and dataset.read_only and self._window.interactive:
                 QMessageBox.information(self._window, "Opened read-only",
@@ -55,14 +78,15 @@ class FileDialogs:
         except UnsavedWork:
             if not self.leave_unsaved("Open another folder"):
                 return False
-            return self.open_folder(folder, output, discard_unsaved=True)
+            return self.open_folder(folder, output, discard_unsaved=True, images=images)
         except DatasetError as exc:
-            return self._bad_dataset(folder, output, exc)
+            return self._bad_dataset(folder, output, exc, images)
         except (ImageLoadError, OSError) as exc:
             QMessageBox.warning(self._window, "Cannot open folder", f"{folder}\n\n{exc}")
             return False
 
-    def _bad_dataset(self, folder: Path, output: Optional[Path], exc: Exception) -> bool:
+    def _bad_dataset(self, folder: Path, output: Optional[Path], exc: Exception,
+                     images: Optional[List[Path]] = None) -> bool:
         path = Path(getattr(exc, "path", output or folder / "annotations.json"))
         box = QMessageBox(self._window)
         box.setIcon(QMessageBox.Icon.Warning)
@@ -84,9 +108,9 @@ class FileDialogs:
                     self._window, "New annotation file", str(path.with_name(path.stem + "-new.json")),
                     "COCO JSON (*.json)",
                 )
-                return bool(target) and self.open_folder(folder, Path(target))
+                return bool(target) and self.open_folder(folder, Path(target), images=images)
             if clicked is start_over:
-                self._session.open_folder(folder, path, replace_bad_file=True)
+                self._session.open_folder(folder, path, replace_bad_file=True, images=images)
                 return True
         except Exception as again:  # noqa: BLE001 - shown to the user
             QMessageBox.warning(self._window, "Cannot open folder", str(again))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent
@@ -36,6 +36,7 @@ from annotator.ui.file_dialogs import FileDialogs
 from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
+from annotator.ui.resume import SettingsResume
 from annotator.ui.settings import Settings, apply_shortcuts
 from annotator.ui.task_widgets import ReviewBar, TaskProgress
 from annotator.workers.messages import ModelInfo, ModelRequest
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.settings = settings if settings is not None else Settings()
         self.session = session or Session(self)
+        self.session.states.resume = SettingsResume(self.settings)
         self.interactive = True
         self.closing = False
         self.file_dialogs = FileDialogs(self)
@@ -159,6 +161,7 @@ class MainWindow(QMainWindow):
         s, files, models, app = self.session, self.file_dialogs, self.model_dialogs, self.app_dialogs
         handlers: Dict[str, object] = {
             "open_folder": files.choose_folder,
+            "open_images": files.choose_images,
             "save": files.save,
             "export_coco": self.format_dialogs.export,
             "import_labels": self.format_dialogs.import_labels,
@@ -171,6 +174,10 @@ class MainWindow(QMainWindow):
             "delete_annotation": lambda: s.delete_annotation(None),
             "next_image": s.next_image,
             "previous_image": s.previous_image,
+            "next_todo": s.next_todo,
+            "mark_todo": lambda: s.mark_image("todo"),
+            "mark_done": lambda: s.mark_image("done"),
+            "mark_skipped": lambda: s.mark_image("skipped"),
             "next_candidate": lambda: s.cycle_candidate(1),
             "previous_candidate": lambda: s.cycle_candidate(-1),
             "candidate_1": lambda: s.select_candidate(0),
@@ -323,19 +330,19 @@ class MainWindow(QMainWindow):
     # =====================================================================================
 
     def start(self, folder: Optional[Path] = None, output: Optional[Path] = None,
-              model: Optional[ModelRequest] = None) -> None:
-        """Open ``folder`` (if any) and start loading ``model`` in the background."""
+              model: Optional[ModelRequest] = None, images: Optional[List[Path]] = None) -> None:
+        """Open ``folder`` (if any; ``images``: just these files of it) and start loading ``model`` in the background."""
         if folder is not None:
-            self.open_folder(Path(folder), output)
+            self.open_folder(Path(folder), output, images)
         if model is not None:
             self.model_dialogs.load(model)
 
     def use_model(self, info: ModelInfo) -> None:
         self.session.use_model(info)
 
-    def open_folder(self, folder: Path, output: Optional[Path] = None) -> bool:
-        """Open ``folder``; a bad working file is never overwritten without the user's say."""
-        return self.file_dialogs.open_folder(folder, output)
+    def open_folder(self, folder: Path, output: Optional[Path] = None, images: Optional[List[Path]] = None) -> bool:
+        """Open ``folder`` (``images``: just these files); a bad working file is never overwritten without the user's say."""
+        return self.file_dialogs.open_folder(folder, output, images=images)
 
     def show_error(self, summary: str, details: str) -> None:
         """Report an uncaught exception (see :func:`annotator.data.logs.install_excepthook`).

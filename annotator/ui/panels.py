@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,7 +26,19 @@ from PySide6.QtWidgets import (
 )
 
 from annotator import render
-from annotator.session.rows import AnnotationRow, CategoryRow, ImageRow, ImageState, format_area, format_iou
+from annotator.workers.base import make_timer
+from annotator.data.image_states import DONE, SKIPPED
+from annotator.session.rows import (
+    LIST_STATE_NAMES,
+    AnnotationRow,
+    CategoryRow,
+    ImageRow,
+    ImageState,
+    count_states,
+    format_area,
+    format_iou,
+    list_state,
+)
 
 _STATE_COLORS = {
     ImageState.UNKNOWN: ((120, 124, 130), True),
@@ -34,6 +46,9 @@ _STATE_COLORS = {
     ImageState.READY: ((80, 200, 120), False),
     ImageState.ERROR: ((230, 70, 70), False),
 }
+#: The user's state, as a mark before the name and words in the tooltip.
+_PROGRESS_MARK = {DONE: "✓ ", SKIPPED: "↷ "}
+_PROGRESS_TEXT = {"todo": "to do", DONE: "done", SKIPPED: "skipped"}
 _STATE_TEXT = {
     ImageState.UNKNOWN: "not encoded yet",
     ImageState.LOADING: "loading / encoding",
@@ -63,15 +78,22 @@ class ImageListModel(QAbstractListModel):
             return None
         row = self._row(index.row())
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{row.name}  ({row.annotations})" if row.annotations else row.name
+            name = _PROGRESS_MARK.get(row.progress, "") + row.name
+            return f"{name}  ({row.annotations})" if row.annotations else name
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icons[row.state]
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = f"{row.path}\n{row.annotations} annotation(s); {_STATE_TEXT[row.state]}"
+            negative = " (no annotations: a negative)" if row.progress == DONE and not row.annotations else ""
+            tip = (f"{row.path}\n{_PROGRESS_TEXT.get(row.progress, row.progress)}{negative}; "
+                   f"{row.annotations} annotation(s); {_STATE_TEXT[row.state]}")
             return f"{tip}\n{row.message}" if row.message else tip
         if role == Qt.ItemDataRole.ForegroundRole:
             if row.state == ImageState.ERROR:
                 return QColor(230, 110, 110)
+            if row.progress == DONE:
+                return QColor(130, 210, 140)
+            if row.progress == SKIPPED:
+                return QColor(140, 143, 150)
             if row.annotations:
                 return QColor(150, 215, 255)
         if role == Qt.ItemDataRole.FontRole and row.annotations:
@@ -92,26 +114,62 @@ class ImageListModel(QAbstractListModel):
             self.dataChanged.emit(index, index)
 
 
-class ImageListPanel(QWidget):
-    """The folder's images; a click asks to show one."""
+class StateFilter(QSortFilterProxyModel):
+    """The rows of one :data:`annotator.session.rows.LIST_STATES` state (``""``: all)."""
 
-    imageChosen = Signal(int)
+    def __init__(self, model: ImageListModel, parent=None) -> None:
+        super().__init__(parent)
+        self.state = ""
+        self.setSourceModel(model)
+        self.setDynamicSortFilter(True)  # a row whose state changes leaves or joins the view at once
+
+    def set_state(self, state: str) -> None:
+        self.beginFilterChange()
+        self.state = state
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
+        return not self.state or list_state(self.sourceModel()._row(source_row)) == self.state
+
+
+class ImageListPanel(QWidget):
+    """The folder's images, filtered by state (with counts); a click asks to show one."""
+
+    imageChosen = Signal(int)  # the row in the session's list (not in the filtered view)
 
     def __init__(self, count: Callable[[], int], row: Callable[[int], ImageRow], parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("imageList")
         self.model = ImageListModel(count, row, self)
+        self.proxy = StateFilter(self.model, self)
+        self.filter = QComboBox(self)
+        self.filter.setObjectName("imageFilter")
+        self.filter.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.filter.setToolTip("Show only the images in one state (Image menu: mark the image on show to do, done "
+                               "or skipped)")
+        for state, name in LIST_STATE_NAMES.items():
+            self.filter.addItem(name, state)
+        self.filter.currentIndexChanged.connect(lambda _i: self.set_filter(self.filter.currentData()))
+        self._current = -1
+        # the counts read every row: once per burst of row changes (the cached-embeddings scan marks every
+        # image ready at once), not once per row, which was quadratic in the folder's size
+        self._summary_timer = make_timer(self, 0, single_shot=True)
+        self._summary_timer.timeout.connect(self._update_summary)
         self.view = QListView(self)
-        self.view.setModel(self.model)
+        self.view.setModel(self.proxy)
+        # the image on show left or joined the filtered rows (it was marked): select it again, or nothing
+        self.proxy.rowsRemoved.connect(lambda *_: self.set_current(self._current))
+        self.proxy.rowsInserted.connect(lambda *_: self.set_current(self._current))
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.view.setUniformItemSizes(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setIconSize(QSize(12, 12))
-        self.view.clicked.connect(lambda index: self.imageChosen.emit(index.row()))
+        self.view.clicked.connect(lambda index: self.imageChosen.emit(self.proxy.mapToSource(index).row()))
         self.summary = QLabel(self)
         self.summary.setObjectName("panelHint")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.filter)
         layout.addWidget(self.view)
         layout.addWidget(self.summary)
 
@@ -121,18 +179,43 @@ class ImageListPanel(QWidget):
 
     def refresh_row(self, i: int) -> None:
         self.model.refresh_row(i)
-        self._update_summary()
+        self._summary_timer.start()
+
+    def set_filter(self, state: str) -> None:
+        """Show only the images in ``state`` (one of :data:`annotator.session.rows.LIST_STATES`; ``""``: all)."""
+        if state != self.proxy.state:
+            self.proxy.set_state(state)
+        i = self.filter.findData(state)
+        if i != self.filter.currentIndex():
+            self.filter.setCurrentIndex(i)
+        self.set_current(self._current)
 
     def set_current(self, i: int) -> None:
-        if 0 <= i < self.model.rowCount():
-            index = self.model.index(i)
+        """Select and scroll to image ``i`` (a row of the session's list), when the filter shows it."""
+        self._current = i
+        index = self.proxy.mapFromSource(self.model.index(i)) if 0 <= i < self.model.rowCount() else QModelIndex()
+        if index.isValid():
             self.view.setCurrentIndex(index)
             self.view.scrollTo(index)
+        else:
+            self.view.setCurrentIndex(QModelIndex())  # another row must not look like the image on show
+            self.view.clearSelection()
+
+    def counts(self) -> dict:
+        """Images per filter state (``""``: all), as the filter menu shows them."""
+        return count_states(self.model._row(i) for i in range(self.model.rowCount()))
 
     def _update_summary(self) -> None:
         n = self.model.rowCount()
-        done = sum(1 for i in range(n) if self.model._row(i).annotations)
-        self.summary.setText(f"{done} of {n} images annotated" if n else "No images: File → Open Folder…")
+        rows = [self.model._row(i) for i in range(n)]
+        counts = count_states(rows)
+        for i in range(self.filter.count()):
+            state = self.filter.itemData(i)
+            self.filter.setItemText(i, f"{LIST_STATE_NAMES[state]} ({counts[state]})")
+        annotated = sum(1 for r in rows if r.annotations)
+        negatives = sum(1 for r in rows if r.progress == DONE and not r.annotations)
+        text = f"{annotated} of {n} images annotated, {negatives} negative(s)" if n else "No images: File → Open Folder…"
+        self.summary.setText(text)
 
 
 class AnnotationsPanel(QWidget):

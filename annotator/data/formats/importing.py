@@ -37,7 +37,7 @@ from annotator.data import coco
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
 from annotator.data.formats.common import rle_ious
-from annotator.data.formats.negatives import DONE, STATE_FIELD
+from annotator.data.image_states import DONE, STATE_FIELD, recorded_state
 from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
 from annotator.data.maskedit import fill_holes
 
@@ -245,10 +245,10 @@ def _mark_negative(dataset: Dataset, rec, where: str, file_name: str, changes: I
             "they are kept and the image is not marked as a negative"
         )
         return
-    old = rec.extra.get(STATE_FIELD)
-    if old != DONE:
-        dataset.set_image_extra(rec.id, STATE_FIELD, DONE)
-        changes.states.append((rec.id, old if isinstance(old, str) else None))
+    old = recorded_state(rec.extra)
+    if rec.extra.get(STATE_FIELD) != DONE:
+        dataset.set_image_state(rec.id, DONE)
+        changes.states.append((rec.id, old))
 
 
 def import_labels(
@@ -264,17 +264,20 @@ def import_labels(
 
 
 def undo_import(dataset: Dataset, changes: ImportChanges) -> None:
-    """Remove what :func:`apply_plan` added: its annotations, then the categories it created; states go back.
+    """Remove what :func:`apply_plan` added: its annotations, the categories and image records it created.
 
-    Image records it created stay (the document has no way to remove one); they
-    hold no annotations afterwards, and no state (so exports leave them out).
+    Image states it set go back to what they were. An image record it created
+    that holds annotations made since stays.
     """
     for image_id, old in reversed(changes.states):
         if image_id in dataset.images:
-            dataset.set_image_extra(image_id, STATE_FIELD, old)
+            dataset.set_image_state(image_id, old)
     for aid in reversed(changes.annotations):
         if aid in dataset.annotations:
             dataset.remove_annotation(aid)
     for cid in reversed(changes.categories):
         if cid in dataset.categories:
             dataset.remove_category(cid)
+    for iid in reversed(changes.images):
+        if iid in dataset.images and not dataset.annotations_for(iid):
+            dataset.remove_image(iid)
