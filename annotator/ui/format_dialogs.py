@@ -215,7 +215,6 @@ class FormatDialogs:
         self.import_format = "labelme"
         self.import_progress = TaskProgress("importProgress", window)
         window.statusBar().addPermanentWidget(self.import_progress)
-        self.last_report: Optional[ImportReportDialog] = None  # the latest report shown (tests read it)
 
     @property
     def _session(self):
@@ -247,9 +246,12 @@ class FormatDialogs:
             self._status("Open a folder first", 3000)
             return
         dialog = ExportDialog(self.export_choice, self._window)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        choice = dialog.choice()
+        dialog.deleteLater()
+        if not accepted:
             return
-        choice = self.export_choice = dialog.choice()
+        self.export_choice = choice
         if choice.fmt in FOLDER_FORMATS:
             start = dataset.path.parent / _DEFAULT_FOLDER[choice.fmt]
             target = QFileDialog.getExistingDirectory(
@@ -284,9 +286,12 @@ class FormatDialogs:
             self._status("Open a folder first: labels are imported into its working file", 3000)
             return
         dialog = ImportFormatDialog(self.import_format, self._window)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        fmt = dialog.chosen()
+        dialog.deleteLater()
+        if not accepted:
             return
-        fmt = self.import_format = dialog.chosen()
+        self.import_format = fmt
         start = str(s.folder or Path.home())
         if fmt == "coco":
             source, _ = QFileDialog.getOpenFileName(self._window, "Import COCO labels", start, "COCO JSON (*.json)")
@@ -300,8 +305,10 @@ class FormatDialogs:
         lines = list(preview.unmatched) + list(preview.problems)
         can_import = preview.images > 0
         summary = preview.text() if can_import else f"Nothing to import: {preview.text()}"
-        dialog = self.last_report = ImportReportDialog(summary, lines, can_import, self._window)
-        if dialog.exec() == QDialog.DialogCode.Accepted and can_import:
+        dialog = ImportReportDialog(summary, lines, can_import, self._window)
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        dialog.deleteLater()
+        if accepted and can_import:
             self._session.imports.apply(preview)
         else:
             self._status("Import cancelled: nothing was changed", 5000)
