@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 import numpy as np
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QImage, QPainterPath, QPolygonF
+
+from annotator.data import palette
 
 Color = Tuple[int, int, int]
 
@@ -64,34 +67,92 @@ def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
 
 
+class OverlayImage(QImage):
+    """A mask overlay's fill, plus the outline the canvas draws over it at a constant screen width.
+
+    The outline is not in the pixels: an outline drawn into an overlay of
+    2048 pixels shrinks to a fraction of a screen pixel when a 4000-pixel
+    photo is zoomed out to 21 %, and grows when zoomed in. The canvas draws
+    :attr:`outline` with a cosmetic pen of :attr:`edge_width` screen pixels
+    instead (:mod:`annotator.ui.canvas_overlays`).
+
+    Attributes
+    ----------
+    outline:
+        The mask's boundaries (outer contours and holes) as a
+        :class:`QPainterPath` in this image's pixel coordinates (pixel
+        ``(c, r)`` covers ``[c, c + 1) x [r, r + 1)``; the path runs through
+        the centres of the mask's boundary pixels). Empty for an empty mask.
+    edge_color:
+        ``(r, g, b)`` of the outline.
+    edge_width:
+        Outline width in screen pixels.
+    """
+
+    def __init__(self, image: QImage, outline: QPainterPath, edge_color: Color, edge_width: float) -> None:
+        super().__init__(image)
+        self.outline = outline
+        self.edge_color = tuple(int(c) for c in edge_color)
+        self.edge_width = float(edge_width)
+
+
+def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
+    """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
+
+    Outer contours and holes (OpenCV's two-level contours), each simplified
+    to within ``tolerance`` pixels (Douglas-Peucker), so a large mask costs a
+    few hundred vertices, not one per boundary pixel. Pure: safe off the GUI
+    thread (:class:`QPainterPath` is a value type).
+    """
+    import cv2
+
+    path = QPainterPath()
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    if mask.size == 0 or not mask.any():
+        return path
+    contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        if tolerance > 0 and len(contour) > 8:
+            contour = cv2.approxPolyDP(contour, tolerance, True)
+        pts = contour.reshape(-1, 2).astype(np.float64) + 0.5
+        path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts.tolist()]))
+        path.closeSubpath()
+    return path
+
+
 def mask_overlay(
     mask: np.ndarray,
     color: Color,
     fill_alpha: float = 0.4,
     edge_alpha: float = 1.0,
     edge_color: Color | None = None,
-    edge_width: int = 2,
-) -> QImage:
-    """A translucent fill with an opaque outline: ``(h, w)`` bool -> ARGB32 premultiplied QImage ``w`` x ``h``.
+    edge_width: float = 2,
+) -> OverlayImage:
+    """A translucent fill with an outline: ``(h, w)`` bool -> :class:`OverlayImage` ``w`` x ``h``.
 
-    ``edge_width`` is in mask pixels (masks are rendered near screen resolution, see :func:`overlay_size`).
+    The image holds the fill (ARGB32 premultiplied, ``color`` at
+    ``fill_alpha``); the outline travels with it as a path, in ``edge_color``
+    (default ``color``) and ``edge_width`` screen pixels. ``edge_alpha`` 0
+    means no outline.
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
-    np.copyto(argb, _premultiplied(edge_color or color, edge_alpha), where=outline(mask, edge_width))
-    return _argb_image(argb)
+    path = outline_path(mask) if edge_alpha > 0 else QPainterPath()
+    return OverlayImage(_argb_image(argb), path, edge_color or color, edge_width)
 
 
 #: Outline of the candidate being edited: white, so it stands apart from accepted annotations of its colour.
-CANDIDATE_EDGE = (255, 255, 255)
-#: Outline of the annotation selected in the panel.
-SELECTED_EDGE = (255, 230, 0)
-#: Outline of a segment-everything proposal not (yet) selected: a cyan no category uses by default.
-PROPOSAL_EDGE = (0, 225, 255)
+CANDIDATE_EDGE = palette.CANDIDATE_EDGE
+#: Outline of the annotation selected in the panel (a colour no category gets from the palette).
+SELECTED_EDGE = palette.SELECTED_EDGE
+#: Outline of a segment-everything proposal not (yet) selected: the first of :data:`palette.PROPOSAL_COLORS`.
+PROPOSAL_EDGE = palette.PROPOSAL_COLORS[0]
 #: Fill opacity of the current candidate by default (the user's "mask opacity" preference).
 DEFAULT_OPACITY = 0.45
 #: Accepted annotations are filled lighter than the candidate being edited, by this factor.
-ANNOTATION_FILL_RATIO = 0.62
+ANNOTATION_FILL_RATIO = 0.8
+#: Outline widths in screen pixels: annotations and proposals, the candidate, a selected annotation.
+EDGE_WIDTH, CANDIDATE_EDGE_WIDTH, SELECTED_EDGE_WIDTH = 2.0, 2.0, 3.0
 
 
 def _alpha(value: float) -> float:
@@ -100,7 +161,8 @@ def _alpha(value: float) -> float:
 
 def candidate_overlay(mask: np.ndarray, color: Color, opacity: float = DEFAULT_OPACITY) -> QImage:
     """How the current candidate is drawn: the category colour filled at ``opacity`` (0..1), a white outline."""
-    return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE)
+    return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
+                        edge_width=CANDIDATE_EDGE_WIDTH)
 
 
 def annotation_overlay(
@@ -113,21 +175,24 @@ def annotation_overlay(
     opacity, so a fill of 0 still shows where each annotation is.
     """
     if selected:
-        return mask_overlay(mask, color, fill_alpha=_alpha(opacity * 1.1), edge_color=SELECTED_EDGE, edge_width=3)
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity * 1.1), edge_color=SELECTED_EDGE,
+                            edge_width=SELECTED_EDGE_WIDTH)
     return mask_overlay(mask, color, fill_alpha=_alpha(opacity * ANNOTATION_FILL_RATIO))
 
 
 def proposal_overlay(mask: np.ndarray, selected: bool = False, color: Color = PROPOSAL_EDGE,
-                     opacity: float = DEFAULT_OPACITY) -> QImage:
+                     opacity: float = DEFAULT_OPACITY, edge: Color = PROPOSAL_EDGE) -> QImage:
     """How a segment-everything proposal is drawn.
 
-    Not selected: an outline only, in :data:`PROPOSAL_EDGE`. Selected (it will
-    be accepted): a thicker outline and a fill in ``color`` (the current
-    category's) at ``opacity``, like the candidate being edited.
+    Not selected: an outline only, in ``edge`` (one of
+    :data:`annotator.data.palette.PROPOSAL_COLORS`, so neighbours differ).
+    Selected (it will be accepted): a thicker white outline and a fill in
+    ``color`` (the current category's) at ``opacity``, like the candidate.
     """
     if selected:
-        return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE, edge_width=3)
-    return mask_overlay(mask, PROPOSAL_EDGE, fill_alpha=0.0, edge_width=2)
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
+                            edge_width=SELECTED_EDGE_WIDTH)
+    return mask_overlay(mask, edge, fill_alpha=0.0, edge_width=EDGE_WIDTH)
 
 
 def _argb_image(argb: np.ndarray) -> QImage:

@@ -171,6 +171,7 @@ class OverlayLayers:
         item = self.proposal_items.get(index)
         if item is not None and not image.isNull():
             item.setPixmap(QPixmap.fromImage(image))
+            _set_outline(item, image)
 
     # -- prompt and drag ---------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class OverlayLayers:
         item.setPixmap(QPixmap.fromImage(image))
         item.setPos(x, y)
         item.setTransform(QTransform.fromScale(w / image.width(), h / image.height()))
+        _set_outline(item, image)
         item.show()
 
 
@@ -313,6 +315,64 @@ class StrokePreview:
         item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._scene.addItem(item)
         self.items.append(item)
+
+
+#: Under every mask outline: a dark line this many screen pixels wider, so the outline shows on any background.
+HALO_COLOR, HALO_EXTRA = QColor(0, 0, 0, 150), 2.0
+#: Bounding-rect margin of outlines in scene units: half the widest outline with its halo at the smallest zoom
+#: (:data:`annotator.ui.canvas.MIN_SCALE` 0.01), so no partial repaint cuts an outline off.
+OUTLINE_MARGIN = 3.0 / 0.01
+
+
+class OutlineItem(QGraphicsPathItem):
+    """A mask's outline at a constant width on screen: a cosmetic pen over a wider dark halo.
+
+    A child of the overlay's pixmap item: its path is in the overlay image's
+    pixels (:attr:`annotator.render.OverlayImage.outline`) and follows the
+    pixmap's transform, while cosmetic pens keep their width in screen
+    pixels at every zoom.
+    """
+
+    def __init__(self, parent: QGraphicsItem) -> None:
+        super().__init__(parent)
+        self._halo = _cosmetic_pen(HALO_COLOR, 1.0)
+        self._bounds = QRectF()
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_outline(self, path: QPainterPath, color: Tuple[int, int, int], width: float) -> None:
+        self.prepareGeometryChange()
+        pen = _cosmetic_pen(QColor(*color), width)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        self.setPen(pen)
+        self._halo = _cosmetic_pen(HALO_COLOR, width + HALO_EXTRA)
+        self._halo.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        self.setPath(path)
+        scale = max(abs(self.parentItem().transform().m11()), 1e-9)  # scene units per overlay pixel
+        m = OUTLINE_MARGIN / scale
+        self._bounds = path.controlPointRect().adjusted(-m, -m, m, m)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt's name)
+        return QRectF(self._bounds)
+
+    def paint(self, painter, option, widget=None) -> None:  # noqa: ARG002
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(self._halo)
+        painter.drawPath(self.path())
+        painter.setPen(self.pen())
+        painter.drawPath(self.path())
+
+
+def _set_outline(item: QGraphicsPixmapItem, image: QImage) -> None:
+    """Give ``item`` the outline ``image`` carries (an :class:`~annotator.render.OverlayImage`), or none."""
+    outlines = [c for c in item.childItems() if isinstance(c, OutlineItem)]
+    path = getattr(image, "outline", None)
+    if path is None or path.isEmpty():
+        for child in outlines:
+            child.hide()
+        return
+    child = outlines[0] if outlines else OutlineItem(item)
+    child.set_outline(path, image.edge_color, image.edge_width)
+    child.show()
 
 
 def _cosmetic_pen(color: QColor, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
