@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache root for weights (DIR/checkpoints) and embeddings (DIR/embeddings); "
         "default $SAM_ANNOTATOR_CACHE, else the preferences' folder, else the user cache folder",
     )
+    p.add_argument("--categories", type=Path, metavar="FILE",
+                   help="add the categories of FILE (a text file, one name a line, or a COCO file) to the working "
+                   "file; names already there are kept")
     return p
 
 
@@ -93,6 +96,8 @@ def parse_args(argv: Optional[Sequence[str]]):
         parser.error(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {args.device!r}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} is not a file")
+    if args.categories is not None and not args.categories.is_file():
+        parser.error(f"--categories {args.categories} is not a file")
     if args.output is not None and args.image_dir is None:
         parser.error("--output needs IMAGE_DIR")
     return args
@@ -224,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if smoke:
             smoke_test(app, window)
         window.show()
-        window.start(args.image_dir, args.output, model_request(args, settings))
+        window.start(args.image_dir, args.output, model_request(args, settings), categories=args.categories)
     except Exception as exc:  # the window could not even be built: say so, never exit silently
         import logging
         import traceback
