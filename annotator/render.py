@@ -101,8 +101,7 @@ def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
 
     Outer contours and holes (OpenCV's two-level contours), each simplified
     to within ``tolerance`` pixels (Douglas-Peucker), so a large mask costs a
-    few hundred vertices, not one per boundary pixel. Pure: safe off the GUI
-    thread (:class:`QPainterPath` is a value type).
+    few hundred vertices, not one per boundary pixel. Safe off the GUI thread.
     """
     import cv2
 
@@ -132,8 +131,7 @@ def mask_overlay(
 
     The image holds the fill (ARGB32 premultiplied, ``color`` at
     ``fill_alpha``); the outline travels with it as a path, in ``edge_color``
-    (default ``color``) and ``edge_width`` screen pixels. ``edge_alpha`` 0
-    means no outline.
+    (default ``color``) and ``edge_width`` screen pixels (none if ``edge_alpha`` is 0).
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
@@ -270,44 +268,59 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return small >= 128
 
 
-def thumbnail(source: np.ndarray, preview: np.ndarray, color: Color, side: int = 72) -> QImage:
-    """Thumbnail of one candidate: the image around the candidate, tinted where the mask is.
+#: Side of the candidate strip's thumbnails, in pixels.
+THUMB_SIDE = 120
 
-    ``source`` is the image's small copy ``(hs, ws, 3)`` RGB; ``preview`` the
-    candidate at any resolution ``(hp, wp)`` bool covering the same image. The
-    crop is the mask's bounding box grown by half its size (at least a quarter
-    of the image), so small objects stay visible; an empty mask gives the
-    whole image. Everything after the crop happens at thumbnail size, so the
-    cost is tiny whatever the image size. Returns an RGB32 QImage whose longest
-    side is ``side``.
+
+def thumbnails(source: np.ndarray, masks: Sequence[np.ndarray], color: Color, side: int = THUMB_SIDE) -> list:
+    """The candidate strip's pictures: the same crop of the image for every candidate, the differences visible.
+
+    ``source`` is the image's small copy ``(hs, ws, 3)`` RGB; ``masks`` the
+    candidates, best first, each ``(hp, wp)`` bool covering the whole image.
+    The crop is the box around all candidates grown by half its size (at
+    least a quarter of the image), so small objects stay visible and the
+    pictures line up. Candidate 1 is tinted in ``color``; the others lightly
+    where they agree with it, strongly where they add to it, and what they
+    leave out of it is striped. Work after the crop is at thumbnail size.
+    Returns RGB32 QImages whose longest side is ``side``.
     """
     import cv2
 
-    hp, wp = preview.shape
+    hp, wp = masks[0].shape
     hs, ws = source.shape[:2]
-    ys = np.flatnonzero(preview.any(axis=1))
-    xs = np.flatnonzero(preview.any(axis=0))
+    union = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
+    ys, xs = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
     if len(xs):  # the bounding box, in source pixels
-        bx0, bx1 = xs[0] * ws / wp, (xs[-1] + 1) * ws / wp
-        by0, by1 = ys[0] * hs / hp, (ys[-1] + 1) * hs / hp
+        bx0, bx1, by0, by1 = xs[0] * ws / wp, (xs[-1] + 1) * ws / wp, ys[0] * hs / hp, (ys[-1] + 1) * hs / hp
         half = max(bx1 - bx0, by1 - by0, max(hs, ws) / 4) * 0.75
         cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         x0, x1 = max(0, int(cx - half)), min(ws, int(np.ceil(cx + half)))
         y0, y1 = max(0, int(cy - half)), min(hs, int(np.ceil(cy + half)))
     else:
         x0, x1, y0, y1 = 0, ws, 0, hs
-    crop = source[y0:y1, x0:x1]
-    mcrop = preview[y0 * hp // hs : max(y0 * hp // hs + 1, -(-y1 * hp // hs)),
-                    x0 * wp // ws : max(x0 * wp // ws + 1, -(-x1 * wp // ws))]
-    f = side / max(crop.shape[:2])
-    size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
-    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    m = cv2.resize(mcrop.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+    f = side / max(y1 - y0, x1 - x0)
+    size = (max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f)))
+    base = cv2.resize(source[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    my0, my1 = y0 * hp // hs, max(y0 * hp // hs + 1, -(-y1 * hp // hs))
+    mx0, mx1 = x0 * wp // ws, max(x0 * wp // ws + 1, -(-x1 * wp // ws))
+    small = [cv2.resize(np.asarray(m[my0:my1, mx0:mx1], np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+             for m in masks]
     tint = np.asarray(color, dtype=np.float32)
-    small[m] = small[m] * 0.45 + tint * 0.55
-    small[outline(m)] = tint
-    small[~m] *= 0.7  # dim the surroundings so the candidate stands out
-    return rgb_image(small.clip(0, 255).astype(np.uint8))
+    yy, xx = np.mgrid[:size[1], :size[0]]
+    stripes = ((xx + yy) // 3) % 2 == 0
+    out = []
+    for i, m in enumerate(small):
+        img = base.copy()
+        first = small[0]
+        same, added, left_out = (m, np.zeros_like(m), np.zeros_like(m)) if i == 0 else (m & first, m & ~first, first & ~m)
+        img[~m & ~left_out] *= 0.6  # dim the surroundings so the candidate stands out
+        img[same] = img[same] * (0.45 if i == 0 else 0.6) + tint * (0.55 if i == 0 else 0.4)
+        img[added] = img[added] * 0.15 + tint * 0.85
+        img[left_out & stripes] = (255, 255, 255)
+        img[left_out & ~stripes] *= 0.35
+        img[outline(m)] = tint
+        out.append(rgb_image(img.clip(0, 255).astype(np.uint8)))
+    return out
 
 
 def swatch(color: Color, side: int = 14) -> QImage:
