@@ -96,6 +96,10 @@ class OverlayImage(QImage):
         self.edge_width = float(edge_width)
 
 
+#: Contours enclosing less than this many overlay pixels get no outline (see :func:`outline_path`).
+MIN_OUTLINED_AREA = 6.0
+
+
 def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
     """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
 
@@ -111,6 +115,8 @@ def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
         return path
     contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     for contour in contours:
+        if len(contour) < 8 and cv2.contourArea(contour) < MIN_OUTLINED_AREA:
+            continue  # a speck or pinhole a few pixels across: its fill shows it, an outline would only clutter
         if tolerance > 0 and len(contour) > 8:
             contour = cv2.approxPolyDP(contour, tolerance, True)
         pts = contour.reshape(-1, 2).astype(np.float64) + 0.5
