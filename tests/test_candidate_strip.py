@@ -76,3 +76,24 @@ def test_strip_shows_key_iou_and_area_with_large_pictures(qtbot):
         assert b.iconSize().width() >= render.THUMB_SIDE
         assert b.text().splitlines()[0] == f"{i + 1}" and f"IoU {0.9 - i / 10:.3f}" in b.text()
     assert strip.height() >= render.THUMB_SIDE
+
+
+def test_showing_candidates_never_widens_a_narrow_window(qtbot):
+    import numpy as np
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    from annotator import render
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    strip = CandidateStrip(host)
+    QVBoxLayout(host).addWidget(strip)
+    host.resize(420, 200)
+    host.show()
+    qtbot.waitExposed(host)
+    before = host.size()
+    thumbs = render.thumbnails(np.zeros((50, 50, 3), np.uint8), [_mask(50, 50, (10, 10, 20, 20))] * 3, (0, 130, 200))
+    strip.set_candidates([CandidateRow(i + 1, 0.9, 1000, thumbs[i]) for i in range(3)], 0)
+    assert strip.minimumSizeHint().width() <= 420 and strip.minimumWidth() <= 420
+    qtbot.wait(0)  # (not a sleep: lets a pending layout request run)
+    assert host.size() == before

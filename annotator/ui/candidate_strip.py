@@ -14,7 +14,7 @@ from typing import List, Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
 from annotator.render import THUMB_SIDE
 from annotator.session.rows import CandidateRow, format_area, format_iou
@@ -33,7 +33,7 @@ class CandidateStrip(QWidget):
         self.setObjectName("candidateStrip")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
-        layout.setSpacing(8)
+        layout.setSpacing(6)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: List[QToolButton] = []
@@ -44,7 +44,10 @@ class CandidateStrip(QWidget):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             b.setIconSize(QSize(THUMB, THUMB))
-            b.setMinimumWidth(THUMB + 110)
+            # an explicit minimum below the text's width: showing candidates in a narrow window must not widen
+            # the window (and rescale the canvas under the user); the picture and text are clipped instead
+            b.setMinimumWidth(96)
+            b.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
             font = b.font()
             font.setPointSizeF(font.pointSizeF() * 1.1)
             b.setFont(font)
