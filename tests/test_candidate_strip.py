@@ -74,7 +74,7 @@ def test_strip_shows_key_iou_and_area_with_large_pictures(qtbot):
     strip.set_candidates([CandidateRow(i + 1, 0.9 - i / 10, 1000 * (i + 1), thumbs[i]) for i in range(3)], 0)
     for i, b in enumerate(strip.buttons):
         assert b.iconSize().width() >= render.THUMB_SIDE
-        assert b.text().splitlines()[0] == f"{i + 1}" and f"IoU {0.9 - i / 10:.3f}" in b.text()
+        assert b.text().splitlines()[0] == f"Key {i + 1}" and f"IoU {0.9 - i / 10:.3f}" in b.text()
     assert strip.height() >= render.THUMB_SIDE
 
 

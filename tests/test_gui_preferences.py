@@ -19,7 +19,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTextBrowser
 from qt_fixtures import FakePredictor, click_image, close_window, fake_info, key
 
-from annotator.ui.canvas_overlays import OutlineItem
 from annotator.ui.settings import Settings
 
 pytestmark = pytest.mark.gui
@@ -118,8 +117,7 @@ def test_opacity_reaches_candidate_and_annotation_fills_but_not_outlines(qtbot, 
     img0 = next(iter(w.canvas.overlays.annotation_items.values())).pixmap().toImage()
     assert inner > 0 and _alpha(img0, img0.width() // 2, img0.height() // 2) == 0
     item0 = next(iter(w.canvas.overlays.annotation_items.values()))
-    (outline,) = [c for c in item0.childItems() if isinstance(c, OutlineItem)]
-    assert outline.isVisible() and not outline.path().isEmpty() and outline.pen().color().alpha() == 255
+    assert not item0.outline.isEmpty() and item0.outline_pen.color().alpha() == 255 and item0.outline_pen.isCosmetic()
 
 
 def test_autosave_off_saves_only_on_image_change_and_close(qtbot, window, ini, image_folder):

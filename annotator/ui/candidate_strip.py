@@ -70,7 +70,7 @@ class CandidateStrip(QWidget):
         for i, b in enumerate(self.buttons):
             if i < len(rows):
                 r = rows[i]
-                b.setText(f"{r.rank}\n{format_iou(r.score)}\n{format_area(r.area)}")  # the raw value on hover
+                b.setText(f"Key {r.rank}\n{format_iou(r.score)}\n{format_area(r.area)}")  # the raw value on hover
                 b.setToolTip(f"Candidate {r.rank} (key {r.rank}; Tab cycles): SAM's predicted IoU {r.score:.4f}, "
                              f"{format_area(r.area)}")
                 b.setIcon(QIcon(QPixmap.fromImage(r.thumb)) if r.thumb is not None else QIcon())

@@ -11,27 +11,21 @@ Sizes are ``(h, w)`` (rows, columns) like numpy shapes; colours are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage, QPainterPath, QPolygonF
 
 from annotator.data import palette
-
-Color = Tuple[int, int, int]
+from annotator.render.pixels import _CROSS, Color, _argb_image, _premultiplied, outline, rgb_image  # noqa: F401
+from annotator.render.pictures import THUMB_SIDE, dot, swatch, thumbnails  # noqa: F401
 
 #: Longest side of candidate previews and annotation overlays, in pixels. Bounds the click path's cost
 #: whatever the image size (a 12 MP photo is drawn from a 2048-pixel overlay, scaled by the view).
 MAX_OVERLAY_SIDE = 2048
 #: Longest side of the downscaled copy of each image used for thumbnails.
 THUMB_SOURCE_SIDE = 512
-
-
-def _premultiplied(color: Color, alpha: float) -> np.uint32:
-    a = int(round(255 * alpha))
-    r, g, b = (int(round(c * a / 255)) for c in color)
-    return np.uint32((a << 24) | (r << 16) | (g << 8) | b)
 
 
 def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int = MAX_OVERLAY_SIDE) -> Tuple[int, int]:
@@ -45,26 +39,6 @@ def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int
     target = min(longest, max_side, max(256, int(np.ceil(longest * min(1.0, max(view_scale, 1e-3))))))
     f = target / longest
     return max(1, round(height * f)), max(1, round(width * f))
-
-
-def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
-    """The inner band of ``mask`` ``(h, w)`` bool, ``width`` pixels wide (4-neighbourhood).
-
-    A pixel of the mask is in the band when a path of at most ``width``
-    steps (up, down, left, right) leads from it out of the mask or out of
-    the image. Computed by OpenCV's erosion with a cross.
-    """
-    import cv2
-
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    if mask.size == 0:
-        return mask.copy()
-    inner = cv2.erode(mask.view(np.uint8), _CROSS, iterations=max(1, width),
-                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return mask & ~inner.view(bool)
-
-
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
 
 
 class OverlayImage(QImage):
@@ -87,13 +61,35 @@ class OverlayImage(QImage):
         ``(r, g, b)`` of the outline.
     edge_width:
         Outline width in screen pixels.
+    coarse:
+        ``(tolerance, path)`` pairs: the outline simplified to within
+        ``tolerance`` pixels, for zoomed-out views (:meth:`outline_at`).
     """
 
-    def __init__(self, image: QImage, outline: QPainterPath, edge_color: Color, edge_width: float) -> None:
+    def __init__(self, image: QImage, outline: QPainterPath, edge_color: Color, edge_width: float,
+                 coarse: Sequence[Tuple[float, QPainterPath]] = ()) -> None:
         super().__init__(image)
         self.outline = outline
         self.edge_color = tuple(int(c) for c in edge_color)
         self.edge_width = float(edge_width)
+        self.coarse = tuple(coarse)
+
+    def outline_at(self, scale: float) -> QPainterPath:
+        """The outline to draw when one of this image's pixels is ``scale`` screen pixels wide.
+
+        The coarsest version whose simplification stays within
+        :data:`OUTLINE_ERROR_PX` screen pixels: antialiased strokes cost in
+        proportion to their vertices, and a zoomed-out view needs few.
+        """
+        best = self.outline
+        for tolerance, path in self.coarse:
+            if tolerance * scale <= OUTLINE_ERROR_PX:
+                best = path
+        return best
+
+
+#: Tolerances (image pixels) of the coarse outlines an overlay carries, and the error allowed on screen.
+COARSE_TOLERANCES, OUTLINE_ERROR_PX = (1.5, 4.0), 0.8
 
 
 #: Contours enclosing less than this many overlay pixels get no outline (see :func:`outline_path`).
@@ -107,22 +103,27 @@ def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
     to within ``tolerance`` pixels (Douglas-Peucker), so a large mask costs a
     few hundred vertices, not one per boundary pixel. Safe off the GUI thread.
     """
+    return outline_paths(mask, (tolerance,))[0]
+
+
+def outline_paths(mask: np.ndarray, tolerances: Sequence[float]) -> List[QPainterPath]:
+    """:func:`outline_path` at each of ``tolerances`` (the contours are found once)."""
     import cv2
 
-    path = QPainterPath()
+    paths = [QPainterPath() for _ in tolerances]
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     if mask.size == 0 or not mask.any():
-        return path
+        return paths
     contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     for contour in contours:
         if len(contour) < 8 and cv2.contourArea(contour) < MIN_OUTLINED_AREA:
             continue  # a speck or pinhole a few pixels across: its fill shows it, an outline would only clutter
-        if tolerance > 0 and len(contour) > 8:
-            contour = cv2.approxPolyDP(contour, tolerance, True)
-        pts = contour.reshape(-1, 2).astype(np.float64) + 0.5
-        path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts.tolist()]))
-        path.closeSubpath()
-    return path
+        for path, tolerance in zip(paths, tolerances):
+            simple = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 and len(contour) > 8 else contour
+            pts = simple.reshape(-1, 2).astype(np.float64) + 0.5
+            path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts.tolist()]))
+            path.closeSubpath()
+    return paths
 
 
 def mask_overlay(
@@ -141,8 +142,10 @@ def mask_overlay(
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
-    path = outline_path(mask) if edge_alpha > 0 else QPainterPath()
-    return OverlayImage(_argb_image(argb), path, edge_color or color, edge_width)
+    if edge_alpha <= 0:
+        return OverlayImage(_argb_image(argb), QPainterPath(), edge_color or color, edge_width)
+    path, *coarse = outline_paths(mask, (0.5, *COARSE_TOLERANCES))
+    return OverlayImage(_argb_image(argb), path, edge_color or color, edge_width, zip(COARSE_TOLERANCES, coarse))
 
 
 #: Outline of the candidate being edited: white, so it stands apart from accepted annotations of its colour.
@@ -197,20 +200,6 @@ def proposal_overlay(mask: np.ndarray, selected: bool = False, color: Color = PR
         return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
                             edge_width=SELECTED_EDGE_WIDTH)
     return mask_overlay(mask, edge, fill_alpha=0.0, edge_width=EDGE_WIDTH)
-
-
-def _argb_image(argb: np.ndarray) -> QImage:
-    h, w = argb.shape
-    image = QImage(argb.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
-    return image.copy()  # own the pixels: the numpy buffer goes away
-
-
-def rgb_image(rgb: np.ndarray) -> QImage:
-    """``(H, W, 3)`` uint8 RGB -> an RGB32 QImage that owns its pixels (cheap to turn into a pixmap)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    h, w = rgb.shape[:2]
-    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    return image.convertToFormat(QImage.Format.Format_RGB32)
 
 
 def previews(candidates, size: Tuple[int, int]) -> list[np.ndarray]:
@@ -272,81 +261,6 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     h, w = size
     small = cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_AREA)
     return small >= 128
-
-
-#: Side of the candidate strip's thumbnails, in pixels.
-THUMB_SIDE = 120
-
-
-def thumbnails(source: np.ndarray, masks: Sequence[np.ndarray], color: Color, side: int = THUMB_SIDE) -> list:
-    """The candidate strip's pictures: the same crop of the image for every candidate, the differences visible.
-
-    ``source`` is the image's small copy ``(hs, ws, 3)`` RGB; ``masks`` the
-    candidates, best first, each ``(hp, wp)`` bool covering the whole image.
-    The crop is the box around all candidates grown by half its size (at
-    least a quarter of the image), so small objects stay visible and the
-    pictures line up. Candidate 1 is tinted in ``color``; the others lightly
-    where they agree with it, strongly where they add to it, and what they
-    leave out of it is striped. Work after the crop is at thumbnail size.
-    Returns RGB32 QImages whose longest side is ``side``.
-    """
-    import cv2
-
-    hp, wp = masks[0].shape
-    hs, ws = source.shape[:2]
-    union = np.logical_or.reduce([np.asarray(m, bool) for m in masks])
-    ys, xs = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    if len(xs):  # the bounding box, in source pixels
-        bx0, bx1, by0, by1 = xs[0] * ws / wp, (xs[-1] + 1) * ws / wp, ys[0] * hs / hp, (ys[-1] + 1) * hs / hp
-        half = max(bx1 - bx0, by1 - by0, max(hs, ws) / 4) * 0.75
-        cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
-        x0, x1 = max(0, int(cx - half)), min(ws, int(np.ceil(cx + half)))
-        y0, y1 = max(0, int(cy - half)), min(hs, int(np.ceil(cy + half)))
-    else:
-        x0, x1, y0, y1 = 0, ws, 0, hs
-    f = side / max(y1 - y0, x1 - x0)
-    size = (max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f)))
-    base = cv2.resize(source[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    my0, my1 = y0 * hp // hs, max(y0 * hp // hs + 1, -(-y1 * hp // hs))
-    mx0, mx1 = x0 * wp // ws, max(x0 * wp // ws + 1, -(-x1 * wp // ws))
-    small = [cv2.resize(np.asarray(m[my0:my1, mx0:mx1], np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
-             for m in masks]
-    tint = np.asarray(color, dtype=np.float32)
-    yy, xx = np.mgrid[:size[1], :size[0]]
-    stripes = ((xx + yy) // 3) % 2 == 0
-    out = []
-    for i, m in enumerate(small):
-        img = base.copy()
-        first = small[0]
-        same, added, left_out = (m, np.zeros_like(m), np.zeros_like(m)) if i == 0 else (m & first, m & ~first, first & ~m)
-        img[~m & ~left_out] *= 0.6  # dim the surroundings so the candidate stands out
-        img[same] = img[same] * (0.45 if i == 0 else 0.6) + tint * (0.55 if i == 0 else 0.4)
-        img[added] = img[added] * 0.15 + tint * 0.85
-        img[left_out & stripes] = (255, 255, 255)
-        img[left_out & ~stripes] *= 0.35
-        img[outline(m)] = tint
-        out.append(rgb_image(img.clip(0, 255).astype(np.uint8)))
-    return out
-
-
-def swatch(color: Color, side: int = 14) -> QImage:
-    """A small square of ``color`` with a dark border (list icons)."""
-    argb = np.full((side, side), _premultiplied(color, 1.0), dtype=np.uint32)
-    argb[0, :] = argb[-1, :] = argb[:, 0] = argb[:, -1] = _premultiplied((30, 30, 30), 1.0)
-    return _argb_image(argb)
-
-
-def dot(color: Color, side: int = 12, hollow: bool = False) -> QImage:
-    """A round dot (image-list state icons)."""
-    yy, xx = np.mgrid[:side, :side]
-    r = (side - 1) / 2
-    d = np.hypot(yy - r, xx - r)
-    disc = d <= r
-    if hollow:
-        disc &= d >= r - 2
-    argb = np.zeros((side, side), dtype=np.uint32)
-    argb[disc] = _premultiplied(color, 1.0)
-    return _argb_image(argb)
 
 
 def areas(masks: Sequence[np.ndarray], scale: float) -> list[int]:
@@ -503,3 +417,4 @@ def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]], opaci
         patch = patch_of(decode_rle(segmentation, h, w))
         out[ann_id] = (patch, color, annotation_overlay(patch.mask, color, opacity=opacity))
     return out
+
