@@ -60,13 +60,12 @@ def test_categories_menu_shows_names_and_follows_edits(qtbot, window):
 
 
 def test_panel_shows_rebound_quick_keys(qtbot, window):
-    from annotator.ui.settings import apply_shortcuts
-
     w = window()
-    w.settings.shortcuts = {**getattr(w.settings, "shortcuts", {}), "category_1": ["Alt+1"]}
-    apply_shortcuts(w.actions_by_name, w.settings)
-    w._refresh_categories()
+    w.settings.shortcuts = {"category_1": ("Alt+1",)}
+    w.apply_settings()  # what the preferences dialog's OK does
+    assert [k.toString() for k in w.actions_by_name["category_1"].shortcuts()] == ["Alt+1"]
     assert w.categories._rows[0].quick_key == "Alt+1"
+    assert "Alt+1" in w.categories.list.item(0).text()
 
 
 def test_status_bar_cursor_position_is_cleared_on_image_switch(qtbot, window):
