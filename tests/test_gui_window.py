@@ -66,7 +66,7 @@ def test_click_three_candidates_tab_and_key_3(qtbot, make_window, image_folder, 
     assert all(m.any() for m in res.previews)
     # the strip shows the three, best first, with the best selected and drawn
     texts = [b.text() for b in w.strip.buttons]
-    assert [t.splitlines()[0] for t in texts] == ["#1", "#2", "#3"]
+    assert [t.splitlines()[0] for t in texts] == ["Key 1", "Key 2", "Key 3"]
     shown = [float(t.splitlines()[1].split()[1]) for t in texts]
     assert shown == sorted(shown, reverse=True)
     assert w.strip.selected() == 0 and w.canvas.overlays.candidate_item.isVisible()

@@ -34,15 +34,23 @@ def test_outline_of_a_filled_square_is_a_ring():
     assert band.sum() == 100 - 36 and not band[7:13, 7:13].any() and band[5, 5] and band[6, 9]
 
 
-def test_mask_overlay_pixels():
+def test_mask_overlay_pixels_are_the_fill_and_the_outline_travels_as_a_path():
     mask = np.zeros((12, 16), bool)
     mask[2:10, 3:13] = True
-    img = render.mask_overlay(mask, (200, 0, 0), fill_alpha=0.5, edge_color=(255, 255, 255), edge_width=1)
+    mask[5:7, 7:9] = False  # a hole
+    img = render.mask_overlay(mask, (200, 0, 0), fill_alpha=0.5, edge_color=(255, 255, 255), edge_width=3)
     assert (img.width(), img.height()) == (16, 12)
-    inside, edge, outside = img.pixelColor(7, 5), img.pixelColor(3, 5), img.pixelColor(0, 0)
-    assert outside.alpha() == 0
-    assert edge.alpha() == 255 and (edge.red(), edge.green(), edge.blue()) == (255, 255, 255)
-    assert inside.alpha() == 128 and inside.red() > 190 and inside.green() == 0
+    inside, edge, outside = img.pixelColor(7, 3), img.pixelColor(3, 5), img.pixelColor(0, 0)
+    assert outside.alpha() == 0 and img.pixelColor(7, 5).alpha() == 0
+    for px in (inside, edge):  # the outline is not in the pixels (it would shrink with the zoom)
+        assert px.alpha() == 128 and px.red() > 190 and px.green() == 0
+    assert img.edge_color == (255, 255, 255) and img.edge_width == 3
+    polygons = img.outline.toSubpathPolygons()
+    assert len(polygons) == 2  # the outer boundary and the hole's
+    outer = max(polygons, key=lambda p: p.boundingRect().width())
+    r = outer.boundingRect()  # through the centres of the boundary pixels
+    assert (r.left(), r.top(), r.right(), r.bottom()) == (3.5, 2.5, 12.5, 9.5)
+    assert render.mask_overlay(np.zeros((4, 4), bool), (1, 2, 3)).outline.isEmpty()
 
 
 def test_previews_agree_with_the_engines_preview():

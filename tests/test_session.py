@@ -272,6 +272,7 @@ def test_annotations_panel_hide_delete_and_recategorise(qtbot, fake_window):
     w.annotations.list.setCurrentRow(1)
     aid = w.annotations.selected_id()
     assert s.selected_annotation == aid
+    assert s.add_category("person")
     person = s.dataset.category_by_name("person")
     w.annotations.categoryChangeRequested.emit(aid, person.id)
     assert s.dataset.annotations[aid].category_id == person.id
@@ -287,8 +288,10 @@ def test_categories_quick_keys_add_rename_recolour_delete(qtbot, fake_window):
     w = fake_window()
     _ready(qtbot, w)
     s = w.session
-    names = [r.name for r in s.category_rows()]
-    assert names[:2] == ["object", "person"]  # from resources/default_categories.json
+    assert [r.name for r in s.category_rows()] == ["object"]  # from resources/default_categories.json
+    assert s.add_category("person")
+    key(qtbot, w, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert s.dataset.categories[s.category_id].name == "object"
     key(qtbot, w, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert s.dataset.categories[s.category_id].name == "person"
     assert w.categories.current_id() == s.category_id

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from annotator.data import coco
+from annotator.data.palette import CATEGORY_PALETTE
 
 __all__ = [
     "Category",
@@ -35,13 +36,8 @@ Color = Tuple[int, int, int]
 #: Default working-file name inside the image folder.
 ANNOTATIONS_FILENAME = "annotations.json"
 
-#: Colours given to new categories, in order (20 distinct colours, Trubetskoy).
-DEFAULT_PALETTE: Tuple[Color, ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-)  # fmt: skip
+#: Colours given to new categories, in order (see :mod:`annotator.data.palette`).
+DEFAULT_PALETTE: Tuple[Color, ...] = CATEGORY_PALETTE
 
 _IMAGE_KEYS = ("id", "file_name", "width", "height")
 _CATEGORY_KEYS = ("id", "name", "supercategory", "color")

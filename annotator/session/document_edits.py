@@ -229,6 +229,26 @@ class DocumentEdits(QObject):
         self.set_current_category(cmd.category_id)
         return True
 
+    def add_categories(self, entries) -> List[str]:
+        """Add ``(name, colour or None)`` entries whose name is new, as one undo step; returns the names added.
+
+        Names already present are kept as they are (not duplicated, colour
+        untouched); the current category does not change.
+        """
+        if self.dataset is None:
+            return []
+        new = []
+        for name, color in entries:
+            name = name.strip()
+            if name and self.dataset.category_by_name(name) is None and name not in (n for n, _ in new):
+                new.append((name, color))
+        if new:
+            self.undo_stack.beginMacro(f"Load {len(new)} categories" if len(new) > 1 else f"Add category {new[0][0]}")
+            for name, color in new:
+                self.undo_stack.push(AddCategoryCommand(self, name, color))
+            self.undo_stack.endMacro()
+        return [name for name, _ in new]
+
     def rename_category(self, category_id: int, name: str) -> bool:
         cat = self.dataset.categories.get(category_id) if self.dataset else None
         name = name.strip()

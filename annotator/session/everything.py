@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +29,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from annotator import render
+from annotator.data.palette import PROPOSAL_COLORS, proposal_colors
 from annotator.data.proposals import GeneratorParams
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,15 @@ def prepare_proposals(
                 predicted_iou=float(r["predicted_iou"]),
                 stability_score=float(r["stability_score"]),
                 patch=patch,
-                outline=render.proposal_overlay(patch.mask),
+                outline=QImage(),  # drawn below, once the neighbours are known
             )
         )
         if report is not None:
             report(i + 1, len(records), "Preparing proposals…")
     out.sort(key=lambda p: -p.area)
-    return tuple(out)
+    edges = proposal_colors([p.patch.rect for p in out])  # neighbours get different outline colours
+    return tuple(replace(p, outline=render.proposal_overlay(p.patch.mask, edge=PROPOSAL_COLORS[k]))
+                 for p, k in zip(out, edges))
 
 
 def run_everything(

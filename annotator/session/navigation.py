@@ -36,6 +36,10 @@ from annotator.workers.messages import EmbeddingResult, LoadedImage, ModelFailur
 #: being answered: on a 2-core CPU, loading and encoding a 12 MP photo alongside the decoder made the first
 #: mask on a just-opened image 2-3x slower. Users take longer than this to aim their first click.
 PREFETCH_DELAY_MS = 300
+#: How often the image list looks for embeddings another process (``sam-annotator encode``) wrote meanwhile.
+#: The look-up runs on the loader thread, for the images not marked ready only (an SQLite query and a stat
+#: each); the GUI thread only starts it. The encoder also checks the disk cache before every encode.
+READY_REFRESH_MS = 20_000
 #: ...but a user clicking without pause does not hold the prefetch back for more than this many delays.
 PREFETCH_MAX_DEFERRALS = 5
 
@@ -101,6 +105,8 @@ class ImageNavigator(QObject):
         delay = PREFETCH_DELAY_MS if prefetch_delay_ms is None else prefetch_delay_ms
         self._prefetch_timer = make_timer(self, delay, single_shot=True)
         self._prefetch_timer.timeout.connect(self._prefetch)
+        self._ready_timer = make_timer(self, READY_REFRESH_MS)
+        self._ready_timer.timeout.connect(self.refresh_ready)
         self._stopped = False
 
         encoder.modelLoaded.connect(self._on_model_loaded)
@@ -165,6 +171,10 @@ class ImageNavigator(QObject):
         self.index = -1
         self.encoder.forget_current()
         self._scan_cached()
+        if self.paths and not self._stopped:
+            self._ready_timer.start()
+        else:
+            self._ready_timer.stop()
 
     def image_count(self) -> int:
         return len(self.paths)
@@ -201,6 +211,7 @@ class ImageNavigator(QObject):
         """Shutting down: no more prefetches."""
         self._stopped = True
         self._prefetch_timer.stop()
+        self._ready_timer.stop()
 
     @property
     def encoder_idle(self) -> bool:
@@ -274,17 +285,23 @@ class ImageNavigator(QObject):
 
     # -- rows --------------------------------------------------------------------------------
 
-    def _scan_cached(self) -> None:
-        """Look (in the background) for this folder's images whose embedding is already on disk."""
+    def _scan_cached(self, paths: Optional[Sequence[Path]] = None) -> None:
+        """Look (in the background) for this folder's images (or ``paths``) whose embedding is already on disk."""
         self._scan_id += 1
         if self.model_info is not None:
-            self.encoder.scan_cached(self._scan_id, self.paths)
+            self.encoder.scan_cached(self._scan_id, self.paths if paths is None else list(paths))
+
+    def refresh_ready(self) -> None:
+        """Look again for embeddings of the images not marked ready (written by a parallel ``sam-annotator encode``)."""
+        waiting = [p for p in self.paths if self._row_state.get(p, ("",))[0] in ("", ImageState.UNKNOWN)]
+        if waiting and not self._stopped:
+            self._scan_cached(waiting)
 
     def _on_cached_found(self, scan_id: int, paths: List[Path]) -> None:
         if scan_id != self._scan_id:
             return  # another folder or model since
         for path in paths:
-            if path not in self._row_state:
+            if self._row_state.get(path, ("",))[0] in ("", ImageState.UNKNOWN):
                 self._set_row_state(path, ImageState.READY)
 
     def _set_row_state(self, path: Path, state: str, message: str = "") -> None:

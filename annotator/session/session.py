@@ -455,6 +455,7 @@ class Session(QObject):
     set_current_category = _edit_action("set_current_category")
     quick_category = _edit_action("quick_category")
     add_category = _edit_action("add_category")
+    add_categories = _edit_action("add_categories")
     rename_category = _edit_action("rename_category")
     recolor_category = _edit_action("recolor_category")
     delete_category = _edit_action("delete_category")

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache root for weights (DIR/checkpoints) and embeddings (DIR/embeddings); "
         "default $SAM_ANNOTATOR_CACHE, else the preferences' folder, else the user cache folder",
     )
+    p.add_argument("--categories", type=Path, metavar="FILE",
+                   help="add the categories of FILE (a text file, one name a line, or a COCO file) to the working "
+                   "file; names already there are kept")
     return p
 
 
@@ -128,6 +131,8 @@ def parse_args(argv: Optional[Sequence[str]]):
         parser.error(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {args.device!r}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} is not a file")
+    if args.categories is not None and not args.categories.is_file():
+        parser.error(f"--categories {args.categories} is not a file")
     if args.output is not None and args.image_dir is None:
         parser.error("--output needs IMAGE_DIR or image files")
     return args
@@ -259,7 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if smoke:
             smoke_test(app, window)
         window.show()
-        window.start(args.image_dir, args.output, model_request(args, settings), images=args.images)
+        window.start(args.image_dir, args.output, model_request(args, settings), images=args.images,
+                     categories=args.categories)
     except Exception as exc:  # the window could not even be built: say so, never exit silently
         import logging
         import traceback

@@ -1,7 +1,9 @@
 """The candidate strip: SAM's three candidates side by side, best first.
 
-Each entry shows a thumbnail (the candidate over a crop of the image), its
-rank, predicted IoU and area. Clicking one picks it; the keys (Tab,
+Each entry shows a picture (the candidate over a crop of the image, the same
+crop for all three; where a candidate differs from #1 is tinted strongly, what
+it leaves out of #1 striped: :func:`annotator.render.thumbnails`), its key
+(1, 2, 3: also its rank), predicted IoU and area. Clicking one picks it; the keys (Tab,
 Shift+Tab, 1, 2, 3) go through the main window's actions to the session,
 which then calls :meth:`CandidateStrip.set_selected`.
 """
@@ -12,12 +14,13 @@ from typing import List, Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
+from annotator.render import THUMB_SIDE
 from annotator.session.rows import CandidateRow, format_area, format_iou
 
 SLOTS = 3
-THUMB = 72
+THUMB = THUMB_SIDE
 
 
 class CandidateStrip(QWidget):
@@ -30,7 +33,7 @@ class CandidateStrip(QWidget):
         self.setObjectName("candidateStrip")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
-        layout.setSpacing(8)
+        layout.setSpacing(6)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: List[QToolButton] = []
@@ -41,7 +44,13 @@ class CandidateStrip(QWidget):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             b.setIconSize(QSize(THUMB, THUMB))
-            b.setMinimumWidth(200)
+            # an explicit minimum below the text's width: showing candidates in a narrow window must not widen
+            # the window (and rescale the canvas under the user); the picture and text are clipped instead
+            b.setMinimumWidth(96)
+            b.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            font = b.font()
+            font.setPointSizeF(font.pointSizeF() * 1.1)
+            b.setFont(font)
             b.setToolTip(f"Candidate {i + 1} (key {i + 1}; Tab cycles)")
             self.group.addButton(b, i)
             layout.addWidget(b)
@@ -53,7 +62,7 @@ class CandidateStrip(QWidget):
         layout.addWidget(self.hint, 1)
         self.group.idClicked.connect(self.candidateChosen)
         # One height whether it shows candidates or the hint: the canvas above must not jump.
-        self.setFixedHeight(THUMB + 26)
+        self.setFixedHeight(THUMB + 18)
         self.set_candidates(())
 
     def set_candidates(self, rows: Sequence[CandidateRow], selected: int = 0, hint: str = "") -> None:
@@ -61,7 +70,7 @@ class CandidateStrip(QWidget):
         for i, b in enumerate(self.buttons):
             if i < len(rows):
                 r = rows[i]
-                b.setText(f"#{r.rank}\n{format_iou(r.score)}\n{format_area(r.area)}")  # the raw value on hover
+                b.setText(f"Key {r.rank}\n{format_iou(r.score)}\n{format_area(r.area)}")  # the raw value on hover
                 b.setToolTip(f"Candidate {r.rank} (key {r.rank}; Tab cycles): SAM's predicted IoU {r.score:.4f}, "
                              f"{format_area(r.area)}")
                 b.setIcon(QIcon(QPixmap.fromImage(r.thumb)) if r.thumb is not None else QIcon())

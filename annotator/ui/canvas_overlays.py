@@ -30,7 +30,7 @@ from collections import deque
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainterPath, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -79,10 +79,10 @@ class OverlayLayers:
     def __init__(self, scene: QGraphicsScene, image_size: Callable[[], Optional[Tuple[int, int]]]) -> None:
         self._scene = scene
         self._image_size = image_size
-        self.annotation_items: Dict[int, QGraphicsPixmapItem] = {}
+        self.annotation_items: Dict[int, MaskItem] = {}
         self._annotation_drawn: Dict[int, Tuple[int, tuple]] = {}  # id -> (id of its image, rect) as drawn
         self._annotation_images: Dict[int, QImage] = {}
-        self.proposal_items: Dict[int, QGraphicsPixmapItem] = {}
+        self.proposal_items: Dict[int, MaskItem] = {}
         self._annotations_visible = True
         self.candidate_item = self._overlay_item(z=2)
         self._box_item = self._rect_item(_cosmetic_pen(BOX_COLOR, 2))
@@ -170,7 +170,7 @@ class OverlayLayers:
         """Draw proposal ``index`` with ``image`` (same rect as before)."""
         item = self.proposal_items.get(index)
         if item is not None and not image.isNull():
-            item.setPixmap(QPixmap.fromImage(image))
+            item.set_image(image)
 
     # -- prompt and drag ---------------------------------------------------------------
 
@@ -249,8 +249,8 @@ class OverlayLayers:
         self._scene.addItem(item)
         return item
 
-    def _overlay_item(self, z: float) -> QGraphicsPixmapItem:
-        item = QGraphicsPixmapItem()
+    def _overlay_item(self, z: float) -> "MaskItem":
+        item = MaskItem()
         item.setZValue(z)
         item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         # kept as drawn at the current zoom: a repaint under a brush stroke blits it instead of scaling a
@@ -261,15 +261,15 @@ class OverlayLayers:
         self._scene.addItem(item)
         return item
 
-    def _set_overlay(self, item: QGraphicsPixmapItem, image: Optional[QImage], rect=None) -> None:
+    def _set_overlay(self, item: "MaskItem", image: Optional[QImage], rect=None) -> None:
         """Stretch ``image`` over ``rect`` ``(x, y, w, h)`` in image pixels (default: the whole image)."""
         size = self._image_size()
         if image is None or image.isNull() or size is None:
-            item.setPixmap(QPixmap())
+            item.set_image(QImage())
             item.hide()
             return
         x, y, w, h = rect if rect is not None else (0.0, 0.0, *size)
-        item.setPixmap(QPixmap.fromImage(image))
+        item.set_image(image)
         item.setPos(x, y)
         item.setTransform(QTransform.fromScale(w / image.width(), h / image.height()))
         item.show()
@@ -313,6 +313,76 @@ class StrokePreview:
         item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._scene.addItem(item)
         self.items.append(item)
+
+
+#: Under every mask outline: a dark line this many screen pixels wider, so the outline shows on any background.
+HALO_COLOR, HALO_EXTRA = QColor(0, 0, 0, 150), 3.0  # drawn without antialiasing: a pixel more keeps one each side
+#: Bounding-rect margin of a mask item, in overlay pixels, so that the halo of an outline on the mask's
+#: extreme rows and columns is not cut off: 3 screen pixels at the zoom of a 12 MP photo fitted in a window.
+OUTLINE_MARGIN = 8.0
+
+
+class MaskItem(QGraphicsPixmapItem):
+    """A mask overlay: its fill (the pixmap) and its outline at a constant width on screen.
+
+    The outline (:attr:`annotator.render.OverlayImage.outline`, in the
+    pixmap's pixels) is drawn with a cosmetic pen over a wider dark halo, in
+    this item's own :meth:`paint`, so the item's device-coordinate cache
+    holds fill and outline together: stroking long antialiased paths is slow
+    in Qt's raster engine (tens of ms for a few thousand vertices), and with
+    the cache it happens once per zoom, not on every repaint
+    (``benchmarks/bench_overlays.py``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._outline = QPainterPath()
+        self._image: Optional[QImage] = None
+        self._pen = self._halo = QPen()
+
+    def set_image(self, image: QImage) -> None:
+        """Show ``image`` and the outline it carries (none for a plain QImage)."""
+        self.prepareGeometryChange()
+        self.setPixmap(QPixmap.fromImage(image))
+        path = getattr(image, "outline", None)
+        self._outline = path if path is not None else QPainterPath()
+        self._image = image if path is not None else None
+        if not self._outline.isEmpty():
+            width = image.edge_width
+            self._pen = _cosmetic_pen(QColor(*image.edge_color), width)
+            self._halo = _cosmetic_pen(HALO_COLOR, width + HALO_EXTRA)
+            for pen in (self._pen, self._halo):
+                pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+
+    @property
+    def outline(self) -> QPainterPath:
+        return self._outline
+
+    @property
+    def outline_pen(self) -> QPen:
+        return self._pen
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt's name)
+        rect = super().boundingRect()
+        if self._outline.isEmpty():
+            return rect
+        m = OUTLINE_MARGIN
+        return rect.adjusted(-m, -m, m, m)
+
+    def paint(self, painter, option, widget=None) -> None:
+        super().paint(painter, option, widget)
+        if self._outline.isEmpty():
+            return
+        path = self._image.outline_at(abs(painter.worldTransform().m11()))  # screen pixels per overlay pixel
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        # the halo without antialiasing: 4x cheaper to stroke, and a soft dark band shows no staircase
+        antialiased = painter.testRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.setPen(self._halo)
+        painter.drawPath(path)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, antialiased)
+        painter.setPen(self._pen)
+        painter.drawPath(path)
 
 
 def _cosmetic_pen(color: QColor, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:

@@ -40,6 +40,7 @@ class CategoriesPanel(QWidget):
     renameRequested = Signal(int, str)
     recolorRequested = Signal(int, object)  # id, (r, g, b)
     deleteRequested = Signal(int, object)  # id, category id to reassign its annotations to, or None to delete them
+    loadRequested = Signal()  # the user wants to load a list of categories from a file
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -55,6 +56,8 @@ class CategoriesPanel(QWidget):
             ("Rename", "Rename the selected category", lambda: self.rename(self.current_id())),
             ("Colour", "Change the selected category's colour", lambda: self.recolor(self.current_id())),
             ("Delete", "Delete the selected category", lambda: self.delete(self.current_id())),
+            ("Load…", "Add the categories of a text file (one name a line) or of a COCO file; "
+             "names already here are kept", self.loadRequested.emit),
         ):
             b = QToolButton(self)
             b.setText(text)

@@ -26,12 +26,13 @@ from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from annotator.session.session import Session
-from annotator.ui import actions
+from annotator.ui import actions, category_menu
 from annotator.ui.app_dialogs import AppDialogs
 from annotator.ui.brush import EditTools
 from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
+from annotator.ui.category_loading import CategoryLoading
 from annotator.ui.file_dialogs import FileDialogs
 from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self.file_dialogs = FileDialogs(self)
         self.model_dialogs = ModelDialogs(self)
         self.app_dialogs = AppDialogs(self)
+        self.category_loading = CategoryLoading(self, self.session)
 
         self.canvas = Canvas(self)
         self.tools = EditTools(self.canvas, self.settings, self.session,
@@ -224,6 +226,7 @@ class MainWindow(QMainWindow):
         s.imageRowChanged.connect(self.images.refresh_row)
         s.currentIndexChanged.connect(self.images.set_current)
         s.imageShown.connect(c.set_image)
+        s.imageShown.connect(lambda _levels: self.position_label.clear())  # the last image's cursor means nothing here
         s.promptChanged.connect(c.set_prompt)
         s.candidatesChanged.connect(lambda rows, sel: self.strip.set_candidates(rows, sel, STRIP_HINT))
         s.candidateOverlayChanged.connect(c.set_candidate_overlay)
@@ -287,6 +290,7 @@ class MainWindow(QMainWindow):
         cp.renameRequested.connect(s.rename_category)
         cp.recolorRequested.connect(s.recolor_category)
         cp.deleteRequested.connect(s.delete_category)
+        cp.loadRequested.connect(self.category_loading.choose)
 
     # =====================================================================================
     # refreshers (pull rows from the session)
@@ -298,7 +302,7 @@ class MainWindow(QMainWindow):
         self.annotations.set_rows(s.annotation_rows(), s.selected_annotation)
 
     def _refresh_categories(self) -> None:
-        rows = self.session.category_rows()
+        rows = category_menu.sync(self.actions_by_name, self.session.category_rows())
         self.categories.set_rows(rows, self.session.category_id)
         self.annotations.set_categories(rows)
 
@@ -330,8 +334,11 @@ class MainWindow(QMainWindow):
     # =====================================================================================
 
     def start(self, folder: Optional[Path] = None, output: Optional[Path] = None,
-              model: Optional[ModelRequest] = None, images: Optional[List[Path]] = None) -> None:
-        """Open ``folder`` (if any; ``images``: just these files of it) and start loading ``model`` in the background."""
+              model: Optional[ModelRequest] = None, images: Optional[List[Path]] = None,
+              categories: Optional[Path] = None) -> None:
+        """Open ``folder`` (if any; ``images``: just these files of it), add the ``categories`` list to its working
+        file, and start loading ``model`` in the background."""
+        self.category_loading.load_when_open(categories)
         if folder is not None:
             self.open_folder(Path(folder), output, images)
         if model is not None:
@@ -357,6 +364,7 @@ class MainWindow(QMainWindow):
         """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds."""
         st = self.settings
         apply_shortcuts(self.actions_by_name, st)
+        self._refresh_categories()  # the quick keys the panel shows
         self.session.set_autosave(st.autosave)
         self.session.regions.set_enabled(st.region_encoding)
         self.session.set_opacity(st.overlay_opacity)

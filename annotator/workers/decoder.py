@@ -75,9 +75,9 @@ class DecoderWorker(Worker):
         decode_s = time.perf_counter() - t
         previews = tuple(render.previews(cands, job.preview_size))
         rendered = tuple(render.candidate_overlay(p, job.color, job.opacity) for p in previews)
-        # 72-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
+        # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
         low_res = cands.valid_low_res_logits > cands.mask_threshold
-        thumbs = tuple(render.thumbnail(job.thumb_source, m, job.color) for m in low_res)
+        thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
         h, w = cands.original_size
         scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
         return DecodeResult(

@@ -11,24 +11,21 @@ Sizes are ``(h, w)`` (rows, columns) like numpy shapes; colours are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QImage, QPainterPath, QPolygonF
 
-Color = Tuple[int, int, int]
+from annotator.data import palette
+from annotator.render.pixels import _CROSS, Color, _argb_image, _premultiplied, outline, rgb_image  # noqa: F401
+from annotator.render.pictures import THUMB_SIDE, dot, swatch, thumbnails  # noqa: F401
 
 #: Longest side of candidate previews and annotation overlays, in pixels. Bounds the click path's cost
 #: whatever the image size (a 12 MP photo is drawn from a 2048-pixel overlay, scaled by the view).
 MAX_OVERLAY_SIDE = 2048
 #: Longest side of the downscaled copy of each image used for thumbnails.
 THUMB_SOURCE_SIDE = 512
-
-
-def _premultiplied(color: Color, alpha: float) -> np.uint32:
-    a = int(round(255 * alpha))
-    r, g, b = (int(round(c * a / 255)) for c in color)
-    return np.uint32((a << 24) | (r << 16) | (g << 8) | b)
 
 
 def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int = MAX_OVERLAY_SIDE) -> Tuple[int, int]:
@@ -44,24 +41,89 @@ def overlay_size(height: int, width: int, view_scale: float = 1.0, max_side: int
     return max(1, round(height * f)), max(1, round(width * f))
 
 
-def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
-    """The inner band of ``mask`` ``(h, w)`` bool, ``width`` pixels wide (4-neighbourhood).
+class OverlayImage(QImage):
+    """A mask overlay's fill, plus the outline the canvas draws over it at a constant screen width.
 
-    A pixel of the mask is in the band when a path of at most ``width``
-    steps (up, down, left, right) leads from it out of the mask or out of
-    the image. Computed by OpenCV's erosion with a cross.
+    The outline is not in the pixels: an outline drawn into an overlay of
+    2048 pixels shrinks to a fraction of a screen pixel when a 4000-pixel
+    photo is zoomed out to 21 %, and grows when zoomed in. The canvas draws
+    :attr:`outline` with a cosmetic pen of :attr:`edge_width` screen pixels
+    instead (:mod:`annotator.ui.canvas_overlays`).
+
+    Attributes
+    ----------
+    outline:
+        The mask's boundaries (outer contours and holes) as a
+        :class:`QPainterPath` in this image's pixel coordinates (pixel
+        ``(c, r)`` covers ``[c, c + 1) x [r, r + 1)``; the path runs through
+        the centres of the mask's boundary pixels). Empty for an empty mask.
+    edge_color:
+        ``(r, g, b)`` of the outline.
+    edge_width:
+        Outline width in screen pixels.
+    coarse:
+        ``(tolerance, path)`` pairs: the outline simplified to within
+        ``tolerance`` pixels, for zoomed-out views (:meth:`outline_at`).
     """
+
+    def __init__(self, image: QImage, outline: QPainterPath, edge_color: Color, edge_width: float,
+                 coarse: Sequence[Tuple[float, QPainterPath]] = ()) -> None:
+        super().__init__(image)
+        self.outline = outline
+        self.edge_color = tuple(int(c) for c in edge_color)
+        self.edge_width = float(edge_width)
+        self.coarse = tuple(coarse)
+
+    def outline_at(self, scale: float) -> QPainterPath:
+        """The outline to draw when one of this image's pixels is ``scale`` screen pixels wide.
+
+        The coarsest version whose simplification stays within
+        :data:`OUTLINE_ERROR_PX` screen pixels: antialiased strokes cost in
+        proportion to their vertices, and a zoomed-out view needs few.
+        """
+        best = self.outline
+        for tolerance, path in self.coarse:
+            if tolerance * scale <= OUTLINE_ERROR_PX:
+                best = path
+        return best
+
+
+#: Tolerances (image pixels) of the coarse outlines an overlay carries, and the error allowed on screen.
+COARSE_TOLERANCES, OUTLINE_ERROR_PX = (1.5, 4.0), 0.8
+
+
+#: Contours enclosing less than this many overlay pixels get no outline (see :func:`outline_path`).
+MIN_OUTLINED_AREA = 6.0
+
+
+def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
+    """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
+
+    Outer contours and holes (OpenCV's two-level contours), each simplified
+    to within ``tolerance`` pixels (Douglas-Peucker), so a large mask costs a
+    few hundred vertices, not one per boundary pixel. Safe off the GUI thread.
+    """
+    return outline_paths(mask, (tolerance,))[0]
+
+
+def outline_paths(mask: np.ndarray, tolerances: Sequence[float]) -> List[QPainterPath]:
+    """:func:`outline_path` at each of ``tolerances`` (the contours are found once)."""
     import cv2
 
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    if mask.size == 0:
-        return mask.copy()
-    inner = cv2.erode(mask.view(np.uint8), _CROSS, iterations=max(1, width),
-                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return mask & ~inner.view(bool)
-
-
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    paths = [QPainterPath() for _ in tolerances]
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    if mask.size == 0 or not mask.any():
+        return paths
+    contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        if len(contour) < 8 and cv2.contourArea(contour) < MIN_OUTLINED_AREA:
+            continue  # a speck or pinhole a few pixels across: its fill shows it, an outline would only clutter
+        for path, tolerance in zip(paths, tolerances):
+            simple = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 and len(contour) > 8 else contour
+            pts = simple.reshape(-1, 2).astype(np.float64) + 0.5
+            path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts.tolist()]))
+            path.closeSubpath()
+    return paths
 
 
 def mask_overlay(
@@ -70,28 +132,34 @@ def mask_overlay(
     fill_alpha: float = 0.4,
     edge_alpha: float = 1.0,
     edge_color: Color | None = None,
-    edge_width: int = 2,
-) -> QImage:
-    """A translucent fill with an opaque outline: ``(h, w)`` bool -> ARGB32 premultiplied QImage ``w`` x ``h``.
+    edge_width: float = 2,
+) -> OverlayImage:
+    """A translucent fill with an outline: ``(h, w)`` bool -> :class:`OverlayImage` ``w`` x ``h``.
 
-    ``edge_width`` is in mask pixels (masks are rendered near screen resolution, see :func:`overlay_size`).
+    The image holds the fill (ARGB32 premultiplied, ``color`` at
+    ``fill_alpha``); the outline travels with it as a path, in ``edge_color``
+    (default ``color``) and ``edge_width`` screen pixels (none if ``edge_alpha`` is 0).
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
-    np.copyto(argb, _premultiplied(edge_color or color, edge_alpha), where=outline(mask, edge_width))
-    return _argb_image(argb)
+    if edge_alpha <= 0:
+        return OverlayImage(_argb_image(argb), QPainterPath(), edge_color or color, edge_width)
+    path, *coarse = outline_paths(mask, (0.5, *COARSE_TOLERANCES))
+    return OverlayImage(_argb_image(argb), path, edge_color or color, edge_width, zip(COARSE_TOLERANCES, coarse))
 
 
 #: Outline of the candidate being edited: white, so it stands apart from accepted annotations of its colour.
-CANDIDATE_EDGE = (255, 255, 255)
-#: Outline of the annotation selected in the panel.
-SELECTED_EDGE = (255, 230, 0)
-#: Outline of a segment-everything proposal not (yet) selected: a cyan no category uses by default.
-PROPOSAL_EDGE = (0, 225, 255)
+CANDIDATE_EDGE = palette.CANDIDATE_EDGE
+#: Outline of the annotation selected in the panel (a colour no category gets from the palette).
+SELECTED_EDGE = palette.SELECTED_EDGE
+#: Outline of a segment-everything proposal not (yet) selected: the first of :data:`palette.PROPOSAL_COLORS`.
+PROPOSAL_EDGE = palette.PROPOSAL_COLORS[0]
 #: Fill opacity of the current candidate by default (the user's "mask opacity" preference).
 DEFAULT_OPACITY = 0.45
 #: Accepted annotations are filled lighter than the candidate being edited, by this factor.
-ANNOTATION_FILL_RATIO = 0.62
+ANNOTATION_FILL_RATIO = 0.8
+#: Outline widths in screen pixels: annotations and proposals, the candidate, a selected annotation.
+EDGE_WIDTH, CANDIDATE_EDGE_WIDTH, SELECTED_EDGE_WIDTH = 2.0, 2.0, 3.0
 
 
 def _alpha(value: float) -> float:
@@ -100,7 +168,8 @@ def _alpha(value: float) -> float:
 
 def candidate_overlay(mask: np.ndarray, color: Color, opacity: float = DEFAULT_OPACITY) -> QImage:
     """How the current candidate is drawn: the category colour filled at ``opacity`` (0..1), a white outline."""
-    return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE)
+    return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
+                        edge_width=CANDIDATE_EDGE_WIDTH)
 
 
 def annotation_overlay(
@@ -113,35 +182,24 @@ def annotation_overlay(
     opacity, so a fill of 0 still shows where each annotation is.
     """
     if selected:
-        return mask_overlay(mask, color, fill_alpha=_alpha(opacity * 1.1), edge_color=SELECTED_EDGE, edge_width=3)
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity * 1.1), edge_color=SELECTED_EDGE,
+                            edge_width=SELECTED_EDGE_WIDTH)
     return mask_overlay(mask, color, fill_alpha=_alpha(opacity * ANNOTATION_FILL_RATIO))
 
 
 def proposal_overlay(mask: np.ndarray, selected: bool = False, color: Color = PROPOSAL_EDGE,
-                     opacity: float = DEFAULT_OPACITY) -> QImage:
+                     opacity: float = DEFAULT_OPACITY, edge: Color = PROPOSAL_EDGE) -> QImage:
     """How a segment-everything proposal is drawn.
 
-    Not selected: an outline only, in :data:`PROPOSAL_EDGE`. Selected (it will
-    be accepted): a thicker outline and a fill in ``color`` (the current
-    category's) at ``opacity``, like the candidate being edited.
+    Not selected: an outline only, in ``edge`` (one of
+    :data:`annotator.data.palette.PROPOSAL_COLORS`, so neighbours differ).
+    Selected (it will be accepted): a thicker white outline and a fill in
+    ``color`` (the current category's) at ``opacity``, like the candidate.
     """
     if selected:
-        return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE, edge_width=3)
-    return mask_overlay(mask, PROPOSAL_EDGE, fill_alpha=0.0, edge_width=2)
-
-
-def _argb_image(argb: np.ndarray) -> QImage:
-    h, w = argb.shape
-    image = QImage(argb.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
-    return image.copy()  # own the pixels: the numpy buffer goes away
-
-
-def rgb_image(rgb: np.ndarray) -> QImage:
-    """``(H, W, 3)`` uint8 RGB -> an RGB32 QImage that owns its pixels (cheap to turn into a pixmap)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    h, w = rgb.shape[:2]
-    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    return image.convertToFormat(QImage.Format.Format_RGB32)
+        return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
+                            edge_width=SELECTED_EDGE_WIDTH)
+    return mask_overlay(mask, edge, fill_alpha=0.0, edge_width=EDGE_WIDTH)
 
 
 def previews(candidates, size: Tuple[int, int]) -> list[np.ndarray]:
@@ -203,66 +261,6 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     h, w = size
     small = cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_AREA)
     return small >= 128
-
-
-def thumbnail(source: np.ndarray, preview: np.ndarray, color: Color, side: int = 72) -> QImage:
-    """Thumbnail of one candidate: the image around the candidate, tinted where the mask is.
-
-    ``source`` is the image's small copy ``(hs, ws, 3)`` RGB; ``preview`` the
-    candidate at any resolution ``(hp, wp)`` bool covering the same image. The
-    crop is the mask's bounding box grown by half its size (at least a quarter
-    of the image), so small objects stay visible; an empty mask gives the
-    whole image. Everything after the crop happens at thumbnail size, so the
-    cost is tiny whatever the image size. Returns an RGB32 QImage whose longest
-    side is ``side``.
-    """
-    import cv2
-
-    hp, wp = preview.shape
-    hs, ws = source.shape[:2]
-    ys = np.flatnonzero(preview.any(axis=1))
-    xs = np.flatnonzero(preview.any(axis=0))
-    if len(xs):  # the bounding box, in source pixels
-        bx0, bx1 = xs[0] * ws / wp, (xs[-1] + 1) * ws / wp
-        by0, by1 = ys[0] * hs / hp, (ys[-1] + 1) * hs / hp
-        half = max(bx1 - bx0, by1 - by0, max(hs, ws) / 4) * 0.75
-        cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
-        x0, x1 = max(0, int(cx - half)), min(ws, int(np.ceil(cx + half)))
-        y0, y1 = max(0, int(cy - half)), min(hs, int(np.ceil(cy + half)))
-    else:
-        x0, x1, y0, y1 = 0, ws, 0, hs
-    crop = source[y0:y1, x0:x1]
-    mcrop = preview[y0 * hp // hs : max(y0 * hp // hs + 1, -(-y1 * hp // hs)),
-                    x0 * wp // ws : max(x0 * wp // ws + 1, -(-x1 * wp // ws))]
-    f = side / max(crop.shape[:2])
-    size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
-    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    m = cv2.resize(mcrop.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
-    tint = np.asarray(color, dtype=np.float32)
-    small[m] = small[m] * 0.45 + tint * 0.55
-    small[outline(m)] = tint
-    small[~m] *= 0.7  # dim the surroundings so the candidate stands out
-    return rgb_image(small.clip(0, 255).astype(np.uint8))
-
-
-def swatch(color: Color, side: int = 14) -> QImage:
-    """A small square of ``color`` with a dark border (list icons)."""
-    argb = np.full((side, side), _premultiplied(color, 1.0), dtype=np.uint32)
-    argb[0, :] = argb[-1, :] = argb[:, 0] = argb[:, -1] = _premultiplied((30, 30, 30), 1.0)
-    return _argb_image(argb)
-
-
-def dot(color: Color, side: int = 12, hollow: bool = False) -> QImage:
-    """A round dot (image-list state icons)."""
-    yy, xx = np.mgrid[:side, :side]
-    r = (side - 1) / 2
-    d = np.hypot(yy - r, xx - r)
-    disc = d <= r
-    if hollow:
-        disc &= d >= r - 2
-    argb = np.zeros((side, side), dtype=np.uint32)
-    argb[disc] = _premultiplied(color, 1.0)
-    return _argb_image(argb)
 
 
 def areas(masks: Sequence[np.ndarray], scale: float) -> list[int]:
@@ -419,3 +417,4 @@ def annotation_patches(items: Sequence[Tuple[int, dict, int, int, Color]], opaci
         patch = patch_of(decode_rle(segmentation, h, w))
         out[ann_id] = (patch, color, annotation_overlay(patch.mask, color, opacity=opacity))
     return out
+
