@@ -124,6 +124,7 @@ class Session(QObject):
     downloadProgress = Signal(object, object)  # done bytes, total bytes or None
     dirtyChanged = Signal(bool)
     saveFailed = Signal(str)
+    saveConflict = Signal(object)  # ConflictError (see DocumentEdits.save)
     exportProgress = Signal(int, int, str)  # done, total (0: unknown), text
     exportRunning = Signal(bool)
     exportFinished = Signal(object, object)  # Path written, list of warnings
@@ -206,6 +207,7 @@ class Session(QObject):
         ed.imageEdited.connect(im.emit_row)
         ed.dirtyChanged.connect(self.dirtyChanged)
         ed.saveFailed.connect(self.saveFailed)
+        ed.saveConflict.connect(self.saveConflict)
         ev.reviewChanged.connect(self._on_review_changed)
         self.style.changed.connect(self._on_style_changed)  # after the parts' own (they redraw first)
         ex.exportProgress.connect(self.exportProgress)

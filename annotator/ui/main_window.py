@@ -34,6 +34,7 @@ from annotator.ui.categories_panel import CategoriesPanel
 from annotator.ui.file_dialogs import FileDialogs
 from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
+from annotator.ui.safety_dialogs import SafetyDialogs
 from annotator.ui.settings import Settings, apply_shortcuts
 from annotator.ui.task_widgets import ReviewBar, TaskProgress
 from annotator.workers.messages import ModelInfo, ModelRequest
@@ -134,6 +135,7 @@ class MainWindow(QMainWindow):
         a["redo"].setEnabled(False)
         self._review_actions_enabled(False)
         self._wire()
+        self.safety = SafetyDialogs(self)  # conflicts on save, load notes (it connects itself)
         self.apply_settings()
         self.strip.set_candidates((), hint=STRIP_HINT)
         self.setWindowTitle(s.title())
