@@ -48,9 +48,11 @@ class SafetyDialogs:
     def __init__(self, window: QMainWindow) -> None:
         self._window = window
         self._asked_for: Optional[Path] = None  # the conflict copy the user was asked about
+        self.notes_box: Optional[QMessageBox] = None  # the last load notes shown
         s = window.session
         s.saveConflict.connect(self.save_conflict, Qt.ConnectionType.QueuedConnection)
         s.folderChanged.connect(self._folder_opened)
+        s.folderChanged.connect(self.show_load_notes, Qt.ConnectionType.QueuedConnection)  # after the open's own messages
         s.dirtyChanged.connect(self._saved)
         # Ctrl+S asks again (the conflict is reported through a queued call, after this slot)
         window.actions_by_name["save"].triggered.connect(self._forget_answer)
@@ -166,3 +168,26 @@ class SafetyDialogs:
 
     def _folder_opened(self) -> None:
         self._asked_for = None
+
+    def show_load_notes(self) -> None:
+        """Tell the user once what the loader repaired or set aside in the document just opened."""
+        dataset = self._session.dataset
+        notes = list(dataset.load_notes) if dataset is not None else []
+        if not notes or self._window.closing:
+            return
+        for note in notes:
+            log.warning("loading %s: %s", dataset.path, note)
+        more = f" (and {len(notes) - 1} more: see the details)" if len(notes) > 1 else ""
+        self._status(f"Loading {dataset.path.name}: {notes[0]}{more}")
+        if not self._can_ask():
+            return
+        box = QMessageBox(QMessageBox.Icon.Information, "Notes on the annotation file",
+                          f"While loading <b>{dataset.path.name}</b>, {len(notes)} thing(s) were repaired or "
+                          "set aside. Nothing was changed on disk yet; the next save writes the file as shown.",
+                          QMessageBox.StandardButton.Ok, self._window)
+        box.setInformativeText(notes[0] if len(notes) == 1 else f"{notes[0]}\n… {len(notes) - 1} more")
+        box.setDetailedText("\n".join(notes))
+        box.setModal(False)  # the window stays usable behind it
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.notes_box = box
+        box.show()
