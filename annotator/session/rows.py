@@ -29,6 +29,7 @@ class ImageRow:
     annotations: int
     state: str = ImageState.UNKNOWN
     message: str = ""  # why it is unusable, for ERROR
+    review: str = ""  # why its annotations need review (another picture under the same name), or ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class AnnotationRow:
     area: int
     visible: bool = True
     score: Optional[float] = None  # predicted IoU when it was accepted
+    review: bool = False  # made on an earlier picture with this name: keep or delete it
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from annotator.session.document_edits import DocumentEdits
 from annotator.session.editing import MaskEditing
 from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
+from annotator.session.identity_review import IdentityReview
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
@@ -166,6 +167,7 @@ class Session(QObject):
                                    self.accepts, self.style, self)
         self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
+        self.identity = IdentityReview(self.edits, self.images, self.undo_stack, self)  # changed pictures
         self._wire()
 
     def _annotation_rles(self, path: Path) -> List[Dict[str, Any]]:
@@ -214,6 +216,12 @@ class Session(QObject):
         ex.exportRunning.connect(self.exportRunning)
         ex.exportFinished.connect(self.exportFinished)
         ex.exportFailed.connect(self.exportFailed)
+        idr = self.identity
+        idr.statusMessage.connect(self.statusMessage)
+        idr.imageFlagChanged.connect(im.emit_row)
+        idr.annotationsChanged.connect(self.annotationsChanged)
+        self.folderChanged.connect(idr.start)
+        im.currentIndexChanged.connect(lambda _i: idr.warm())
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -336,7 +344,7 @@ class Session(QObject):
         return self.images.image_count()
 
     def image_row(self, i: int) -> ImageRow:
-        return self.images.image_row(i)
+        return self.identity.image_row(self.images.image_row(i))  # (flagged when its picture changed)
 
     # -- prompts, candidates, the review (a click goes to the one that is active) ----------------
 
@@ -446,7 +454,10 @@ class Session(QObject):
     delete_category = _edit_action("delete_category")
     select_annotation = _part("edits", "select_annotation")
     set_annotation_visible = _part("edits", "set_annotation_visible")
-    annotation_rows = _part("edits", "annotation_rows")
+
+    def annotation_rows(self):
+        return self.identity.annotation_rows(self.edits.annotation_rows())  # (marked when under review)
+
     annotation_overlays = _part("edits", "annotation_overlays")
     category_rows = _part("edits", "category_rows")
     dataset = _part("edits", "dataset")
@@ -522,6 +533,7 @@ class Session(QObject):
         if self.edits.dataset is not None:
             self.edits.dataset.close()  # the working file's lock goes
         self.gate.clear()
+        self.identity.shutdown()
         c = self.everything.shutdown(timeout_ms)
         d = self.exports.shutdown(timeout_ms)
         a = self.encoder.shutdown(timeout_ms)

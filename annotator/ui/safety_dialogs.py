@@ -37,6 +37,8 @@ from typing import Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
+from annotator.ui.identity_bar import IdentityBar
+
 log = logging.getLogger(__name__)
 
 KEEP_BOTH, OVERWRITE, RELOAD = "keep-both", "overwrite", "reload"
@@ -54,6 +56,7 @@ class SafetyDialogs:
         s.folderChanged.connect(self._folder_opened)
         s.folderChanged.connect(self.show_load_notes, Qt.ConnectionType.QueuedConnection)  # after the open's own messages
         s.dirtyChanged.connect(self._saved)
+        self.identity_bar = IdentityBar(window)  # above the image: keep or delete annotations of a changed picture
         # Ctrl+S asks again (the conflict is reported through a queued call, after this slot)
         window.actions_by_name["save"].triggered.connect(self._forget_answer)
 
