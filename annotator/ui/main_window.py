@@ -354,6 +354,7 @@ class MainWindow(QMainWindow):
         self.session.set_opacity(st.overlay_opacity)
         self.session.set_cleanup(st.min_island_px, st.cleanup_on_accept)
         self.model_dialogs.set_cache_bounds(st.memory_bytes(), st.disk_bytes())
+        self.session.encoder.image_budget = st.image_budget_bytes()  # larger images: refused, never prefetched
 
     # =====================================================================================
     # closing

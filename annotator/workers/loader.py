@@ -175,6 +175,28 @@ def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
     )
 
 
+def check_budget(path: Path, max_bytes: int) -> None:
+    """Refuse, from its header alone, an image that takes more than ``max_bytes`` to open (a prefetch included).
+
+    Raises
+    ------
+    annotator.data.imageio.ImageLoadError
+        Over the budget (the message says how much it needs and where the
+        budget is set), or not an image at all.
+    """
+    from annotator.data.imageio import ImageLoadError
+    from annotator.data.memory import check_image
+
+    check = check_image(path, max_bytes)
+    if not check.fits:
+        e = check.estimate
+        raise ImageLoadError(
+            path,
+            f"not opened: {e.width} x {e.height} pixels take about {e.open_bytes / 1e9:.1f} GB of memory to open, "
+            f"over the image memory budget of {max_bytes / 1e9:.1f} GB (Edit → Preferences → General)",
+        )
+
+
 class LoaderWorker(Worker):
     """Runs on the loader thread: reads images and prepares them for display (no model involved).
 
@@ -190,6 +212,8 @@ class LoaderWorker(Worker):
     def work(self, job: LoadJob) -> Tuple[LoadedImage, np.ndarray]:
         from annotator.data.imageio import load_image
 
+        if job.max_bytes is not None:
+            check_budget(job.path, job.max_bytes)
         image = load_image(job.path)
         return prepare_image(job.path, image), image
 
