@@ -125,3 +125,14 @@ def test_the_question_names_both_files_and_defaults_to_keep_both(qtbot, window, 
     assert box.defaultButton().objectName() == KEEP_BOTH and box.escapeButton() is box.defaultButton()
     assert {b.objectName() for b in box.buttons()} - {""} == {KEEP_BOTH, OVERWRITE, RELOAD}  # (and Show Details)
     box.deleteLater()
+
+
+def test_a_conflict_report_that_arrives_after_it_was_resolved_asks_nothing(qtbot, window):
+    from annotator.data.workfile import ConflictError
+
+    w, s = window, window.session
+    _accept_at(qtbot, w, 100, 100)
+    assert not s.dirty
+    stale = ConflictError(s.dataset.path, s.dataset.path.with_name("annotations.conflict-x.json"))
+    w.safety.save_conflict(stale)  # (queued reports of a conflict a later save or a reload ended)
+    assert w.asked == []
