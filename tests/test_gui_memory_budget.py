@@ -68,6 +68,29 @@ def test_an_image_over_the_budget_is_never_decoded_and_says_why(qtbot, make_wind
     assert bomb not in decoded
 
 
+def test_moving_onto_an_image_right_after_its_prefetch_failed_gets_the_failure(qtbot, make_window, image_folder,
+                                                                              tmp_path):
+    """The user arrives between the prefetch's failure and the loader's 'done': the load runs again, no hang."""
+    from annotator.ui.settings import Settings
+
+    _png_header_only(image_folder / "01b_bomb.png", 10_000, 10_000)
+    settings = Settings()
+    settings.image_budget_mb = 256
+    w = make_window(image_folder, fake_info(FakePredictor(), tmp_path / "cache"), settings=settings)
+    s = w.session
+    moved = []
+
+    def arrive(row: int) -> None:  # at once, inside the failure's report (before the loader's done)
+        if row == 1 and s.image_row(1).state == ImageState.ERROR and not moved:
+            moved.append(True)
+            s.next_image()
+
+    s.imageRowChanged.connect(arrive)
+    qtbot.waitUntil(lambda: bool(moved), timeout=10_000)
+    qtbot.waitUntil(lambda: "memory budget" in w.statusBar().currentMessage(), timeout=10_000)
+    assert s.index == 1 and "01b_bomb.png" in w.statusBar().currentMessage()
+
+
 def test_the_default_budget_is_a_share_of_the_memory(tmp_path):
     from annotator.data.memory import default_image_budget
     from annotator.ui.settings import Settings

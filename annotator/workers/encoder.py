@@ -403,7 +403,7 @@ class EncoderService(ThreadService):
 
     @staticmethod
     def _want(worker: WorkerThread, job: Any) -> None:
-        worker.queue.want(job, worker.busy)
+        worker.queue.want(job, worker.in_flight)  # (a job that already reported cannot be adopted)
         worker.pump()
 
     def _after_load(self, job_id: int, prefetch: bool, loaded: LoadedImage, pixels: Optional[np.ndarray]) -> None:
