@@ -22,7 +22,9 @@
   Ctrl+click selection of annotations on the canvas;
 * :class:`~annotator.session.style.OverlayStyle` (``session.style``): the
   one owner of the overlays' opacity;
-* :class:`~annotator.session.exporting.ExportRunner` (``session.exports``).
+* :class:`~annotator.session.exporting.ExportRunner` (``session.exports``);
+* :class:`~annotator.session.identity_review.IdentityReview` (``session.identity``):
+  pictures changed under the same name, and their annotations under review.
 
 The facade routes user actions (a click goes to the review while one is open,
 else to the prompt), orchestrates what spans parts (an image change, a model

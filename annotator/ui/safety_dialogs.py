@@ -68,7 +68,7 @@ class SafetyDialogs:
         self._window.statusBar().showMessage(text, ms)
 
     def _can_ask(self) -> bool:
-        return self._window.interactive and not self._window.closing and not self._session._closed
+        return self._window.interactive and not self._window.closing
 
     # -- conflict on save --------------------------------------------------------------
 
@@ -79,7 +79,7 @@ class SafetyDialogs:
             return  # (queued) resolved since: a later save went through, or the file was reloaded
         where = f"this window's version is in {ours}" if ours is not None else "this window's version is only in memory"
         self._status(f"{exc.path} was changed by another program: not overwritten; {where}")
-        if self._session._closed or (ours is not None and ours == self._asked_for):
+        if self._window.closing or (ours is not None and ours == self._asked_for):
             return  # asked already for this conflict: later saves go on into the same copy
         self._asked_for = ours
         if not self._can_ask():
