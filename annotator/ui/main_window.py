@@ -346,7 +346,8 @@ class MainWindow(QMainWindow):
         self.app_dialogs.report_error(summary, details)
 
     def apply_settings(self) -> None:
-        """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds."""
+        """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds,
+        the image memory budget."""
         st = self.settings
         apply_shortcuts(self.actions_by_name, st)
         self.session.set_autosave(st.autosave)
