@@ -57,6 +57,7 @@ __all__ = [
     "FileStamp",
     "WorkingFile",
     "conflict_path",
+    "set_aside",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,22 +150,56 @@ class FileStamp:
         return self.taken - self.mtime_ns / 1e9 < RACY_SECONDS
 
 
-def conflict_path(path: PathLike, when: Optional[float] = None) -> Path:
-    """``NAME.conflict-YYYYmmdd-HHMMSS.SUFFIX`` beside ``path`` (not yet existing, within the name limit)."""
+def conflict_path(path: PathLike, when: Optional[float] = None, tag: str = "conflict") -> Path:
+    """``NAME.<tag>-YYYYmmdd-HHMMSS.SUFFIX`` beside ``path`` (not yet existing, within the name limit)."""
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     suffix = p.suffix if 0 < len(p.suffix) <= 16 else ""
     stem = p.name[: len(p.name) - len(suffix)] if suffix else p.name
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     limit = name_max(folder)
-    reserve = len(".conflict-") + len(stamp) + len("-999") + len(os.fsencode(suffix))
+    reserve = len(f".{tag}-") + len(stamp) + len("-999") + len(os.fsencode(suffix))
     base = fit_name(stem, reserve, limit)
-    candidate = folder / f"{base}.conflict-{stamp}{suffix}"
+    candidate = folder / f"{base}.{tag}-{stamp}{suffix}"
     n = 1
     while os.path.lexists(candidate) and n < 1000:
-        candidate = folder / f"{base}.conflict-{stamp}-{n}{suffix}"
+        candidate = folder / f"{base}.{tag}-{stamp}-{n}{suffix}"
         n += 1
     return candidate
+
+
+def set_aside(path: PathLike, tag: str = "theirs") -> Optional[Path]:
+    """Copy the file now at ``path`` to ``NAME.<tag>-YYYYmmdd-HHMMSS.SUFFIX`` beside it (before overwriting it).
+
+    Returns the copy, or ``None`` when there is no file at ``path``.
+
+    Raises
+    ------
+    SaveError
+        It cannot be read (not a regular file, too large...) or the copy cannot be written.
+    """
+    p = Path(path)
+    try:
+        fd = open_regular(p, MAX_WORKING_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SaveError(p, f"it cannot be read to keep a copy ({_os_reason(exc)})", exc.errno) from exc
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 16 * 2**20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    copy = conflict_path(p, tag=tag)
+    try:
+        atomic_write_bytes(copy, b"".join(chunks))
+    except OSError as exc:
+        raise SaveError(copy, _os_reason(exc), exc.errno) from exc
+    return copy
 
 
 _UNCHECKED = "unchecked"  # a document built to replace whatever is there (the user chose so)

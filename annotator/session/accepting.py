@@ -27,6 +27,7 @@ it refines: same id and category, its other fields kept, one undo step.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
@@ -36,12 +37,15 @@ from PySide6.QtGui import QImage, QUndoStack
 
 from annotator import render
 from annotator.data import maskedit
+from annotator.data.identity import file_sha256
 from annotator.data.prompts import PromptState
 from annotator.session.drafts import draft_mask
 from annotator.session.gate import ActionGate
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import AcceptCommand, Accepted, AcceptListener, DocumentTarget
 from annotator.workers.messages import ModelInfo
+
+log = logging.getLogger(__name__)
 
 
 class AcceptDocument(DocumentTarget, Protocol):
@@ -241,8 +245,14 @@ class AcceptPipeline(QObject):
         if not masks:
             self.statusMessage.emit("This candidate is empty; nothing accepted", 3000)
             return []
+        try:  # the picture's digest: image identity (memoised: the image on show was hashed in the background)
+            digest = file_sha256(request.image)
+        except OSError as exc:
+            log.warning("cannot hash %s (its digest is not recorded): %s", request.image, exc)
+            digest = None
         try:
-            record = dataset.ensure_image(dataset.relative_name(request.image), request.width, request.height)
+            record = dataset.ensure_image(dataset.relative_name(request.image), request.width, request.height,
+                                          file_sha256=digest)
         except DatasetError as exc:
             self.statusMessage.emit(str(exc), 0)
             return []

@@ -73,6 +73,7 @@ class DocumentEdits(QObject):
     statusMessage = Signal(str, int)
     dirtyChanged = Signal(bool)
     saveFailed = Signal(str)
+    saveConflict = Signal(object)  # ConflictError: the file changed on disk; ours went beside it (not saveFailed)
 
     def __init__(self, decoder, undo_stack: QUndoStack, image: CurrentImage, style: OverlayStyle,
                  parent: Optional[QObject] = None) -> None:
@@ -379,13 +380,25 @@ class DocumentEdits(QObject):
         elif not self.autosave:
             self._save_timer.stop()
 
-    def save(self) -> bool:
-        """Write the working file now (atomically). On failure the user is told and the state stays unsaved."""
+    def save(self, force: bool = False) -> bool:
+        """Write the working file now (atomically). On failure the user is told and the state stays unsaved.
+
+        ``force``: overwrite the file even if another program changed it (the
+        user chose "keep mine"); without it such a change is never overwritten
+        and ``saveConflict`` says where this version went instead.
+        """
+        from annotator.data.workfile import ConflictError
+
         self._save_timer.stop()
         if self.dataset is None:
             return True
         try:
-            self.dataset.save()
+            self.dataset.save(force=force)
+        except ConflictError as exc:
+            log.warning("save conflict: %s", exc)
+            self.saveConflict.emit(exc)
+            self._emit_dirty()
+            return False
         except OSError as exc:
             reason = exc.strerror or str(exc)
             message = f"Could not save {self.dataset.path}: {reason}. Your work is kept in memory; fix the problem and press Ctrl+S."

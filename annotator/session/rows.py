@@ -32,6 +32,7 @@ class ImageRow:
     state: str = ImageState.UNKNOWN
     message: str = ""  # why it is unusable, for ERROR
     progress: str = TODO  # the user's state: "todo", "done" or "skipped" (annotator.data.image_states)
+    review: str = ""  # why its annotations need review (another picture under the same name), or ""
 
 
 #: The image list's filter states, in menu order ("" = all).
@@ -62,6 +63,7 @@ class AnnotationRow:
     area: int
     visible: bool = True
     score: Optional[float] = None  # predicted IoU when it was accepted
+    review: bool = False  # made on an earlier picture with this name: keep or delete it
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@
 * :class:`~annotator.session.exporting.ExportRunner` (``session.exports``);
 * :class:`~annotator.session.importing.ImportRunner` (``session.imports``):
   File → Import's reading (on its own thread) and its one undoable step.
+* :class:`~annotator.session.identity_review.IdentityReview` (``session.identity``):
+  pictures changed under the same name, and their annotations under review.
 
 The facade routes user actions (a click goes to the review while one is open,
 else to the prompt), orchestrates what spans parts (an image change, a model
@@ -59,6 +61,7 @@ from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.image_states import ImageStates
 from annotator.session.importing import ImportRunner
+from annotator.session.identity_review import IdentityReview
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
@@ -129,6 +132,7 @@ class Session(QObject):
     downloadProgress = Signal(object, object)  # done bytes, total bytes or None
     dirtyChanged = Signal(bool)
     saveFailed = Signal(str)
+    saveConflict = Signal(object)  # ConflictError (see DocumentEdits.save)
     exportProgress = Signal(int, int, str)  # done, total (0: unknown), text
     exportRunning = Signal(bool)
     exportFinished = Signal(object, object)  # Path written, ExportSummary
@@ -173,6 +177,7 @@ class Session(QObject):
         self.exports = ExportRunner(export_jobs, self)
         self.states = ImageStates(self.edits, self.images, self.undo_stack, self.gate, self.go_to, self)
         self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
+        self.identity = IdentityReview(self.edits, self.images, self.undo_stack, self)  # changed pictures
         self._wire()
 
     def _annotation_rles(self, path: Path) -> List[Dict[str, Any]]:
@@ -215,12 +220,19 @@ class Session(QObject):
         ed.imageEdited.connect(im.emit_row)
         ed.dirtyChanged.connect(self.dirtyChanged)
         ed.saveFailed.connect(self.saveFailed)
+        ed.saveConflict.connect(self.saveConflict)
         ev.reviewChanged.connect(self._on_review_changed)
         self.style.changed.connect(self._on_style_changed)  # after the parts' own (they redraw first)
         ex.exportProgress.connect(self.exportProgress)
         ex.exportRunning.connect(self.exportRunning)
         ex.exportFinished.connect(self.exportFinished)
         ex.exportFailed.connect(self.exportFailed)
+        idr = self.identity
+        idr.statusMessage.connect(self.statusMessage)
+        idr.imageFlagChanged.connect(im.emit_row)
+        idr.annotationsChanged.connect(self.annotationsChanged)
+        self.folderChanged.connect(idr.start)
+        im.currentIndexChanged.connect(lambda _i: idr.warm())
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -350,7 +362,7 @@ class Session(QObject):
         return self.images.image_count()
 
     def image_row(self, i: int) -> ImageRow:
-        return self.images.image_row(i)
+        return self.identity.image_row(self.images.image_row(i))  # (flagged when its picture changed)
 
     # -- prompts, candidates, the review (a click goes to the one that is active) ----------------
 
@@ -461,7 +473,10 @@ class Session(QObject):
     delete_category = _edit_action("delete_category")
     select_annotation = _part("edits", "select_annotation")
     set_annotation_visible = _part("edits", "set_annotation_visible")
-    annotation_rows = _part("edits", "annotation_rows")
+
+    def annotation_rows(self):
+        return self.identity.annotation_rows(self.edits.annotation_rows())  # (marked when under review)
+
     annotation_overlays = _part("edits", "annotation_overlays")
     category_rows = _part("edits", "category_rows")
     dataset = _part("edits", "dataset")
@@ -539,6 +554,7 @@ class Session(QObject):
         if self.edits.dataset is not None:
             self.edits.dataset.close()  # the working file's lock goes
         self.gate.clear()
+        self.identity.shutdown()
         c = self.everything.shutdown(timeout_ms)
         d = self.exports.shutdown(timeout_ms)
         e = self.imports.shutdown(timeout_ms)

@@ -38,6 +38,7 @@ from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
 from annotator.ui.resume import SettingsResume
+from annotator.ui.safety_dialogs import SafetyDialogs
 from annotator.ui.settings import Settings, apply_shortcuts
 from annotator.ui.task_widgets import ReviewBar, TaskProgress
 from annotator.workers.messages import ModelInfo, ModelRequest
@@ -141,6 +142,7 @@ class MainWindow(QMainWindow):
         a["redo"].setEnabled(False)
         self._review_actions_enabled(False)
         self._wire()
+        self.safety = SafetyDialogs(self)  # conflicts on save, load notes (it connects itself)
         self.apply_settings()
         self.strip.set_candidates((), hint=STRIP_HINT)
         self.setWindowTitle(s.title())
@@ -361,7 +363,8 @@ class MainWindow(QMainWindow):
         self.app_dialogs.report_error(summary, details)
 
     def apply_settings(self) -> None:
-        """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds."""
+        """Take the preferences that apply at once: shortcuts, opacity, autosave, region encoding, cache bounds,
+        the image memory budget."""
         st = self.settings
         apply_shortcuts(self.actions_by_name, st)
         self._refresh_categories()  # the quick keys the panel shows
@@ -370,6 +373,7 @@ class MainWindow(QMainWindow):
         self.session.set_opacity(st.overlay_opacity)
         self.session.set_cleanup(st.min_island_px, st.cleanup_on_accept)
         self.model_dialogs.set_cache_bounds(st.memory_bytes(), st.disk_bytes())
+        self.session.encoder.image_budget = st.image_budget_bytes()  # larger images: refused, never prefetched
 
     # =====================================================================================
     # closing

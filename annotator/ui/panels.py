@@ -57,6 +57,11 @@ _STATE_TEXT = {
 }
 
 
+#: How an image whose picture changed, and its annotations under review, are marked.
+REVIEW_MARK = "⚠"
+REVIEW_COLOR = QColor(245, 160, 60)
+
+
 def _icon(image) -> QIcon:
     return QIcon(QPixmap.fromImage(image))
 
@@ -79,15 +84,19 @@ class ImageListModel(QAbstractListModel):
         row = self._row(index.row())
         if role == Qt.ItemDataRole.DisplayRole:
             name = _PROGRESS_MARK.get(row.progress, "") + row.name
-            return f"{name}  ({row.annotations})" if row.annotations else name
+            text = f"{name}  ({row.annotations})" if row.annotations else name
+            return f"{REVIEW_MARK} {text}" if row.review else text
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icons[row.state]
         if role == Qt.ItemDataRole.ToolTipRole:
             negative = " (no annotations: a negative)" if row.progress == DONE and not row.annotations else ""
             tip = (f"{row.path}\n{_PROGRESS_TEXT.get(row.progress, row.progress)}{negative}; "
                    f"{row.annotations} annotation(s); {_STATE_TEXT[row.state]}")
-            return f"{tip}\n{row.message}" if row.message else tip
+            tip = f"{tip}\n{row.message}" if row.message else tip
+            return f"{tip}\n{REVIEW_MARK} {row.review}" if row.review else tip
         if role == Qt.ItemDataRole.ForegroundRole:
+            if row.review:
+                return REVIEW_COLOR
             if row.state == ImageState.ERROR:
                 return QColor(230, 110, 110)
             if row.progress == DONE:
@@ -276,6 +285,11 @@ class AnnotationsPanel(QWidget):
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if r.visible else Qt.CheckState.Unchecked)
                 item.setToolTip("Untick to hide it on the canvas")
+                if r.review:
+                    item.setText(f"{text}   {REVIEW_MARK} review")
+                    item.setForeground(REVIEW_COLOR)
+                    item.setToolTip("Made on an earlier picture with this file name: keep it or delete it "
+                                    "(the bar above the image). Untick to hide it on the canvas")
                 self.list.addItem(item)
                 if r.id == selected:
                     item.setSelected(True)

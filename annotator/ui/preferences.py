@@ -284,6 +284,17 @@ class PreferencesDialog(QDialog):
         self.disk_spin.setToolTip("Embeddings kept on disk; the oldest go first. 0: unbounded.")
         form.addRow("Embeddings on disk", self.disk_spin)
 
+        self.image_budget_spin = QSpinBox(page)
+        self.image_budget_spin.setObjectName("imageBudgetSpin")
+        self.image_budget_spin.setRange(0, MAX_CACHE_MB)
+        self.image_budget_spin.setSingleStep(1024)
+        self.image_budget_spin.setSuffix(" MB")
+        self.image_budget_spin.setSpecialValueText("automatic (a quarter of the memory)")
+        self.image_budget_spin.setValue(s.image_budget_mb)
+        self.image_budget_spin.setToolTip("An image that takes more memory than this to open (read from its header) "
+                                          "is refused with a message, and never loaded in advance.")
+        form.addRow("Largest image", self.image_budget_spin)
+
         self.clear_cache_button = QPushButton("Clear Embedding Cache", page)
         self.clear_cache_button.setObjectName("clearCacheButton")
         self.clear_cache_button.setEnabled(self._clear_cache is not None)
@@ -345,6 +356,7 @@ class PreferencesDialog(QDialog):
             "cache_dir": self.cache_dir_edit.text().strip(),
             "cache_memory_mb": self.memory_spin.value(),
             "cache_disk_mb": self.disk_spin.value(),
+            "image_budget_mb": self.image_budget_spin.value(),
             "overlay_opacity": self.opacity_slider.value() / 100.0,
             "autosave": self.autosave_check.isChecked(),
             "min_island_px": self.island_spin.value(),

@@ -328,6 +328,10 @@ class Settings:
     cache_dir = _Setting("", _parse_folder, 'Cache root for weights and embeddings; ``""`` = the default folder.')
     cache_memory_mb = _Setting(DEFAULT_MEMORY_MB, _parse_megabytes, "Memory bound of the embedding cache, MB.")
     cache_disk_mb = _Setting(0, _parse_megabytes, "Disk bound of the embedding cache, MB; 0 = unbounded.")
+    image_budget_mb = _Setting(
+        0, _parse_megabytes, "Largest image opened, by the memory it takes (header estimate), MB; 0 = a quarter "
+        "of the computer's memory. Larger images are refused, never prefetched."
+    )
     overlay_opacity = _Setting(DEFAULT_OPACITY, _parse_fraction, "Fill opacity of the mask overlays, 0..1.")
     autosave = _Setting(True, _parse_bool, "Save the working file after every change (else on Ctrl+S and on quit).")
     min_island_px = _Setting(DEFAULT_ISLAND_PX, _parse_island_px, '"Remove islands": parts smaller than this, px.')
@@ -340,7 +344,8 @@ class Settings:
 
     #: Names of the typed keys, in dialog order.
     KEYS: Tuple[str, ...] = (
-        "model", "device", "cache_dir", "cache_memory_mb", "cache_disk_mb", "overlay_opacity", "autosave",
+        "model", "device", "cache_dir", "cache_memory_mb", "cache_disk_mb", "image_budget_mb", "overlay_opacity",
+        "autosave",
         "min_island_px", "cleanup_on_accept", "brush_radius",
         "region_encoding",
     )
@@ -414,6 +419,12 @@ class Settings:
     def memory_bytes(self) -> int:
         """The embedding cache's memory bound in bytes."""
         return self.cache_memory_mb * 2**20
+
+    def image_budget_bytes(self) -> int:
+        """The image memory budget in bytes (:func:`annotator.data.memory.default_image_budget` when 0)."""
+        from annotator.data.memory import default_image_budget
+
+        return self.image_budget_mb * 2**20 if self.image_budget_mb else default_image_budget()
 
     def disk_bytes(self) -> Optional[int]:
         """The embedding cache's disk bound in bytes, ``None`` for unbounded."""

@@ -342,6 +342,7 @@ class WorkerThread(QObject):
         self.worker: Optional[Worker] = None
         self.thread: Optional[QThread] = None
         self.busy: Any = None  # the job in flight
+        self._reported: Any = None  # the job in flight whose result was handed over already (done not yet in)
         self._make_worker = make_worker
         self._on_returned = on_returned
         self._on_errored = on_errored
@@ -391,16 +392,31 @@ class WorkerThread(QObject):
             self._wire(worker)
         self.thread = start_thread(worker, self.name)
 
+    @property
+    def in_flight(self) -> Any:
+        """The job in flight whose result is still to come (``None`` once it was reported, before ``done``).
+
+        A request for the same work may wait on (adopt) this job only: one
+        whose result was already handed over would never report again, and
+        the request would wait forever (moving onto an image whose prefetch
+        had just failed, between its failure and the worker's ``done``).
+        """
+        return None if self.busy is self._reported else self.busy
+
     @Slot(object, object)
     def _returned(self, job: Any, value: Any) -> None:
+        self._reported = job
         self._on_returned(job, value)
 
     @Slot(object, object)
     def _errored(self, job: Any, exc: BaseException) -> None:
+        self._reported = job
         self._on_errored(job, exc)
 
     @Slot(object)
     def _done(self, job: Any) -> None:
+        if self._reported is job:
+            self._reported = None
         if self.busy is job:
             self.busy = None
         self.pump()

@@ -264,6 +264,10 @@ class EncoderService(ThreadService):
         self._images: "OrderedDict[Path, LoadedImage]" = OrderedDict()
         self._image_bytes = 0
         self._image_memory_bytes = image_memory_bytes
+        from annotator.data.memory import default_image_budget
+
+        #: An image whose header says it takes more memory than this to open is refused, never decoded or prefetched.
+        self.image_budget: int = default_image_budget()
 
     def _wire_loader(self, worker: LoaderWorker) -> None:
         self._runScan.connect(worker.scan)
@@ -336,7 +340,7 @@ class EncoderService(ThreadService):
             self._encodes.queue.drop_current()
         loaded = self.loaded_image(path)
         if loaded is None:
-            self._want(self._loads, LoadJob(job_id, path, prefetch, self._digests))
+            self._want(self._loads, LoadJob(job_id, path, prefetch, self._digests, self.image_budget))
             return
         self._after_load(job_id, prefetch, loaded, None)
 
@@ -399,7 +403,7 @@ class EncoderService(ThreadService):
 
     @staticmethod
     def _want(worker: WorkerThread, job: Any) -> None:
-        worker.queue.want(job, worker.busy)
+        worker.queue.want(job, worker.in_flight)  # (a job that already reported cannot be adopted)
         worker.pump()
 
     def _after_load(self, job_id: int, prefetch: bool, loaded: LoadedImage, pixels: Optional[np.ndarray]) -> None:

@@ -4,6 +4,8 @@
   (the model and its :class:`sam_core.EmbeddingCache`), or raises
   :class:`ModelLoadError` carrying a :class:`ModelFailure` for the user. The
   encoder thread calls it (:class:`annotator.workers.encoder.EncoderWorker`).
+  A model whose test encode is not finite (damaged or NaN weights) is
+  refused there (:func:`check_model`), before anything reaches the cache.
 * :class:`LoaderWorker` runs on the loader thread: it reads an image (EXIF
   applied), prepares it for display (:func:`prepare_image`) and records its
   content digest; it also tells which images the disk cache holds already.
@@ -125,9 +127,29 @@ def load_model(
                 notice = f"The {model_type} download was cancelled; using MobileSAM (vit_t)."
                 continue
             raise
+        check_model(model, model_type, Path(checkpoint))
         cache = make_cache(request, model_type, checkpoint)
         return ModelInfo(model, model_type, device, Path(checkpoint), cache, notice)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_model(model: Any, model_type: str, checkpoint: Path) -> None:
+    """Encode a small test image with ``model`` and refuse it if the output is not finite (damaged or NaN weights).
+
+    One encoder pass, on the calling (worker) thread; without it the first
+    real encode would fill the embedding cache with NaN.
+
+    Raises
+    ------
+    ModelLoadError
+        ``"checkpoint"`` failure whose message blames the weights file.
+    """
+    from sam_core.cache import NonFiniteEmbeddingError, check_model_output
+
+    try:
+        check_model_output(make_predictor(model))
+    except NonFiniteEmbeddingError as exc:
+        raise ModelLoadError(ModelFailure("checkpoint", f"{checkpoint}: {exc}", model_type, checkpoint)) from None
 
 
 def make_cache(request: ModelRequest, model_type: str, checkpoint: Path):
@@ -175,6 +197,28 @@ def prepare_image(path: Path, image: np.ndarray) -> LoadedImage:
     )
 
 
+def check_budget(path: Path, max_bytes: int) -> None:
+    """Refuse, from its header alone, an image that takes more than ``max_bytes`` to open (a prefetch included).
+
+    Raises
+    ------
+    annotator.data.imageio.ImageLoadError
+        Over the budget (the message says how much it needs and where the
+        budget is set), or not an image at all.
+    """
+    from annotator.data.imageio import ImageLoadError
+    from annotator.data.memory import check_image
+
+    check = check_image(path, max_bytes)
+    if not check.fits:
+        e = check.estimate
+        raise ImageLoadError(
+            path,
+            f"not opened: {e.width} x {e.height} pixels take about {e.open_bytes / 1e9:.1f} GB of memory to open, "
+            f"over the image memory budget of {max_bytes / 1e9:.1f} GB (Edit → Preferences → General)",
+        )
+
+
 class LoaderWorker(Worker):
     """Runs on the loader thread: reads images and prepares them for display (no model involved).
 
@@ -190,6 +234,8 @@ class LoaderWorker(Worker):
     def work(self, job: LoadJob) -> Tuple[LoadedImage, np.ndarray]:
         from annotator.data.imageio import load_image
 
+        if job.max_bytes is not None:
+            check_budget(job.path, job.max_bytes)
         image = load_image(job.path)
         return prepare_image(job.path, image), image
 

@@ -81,6 +81,7 @@ class LoadJob:
     path: Path
     prefetch: bool = False
     digests: Any = None  # annotator.data.digests.DigestIndex where the image's content digest is recorded, or None
+    max_bytes: Optional[int] = None  # memory budget: an image over it (header estimate) is refused, never decoded
 
 
 @dataclass(frozen=True, eq=False)
