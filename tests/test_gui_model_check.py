@@ -45,3 +45,31 @@ def test_nan_weights_are_refused_with_a_message(qtbot, make_window, image_folder
         w.start(model=ModelRequest(model_type="vit_t", checkpoint=Path(mobilesam_checkpoint), device="cpu",
                                    cache_root=root))
     qtbot.waitUntil(lambda: w.session.embedding is not None, timeout=180_000)
+
+
+def test_the_test_encode_runs_once_per_checkpoint_and_catches_non_finite_output(
+        mobilesam_checkpoint, tmp_path, monkeypatch):
+    import sam_core
+    import sam_core.cache as cache_mod
+    from annotator.workers.loader import ModelLoadError, check_model
+
+    calls = []
+    real = cache_mod.check_model_output
+    monkeypatch.setattr(cache_mod, "check_model_output", lambda p: (calls.append(1), real(p))[1])
+    ckpt = Path(mobilesam_checkpoint)
+    model = sam_core.load_model("vit_t", checkpoint=ckpt, device="cpu")
+    memo = tmp_path / "checked"
+    check_model(model, "vit_t", ckpt, memo=memo)
+    check_model(model, "vit_t", ckpt, memo=memo)  # remembered: no second encode at the next launch
+    assert len(calls) == 1 and len(list(memo.iterdir())) == 1
+
+    # finite weights whose output is not (a neck scaled past float32's range): refused, and not remembered
+    with __import__("torch").no_grad():
+        for p in model.image_encoder.neck.parameters():
+            p.mul_(1e30)
+    other = tmp_path / "scaled.pt"
+    other.write_bytes(ckpt.read_bytes()[:-1] + b"\0")  # another file: another fingerprint, so tested again
+    with pytest.raises(ModelLoadError) as err:
+        check_model(model, "vit_t", other, memo=memo)
+    assert err.value.failure.kind == "checkpoint" and "non-finite" in err.value.failure.message
+    assert len(calls) == 2 and len(list(memo.iterdir())) == 1

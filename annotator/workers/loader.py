@@ -127,29 +127,63 @@ def load_model(
                 notice = f"The {model_type} download was cancelled; using MobileSAM (vit_t)."
                 continue
             raise
-        check_model(model, model_type, Path(checkpoint))
         cache = make_cache(request, model_type, checkpoint)
+        check_model(model, model_type, Path(checkpoint), memo=_memo_dir(request))
         return ModelInfo(model, model_type, device, Path(checkpoint), cache, notice)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def check_model(model: Any, model_type: str, checkpoint: Path) -> None:
-    """Encode a small test image with ``model`` and refuse it if the output is not finite (damaged or NaN weights).
+def check_model(model: Any, model_type: str, checkpoint: Path, memo: Optional[Path] = None) -> None:
+    """Refuse ``model`` if its weights or its output for a test image are not finite (damaged or NaN weights).
 
-    One encoder pass, on the calling (worker) thread; without it the first
-    real encode would fill the embedding cache with NaN.
+    The weights are scanned on every load (milliseconds for MobileSAM, well
+    under a second for ViT-H). The test encode costs one encoder pass (about
+    1.4 s for MobileSAM on a CPU, tens of seconds for ViT-H), so it runs once
+    per checkpoint file, model type and device: a marker named after them is
+    written in ``memo`` (a folder; None: every time) when it passes. A changed
+    file has another :func:`sam_core.cache.checkpoint_fingerprint` and is tested
+    again. Without the test the first real encode would fill the embedding
+    cache with NaN (the cache refuses it: :class:`sam_core.cache.NonFiniteEmbeddingError`).
 
     Raises
     ------
     ModelLoadError
         ``"checkpoint"`` failure whose message blames the weights file.
     """
-    from sam_core.cache import NonFiniteEmbeddingError, check_model_output
+    import torch
 
+    from sam_core.cache import NonFiniteEmbeddingError, check_model_output, checkpoint_fingerprint
+
+    def refuse(why: str) -> None:
+        raise ModelLoadError(ModelFailure("checkpoint", f"{checkpoint}: {why}", model_type, checkpoint))
+
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            refuse(f"the weights hold non-finite values (NaN or infinity) in {name}: the file is damaged or not SAM "
+                   "weights; download or choose the checkpoint again")
+    marker = None
+    if memo is not None:
+        device = next(model.parameters()).device.type
+        marker = memo / f"{model_type}-{device}-{checkpoint_fingerprint(checkpoint)}"
+        if marker.is_file():
+            return
     try:
         check_model_output(make_predictor(model))
     except NonFiniteEmbeddingError as exc:
-        raise ModelLoadError(ModelFailure("checkpoint", f"{checkpoint}: {exc}", model_type, checkpoint)) from None
+        refuse(str(exc))
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError as exc:  # a read-only cache: the test runs again next time, nothing worse
+            log.info("cannot record the model check in %s: %s", marker.parent, exc)
+
+
+def _memo_dir(request: ModelRequest) -> Path:
+    """Where :func:`check_model` records the checkpoints whose test encode passed."""
+    import sam_core
+
+    return sam_core.cache_dir(request.cache_root) / "embeddings" / "checked-models"
 
 
 def make_cache(request: ModelRequest, model_type: str, checkpoint: Path):
