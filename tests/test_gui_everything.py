@@ -155,7 +155,7 @@ def test_cancel_stops_the_run_and_a_stale_result_is_dropped(qtbot, fake_window):
     gate = threading.Event()
     gen = FakeGenerator(n=3, gate=gate)
     w = fake_window(gen)
-    s, ev = w.session, w.session.everything
+    ev = w.session.everything
     _ready(qtbot, w)
     key(qtbot, w, Qt.Key.Key_E, CTRL)
     assert ev.running and w.everything_progress.isVisible()
@@ -231,7 +231,7 @@ def test_real_photo_accept_two_proposals_and_undo_one(qtbot, make_window, image_
 @pytest.mark.slow
 def test_real_run_cancel_leaves_no_thread_running(qtbot, make_window, image_folder, mobilesam_info):
     w = make_window(image_folder, mobilesam_info())
-    s, ev = w.session, w.session.everything
+    ev = w.session.everything
     ev.options = replace(ev.options, points_per_side=32, points_per_batch=16)  # 64 batches: long enough to cancel
     _ready(qtbot, w, timeout=180_000)
     seen = []

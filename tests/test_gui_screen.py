@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from qt_fixtures import FakePredictor, fake_info, key
 
 from annotator.session.rows import ImageState

@@ -7,11 +7,14 @@ like the rest of :mod:`annotator.render`, which re-exports them). Colours are
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from annotator.render.pixels import Color, _argb_image, _premultiplied, outline, rgb_image
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QImage
 
 #: Side of the candidate strip's thumbnails, in pixels.
 THUMB_SIDE = 120
