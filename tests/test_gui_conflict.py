@@ -136,3 +136,20 @@ def test_a_conflict_report_that_arrives_after_it_was_resolved_asks_nothing(qtbot
     stale = ConflictError(s.dataset.path, s.dataset.path.with_name("annotations.conflict-x.json"))
     w.safety.save_conflict(stale)  # (queued reports of a conflict a later save or a reload ended)
     assert w.asked == []
+
+
+def test_leaving_during_a_conflict_names_the_copy_that_holds_this_windows_version(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    w, s = window, window.session
+    _accept_at(qtbot, w, 100, 100)
+    _external_edit(s.dataset.path)
+    _accept_at(qtbot, w, 200, 200)
+    qtbot.waitUntil(lambda: len(w.asked) == 1, timeout=5000)
+    copy = w.asked[0].ours
+    texts = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: texts.append(a[2]) or QMessageBox.StandardButton.Cancel))
+    assert w.file_dialogs.leave_unsaved("Quit") is False  # cancelled: the window stays
+    assert str(copy) in texts[0] and "Another program changed" in texts[0]
+    w.file_dialogs.leave_unsaved = lambda action: True  # at close: discard (this window's version is in the copy)

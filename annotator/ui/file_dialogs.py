@@ -144,10 +144,14 @@ class FileDialogs:
 
         Save writes a copy elsewhere first (then goes on), Discard drops the changes, Cancel stays.
         """
+        dataset = self._session.dataset
+        copy = dataset.conflict_copy if dataset is not None else None
+        why = ("The annotations could not be saved (see the status bar)." if copy is None else
+               f"Another program changed {dataset.path.name}, so this window's version was written to "
+               f"{copy} at its last save instead of over it.")
         answer = QMessageBox.question(
             self._window, "Unsaved annotations",
-            "The annotations could not be saved (see the status bar).\n\n"
-            f"Save a copy elsewhere before you {action.lower()}, or discard the unsaved changes?",
+            f"{why}\n\nSave a copy elsewhere before you {action.lower()}, or discard the unsaved changes?",
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Save,
         )
