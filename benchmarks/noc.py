@@ -286,17 +286,9 @@ def summarise(traces: Sequence[Trace], max_clicks: int) -> dict:
 def largest_error_centre(pred: np.ndarray, gt: np.ndarray) -> Tuple[float, float, bool, float]:
     """``(x, y, missed, r)``: the interior-most pixel of the largest connected error region (missed object or
     false positive), whether it is missed object, and its distance to the region's boundary."""
-    best = None
-    for missed, err in ((True, gt & ~pred), (False, pred & ~gt)):
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(err.astype(np.uint8), connectivity=8)
-        if n > 1:
-            k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-            area = int(stats[k, cv2.CC_STAT_AREA])
-            if best is None or area > best[0]:
-                best = (area, missed, labels == k)
-    if best is None:
+    region, missed = largest_error_region(pred, gt)
+    if region is None:
         return 0.0, 0.0, True, 0.0
-    _, missed, region = best
     d = cv2.distanceTransform(np.pad(region.astype(np.uint8), 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
     y, x = divmod(int(np.argmax(d)), d.shape[1])
     return float(x), float(y), missed, float(d[y, x])

@@ -55,3 +55,26 @@ def test_protocol_is_deterministic_and_matches_the_reference(two_instances, mobi
     # picking the best of three can never be worse after the first click
     for a, p in zip(first["top"], first["pick"]):
         assert p.ious[0] >= a.ious[0]
+
+
+def test_a_stroke_along_an_error_band_covers_it_without_spilling():
+    from annotator.data.maskedit import Stroke, paint
+
+    gt = np.zeros((60, 200), bool)
+    gt[10:50, 20:180] = True
+    pred = gt.copy()
+    pred[10:12, 20:180] = False  # a missed band two pixels high along the top edge
+    region, missed = noc.largest_error_region(pred, gt)
+    assert missed and region.sum() == 2 * 160
+    points, radius = noc.stroke_through(region)
+    assert radius == 0.5 and len(points) > 100  # the smallest brush, along the band's length
+    after = paint(pred, Stroke.make(points, radius)).apply(pred)
+    assert not (after & ~gt).any()  # nothing painted outside the object
+    assert (gt & ~after).sum() < 0.6 * region.sum()  # most of the band in one stroke
+
+    wide = np.zeros((80, 80), bool)
+    wide[10:70, 10:70] = True  # a large missed blob: a wide brush through its middle
+    points, radius = noc.stroke_through(wide)
+    assert radius > 5
+    after = paint(np.zeros_like(wide), Stroke.make(points, radius)).apply(np.zeros_like(wide))
+    assert (after & ~wide).sum() < 0.05 * wide.sum() and (after & wide).sum() > 0.3 * wide.sum()  # spills little at the ends
