@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import numpy as np
-from PySide6.QtCore import QPointF
-from PySide6.QtGui import QImage, QPainterPath, QPolygonF
+from PySide6.QtGui import QImage, QPainterPath
 
 from annotator.data import palette
 from annotator.render.pixels import _CROSS, Color, _argb_image, _premultiplied, outline, rgb_image  # noqa: F401
@@ -47,8 +46,13 @@ class OverlayImage(QImage):
     The outline is not in the pixels: an outline drawn into an overlay of
     2048 pixels shrinks to a fraction of a screen pixel when a 4000-pixel
     photo is zoomed out to 21 %, and grows when zoomed in. The canvas draws
-    :attr:`outline` with a cosmetic pen of :attr:`edge_width` screen pixels
-    instead (:mod:`annotator.ui.canvas_overlays`).
+    :meth:`outline_at` the view's scale with a cosmetic pen of
+    :attr:`edge_width` screen pixels instead (:mod:`annotator.ui.canvas_overlays`).
+
+    The image carries the mask's contours (found once, where the overlay is
+    made, usually a worker thread); each simplified :class:`QPainterPath` is
+    built on first use and kept, so an edit pays only for the outline its
+    zoom shows (building paths is most of an outline's cost).
 
     Attributes
     ----------
@@ -56,23 +60,29 @@ class OverlayImage(QImage):
         The mask's boundaries (outer contours and holes) as a
         :class:`QPainterPath` in this image's pixel coordinates (pixel
         ``(c, r)`` covers ``[c, c + 1) x [r, r + 1)``; the path runs through
-        the centres of the mask's boundary pixels). Empty for an empty mask.
+        the centres of the mask's boundary pixels), simplified to within half
+        a pixel. Empty for an empty mask.
     edge_color:
         ``(r, g, b)`` of the outline.
     edge_width:
         Outline width in screen pixels.
-    coarse:
-        ``(tolerance, path)`` pairs: the outline simplified to within
-        ``tolerance`` pixels, for zoomed-out views (:meth:`outline_at`).
     """
 
-    def __init__(self, image: QImage, outline: QPainterPath, edge_color: Color, edge_width: float,
-                 coarse: Sequence[Tuple[float, QPainterPath]] = ()) -> None:
+    def __init__(self, image: QImage, contours: Sequence[np.ndarray], edge_color: Color, edge_width: float) -> None:
         super().__init__(image)
-        self.outline = outline
+        self._contours = tuple(contours)
+        self._paths: dict = {}
         self.edge_color = tuple(int(c) for c in edge_color)
         self.edge_width = float(edge_width)
-        self.coarse = tuple(coarse)
+
+    @property
+    def outline(self) -> QPainterPath:
+        return self.path_within(FINE_TOLERANCE)
+
+    @property
+    def has_outline(self) -> bool:
+        """Whether there is an outline to draw (without building any path)."""
+        return bool(self._contours)
 
     def outline_at(self, scale: float) -> QPainterPath:
         """The outline to draw when one of this image's pixels is ``scale`` screen pixels wide.
@@ -81,49 +91,63 @@ class OverlayImage(QImage):
         :data:`OUTLINE_ERROR_PX` screen pixels: antialiased strokes cost in
         proportion to their vertices, and a zoomed-out view needs few.
         """
-        best = self.outline
-        for tolerance, path in self.coarse:
+        best = FINE_TOLERANCE
+        for tolerance in COARSE_TOLERANCES:
             if tolerance * scale <= OUTLINE_ERROR_PX:
-                best = path
-        return best
+                best = tolerance
+        return self.path_within(best)
+
+    def path_within(self, tolerance: float) -> QPainterPath:
+        """The outline simplified to within ``tolerance`` pixels (built once, then kept)."""
+        path = self._paths.get(tolerance)
+        if path is None:
+            path = self._paths[tolerance] = contour_path(self._contours, tolerance)
+        return path
 
 
-#: Tolerances (image pixels) of the coarse outlines an overlay carries, and the error allowed on screen.
-COARSE_TOLERANCES, OUTLINE_ERROR_PX = (1.5, 4.0), 0.8
+#: Tolerances (image pixels) of the outlines an overlay offers, and the error allowed on screen.
+FINE_TOLERANCE, COARSE_TOLERANCES, OUTLINE_ERROR_PX = 0.5, (1.5, 4.0), 0.8
 
 
 #: Contours enclosing less than this many overlay pixels get no outline (see :func:`outline_path`).
 MIN_OUTLINED_AREA = 6.0
 
 
-def outline_path(mask: np.ndarray, tolerance: float = 0.5) -> QPainterPath:
-    """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
-
-    Outer contours and holes (OpenCV's two-level contours), each simplified
-    to within ``tolerance`` pixels (Douglas-Peucker), so a large mask costs a
-    few hundred vertices, not one per boundary pixel. Safe off the GUI thread.
-    """
-    return outline_paths(mask, (tolerance,))[0]
-
-
-def outline_paths(mask: np.ndarray, tolerances: Sequence[float]) -> List[QPainterPath]:
-    """:func:`outline_path` at each of ``tolerances`` (the contours are found once)."""
+def mask_contours(mask: np.ndarray) -> List[np.ndarray]:
+    """Outer contours and holes of ``mask`` (OpenCV's two-level contours), specks and pinholes left out."""
     import cv2
 
-    paths = [QPainterPath() for _ in tolerances]
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     if mask.size == 0 or not mask.any():
-        return paths
+        return []
     contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    # a speck or pinhole a few pixels across: its fill shows it, an outline would only clutter
+    return [c for c in contours if len(c) >= 8 or cv2.contourArea(c) >= MIN_OUTLINED_AREA]
+
+
+def contour_path(contours: Sequence[np.ndarray], tolerance: float) -> QPainterPath:
+    """``contours`` as closed polygons, each simplified to within ``tolerance`` pixels (Douglas-Peucker)."""
+    import cv2
+
+    path = QPainterPath()
     for contour in contours:
-        if len(contour) < 8 and cv2.contourArea(contour) < MIN_OUTLINED_AREA:
-            continue  # a speck or pinhole a few pixels across: its fill shows it, an outline would only clutter
-        for path, tolerance in zip(paths, tolerances):
-            simple = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 and len(contour) > 8 else contour
-            pts = simple.reshape(-1, 2).astype(np.float64) + 0.5
-            path.addPolygon(QPolygonF([QPointF(x, y) for x, y in pts.tolist()]))
-            path.closeSubpath()
-    return paths
+        simple = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 and len(contour) > 8 else contour
+        pts = (simple.reshape(-1, 2).astype(np.float64) + 0.5).tolist()
+        path.moveTo(*pts[0])  # moveTo/lineTo: 2.4x faster than a QPolygonF of QPointF made in Python
+        for x, y in pts[1:]:
+            path.lineTo(x, y)
+        path.closeSubpath()
+    return path
+
+
+def outline_path(mask: np.ndarray, tolerance: float = FINE_TOLERANCE) -> QPainterPath:
+    """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
+
+    Outer contours and holes, each simplified to within ``tolerance`` pixels
+    (Douglas-Peucker), so a large mask costs a few hundred vertices, not one
+    per boundary pixel. Safe off the GUI thread.
+    """
+    return contour_path(mask_contours(mask), tolerance)
 
 
 def mask_overlay(
@@ -142,10 +166,8 @@ def mask_overlay(
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
     argb = mask.view(np.uint8) * _premultiplied(color, fill_alpha)  # 0 outside, the fill inside
-    if edge_alpha <= 0:
-        return OverlayImage(_argb_image(argb), QPainterPath(), edge_color or color, edge_width)
-    path, *coarse = outline_paths(mask, (0.5, *COARSE_TOLERANCES))
-    return OverlayImage(_argb_image(argb), path, edge_color or color, edge_width, zip(COARSE_TOLERANCES, coarse))
+    contours = mask_contours(mask) if edge_alpha > 0 else []
+    return OverlayImage(_argb_image(argb), contours, edge_color or color, edge_width)
 
 
 #: Outline of the candidate being edited: white, so it stands apart from accepted annotations of its colour.

@@ -336,18 +336,19 @@ class MaskItem(QGraphicsPixmapItem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._outline = QPainterPath()
-        self._image: Optional[QImage] = None
+        self._image: Optional[QImage] = None  # an OverlayImage with an outline, else None
         self._pen = self._halo = QPen()
 
     def set_image(self, image: QImage) -> None:
-        """Show ``image`` and the outline it carries (none for a plain QImage)."""
+        """Show ``image`` and the outline it carries (none for a plain QImage).
+
+        The outline's path is built when first painted, at the zoom it is seen at
+        (:meth:`annotator.render.OverlayImage.outline_at`), not here.
+        """
         self.prepareGeometryChange()
         self.setPixmap(QPixmap.fromImage(image))
-        path = getattr(image, "outline", None)
-        self._outline = path if path is not None else QPainterPath()
-        self._image = image if path is not None else None
-        if not self._outline.isEmpty():
+        self._image = image if getattr(image, "has_outline", False) else None
+        if self._image is not None:
             width = image.edge_width
             self._pen = _cosmetic_pen(QColor(*image.edge_color), width)
             self._halo = _cosmetic_pen(HALO_COLOR, width + HALO_EXTRA)
@@ -356,7 +357,8 @@ class MaskItem(QGraphicsPixmapItem):
 
     @property
     def outline(self) -> QPainterPath:
-        return self._outline
+        """The full-detail outline (empty for none)."""
+        return self._image.outline if self._image is not None else QPainterPath()
 
     @property
     def outline_pen(self) -> QPen:
@@ -364,14 +366,14 @@ class MaskItem(QGraphicsPixmapItem):
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt's name)
         rect = super().boundingRect()
-        if self._outline.isEmpty():
+        if self._image is None:
             return rect
         m = OUTLINE_MARGIN
         return rect.adjusted(-m, -m, m, m)
 
     def paint(self, painter, option, widget=None) -> None:
         super().paint(painter, option, widget)
-        if self._outline.isEmpty():
+        if self._image is None:
             return
         path = self._image.outline_at(abs(painter.worldTransform().m11()))  # screen pixels per overlay pixel
         painter.setBrush(Qt.BrushStyle.NoBrush)
