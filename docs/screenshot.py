@@ -8,7 +8,13 @@ users see it::
 It builds a folder of three ``skimage.data`` photos, loads a list of
 categories, accepts the astronaut as ``person``, then clicks the helmet with
 ``helmet`` current so that its three candidates show, and grabs the screen.
-Look at the PNG before committing it.
+With a second path it then takes the eraser (E) and drags a stroke across the
+candidate's leak into the background, grabbing the screen mid-stroke (the
+README's "Fixing a mask")::
+
+    ... python docs/screenshot.py docs/screenshot.png docs/screenshot-editing.png
+
+Look at the PNGs before committing them.
 """
 
 from __future__ import annotations
@@ -35,7 +41,30 @@ def settle(app, seconds: float) -> None:
         time.sleep(0.01)
 
 
-def main(out: str) -> int:
+def drag(window, app, points, release: bool) -> None:
+    """Press at the first point, move through the others with the left button held (release at the end if asked)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+
+    vp = window.canvas.viewport()
+
+    def send(kind, x, y, buttons):
+        pos = QPointF(window.canvas.viewport_pos(x, y))
+        QApplication.sendEvent(vp, QMouseEvent(kind, pos, vp.mapToGlobal(pos), Qt.MouseButton.LeftButton, buttons,
+                                               Qt.KeyboardModifier.NoModifier))
+        app.processEvents()
+
+    from PySide6.QtWidgets import QApplication
+
+    held = Qt.MouseButton.LeftButton
+    send(QEvent.Type.MouseButtonPress, *points[0], held)
+    for x, y in points[1:]:
+        send(QEvent.Type.MouseMove, x, y, held)
+    if release:
+        send(QEvent.Type.MouseButtonRelease, *points[-1], Qt.MouseButton.NoButton)
+
+
+def main(out: str, editing_out: str = "") -> int:
     from PIL import Image
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
@@ -92,9 +121,24 @@ def main(out: str) -> int:
     shot = app.primaryScreen().grabWindow(0)
     assert shot.save(out), f"could not write {out}"
     print(f"wrote {out} ({shot.width()}x{shot.height()})")
+    if editing_out:
+        window.tools.toggle(erase=True)  # E: the eraser, on the candidate
+        for _ in range(3):
+            window.tools.grow()  # ]: a larger brush, 10 -> about 20 px
+        settle(app, 0.3)
+        # one stroke back and forth over the candidate's leak at the helmet's right edge, grabbed before the release
+        zigzag = [(470 + 40 * (i % 2), 440 + 5 * i) for i in range(15)]
+        path = [zigzag[0]]
+        for (x0, y0), (x1, y1) in zip(zigzag, zigzag[1:]):
+            path += [(x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8) for t in range(1, 9)]
+        drag(window, app, path, release=False)
+        settle(app, 0.5)
+        shot = app.primaryScreen().grabWindow(0)
+        assert shot.save(editing_out), f"could not write {editing_out}"
+        print(f"wrote {editing_out} ({shot.width()}x{shot.height()})")
     window.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png"))
+    sys.exit(main(*(sys.argv[1:3] if len(sys.argv) > 1 else ["docs/screenshot.png"])))
