@@ -94,6 +94,13 @@ def test_a_replaced_picture_is_flagged_and_its_annotations_need_review(qtbot, ma
     rec, kept = _record(working, image.name)
     assert rec["file_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest() and sorted(kept) == sorted(ids)
     assert not s.dirty and not bar.isVisible() and not any(r.review for r in s.annotation_rows())
+    new_digest = rec["file_sha256"]
+    s.undo()  # keeping is one undo step too: the old digest and the flag come back
+    qtbot.waitUntil(lambda: bool(s.image_row(0).review), timeout=5000)
+    assert _record(working, image.name)[0]["file_sha256"] != new_digest and bar.isVisible()
+    s.redo()
+    qtbot.waitUntil(lambda: not s.image_row(0).review, timeout=5000)
+    assert _record(working, image.name)[0]["file_sha256"] == new_digest and not bar.isVisible()
     assert _accept_at(qtbot, w, 200, 200) == 1
 
     checked = []

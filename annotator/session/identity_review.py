@@ -57,6 +57,21 @@ class DeleteUnderReviewCommand(QUndoCommand):
         self.document.apply_add_annotations(self.annotations)
 
 
+class KeepOnNewPictureCommand(QUndoCommand):
+    """Keep a changed image's annotations on its new picture: its new digest recorded (undo: the old one, flagged again)."""
+
+    def __init__(self, review: "IdentityReview", change: ImageChange) -> None:
+        super().__init__(f"Keep the annotations of '{change.file_name}' on its new picture")
+        self.review = review
+        self.change = change
+
+    def redo(self) -> None:
+        self.review._set_kept(self.change, kept=True)
+
+    def undo(self) -> None:
+        self.review._set_kept(self.change, kept=False)
+
+
 class _Worker:
     """One daemon thread running queued calls in order; :meth:`stop` joins it."""
 
@@ -181,19 +196,25 @@ class IdentityReview(QObject):
     # -- the user's answers --------------------------------------------------------------------
 
     def keep(self, path: Optional[Path] = None) -> bool:
-        """Keep the annotations of ``path`` (default: the image on show) on its new picture; saved at once."""
+        """Keep the annotations of ``path`` (default: the image on show) on its new picture; saved at once, undoable."""
         path = path if path is not None else self._images.current_path
         change = self.change_for(path)
-        dataset = self._edits.dataset
         if change is None or change.current is None:
             return False
-        dataset.set_image_digest(change.image_id, change.current)
-        del self._changes[Path(path)]
-        self._edits.save()
-        self.imageFlagChanged.emit(Path(path))
-        self.annotationsChanged.emit()
+        self._undo.push(KeepOnNewPictureCommand(self, change))
         self.statusMessage.emit(f"Kept the annotations of '{change.file_name}' on its new picture", 4000)
         return True
+
+    def _set_kept(self, change: ImageChange, kept: bool) -> None:
+        """Record the new picture's digest and clear the flag (``kept``), or put the old digest and the flag back."""
+        self._edits.dataset.set_image_digest(change.image_id, change.current if kept else change.recorded)
+        if kept:
+            self._changes.pop(Path(change.path), None)
+        else:
+            self._changes[Path(change.path)] = change
+        self._edits.save()
+        self.imageFlagChanged.emit(Path(change.path))
+        self.annotationsChanged.emit()
 
     def delete(self, path: Optional[Path] = None) -> int:
         """Delete the annotations of ``path`` (default: the image on show) made on its old picture (undoable)."""
