@@ -178,3 +178,27 @@ def test_embeddings_written_by_a_parallel_encode_are_picked_up(qtbot, window, im
     s.go_to(2)
     qtbot.waitUntil(lambda: s.embedding is not None and nav.current_path == third, timeout=10_000)
     assert started == [] and w.fake.encoded == encoded_before  # no encode ran for it
+
+
+def test_a_colour_close_to_a_reserved_one_asks_before_it_is_used(qtbot, window, monkeypatch):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QColorDialog, QMessageBox
+
+    w = window()
+    s = w.session
+    cat = next(iter(s.dataset.categories.values()))
+    panel = w.categories
+    asked = []
+    answer = [QMessageBox.StandardButton.No]
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a[2]) or answer[0]))
+    monkeypatch.setattr(QColorDialog, "getColor", staticmethod(lambda *a, **k: QColor(250, 245, 10)))  # ~ selection
+    panel.recolor(cat.id)
+    assert len(asked) == 1 and "selected annotation" in asked[0]
+    assert tuple(s.dataset.categories[cat.id].color) != (250, 245, 10)  # No: the colour is not taken
+    answer[0] = QMessageBox.StandardButton.Yes
+    panel.recolor(cat.id)
+    qtbot.waitUntil(lambda: tuple(s.dataset.categories[cat.id].color) == (250, 245, 10), timeout=5000)
+    monkeypatch.setattr(QColorDialog, "getColor", staticmethod(lambda *a, **k: QColor(200, 40, 90)))
+    panel.recolor(cat.id)  # far from every reserved colour: no question
+    assert len(asked) == 2
+    qtbot.waitUntil(lambda: tuple(s.dataset.categories[cat.id].color) == (200, 40, 90), timeout=5000)

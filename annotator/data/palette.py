@@ -47,6 +47,31 @@ PROPOSAL_COLORS: Tuple[Color, ...] = ((34, 221, 221), (170, 170, 255), (255, 153
 RESERVED: Tuple[Color, ...] = (CANDIDATE_EDGE, SELECTED_EDGE, *PROPOSAL_COLORS)
 
 
+#: What each reserved colour means on the canvas (for messages).
+RESERVED_NAMES: Tuple[str, ...] = ("the candidate's outline", "the selected annotation's outline",
+                                   *("a proposal's outline",) * len(PROPOSAL_COLORS))
+
+#: A colour closer than this to a reserved one (CIE 1976 distance in L*a*b*) would be mistaken for it.
+CLOSE_TO_RESERVED = 15.0
+
+
+def _lab(colors: Sequence[Color]):
+    import cv2
+    import numpy as np
+
+    rgb = np.asarray(colors, dtype=np.float32).reshape(1, -1, 3) / 255.0
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3)  # float input: true L*a*b* (L 0-100)
+
+
+def close_reserved(color: Color) -> List[str]:
+    """What ``color`` could be mistaken for on the canvas: the names of the reserved colours near it (none: [])."""
+    import numpy as np
+
+    lab = _lab([tuple(int(c) for c in color), *RESERVED])
+    distances = np.linalg.norm(lab[1:] - lab[0], axis=1)
+    return sorted({name for name, d in zip(RESERVED_NAMES, distances) if d < CLOSE_TO_RESERVED})
+
+
 def category_color(category_id: int) -> Color:
     """The palette colour of a new category with id ``category_id`` (ids start at 1)."""
     return CATEGORY_PALETTE[(int(category_id) - 1) % len(CATEGORY_PALETTE)]

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QRadioButton,
     QToolButton,
     QVBoxLayout,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator import render
+from annotator.data import palette
 from annotator.session.rows import CategoryRow
 
 
@@ -122,8 +124,17 @@ class CategoriesPanel(QWidget):
         if row is None:
             return
         color = QColorDialog.getColor(QColor(*row.color), self, f"Colour of {row.name}")
-        if color.isValid():
-            self.recolorRequested.emit(row.id, (color.red(), color.green(), color.blue()))
+        if not color.isValid():
+            return
+        rgb = (color.red(), color.green(), color.blue())
+        close = palette.close_reserved(rgb)
+        if close and QMessageBox.question(
+            self, "A colour the canvas uses", f"This colour is close to {' and '.join(close)}, so '{row.name}' "
+            "annotations could be mistaken for it on the canvas. Use it anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        ) != QMessageBox.StandardButton.Yes:
+            return
+        self.recolorRequested.emit(row.id, rgb)
 
     def delete(self, category_id: Optional[int]) -> None:
         row = self._row(category_id)
