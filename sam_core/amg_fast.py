@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .amg_utils import box_area, pairwise_box_iou
+from .amg_utils import _as_pycoco, box_area, pairwise_box_iou
 
 __all__ = ["PromptPlanner", "CONFLICT_POINTS", "FILL_POINTS", "MASK_SAME_IOU", "COARSE_SIDE"]
 
@@ -220,7 +220,7 @@ class PromptPlanner:
             if (winner, i) in self._seen_pairs:
                 continue
             self._seen_pairs.add((winner, i))
-            same = mask_utils.iou([_pycoco(self._rles[winner])], [_pycoco(self._rles[i])], [0])[0][0]
+            same = mask_utils.iou([_as_pycoco(self._rles[winner])], [_as_pycoco(self._rles[i])], [0])[0][0]
             if same < MASK_SAME_IOU:
                 pairs.append((winner, i))
         return pairs
@@ -245,14 +245,8 @@ class PromptPlanner:
         fine = cv2.GaussianBlur(lab, (0, 0), DOG_SIGMAS[0] * scale)
         coarse = cv2.GaussianBlur(lab, (0, 0), DOG_SIGMAS[1] * scale)
         dog = np.linalg.norm(fine - coarse, axis=2)
-        px = np.clip(np.floor(self.points[:, 0]).astype(np.int64), 0, w - 1)
-        py = np.clip(np.floor(self.points[:, 1]).astype(np.int64), 0, h - 1)
+        px, py = lattice_pixels(self.points, (h, w)).T
         return dog[py, px].astype(np.float64)
-
-
-def _pycoco(rle: Dict[str, Any]) -> Dict[str, Any]:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
 
 
 def lattice_pixels(points: np.ndarray, size: Optional[Sequence[int]]) -> np.ndarray:

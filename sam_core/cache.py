@@ -107,7 +107,6 @@ import math
 import os
 import stat
 import struct
-import sys
 import tempfile
 import threading
 import time
@@ -120,6 +119,7 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
+from .allocator import release_free_memory
 from .types import ImageEmbedding
 
 __all__ = [
@@ -333,33 +333,6 @@ def check_model_output(predictor: "_Encoder") -> None:
         raise NonFiniteEmbeddingError(
             f"{exc}: the weights are damaged or not SAM weights; download or choose the checkpoint again"
         ) from None
-
-
-_trim = None  # malloc_trim, once looked up; False where the C library has none
-
-
-def release_free_memory() -> bool:
-    """Return the C allocator's free memory to the operating system (glibc ``malloc_trim(0)``).
-
-    Returns whether anything could be asked (``False`` on other C libraries
-    and systems). Safe from any thread.
-    """
-    global _trim
-    if _trim is None:
-        _trim = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None).malloc_trim
-                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-                _trim = fn
-            except (OSError, AttributeError):  # musl and others have no malloc_trim
-                _trim = False
-    if _trim is False:
-        return False
-    _trim(0)
-    return True
 
 
 # ---------------------------------------------------------------------------

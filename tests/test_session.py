@@ -322,13 +322,13 @@ def test_actions_during_an_accept_wait_for_it_in_order(qtbot, fake_window, monke
     from annotator import render
 
     gate = threading.Event()
-    real = render.finish_candidate
+    real = render.finish_mask  # the accept's last step on the decoder thread
 
     def slow_finish(*args):
         assert gate.wait(30)
         return real(*args)
 
-    monkeypatch.setattr(render, "finish_candidate", slow_finish)
+    monkeypatch.setattr(render, "finish_mask", slow_finish)
     w = fake_window()
     _ready(qtbot, w)
     s = w.session

@@ -475,13 +475,13 @@ def test_a_session_without_a_window_with_its_services_given(qtbot, image_folder,
     assert s.encoder is encoder and s.decoder is decoder and s.everything.jobs is jobs
     s.everything.make_generator = Squares(2)
     gate = threading.Event()
-    real = render.finish_candidate
+    real = render.finish_mask  # the accept's last step on the decoder thread
 
     def slow_finish(*args):
         assert gate.wait(30)
         return real(*args)
 
-    monkeypatch.setattr(render, "finish_candidate", slow_finish)
+    monkeypatch.setattr(render, "finish_mask", slow_finish)
     try:
         with qtbot.waitSignal(s.modelChanged, timeout=30_000):
             s.use_model(fake_info(fake, tmp_path / "cache"))

@@ -375,8 +375,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     device = _device_of(predictor)
     batch_size = args.batch_size or (DEFAULT_GPU_BATCH if device == "cuda" else 1)
-    if device == "cpu" and batch_size > cpu_batch_bound(args.model):
-        batch_size = cpu_batch_bound(args.model)
+    bound = cpu_batch_bound(args.model) if device == "cpu" else batch_size
+    if batch_size > bound:
+        batch_size = bound
         print(f"note: --batch-size lowered to {batch_size}, what half the available memory holds on the CPU",
               file=sys.stderr)
     embeddings_dir = cache_dir(args.cache_dir) / "embeddings"

@@ -65,7 +65,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from annotator.data import coco, identity, jsonsafe
+from annotator.data import coco, identity, jsonsafe, palette
 from annotator.data.atomic import atomic_write_bytes, backup_once
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
@@ -516,7 +516,7 @@ class Dataset:
         """
         name = self._check_name(name)
         if color is None:
-            rgb = DEFAULT_PALETTE[(self._next_category_id - 1) % len(DEFAULT_PALETTE)]
+            rgb = palette.category_color(self._next_category_id)
         else:
             rgb = self._check_color(color)
         cat = Category(id=self._next_category_id, name=name, color=rgb, supercategory=supercategory)

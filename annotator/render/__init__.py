@@ -17,7 +17,7 @@ import numpy as np
 from PySide6.QtGui import QImage, QPainterPath
 
 from annotator.data import palette
-from annotator.render.pixels import _CROSS, Color, _argb_image, _premultiplied, outline, rgb_image  # noqa: F401
+from annotator.render.pixels import Color, _argb_image, _premultiplied, outline, rgb_image  # noqa: F401
 from annotator.render.pictures import THUMB_SIDE, dot, swatch, thumbnails  # noqa: F401
 
 #: Longest side of candidate previews and annotation overlays, in pixels. Bounds the click path's cost
@@ -109,7 +109,7 @@ class OverlayImage(QImage):
 FINE_TOLERANCE, COARSE_TOLERANCES, OUTLINE_ERROR_PX = 0.5, (1.5, 4.0), 0.8
 
 
-#: Contours enclosing less than this many overlay pixels get no outline (see :func:`outline_path`).
+#: Contours enclosing less than this many overlay pixels get no outline (see :func:`mask_contours`).
 MIN_OUTLINED_AREA = 6.0
 
 
@@ -138,16 +138,6 @@ def contour_path(contours: Sequence[np.ndarray], tolerance: float) -> QPainterPa
             path.lineTo(x, y)
         path.closeSubpath()
     return path
-
-
-def outline_path(mask: np.ndarray, tolerance: float = FINE_TOLERANCE) -> QPainterPath:
-    """The boundaries of ``mask`` ``(h, w)`` bool as closed polygons, in its pixel coordinates (see :class:`OverlayImage`).
-
-    Outer contours and holes, each simplified to within ``tolerance`` pixels
-    (Douglas-Peucker), so a large mask costs a few hundred vertices, not one
-    per boundary pixel. Safe off the GUI thread.
-    """
-    return contour_path(mask_contours(mask), tolerance)
 
 
 def mask_overlay(
@@ -308,6 +298,16 @@ class MaskPatch:
     mask: np.ndarray
     rect: Tuple[float, float, float, float]
 
+    def contains(self, x: float, y: float) -> bool:
+        """Whether image point ``(x, y)`` (pixel centres at integers) is inside the mask, judged on the patch."""
+        rx, ry, rw, rh = self.rect
+        if rw <= 0 or rh <= 0:
+            return False
+        ph, pw = self.mask.shape
+        col = int(np.floor((x + 0.5 - rx) * pw / rw))
+        row = int(np.floor((y + 0.5 - ry) * ph / rh))
+        return 0 <= row < ph and 0 <= col < pw and bool(self.mask[row, col])
+
 
 def mask_patch(small: np.ndarray, height: int, width: int, margin: int = 3) -> MaskPatch:
     """Cut an overlay-size mask of a ``height`` x ``width`` image to its content."""
@@ -324,8 +324,7 @@ def mask_patch(small: np.ndarray, height: int, width: int, margin: int = 3) -> M
 
 def patch_of(mask: np.ndarray) -> MaskPatch:
     """Full-resolution ``(H, W)`` bool mask -> its overlay patch."""
-    h, w = mask.shape
-    return mask_patch(resize_mask(mask, overlay_size(h, w, 1.0)), h, w)
+    return mask_patch(grid_of(mask), *mask.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -337,15 +336,6 @@ class FinishedMask:
     patch: MaskPatch
     overlay: QImage
     empty: bool
-
-
-def finish_candidate(candidates, index: int, color: Color, opacity: float = DEFAULT_OPACITY) -> FinishedMask:
-    """Everything an accept needs from candidate ``index``, computed once, off the GUI thread.
-
-    The full-resolution mask comes from :meth:`sam_core.Candidates.mask`; the
-    rest from :func:`finish_mask`.
-    """
-    return finish_mask(candidates.mask(index), color, opacity)
 
 
 def finish_mask(mask: np.ndarray, color: Color, opacity: float = DEFAULT_OPACITY,

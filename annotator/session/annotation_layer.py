@@ -142,16 +142,10 @@ class AnnotationLayer(QObject):
         so the pick matches what the user sees; annotations hidden, being
         refined or not decoded yet are not hit.
         """
-        sx, sy = x + 0.5, y + 0.5  # scene position (annotator.data.prompts): pixel (c, r) covers [c, c+1)
         out = []
         for ann in annotations:
             patch = self._patches.get(ann.id)
-            if patch is None or ann.id in self.hidden or ann.id == self.refining:
-                continue
-            px, py, pw, ph = patch.rect
-            mh, mw = patch.mask.shape
-            col, row = int((sx - px) * mw / pw) if pw else -1, int((sy - py) * mh / ph) if ph else -1
-            if sx >= px and sy >= py and 0 <= row < mh and 0 <= col < mw and patch.mask[row, col]:
+            if patch is not None and ann.id not in self.hidden and ann.id != self.refining and patch.contains(x, y):
                 out.append(ann.id)
         return out[::-1]
 

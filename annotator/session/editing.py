@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Protocol, Tuple
 
@@ -420,8 +420,7 @@ class MaskEditing(QObject):
         shown = self._shown
         if shown is not None:
             overlay = render.candidate_overlay(shown.patch.mask, self.edits.category_color(), self._style.opacity)
-            restyled = EditedMask(shown.source, shown.index, shown.shape, shown.edits, shown.mask, shown.grid,
-                                  shown.deltas, shown.patch, overlay)
+            restyled = replace(shown, overlay=overlay)
             if self._cache is shown:
                 self._cache = restyled
             self._show(restyled)

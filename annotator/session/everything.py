@@ -62,11 +62,7 @@ class Proposal:
 
     def contains(self, x: float, y: float) -> bool:
         """Whether image point ``(x, y)`` is inside the mask (judged on the overlay patch)."""
-        rx, ry, rw, rh = self.patch.rect
-        ph, pw = self.patch.mask.shape
-        col = int(np.floor((x + 0.5 - rx) * pw / rw))
-        row = int(np.floor((y + 0.5 - ry) * ph / rh))
-        return 0 <= row < ph and 0 <= col < pw and bool(self.patch.mask[row, col])
+        return self.patch.contains(x, y)
 
     def in_bbox(self, x: float, y: float) -> bool:
         bx, by, bw, bh = self.bbox

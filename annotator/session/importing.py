@@ -201,7 +201,8 @@ class ImportRunner(QObject):
         self.jobs.finished.connect(self._on_finished)
         self.jobs.failed.connect(self._on_failed)
         self.jobs.cancelled.connect(lambda _id: self._end())
-        self._reading: Optional[Tuple[Any, Path]] = None  # (dataset, folder) the read in flight is for
+        # (dataset, folder, known image keys) the read in flight is for
+        self._reading: Optional[Tuple[Any, Path, FrozenSet[str]]] = None
         self._running = False
 
     @property
@@ -225,8 +226,9 @@ class ImportRunner(QObject):
             self.importFailed.emit(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
             return False
         folder = Path(folder) if folder is not None else ds.image_dir
-        self._reading = (ds, folder)
-        self.jobs.submit(_read_job, Path(source), fmt, folder, _known_images(ds, self._images.paths))
+        known = _known_images(ds, self._images.paths)
+        self._reading = (ds, folder, known)
+        self.jobs.submit(_read_job, Path(source), fmt, folder, known)
         if not self._running:
             self._running = True
             self.importRunning.emit(True)
@@ -278,12 +280,12 @@ class ImportRunner(QObject):
         if reading is None or reading[0] is not self._edits.dataset:
             self.statusMessage.emit("The labels were read for a folder that is no longer open; not imported", 5000)
             return
-        self.previewReady.emit(_preview(plan, reading[0], self._images.paths, reading[1]))
+        dataset, folder, known = reading
+        self.previewReady.emit(_preview(plan, dataset, known, folder))
 
 
-def _preview(plan: ImportPlan, dataset, paths, folder: Path) -> ImportPreview:
-    """Keep the plan's images that are the open folder's (``paths``) or the working file's; list the others."""
-    known = _known_images(dataset, paths)
+def _preview(plan: ImportPlan, dataset, known: FrozenSet[str], folder: Path) -> ImportPreview:
+    """Keep the plan's images that are ``known`` (the open folder's or the working file's); list the others."""
     kept, unmatched = [], []
     for img in plan.images:
         if _key(img.path) in known:

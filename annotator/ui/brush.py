@@ -28,11 +28,12 @@ from annotator.data.maskedit import MAX_RADIUS, MIN_RADIUS
 from annotator.data.prompts import image_to_scene
 from annotator.ui.canvas_overlays import StrokePreview
 from annotator.ui.canvas_tools import CanvasTool, ToolHost
+from annotator.ui.settings import DEFAULT_BRUSH_RADIUS
 
 #: ``[`` and ``]`` change the radius by this factor; one wheel notch with Ctrl by :data:`WHEEL_STEP`.
 KEY_STEP = 1.25
 WHEEL_STEP = 1.1
-DEFAULT_RADIUS = 10.0
+DEFAULT_RADIUS = DEFAULT_BRUSH_RADIUS
 
 
 def clamp_radius(radius: float) -> float:

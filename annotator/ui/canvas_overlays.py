@@ -80,8 +80,7 @@ class OverlayLayers:
         self._scene = scene
         self._image_size = image_size
         self.annotation_items: Dict[int, MaskItem] = {}
-        self._annotation_drawn: Dict[int, Tuple[int, tuple]] = {}  # id -> (id of its image, rect) as drawn
-        self._annotation_images: Dict[int, QImage] = {}
+        self._annotation_drawn: Dict[int, Tuple[QImage, tuple]] = {}  # id -> (its image, rect) as drawn
         self.proposal_items: Dict[int, MaskItem] = {}
         self._annotations_visible = True
         self.candidate_item = self._overlay_item(z=2)
@@ -137,7 +136,9 @@ class OverlayLayers:
         drawn, self._annotation_drawn = self._annotation_drawn, {}
         for z, (ann_id, image, rect) in enumerate(overlays):
             item = old.pop(ann_id, None)
-            if item is None or drawn.get(ann_id) != (id(image), tuple(rect)) or self._image_size() is None:
+            before = drawn.get(ann_id)
+            if item is None or before is None or before[0] is not image or before[1] != tuple(rect) \
+                    or self._image_size() is None:
                 if item is not None:
                     self._scene.removeItem(item)
                 item = self._overlay_item(z=1)
@@ -145,11 +146,9 @@ class OverlayLayers:
             item.setZValue(1 + z * 1e-6)
             item.setVisible(self._annotations_visible and not item.pixmap().isNull())
             self.annotation_items[ann_id] = item
-            self._annotation_drawn[ann_id] = (id(image), tuple(rect))
-            self._annotation_images[ann_id] = image  # (held, so its id is not reused while drawn)
+            self._annotation_drawn[ann_id] = (image, tuple(rect))
         for item in old.values():
             self._scene.removeItem(item)
-        self._annotation_images = {k: v for k, v in self._annotation_images.items() if k in self.annotation_items}
 
     def set_annotations_visible(self, visible: bool) -> None:
         self._annotations_visible = bool(visible)

@@ -56,6 +56,7 @@ from typing import (
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QAction, QKeySequence
 
+from annotator.data.maskedit import MAX_RADIUS as MAX_BRUSH_RADIUS, MIN_RADIUS as MIN_BRUSH_RADIUS
 from annotator.ui.actions import ACTIONS, ActionSpec, conflicts as table_conflicts, key_text
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ MAX_CACHE_MB = 1 << 20
 #: "Remove islands smaller than" bounds (pixels) and default; the brush radius bounds (image pixels) and default.
 DEFAULT_ISLAND_PX = 100
 MAX_ISLAND_PX = 10_000_000
-MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS, DEFAULT_BRUSH_RADIUS = 0.5, 500.0, 10.0
+DEFAULT_BRUSH_RADIUS = 10.0
 #: Settings that only take effect when the application next starts.
 RESTART_KEYS: Tuple[str, ...] = ("model", "device", "cache_dir")
 SHORTCUT_GROUP = "shortcuts"
@@ -133,7 +134,8 @@ def _parse_folder(v: object) -> Optional[str]:
     return v.strip()
 
 
-def _parse_megabytes(v: object) -> Optional[int]:
+def _number(v: object) -> Optional[Union[int, float]]:
+    """A stored value as an int or a finite float (text is parsed); ``None`` for bools, non-numbers, NaN, infinity."""
     if isinstance(v, bool):
         return None
     if isinstance(v, str):
@@ -142,27 +144,36 @@ def _parse_megabytes(v: object) -> Optional[int]:
         except ValueError:
             return None
     if isinstance(v, float):
-        if not math.isfinite(v) or v != int(v):
-            return None
-        v = int(v)
-    if isinstance(v, int) and 0 <= v <= MAX_CACHE_MB:
-        return v
-    return None
+        return v if math.isfinite(v) else None  # (never math.isfinite of an int: a huge one overflows)
+    return v if isinstance(v, int) else None
 
 
-def _parse_fraction(v: object) -> Optional[float]:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v.strip())
-        except ValueError:
-            return None
-    if isinstance(v, int):
-        return float(v) if v in (0, 1) else None  # math.isfinite of a huge int overflows
-    if isinstance(v, float) and math.isfinite(v) and 0.0 <= v <= 1.0:
-        return v
-    return None
+def _whole_number(lo: int, hi: int) -> Callable[[object], Optional[int]]:
+    """A parser of whole numbers in ``[lo, hi]`` (``"12"`` and ``12.0`` count; ``12.5`` does not)."""
+
+    def parse(v: object) -> Optional[int]:
+        n = _number(v)
+        if isinstance(n, float):
+            if n != int(n):
+                return None
+            n = int(n)
+        return n if n is not None and lo <= n <= hi else None
+
+    return parse
+
+
+def _real_number(lo: float, hi: float) -> Callable[[object], Optional[float]]:
+    """A parser of numbers in ``[lo, hi]``, as floats."""
+
+    def parse(v: object) -> Optional[float]:
+        n = _number(v)
+        return float(n) if n is not None and lo <= n <= hi else None
+
+    return parse
+
+
+_parse_megabytes = _whole_number(0, MAX_CACHE_MB)
+_parse_fraction = _real_number(0.0, 1.0)
 
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -183,34 +194,8 @@ def _parse_bool(v: object) -> Optional[bool]:
     return None
 
 
-def _parse_island_px(v: object) -> Optional[int]:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v.strip())
-        except ValueError:
-            return None
-    if isinstance(v, float):
-        if not math.isfinite(v) or v != int(v):
-            return None
-        v = int(v)
-    if isinstance(v, int) and 1 <= v <= MAX_ISLAND_PX:
-        return v
-    return None
-
-
-def _parse_radius(v: object) -> Optional[float]:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v.strip())
-        except ValueError:
-            return None
-    if isinstance(v, (int, float)) and math.isfinite(v) and MIN_BRUSH_RADIUS <= v <= MAX_BRUSH_RADIUS:
-        return float(v)
-    return None
+_parse_island_px = _whole_number(1, MAX_ISLAND_PX)
+_parse_radius = _real_number(MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS)
 
 
 _MAX_KEYS = 32  # key sequences one action may have
