@@ -553,3 +553,34 @@ def test_session_modules_import_each_other_one_way():
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_a_background_patch_decode_never_overwrites_a_patch_put_since(qtbot):
+    """An annotation edited (its new patch put) while the layer's background decode of the old mask was in flight
+    keeps the new patch when the decode's result arrives."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PySide6.QtCore import QObject, Signal
+
+    from annotator import render
+    from annotator.session.annotation_layer import AnnotationLayer
+    from annotator.session.style import OverlayStyle
+
+    class Decoder(QObject):
+        taskDone = Signal(int, object)
+
+        def run_task(self, fn, *args, **kwargs):
+            self.call = (fn, args)
+            return 7
+
+    decoder = Decoder()
+    layer = AnnotationLayer(decoder, SimpleNamespace(current_path=Path("a.png"), showing=True), OverlayStyle())
+    ann = SimpleNamespace(id=1, segmentation={"size": [8, 8], "counts": "0"}, size=(8, 8), category_id=1)
+    layer.request([ann], {1: SimpleNamespace(color=(255, 0, 0))})
+    new = render.MaskPatch(np.ones((4, 4), bool), (0.0, 0.0, 4.0, 4.0))
+    layer.put(1, new)  # the edit lands first
+    old = render.MaskPatch(np.zeros((4, 4), bool), (0.0, 0.0, 8.0, 8.0))
+    decoder.taskDone.emit(7, {1: (old, (255, 0, 0), None)})
+    assert layer.patch(1) is new

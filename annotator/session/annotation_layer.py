@@ -177,5 +177,7 @@ class AnnotationLayer(QObject):
         if self._task_path != self._image.current_path:
             return  # the user has moved on
         for ann_id, (patch, color, image) in result.items():
+            if ann_id in self._patches:
+                continue  # put since the task was asked (it asks only for missing ones): an edit, newer than this
             self.put(ann_id, patch, color, image if task_opacity == self.opacity else None)
         self.changed.emit()
