@@ -135,6 +135,7 @@ __all__ = [
     "NonFiniteEmbeddingError",
     "check_finite",
     "check_model_output",
+    "check_model",
     "release_free_memory",
 ]
 
@@ -333,6 +334,47 @@ def check_model_output(predictor: "_Encoder") -> None:
         raise NonFiniteEmbeddingError(
             f"{exc}: the weights are damaged or not SAM weights; download or choose the checkpoint again"
         ) from None
+
+
+#: Folder (under the embeddings cache) where :func:`check_model` records the checkpoints whose test encode passed.
+CHECKED_MODELS_DIR = "checked-models"
+
+
+def check_model(predictor: "_Encoder", checkpoint: str | os.PathLike, memo: str | os.PathLike | None = None) -> None:
+    """Refuse a model whose weights or whose output for a test image are not finite (damaged or NaN weights).
+
+    The weights are scanned on every call (milliseconds for MobileSAM, well
+    under a second for ViT-H). The test encode (:func:`check_model_output`)
+    costs one encoder pass (about 1.4 s for MobileSAM on a CPU, tens of
+    seconds for ViT-H), so with ``memo`` (a folder) it runs once per
+    checkpoint file, model type and device: a marker named after them is
+    written there when it passes. A changed file has another
+    :func:`checkpoint_fingerprint` and is tested again.
+
+    Raises
+    ------
+    NonFiniteEmbeddingError
+        With a message that blames the weights.
+    """
+    model = predictor.model
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteEmbeddingError(
+                f"the weights hold non-finite values (NaN or infinity) in {name}: the file is damaged or not SAM "
+                "weights; download or choose the checkpoint again")
+    marker = None
+    if memo is not None:
+        device = next(model.parameters()).device.type
+        marker = Path(memo) / f"{model.model_type}-{device}-{checkpoint_fingerprint(checkpoint)}"
+        if marker.is_file():
+            return
+    check_model_output(predictor)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError as exc:  # a read-only cache: the test runs again next time, nothing worse
+            log.info("cannot record the model check in %s: %s", marker.parent, exc)
 
 
 # ---------------------------------------------------------------------------

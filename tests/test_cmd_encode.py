@@ -64,7 +64,7 @@ def fake(monkeypatch, tmp_path):
     predictor = FakePredictor()
     loads = []
 
-    def load(model_type, checkpoint, device):
+    def load(model_type, checkpoint, device, memo=None):
         loads.append((model_type, Path(checkpoint), device))
         predictor.model_type = model_type
         return predictor

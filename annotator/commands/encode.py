@@ -33,9 +33,11 @@ error on any device.
 
 Checks
 ------
-The model is refused (exit 1) when a test encode gives non-finite values
-(:func:`sam_core.cache.check_model_output`: damaged or all-NaN weights load
-without complaint otherwise), and no non-finite embedding is ever written.
+The model is refused (exit 1) when its weights or a test encode hold
+non-finite values (:func:`sam_core.cache.check_model`: damaged or all-NaN
+weights load without complaint otherwise; the test encode runs once per
+checkpoint, recorded beside the embeddings as the window does), and no
+non-finite embedding is ever written.
 An image whose decoding would take more than half the available memory is
 reported as failed instead of being decoded (its size is read from the header).
 
@@ -153,13 +155,14 @@ def cpu_batch_bound(model_type: str, available: Optional[int] = None) -> int:
 # -- seams (replaced in tests) ------------------------------------------------
 
 
-def _load_predictor(model_type: str, checkpoint: Path, device: str) -> Any:
-    """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one), checked to give finite output."""
+def _load_predictor(model_type: str, checkpoint: Path, device: str, memo: Optional[Path] = None) -> Any:
+    """A :class:`sam_core.Predictor` on ``device`` (``"auto"`` picks CUDA when there is one), checked to give finite
+    output (:func:`sam_core.cache.check_model`: the test encode once per checkpoint with ``memo``)."""
     from sam_core import Predictor, load_model
-    from sam_core.cache import check_model_output
+    from sam_core.cache import check_model
 
     predictor = Predictor(load_model(model_type, checkpoint=checkpoint, device=device))
-    check_model_output(predictor)
+    check_model(predictor, checkpoint, memo)
     return predictor
 
 
@@ -359,13 +362,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return encode_main(args, paths)
 
-    from sam_core.cache import EmbeddingCache, checkpoint_fingerprint
+    from sam_core.cache import CHECKED_MODELS_DIR, EmbeddingCache, checkpoint_fingerprint
     from sam_core.checkpoints import cache_dir
 
     try:
         checkpoint = _resolve_checkpoint(args.model, args.checkpoint, args.cache_dir, args.quiet)
         checkpoint_id = checkpoint_fingerprint(checkpoint)
-        predictor = _load_predictor(args.model, checkpoint, args.device)
+        memo = cache_dir(args.cache_dir) / "embeddings" / CHECKED_MODELS_DIR  # the window's record too
+        predictor = _load_predictor(args.model, checkpoint, args.device, memo=memo)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

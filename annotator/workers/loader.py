@@ -134,56 +134,29 @@ def load_model(
 
 
 def check_model(model: Any, model_type: str, checkpoint: Path, memo: Optional[Path] = None) -> None:
-    """Refuse ``model`` if its weights or its output for a test image are not finite (damaged or NaN weights).
-
-    The weights are scanned on every load (milliseconds for MobileSAM, well
-    under a second for ViT-H). The test encode costs one encoder pass (about
-    1.4 s for MobileSAM on a CPU, tens of seconds for ViT-H), so it runs once
-    per checkpoint file, model type and device: a marker named after them is
-    written in ``memo`` (a folder; None: every time) when it passes. A changed
-    file has another :func:`sam_core.cache.checkpoint_fingerprint` and is tested
-    again. Without the test the first real encode would fill the embedding
-    cache with NaN (the cache refuses it: :class:`sam_core.cache.NonFiniteEmbeddingError`).
+    """Refuse ``model`` if its weights or its output for a test image are not finite (see
+    :func:`sam_core.cache.check_model`: the test encode runs once per checkpoint, model type and device with ``memo``).
 
     Raises
     ------
     ModelLoadError
         ``"checkpoint"`` failure whose message blames the weights file.
     """
-    import torch
+    from sam_core import cache
 
-    from sam_core.cache import NonFiniteEmbeddingError, check_model_output, checkpoint_fingerprint
-
-    def refuse(why: str) -> None:
-        raise ModelLoadError(ModelFailure("checkpoint", f"{checkpoint}: {why}", model_type, checkpoint))
-
-    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            refuse(f"the weights hold non-finite values (NaN or infinity) in {name}: the file is damaged or not SAM "
-                   "weights; download or choose the checkpoint again")
-    marker = None
-    if memo is not None:
-        device = next(model.parameters()).device.type
-        marker = memo / f"{model_type}-{device}-{checkpoint_fingerprint(checkpoint)}"
-        if marker.is_file():
-            return
     try:
-        check_model_output(make_predictor(model))
-    except NonFiniteEmbeddingError as exc:
-        refuse(str(exc))
-    if marker is not None:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        except OSError as exc:  # a read-only cache: the test runs again next time, nothing worse
-            log.info("cannot record the model check in %s: %s", marker.parent, exc)
+        cache.check_model(make_predictor(model), checkpoint, memo)
+    except cache.NonFiniteEmbeddingError as exc:
+        raise ModelLoadError(ModelFailure("checkpoint", f"{checkpoint}: {exc}", model_type, checkpoint)) from None
 
 
 def _memo_dir(request: ModelRequest) -> Path:
     """Where :func:`check_model` records the checkpoints whose test encode passed."""
     import sam_core
 
-    return sam_core.cache_dir(request.cache_root) / "embeddings" / "checked-models"
+    from sam_core.cache import CHECKED_MODELS_DIR
+
+    return sam_core.cache_dir(request.cache_root) / "embeddings" / CHECKED_MODELS_DIR
 
 
 def make_cache(request: ModelRequest, model_type: str, checkpoint: Path):
