@@ -180,6 +180,31 @@ def test_embeddings_written_by_a_parallel_encode_are_picked_up(qtbot, window, im
     assert started == [] and w.fake.encoded == encoded_before  # no encode ran for it
 
 
+def test_a_refresh_while_a_look_is_out_waits_for_its_answer(qtbot, window, image_folder, tmp_path, monkeypatch):
+    """On a slow disk a look may outlast the refresh period: superseding it each time would drop every answer."""
+    from sam_core import EmbeddingCache
+
+    from annotator.commands.encode import encode_folder
+
+    w = window()
+    s = w.session
+    qtbot.waitUntil(lambda: s.embedding is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: not s.encoder.busy, timeout=10_000)
+    nav = s.images
+    third = nav.paths[2]
+    cache = EmbeddingCache(tmp_path / "cache" / "embeddings", model_type="fake", checkpoint_id="fake-1", disk=True)
+    assert encode_folder([third], FakePredictor(), cache).encoded == 1
+    looks = []
+    scan = s.encoder.scan_cached
+    monkeypatch.setattr(s.encoder, "scan_cached", lambda *a: looks.append(a) or scan(*a))
+    nav.refresh_ready()
+    nav.refresh_ready()  # its answer cannot have arrived: this thread has not returned to the event loop
+    assert len(looks) == 1
+    qtbot.waitUntil(lambda: s.image_row(2).state == ImageState.READY, timeout=10_000)
+    nav.refresh_ready()  # answered: a new look may start (some images are still not known ready)
+    assert len(looks) == 2
+
+
 def test_a_colour_close_to_a_reserved_one_asks_before_it_is_used(qtbot, window, monkeypatch):
     from PySide6.QtGui import QColor
     from PySide6.QtWidgets import QColorDialog, QMessageBox

@@ -94,6 +94,7 @@ class ImageNavigator(QObject):
         self.paths: List[Path] = []
         self._row_state: Dict[Path, Tuple[str, str]] = {}
         self._scan_id = 0  # of the latest look for images already in the disk cache
+        self._scan_out = False  # that look has not answered yet
 
         self.index = -1
         self.loaded: Optional[LoadedImage] = None
@@ -286,20 +287,33 @@ class ImageNavigator(QObject):
     # -- rows --------------------------------------------------------------------------------
 
     def _scan_cached(self, paths: Optional[Sequence[Path]] = None) -> None:
-        """Look (in the background) for this folder's images (or ``paths``) whose embedding is already on disk."""
+        """Look (in the background) for this folder's images (or ``paths``) whose embedding is already on disk.
+
+        Each call supersedes the looks before it: their answers are dropped.
+        """
         self._scan_id += 1
+        self._scan_out = False
         if self.model_info is not None:
-            self.encoder.scan_cached(self._scan_id, self.paths if paths is None else list(paths))
+            wanted = self.paths if paths is None else list(paths)
+            self._scan_out = self.encoder.scan_cached(self._scan_id, wanted)
 
     def refresh_ready(self) -> None:
-        """Look again for embeddings of the images not marked ready (written by a parallel ``sam-annotator encode``)."""
+        """Look again for embeddings of the images not marked ready (written by a parallel ``sam-annotator encode``).
+
+        Nothing is started while the last look has not answered: on a slow
+        disk a look may take longer than the refresh period, and superseding
+        it every time would drop every answer.
+        """
+        if self._scan_out or self._stopped:
+            return
         waiting = [p for p in self.paths if self._row_state.get(p, ("",))[0] in ("", ImageState.UNKNOWN)]
-        if waiting and not self._stopped:
+        if waiting:
             self._scan_cached(waiting)
 
     def _on_cached_found(self, scan_id: int, paths: List[Path]) -> None:
         if scan_id != self._scan_id:
             return  # another folder or model since
+        self._scan_out = False
         for path in paths:
             if self._row_state.get(path, ("",))[0] in ("", ImageState.UNKNOWN):
                 self._set_row_state(path, ImageState.READY)
