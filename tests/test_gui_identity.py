@@ -108,3 +108,23 @@ def test_a_replaced_picture_is_flagged_and_its_annotations_need_review(qtbot, ma
     assert w.open_folder(image.parent)  # reopened: nothing to review any more
     qtbot.waitUntil(lambda: bool(checked), timeout=10_000)
     assert not s.image_row(0).review
+
+
+def test_the_loader_hashes_the_file_so_an_accept_never_does(tmp_path, monkeypatch):
+    """The folder-open identity check may keep the background hasher busy for minutes; the accept must not wait for it."""
+    from annotator.data import identity
+    from annotator.workers.loader import LoaderWorker
+    from annotator.workers.messages import LoadJob
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(path)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    worker = LoaderWorker()
+    job = LoadJob(1, path)
+    worker.finish(job, worker.work(job))
+
+    def no_hashing(*_args):
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(identity.hashlib, "sha256", no_hashing)
+    assert identity.file_sha256(path) == expected

@@ -245,7 +245,7 @@ class AcceptPipeline(QObject):
         if not masks:
             self.statusMessage.emit("This candidate is empty; nothing accepted", 3000)
             return []
-        try:  # the picture's digest: image identity (memoised: the image on show was hashed in the background)
+        try:  # the picture's digest: image identity (memoised: the loader hashed the file after reading it)
             digest = file_sha256(request.image)
         except OSError as exc:
             log.warning("cannot hash %s (its digest is not recorded): %s", request.image, exc)

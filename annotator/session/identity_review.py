@@ -20,8 +20,9 @@ An image stays flagged while any annotation made on the old picture is still
 in the document and the user has not kept them. Images whose file is missing
 are reported in the status bar only (they are not in the image list).
 
-The worker also hashes the image on show ahead of time, so that the accept
-path finds its digest memoised and reads no file on the GUI thread.
+The image loader hashes every image it reads (after sending it on), so the
+accept path finds its digest memoised and reads no file on the GUI thread,
+even while this check is still hashing the folder.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from annotator.data.identity import ImageChange, file_sha256, find_changed
+from annotator.data.identity import ImageChange, find_changed
 from annotator.session.rows import AnnotationRow, ImageRow
 
 log = logging.getLogger(__name__)
@@ -161,12 +162,6 @@ class IdentityReview(QObject):
                 log.warning("image identity: %s", c.describe())
         self.checked.emit()
 
-    def warm(self) -> None:
-        """Hash the image on show in the background (the accept path then finds its digest memoised)."""
-        path = self._images.current_path
-        if path is not None:
-            self._worker.submit(lambda: _quietly(file_sha256, path))
-
     # -- state -------------------------------------------------------------------------------
 
     def change_for(self, path: Optional[Path]) -> Optional[ImageChange]:
@@ -234,10 +229,3 @@ class IdentityReview(QObject):
         self._cancel.set()
         self._job += 1
         self._worker.stop()
-
-
-def _quietly(fn: Callable, *args) -> None:
-    try:
-        fn(*args)
-    except (OSError, ValueError):
-        pass  # the accept path will say what is wrong with the file

@@ -232,7 +232,6 @@ class Session(QObject):
         idr.imageFlagChanged.connect(im.emit_row)
         idr.annotationsChanged.connect(self.annotationsChanged)
         self.folderChanged.connect(idr.start)
-        im.currentIndexChanged.connect(lambda _i: idr.warm())
 
     # -- model -----------------------------------------------------------------------------------
 

@@ -230,8 +230,9 @@ class LoaderWorker(Worker):
     """Runs on the loader thread: reads images and prepares them for display (no model involved).
 
     A :class:`LoadJob` returns ``(LoadedImage, pixels)`` (pixels ``(H, W, 3)``
-    uint8 RGB, for the encoder); its digest is recorded after the image was
-    sent on. An unreadable file fails with
+    uint8 RGB, for the encoder); its content digest is recorded, and its file
+    hashed for :func:`annotator.data.identity.file_sha256`'s memo, after the
+    image was sent on (an accept then never hashes on the GUI thread). An unreadable file fails with
     :class:`annotator.data.imageio.ImageLoadError`, whose message is for the
     user (not logged as a bug).
     """
@@ -247,9 +248,15 @@ class LoaderWorker(Worker):
         return prepare_image(job.path, image), image
 
     def finish(self, job: LoadJob, value: Tuple[LoadedImage, np.ndarray]) -> None:
+        from annotator.data.identity import file_sha256
+
         if job.digests is not None:
             loaded = value[0]
             job.digests.record(job.path, loaded.stamp, loaded.digest)
+        try:  # the file's digest, memoised for the accept path (image identity), while the file is in the page cache
+            file_sha256(job.path)
+        except (OSError, ValueError):
+            pass  # the accept path says what is wrong with the file
 
     def expected(self, job: LoadJob, exc: Exception) -> bool:
         from annotator.data.imageio import (
