@@ -66,7 +66,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from annotator.data import coco, identity, jsonsafe, palette
-from annotator.data.atomic import atomic_write_bytes, backup_once
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
@@ -81,7 +80,6 @@ __all__ = [
     "Dataset",
     "DEFAULT_PALETTE",
     "ANNOTATIONS_FILENAME",
-    "write_working_file",
     "dumps_coco",
     "SaveError",
     "ConflictError",
@@ -776,12 +774,6 @@ class Dataset:
         """
         return dumps_coco(self.to_coco(root))
 
-    def snapshot(self) -> Tuple[int, str]:
-        """``(revision, JSON text)`` now: serialise on the owning thread, then
-        :func:`write_working_file` it anywhere and :meth:`mark_saved` the
-        revision once that succeeded."""
-        return self.revision, self.to_json()
-
     def mark_saved(self, revision: int) -> None:
         """Record that the state of ``revision`` is on disk."""
         self.saved_revision = revision
@@ -874,20 +866,3 @@ def _relative_name(image_path: str, root: str, cwd: str) -> str:
     except ValueError:  # another drive on Windows: no relative path exists
         rel = os.path.abspath(image_path)
     return Path(rel).as_posix()
-
-
-def write_working_file(path: PathLike, text: str) -> None:
-    """Back the file up once per session, then replace it atomically with ``text``.
-
-    Safe to call from a worker thread with a :meth:`Dataset.snapshot`. This
-    bypasses the lock and the external-change check of :meth:`Dataset.save`.
-
-    Raises
-    ------
-    OSError
-        The old file is then intact (see :mod:`annotator.data.atomic`); a FIFO
-        or device at ``path`` is refused
-        (:class:`~annotator.data.files.NotRegularFileError`).
-    """
-    backup_once(path)
-    atomic_write_bytes(path, jsonsafe.encode_text(text))

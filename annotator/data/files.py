@@ -159,19 +159,31 @@ def read_regular(path: PathLike, max_bytes: int) -> bytes:
     """
     fd = open_regular(path, max_bytes)
     try:
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, min(16 * 2**20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise FileTooLargeError(path, total, max_bytes)
-        return b"".join(chunks)
+        return read_open(fd, path, max_bytes)
     finally:
         os.close(fd)
+
+
+def read_open(fd: int, path: PathLike, max_bytes: int) -> bytes:
+    """The rest of the open file ``fd`` (of ``path``, for messages), in 16 MiB reads, at most ``max_bytes``.
+
+    Raises
+    ------
+    FileTooLargeError
+        The file grew past the bound while it was read.
+    OSError
+    """
+    chunks = []
+    total = 0
+    while True:
+        chunk = os.read(fd, min(16 * 2**20, max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise FileTooLargeError(path, total, max_bytes)
+    return b"".join(chunks)
 
 
 def name_max(folder: PathLike) -> int:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from annotator.data.atomic import atomic_write_bytes, backup_once, remove_stale_temps
-from annotator.data.files import FileTooLargeError, NotRegularFileError, fit_name, name_max, open_regular
+from annotator.data.files import NotRegularFileError, fit_name, name_max, open_regular, read_open
 from annotator.data.lock import LockBusy, LockHolder, WorkingFileLock
 
 __all__ = [
@@ -186,17 +186,14 @@ def set_aside(path: PathLike, tag: str = "theirs") -> Optional[Path]:
     except OSError as exc:
         raise SaveError(p, f"it cannot be read to keep a copy ({_os_reason(exc)})", exc.errno) from exc
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 16 * 2**20)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = read_open(fd, p, MAX_WORKING_FILE_BYTES)
+    except OSError as exc:
+        raise SaveError(p, f"it cannot be read to keep a copy ({_os_reason(exc)})", exc.errno) from exc
     finally:
         os.close(fd)
     copy = conflict_path(p, tag=tag)
     try:
-        atomic_write_bytes(copy, b"".join(chunks))
+        atomic_write_bytes(copy, data)
     except OSError as exc:
         raise SaveError(copy, _os_reason(exc), exc.errno) from exc
     return copy
@@ -305,16 +302,7 @@ class WorkingFile:
             return None
         try:
             st = os.fstat(fd)
-            chunks, total = [], 0
-            while True:
-                chunk = os.read(fd, 16 * 2**20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > MAX_WORKING_FILE_BYTES:
-                    raise FileTooLargeError(self.path, total, MAX_WORKING_FILE_BYTES)
-            data = b"".join(chunks)
+            data = read_open(fd, self.path, MAX_WORKING_FILE_BYTES)
         finally:
             os.close(fd)
         self._known = FileStamp.of(st, data)
@@ -348,16 +336,13 @@ class WorkingFile:
         except OSError:
             return True  # replaced by something we cannot read: do not write over it
         try:
-            h = hashlib.sha256()
-            while True:
-                chunk = os.read(fd, 16 * 2**20)
-                if not chunk:
-                    break
-                h.update(chunk)
+            digest = hashlib.sha256(read_open(fd, target, MAX_WORKING_FILE_BYTES)).hexdigest()
             st = os.fstat(fd)
+        except OSError:
+            return True  # grew past the bound or cannot be read: do not write over it
         finally:
             os.close(fd)
-        if h.hexdigest() != known.sha256:
+        if digest != known.sha256:
             return True
         self._known = FileStamp(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, known.sha256, time.time())
         return False
