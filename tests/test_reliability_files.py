@@ -305,6 +305,34 @@ def test_models_refuses_a_nul_in_the_cache_folder(capsys, argv):
     assert "NUL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("auto", ["img\x00dir"]),
+        ("auto", ["images", "--output", "a\x00.json"]),
+        ("export", ["a\x00.json", "-o", "out", "--format", "yolo-seg"]),
+        ("import", ["labels\x00", "-o", "out.json", "--format", "coco"]),
+        ("import", ["labels", "-o", "out.json", "--format", "coco", "--images", "x\x00"]),
+    ],
+)
+def test_every_command_refuses_a_nul_in_a_path_with_our_message(capsys, command, argv):
+    from annotator.commands import auto, importer
+
+    main = {"auto": auto.main, "export": cmd_export.main, "import": importer.main}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "a path cannot contain a NUL character" in err and "Traceback" not in err
+
+
+def test_the_window_refuses_a_nul_in_a_path_with_our_message(capsys):
+    from annotator.ui.app import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--checkpoint", "w\x00.pt"])
+    assert exc.value.code == 2
+    assert "a path cannot contain a NUL character" in capsys.readouterr().err
+
+
 def test_models_reports_an_unusable_cache_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     code = cmd_models.main(["download", "vit_t", "-q", "--cache-dir", str(tmp_path / "file" / "sub")])

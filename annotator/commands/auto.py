@@ -42,6 +42,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from annotator.commands import cluster
 from annotator.commands.common import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from annotator.commands.common import model_choices as _model_choices
+from annotator.data.files import path_arg
 from annotator.data.proposals import GeneratorParams, ProposalsError, ProposalStore, StoredProposals, signature
 
 #: Stored rows are committed in groups of this many (or every :data:`COMMIT_SECONDS`).
@@ -78,15 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 every image has its proposals; 1 the weights could not be loaded or Ray is missing; "
         "2 usage error or no images; 3 some images failed (listed); 130 interrupted.",
     )
-    parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
-    parser.add_argument("--output", type=Path, default=None, metavar="FILE",
+    parser.add_argument("image_dir", type=path_arg, metavar="IMAGE_DIR", help="folder of images")
+    parser.add_argument("--output", type=path_arg, default=None, metavar="FILE",
                         help="the working file the window opens (default: IMAGE_DIR/annotations.json); the "
                         "proposals go beside it, FILE stem + .proposals.sqlite3")
     parser.add_argument("--model", default="vit_t", choices=_model_choices(), help="model type (default: vit_t)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
+    parser.add_argument("--checkpoint", type=path_arg, default=None,
                         help="weights file (default: the model's verified file in <cache root>/checkpoints)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--cache-dir", type=path_arg, default=None, metavar="DIR",
                         help="cache root (embeddings are read from and written to DIR/embeddings)")
     parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per actor call (default: 1)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

@@ -90,6 +90,7 @@ from annotator.commands.common import (  # noqa: F401  (the exit codes and Summa
 )
 from annotator.commands.common import model_choices as _model_choices
 from annotator.commands.common import resolve_checkpoint as _resolve_checkpoint
+from annotator.data.files import path_arg
 
 #: Largest ``--batch-size`` accepted on any device.
 MAX_BATCH = 1024
@@ -107,15 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 every image is cached; 1 the weights could not be loaded; 2 usage error or no "
         "images; 3 some images failed (listed), the others are cached; 130 interrupted.",
     )
-    parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
+    parser.add_argument("image_dir", type=path_arg, metavar="IMAGE_DIR", help="folder of images")
     parser.add_argument("--model", default="vit_t", choices=_model_choices(), help="model type (default: vit_t)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
+    parser.add_argument("--checkpoint", type=path_arg, default=None,
                         help="weights file (default: the model's verified file in <cache root>/checkpoints, "
                         "downloaded if missing)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ... (default: auto)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help=f"images per encoder call (default: {DEFAULT_GPU_BATCH} on CUDA, 1 otherwise)")
-    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--cache-dir", type=path_arg, default=None, metavar="DIR",
                         help="cache root (default: $SAM_ANNOTATOR_CACHE, else the user cache folder); "
                         "embeddings go to DIR/embeddings")
     parser.add_argument("-r", "--recursive", action="store_true", help="also encode images in sub-folders")
@@ -133,10 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> Optional[str]:
     """The usage error in ``args`` (our own sentence), or ``None``."""
-    for name in ("image_dir", "checkpoint", "cache_dir"):
-        value = getattr(args, name, None)
-        if value is not None and "\x00" in str(value):
-            return f"--{name.replace('_', '-')}: a path cannot contain a NUL character"
     if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
         return f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}"
     return None
@@ -182,11 +179,10 @@ def _load_and_key(
     The image's content digest goes to ``digests`` (:class:`annotator.data.digests.DigestIndex`), so that the
     window can show the image as encoded without reading it.
     """
-    from annotator.data.imageio import ImageLoadError, load_image
     from annotator.data.digests import file_stamp
-    from sam_core.cache import image_digest
-
+    from annotator.data.imageio import ImageLoadError, load_image
     from annotator.data.memory import available_memory
+    from sam_core.cache import image_digest
 
     stamp = file_stamp(path)
     try:
@@ -362,7 +358,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return encode_main(args, paths)
 
-    from sam_core.cache import CHECKED_MODELS_DIR, EmbeddingCache, checkpoint_fingerprint
+    from sam_core.cache import (
+        CHECKED_MODELS_DIR,
+        EmbeddingCache,
+        checkpoint_fingerprint,
+    )
     from sam_core.checkpoints import cache_dir
 
     try:

@@ -42,11 +42,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.export import DEFAULT_TOLERANCE, FOLDER_FORMATS, FORMATS, export_data, snapshot
+from annotator.data.files import path_arg
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="sam-annotator export",
         description="Export a working file as COCO (RLE or polygons), YOLO segmentation, Pascal VOC, labelme or mask PNGs.",
     )
-    p.add_argument("annotations", type=Path, help="the working file (COCO JSON)")
+    p.add_argument("annotations", type=path_arg, help="the working file (COCO JSON)")
     p.add_argument("--format", choices=FORMATS, default="coco-rle", help="output format (default coco-rle)")
     p.add_argument(
-        "-o", "--output", type=Path, required=True,
+        "-o", "--output", type=path_arg, required=True,
         help="the COCO JSON file to write (coco-*), or the folder to write into (the others)",
     )  # fmt: skip
     p.add_argument(

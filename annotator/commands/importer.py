@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 from annotator.data.atomic import backup_once
 from annotator.data.document import Dataset, DatasetError
+from annotator.data.files import path_arg
 from annotator.data.formats.importing import IMPORT_FORMATS, ImportFailed, apply_plan, read_labels
 
 
@@ -49,13 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="sam-annotator import",
         description="Import labelme, YOLO segmentation, Pascal VOC or COCO labels into a working file.",
     )
-    p.add_argument("source", type=Path, help="the labels to import (folder or file, see --format)")
+    p.add_argument("source", type=path_arg, help="the labels to import (folder or file, see --format)")
     p.add_argument("--format", choices=IMPORT_FORMATS, required=True, help="the source's format")
     p.add_argument(
-        "-o", "--output", type=Path, required=True,
+        "-o", "--output", type=path_arg, required=True,
         help="the working file (COCO JSON) to create or add to; image paths are stored relative to its folder",
     )  # fmt: skip
-    p.add_argument("--images", type=Path, default=None, help="the images' folder, when not where the format puts it")
+    p.add_argument("--images", type=path_arg, default=None, help="the images' folder, when not where the format puts it")
     return p
 
 

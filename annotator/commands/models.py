@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 from annotator.commands.common import ByteBar, format_size
+from annotator.data.files import path_arg
 from sam_core import checkpoints as ck
 
 
@@ -85,7 +85,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam-annotator models", description="List, download and verify SAM weights.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cache-dir", type=Path, default=None,
+    common.add_argument("--cache-dir", type=path_arg, default=None,
                         help=f"cache folder (default: ${ck.ENV_CACHE}, else the user cache folder); "
                              "checkpoints go to <cache>/checkpoints")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,download,verify}")
@@ -112,9 +112,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return int(exc.code or 0)
-    if args.cache_dir is not None and "\x00" in str(args.cache_dir):
-        print("error: --cache-dir: a path cannot contain a NUL character", file=sys.stderr)
-        return 2
     try:
         return int(args.func(args))
     except OSError as exc:  # an unusable cache folder (a file in its place, permission denied...)

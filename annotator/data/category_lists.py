@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from annotator.data.records import _color as parse_color
+
 Color = Tuple[int, int, int]
 
 #: Longest category name accepted from a list.
@@ -93,13 +95,6 @@ def _from_text(text: str) -> CategoryList:
     return out
 
 
-def _color(value) -> Optional[Color]:
-    if (isinstance(value, (list, tuple)) and len(value) == 3
-            and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)):
-        return (value[0], value[1], value[2])
-    return None
-
-
 def _from_coco(text: str, name: str) -> CategoryList:
     try:
         data = json.loads(text)
@@ -127,5 +122,5 @@ def _from_coco(text: str, name: str) -> CategoryList:
             out.problems.append(f"{label}: {category!r} is listed twice (taken once)")
         else:
             seen.add(category)
-            out.entries.append((category, _color(cat.get("color"))))
+            out.entries.append((category, parse_color(cat.get("color"))))  # as the working file reads it
     return out

@@ -27,13 +27,16 @@ for the user, so code that already reports ``OSError`` reports these too.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import hashlib
 import os
 import stat
+from pathlib import Path
 from typing import Optional, Union
 
 __all__ = [
+    "path_arg",
     "NotRegularFileError",
     "FileTooLargeError",
     "DEFAULT_NAME_MAX",
@@ -184,6 +187,13 @@ def read_open(fd: int, path: PathLike, max_bytes: int) -> bytes:
         if total > max_bytes:
             raise FileTooLargeError(path, total, max_bytes)
     return b"".join(chunks)
+
+
+def path_arg(text: str) -> Path:
+    """``argparse`` ``type=`` for a path on the command line: a NUL character (no system takes one) is a usage error."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    return Path(text)
 
 
 def name_max(folder: PathLike) -> int:

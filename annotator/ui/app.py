@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from annotator.data.files import path_arg
+
 if TYPE_CHECKING:  # pragma: no cover
-    from annotator.workers.messages import ModelRequest
     from annotator.ui.settings import Settings
+    from annotator.workers.messages import ModelRequest
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 #: Environment variables of the launch smoke test (see the module notes).
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Annotate images with Segment Anything: click, pick one of three ranked masks, accept.",
         epilog="Other commands: sam-annotator models | encode | export (each has --help).",
     )
-    p.add_argument("paths", nargs="*", type=Path, metavar="IMAGE_DIR | IMAGE",
+    p.add_argument("paths", nargs="*", type=path_arg, metavar="IMAGE_DIR | IMAGE",
                    help="a folder of images to annotate, or one or more image files")
     p.add_argument(
         "--model",
@@ -73,21 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="model type (default: the preferences' choice, else vit_h on a CUDA GPU if its weights are "
         "available, else vit_t = MobileSAM)",
     )
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="weights file (default: the cached download)")
+    p.add_argument("--checkpoint", type=path_arg, metavar="PATH", help="weights file (default: the cached download)")
     p.add_argument("--device", default=None, help="auto, cuda, cuda:N, mps or cpu (default: the preferences' choice, "
                    "else auto)")
     p.add_argument(
-        "--output", type=Path, metavar="FILE",
+        "--output", type=path_arg, metavar="FILE",
         help="working file (default: IMAGE_DIR/annotations.json; for image files, annotations.json in their folder)"
     )
     p.add_argument(
         "--cache-dir",
-        type=Path,
+        type=path_arg,
         metavar="DIR",
         help="cache root for weights (DIR/checkpoints) and embeddings (DIR/embeddings); "
         "default $SAM_ANNOTATOR_CACHE, else the preferences' folder, else the user cache folder",
     )
-    p.add_argument("--categories", type=Path, metavar="FILE",
+    p.add_argument("--categories", type=path_arg, metavar="FILE",
                    help="add the categories of FILE (a text file, one name a line, or a COCO file) to the working "
                    "file; names already there are kept")
     return p
@@ -146,9 +147,8 @@ def model_request(args, settings: Optional["Settings"] = None) -> "ModelRequest"
     """
     import os
 
-    from sam_core.checkpoints import ENV_CACHE
-
     from annotator.workers.messages import ModelRequest
+    from sam_core.checkpoints import ENV_CACHE
 
     if settings is None:
         return ModelRequest(model_type=args.model, checkpoint=args.checkpoint, device=args.device or "auto",
