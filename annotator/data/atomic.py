@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Union
 
-from annotator.data.files import NotRegularFileError, fit_name, kind_of, name_max, read_regular
+from annotator.data.files import NotRegularFileError, check_regular, fit_name, name_max, read_regular
 
 __all__ = [
     "atomic_write_bytes",
@@ -151,13 +151,9 @@ def remove_stale_temps(path: PathLike, min_age_s: float = 300.0) -> List[Path]:
 def _check_replaceable(target: Path) -> None:
     """Refuse to replace anything but a regular file (a missing file is fine)."""
     try:
-        st = os.stat(target)
+        check_regular(target, "replace")
     except FileNotFoundError:
-        return
-    except ValueError as exc:  # a NUL in the name
-        raise OSError(errno.EINVAL, f"invalid file name ({exc})", str(target)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFileError(target, kind_of(st.st_mode), "replace")
+        pass
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLike] = None) -> os.stat_result:
