@@ -273,3 +273,27 @@ def test_clip_polygon_cuts_edges_where_they_cross():
     assert polygon_area(kept) == pytest.approx(600 - 0.5 * 20 * 15)
     assert sorted(map(tuple, kept.round(6).tolist())) == [(20.0, 0.0), (20.0, 30.0), (40.0, 7.5), (40.0, 22.5)]
     assert len(clip_polygon(np.array([[50, 50], [60, 50], [55, 60]], float), 40, 30)) < 3  # wholly outside
+
+
+@pytest.mark.parametrize("fmt, exported", [("yolo-seg", "yolo-seg"), ("voc", "voc"), ("labelme", "labelme"),
+                                           ("coco", "coco-rle")])
+def test_import_cancelled_midway_reads_no_further(tmp_path, fmt, exported):
+    from annotator.data.formats.importing import read_labels
+    from annotator.data.formats.plan import ImportCancelled
+
+    ds, _ = real_dataset(tmp_path)
+    out = tmp_path / ("out.json" if exported.startswith("coco") else "out")
+    export_dataset(ds, out, exported)
+    images = tmp_path / "images" if fmt in ("yolo-seg", "voc") else None  # exported without copying the images
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append((done, total))
+        cancel.set()  # the user pressed Cancel during the first step
+
+    with pytest.raises(ImportCancelled):
+        read_labels(out, fmt, images, progress=progress, cancel=cancel)
+    assert len(seen) == 1
+    plan = read_labels(out, fmt, images)  # and nothing was left behind that stops a second read
+    assert plan.annotation_count == len(ds.annotations)
