@@ -131,6 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ours_over_floor = [statistics.median(o) / f for o, f in zip(blocks["ours"], floors)]
     ops = ", ".join(f"{k.replace('.default', '')} {v:.1f}" for k, v in sorted(by_op.items(), key=lambda kv: -kv[1]))
 
+    warm_note = "1 warm-up + "
+    if args.cpu_time:
+        warm_note = "CPU time of the process, one warm-up call per function before all rounds, "
     out = [
         "# ViT-B encoder: ours vs segment-anything 1.0 vs the fp32 floor",
         "",
@@ -141,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         *[f"| {k} | {v} |" for k, v in machine.items()],
         "",
         f"Input `(1, 3, 1024, 1024)`, random weights (same state dict in both); {args.rounds} rounds, each in "
-        f"its own block ({'CPU time of the process, one warm-up call per function before all rounds, ' if args.cpu_time else '1 warm-up + '}"
+        f"its own block ({warm_note}"
         f"{args.encodes} timed), alternated. Tuned allocator for both "
         "(`sam_core.allocator`). Outputs agree to "
         f"{rel:.1e} of the largest value.",

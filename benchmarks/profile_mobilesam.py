@@ -169,7 +169,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parts = sorted(set(ort_runs) | set(ours_runs[0]), key=lambda p: (p[:2], p))
     print(f"\nload average after: {_loadavg()}")
-    print(f"wall per encode: ours {statistics.median(ours_walls):.0f} ms, ONNX Runtime {statistics.median(ort_walls):.0f} ms")
+    print(
+        f"wall per encode: ours {statistics.median(ours_walls):.0f} ms, "
+        f"ONNX Runtime {statistics.median(ort_walls):.0f} ms"
+    )
     print("| part | ours (ms) | ONNX Runtime (ms) | ours / ORT |")
     print("|---|---:|---:|---:|")
     for p in parts:
