@@ -158,21 +158,33 @@ def count_flops(fn: Callable[[], object]) -> Tuple[float, Dict[str, float]]:
 # -- timing -----------------------------------------------------------------------------------
 
 
-def timed_blocks(fns: Dict[str, Callable[[], object]], rounds: int, per_block: int) -> Dict[str, List[List[float]]]:
+def timed_blocks(
+    fns: Dict[str, Callable[[], object]],
+    rounds: int,
+    per_block: int,
+    clock: Callable[[], float] = time.perf_counter,
+    warmup: bool = True,
+) -> Dict[str, List[List[float]]]:
     """``{name: [block times (ms) per round]}``: each name its own block (warm-up + ``per_block`` calls),
-    blocks alternated, the order reversed every other round."""
+    blocks alternated, the order reversed every other round.
+
+    ``clock`` is wall time by default; ``time.process_time`` (CPU time of the process) with one thread
+    measures the work done, which on a machine shared with other jobs moves much less than wall time
+    (a descheduled thread stops its CPU clock). ``warmup=False`` skips each block's warm-up call
+    (then warm every function up once before)."""
     out: Dict[str, List[List[float]]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             fn = fns[name]
             gc.collect()
-            fn()  # warm-up: wakes this runtime's threads after the previous block's
+            if warmup:
+                fn()  # warm-up: wakes this runtime's threads after the previous block's
             block = []
             for _ in range(per_block):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                block.append((time.perf_counter() - t0) * 1000.0)
+                block.append((clock() - t0) * 1000.0)
             out[name].append(block)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{n} {statistics.median(out[n][-1]):.1f} ms" for n in names), flush=True)
@@ -216,6 +228,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds of blocks")
     parser.add_argument("--clicks", type=int, default=20, help="timed decoder calls per block")
     parser.add_argument("--encodes", type=int, default=2, help="timed encoder calls per block")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the process's CPU time instead of wall time (with --threads 1: robust to other jobs "
+        "on a shared machine)",
+    )
     parser.add_argument("--onnx-dir", type=Path, default=None, help="keep the exported models here (default: temp)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "peers.md"))
     args = parser.parse_args(argv)
@@ -327,11 +345,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         def sgemm():
             return torch.mm(a, b, out=c)
 
+        clock = {"clock": time.process_time} if args.cpu_time else {}
         print("decoder ...", flush=True)
         dec = timed_blocks(
             {"ours": ours_click, "official": official_click, "onnxruntime": ort_click, "sgemm": sgemm},
             args.rounds,
             args.clicks,
+            **clock,
         )
         def ours_bf16():
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -348,6 +368,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             },
             args.rounds,
             args.encodes,
+            **clock,
         )
         bf16_iou = bf16_mask_iou(ours, image)
 
@@ -385,7 +406,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "",
         f"Photo: scikit-image `coffee` ({w} x {h}); real MobileSAM weights. {args.rounds} rounds; each "
         f"runtime in its own block per round (1 warm-up + {args.clicks} clicks or {args.encodes} encodes), "
-        "blocks alternated, order reversed every other round.",
+        "blocks alternated, order reversed every other round."
+        + (" Times are CPU time of the process (`time.process_time`), not wall time." if args.cpu_time else ""),
         "",
         "## Times (ms): min / median / max over all timed calls",
         "",

@@ -250,3 +250,31 @@ def test_mobilesam_encode_batch_equals_one_at_a_time():
         assert got.input_size == want.input_size
         assert got.features.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(got.features, want.features, atol=1e-5, rtol=1e-4)
+
+
+def test_fused_convolutions_match_the_plain_path_and_keep_gradients_in_eval_mode():
+    """The oneDNN-fused conv + GELU / conv + add (inference only) agree with conv, then GELU / add;
+    with autograd recording, eval mode still differentiates (the fused operators have no backward)."""
+    model = _small_model().eval()
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(8))
+    mb = model.layers[0].blocks[0]
+    saved = tiny_vit.ConvBN.forward_gelu, tiny_vit.ConvBN.forward_add
+    with torch.inference_mode():
+        h = model.patch_embed(x.contiguous(memory_format=torch.channels_last))
+        assert tiny_vit._can_fuse(h, mb.conv1.c.weight) == torch.backends.mkldnn.is_available()
+        fused = (mb.conv1.forward_gelu(h), mb.conv3.forward_add(mb.conv1.forward_gelu(h), h), model(x))
+        tiny_vit.ConvBN.forward_gelu = lambda self, t: torch.nn.functional.gelu(self(t))
+        tiny_vit.ConvBN.forward_add = lambda self, t, other: self(t) + other
+        try:
+            plain = (mb.conv1.forward_gelu(h), mb.conv3.forward_add(mb.conv1.forward_gelu(h), h), model(x))
+        finally:
+            tiny_vit.ConvBN.forward_gelu, tiny_vit.ConvBN.forward_add = saved
+    for got, want in zip(fused, plain):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+    out = model(x)
+    assert out.requires_grad
+    out.square().mean().backward()
+    for p in (model.patch_embed.seq[0].c.weight, mb.conv1.c.weight, mb.conv3.c.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    torch.testing.assert_close(out.detach(), plain[2], atol=1e-5, rtol=1e-5)
