@@ -278,3 +278,15 @@ def test_fused_convolutions_match_the_plain_path_and_keep_gradients_in_eval_mode
     for p in (model.patch_embed.seq[0].c.weight, mb.conv1.c.weight, mb.conv3.c.weight):
         assert p.grad is not None and p.grad.abs().sum() > 0
     torch.testing.assert_close(out.detach(), plain[2], atol=1e-5, rtol=1e-5)
+
+
+def test_a_build_without_the_fused_operators_runs_the_plain_path(monkeypatch):
+    """The fused calls are a private oneDNN API: a PyTorch build without them must still encode, unchanged."""
+    model = _small_model().eval()
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        want = model(x)
+        monkeypatch.setattr(tiny_vit, "_FUSED_OPS", False)
+        assert not tiny_vit._can_fuse(x, model.patch_embed.seq[0].c.weight)
+        got = model(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -157,9 +157,25 @@ def _can_fuse(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and not torch.is_autocast_enabled("cpu")
-        and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
+        and _fused_ops_available()
     )
+
+
+_FUSED_OPS: Optional[bool] = None
+
+
+def _fused_ops_available() -> bool:
+    """Whether this PyTorch build has oneDNN's fused convolution operators (private API: checked once, not assumed)."""
+    global _FUSED_OPS
+    if _FUSED_OPS is None:
+        try:
+            ops = torch.ops.mkldnn
+            _FUSED_OPS = bool(torch.backends.mkldnn.is_available() and ops._convolution_pointwise is not None
+                              and ops._convolution_pointwise.binary is not None)
+        except (AttributeError, RuntimeError):
+            _FUSED_OPS = False
+    return _FUSED_OPS
 
 
 class PatchEmbed(nn.Module):
