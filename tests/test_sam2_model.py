@@ -196,10 +196,17 @@ def test_dynamic_multimask_falls_back_only_when_unstable(tiny):
     unstable[..., :4, :] = 0.01  # between -delta and +delta: stability 0
     multi = torch.stack([torch.full((8, 8), float(i)) for i in (1, 2, 3)])[None]
     iou = torch.tensor([[0.1, 0.3, 0.9, 0.2]])
-    masks, scores = dec._dynamic_multimask(torch.cat([stable, multi], 1), iou)
-    assert torch.equal(masks, stable) and scores.item() == pytest.approx(0.1)
-    masks, scores = dec._dynamic_multimask(torch.cat([unstable, multi], 1), iou)
+    calls = []
+
+    def token_masks(tokens):  # the decoder computes a multimask candidate only when asked
+        calls.append(tokens.tolist())
+        return multi[:, tokens - 1]
+
+    masks, scores = dec._dynamic_multimask(stable, iou, token_masks)
+    assert torch.equal(masks, stable) and scores.item() == pytest.approx(0.1) and calls == []
+    masks, scores = dec._dynamic_multimask(unstable, iou, token_masks)
     assert torch.equal(masks, multi[:, 1:2]) and scores.item() == pytest.approx(0.9)  # best multimask
+    assert calls == [[2]]
     assert dec.stability_scores(stable).item() == 1.0 and dec.stability_scores(unstable).item() == 0.0
 
 

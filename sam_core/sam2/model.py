@@ -151,7 +151,8 @@ class Sam2ImageModel(SamModel):
         """
         feat_s0, feat_s1, top = self.image_encoder(x)
         feat_s0, feat_s1 = self.sam_mask_decoder.project_high_res(feat_s0, feat_s1)
-        top = top + self.no_mem_embed.view(1, -1, 1, 1)
+        # channels-last: the decoder reads the image as token rows (a view then, not a copy per click)
+        top = (top + self.no_mem_embed.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
         return top, (feat_s0, feat_s1)
 
     # ------------------------------------------------------------------ decode
