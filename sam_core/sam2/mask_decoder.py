@@ -208,13 +208,11 @@ class MaskDecoder(nn.Module):
         # (b, i, j, di, dj, c) blocks -> image order (b, i, di, j, dj, c); feat_s1 as (b, 2h, 2w, c)
         x = _deconv2x2_rows(keys.reshape(b * h * w, -1), dc1).view(b, h, w, 2, 2, -1).permute(0, 1, 3, 2, 4, 5)
         c1 = x.shape[-1]
-        up = torch.empty((b, 2 * h, 2 * w, c1), dtype=x.dtype, device=x.device)
-        torch.add(x, feat_s1.permute(0, 2, 3, 1).reshape(-1, h, 2, w, 2, c1), out=up.view(b, h, 2, w, 2, c1))
+        up = _add_into(x, feat_s1.permute(0, 2, 3, 1).reshape(-1, h, 2, w, 2, c1), (b, 2 * h, 2 * w, c1))
         up = act1(F.layer_norm(up, (c1,), ln1.weight, ln1.bias, ln1.eps))
         x = _deconv2x2_rows(up.view(-1, c1), dc2).view(b, 2 * h, 2 * w, 2, 2, -1).permute(0, 1, 3, 2, 4, 5)
         c0 = x.shape[-1]
-        out = torch.empty((b, 4 * h, 4 * w, c0), dtype=x.dtype, device=x.device)
-        torch.add(x, feat_s0.permute(0, 2, 3, 1).reshape(-1, 2 * h, 2, 2 * w, 2, c0), out=out.view(b, 2 * h, 2, 2 * w, 2, c0))
+        out = _add_into(x, feat_s0.permute(0, 2, 3, 1).reshape(-1, 2 * h, 2, 2 * w, 2, c0), (b, 4 * h, 4 * w, c0))
         return act2(out).view(b, 16 * h * w, c0)
 
     @staticmethod
@@ -312,3 +310,17 @@ def _deconv2x2_rows(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor
     weight = deconv.weight  # (C_in, C_out, 2, 2)
     c_in, c_out = weight.shape[0], weight.shape[1]
     return torch.addmm(deconv.bias.repeat(4), x, weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out))
+
+
+def _add_into(a: torch.Tensor, b: torch.Tensor, shape: Tuple[int, ...]) -> torch.Tensor:
+    """``(a + b)`` (broadcast) as a new contiguous tensor of ``shape``, written in one pass.
+
+    The sum is computed straight into the contiguous result whatever the
+    operands' strides (under autograd, which has no ``out=`` form: add, then
+    reshape).
+    """
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return (a + b).reshape(shape)
+    out = torch.empty(shape, dtype=torch.result_type(a, b), device=a.device)
+    torch.add(a, b, out=out.view(torch.broadcast_shapes(a.shape, b.shape)))
+    return out
