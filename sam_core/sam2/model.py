@@ -138,7 +138,8 @@ class Sam2ImageModel(SamModel):
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {got}")
         size = (self.image_size, self.image_size)
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)[None]
+        # one pass from HWC uint8 to CHW float32, scaled in place (no uint8 copy, no second float buffer)
+        x = x.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255)[None]
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return (x - self.pixel_mean) / self.pixel_std, size
