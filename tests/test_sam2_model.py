@@ -351,3 +351,33 @@ def test_decoding_does_not_depend_on_the_feature_layout(tiny, embedding):
             a = tiny.predict_low_res(embedding, coords, labels, None, None, multimask)
             b = tiny.predict_low_res(cl, coords, labels, None, None, multimask)
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_position_encoding_is_cached_until_the_checkpoint_changes():
+    from sam_core import build_model
+
+    enc = build_model("sam2.1_hiera_t").sam_prompt_encoder
+    plain = enc.get_dense_pe()  # outside inference mode: computed every time
+    with torch.inference_mode():
+        first, second = enc.get_dense_pe(), enc.get_dense_pe()
+    assert second is first and torch.equal(first, plain)
+    with torch.no_grad():  # a checkpoint load writes the Gaussian matrix in place
+        enc.pe_layer.positional_encoding_gaussian_matrix.mul_(2.0)
+    with torch.inference_mode():
+        third = enc.get_dense_pe()
+    assert not torch.equal(third, first) and torch.equal(third, enc.get_dense_pe())
+    torch.testing.assert_close(third, enc.pe_layer((64, 64)).unsqueeze(0))
+
+
+def test_tensor_key_changes_with_the_tensor_its_storage_or_an_in_place_write():
+    from sam_core.sam2.common import tensor_key
+
+    a = torch.zeros(3)
+    key = tensor_key(a)
+    assert key == tensor_key(a)
+    assert key != tensor_key(a.clone())  # another tensor with the same values
+    a.add_(1.0)
+    assert key != tensor_key(a)
+    with torch.inference_mode():
+        frozen = torch.zeros(2)
+    assert tensor_key(frozen) != tensor_key(frozen)  # no version counter: never reused

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP
+from .common import MLP, tensor_key
 
 
 def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -300,8 +300,7 @@ class Hiera(nn.Module):
         """
         if not torch.is_inference_mode_enabled():
             return self._compute_pos_embed(hw)
-        tables = (self.pos_embed, self.pos_embed_window)
-        key = (tuple(hw),) + tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tables)
+        key = (tuple(hw), tensor_key(self.pos_embed), tensor_key(self.pos_embed_window))
         cached = self.__dict__.get("_pos_embed_cache")
         if cached is None or cached[0] != key:
             cached = (key, self._compute_pos_embed(hw))
