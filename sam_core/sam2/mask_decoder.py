@@ -16,7 +16,7 @@ Attribute names follow ``sam2.modeling.sam``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -160,15 +160,14 @@ class MaskDecoder(nn.Module):
         self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
         self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
 
-    def project_high_res(self, feat_s0: torch.Tensor, feat_s1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Project the stride-4 / stride-8 neck levels once per image: 256 -> 32 / 64 channels.
+    def high_res_projections(self) -> Dict[int, nn.Conv2d]:
+        """The 1 x 1 convolutions of the stride-4 / stride-8 neck levels (256 -> 32 / 64 channels), by level.
 
-        Returned channels-last (``(B, C, H, W)`` with channels innermost in
-        memory): the layout in which :meth:`predict_masks` adds them to its
-        upscaled rows without a copy.
+        Applied once per image, inside the encoder's neck
+        (:meth:`sam_core.sam2.neck.FpnNeck.forward`), which folds each into
+        its level's own 1 x 1 convolution.
         """
-        cl = torch.channels_last
-        return self.conv_s0(feat_s0).contiguous(memory_format=cl), self.conv_s1(feat_s1).contiguous(memory_format=cl)
+        return {0: self.conv_s0, 1: self.conv_s1}
 
     def _transformer(
         self,

@@ -150,8 +150,9 @@ class Sam2ImageModel(SamModel):
         Returns ``features (B, 256, 64, 64)`` (with ``no_mem_embed`` added) and
         ``(feat_s0 (B, 32, 256, 256), feat_s1 (B, 64, 128, 128))``.
         """
-        feat_s0, feat_s1, top = self.image_encoder(x)
-        feat_s0, feat_s1 = self.sam_mask_decoder.project_high_res(feat_s0, feat_s1)
+        feat_s0, feat_s1, top = self.image_encoder(x, project=self.sam_mask_decoder.high_res_projections())
+        # channels-last: the layout in which the decoder adds them to its upscaled rows without a copy
+        feat_s0, feat_s1 = (t.contiguous(memory_format=torch.channels_last) for t in (feat_s0, feat_s1))
         # channels-last: the decoder reads the image as token rows (a view then, not a copy per click)
         top = (top + self.no_mem_embed.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
         return top, (feat_s0, feat_s1)
