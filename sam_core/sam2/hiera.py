@@ -296,11 +296,12 @@ class Hiera(nn.Module):
         at the same grid size (a bicubic resize of the table to, e.g.,
         256 x 256 x 96 and a tiled addition, about 5 % of a Hiera-T encode),
         until either table changes (their version counters, devices and
-        dtypes are part of the key).
+        dtypes are part of the key, and whether autocast is on).
         """
         if not torch.is_inference_mode_enabled():
             return self._compute_pos_embed(hw)
-        key = (tuple(hw), tensor_key(self.pos_embed), tensor_key(self.pos_embed_window))
+        autocast = torch.is_autocast_enabled(self.pos_embed.device.type)
+        key = (tuple(hw), autocast, tensor_key(self.pos_embed), tensor_key(self.pos_embed_window))
         cached = self.__dict__.get("_pos_embed_cache")
         if cached is None or cached[0] != key:
             cached = (key, self._compute_pos_embed(hw))
