@@ -196,10 +196,17 @@ def test_dynamic_multimask_falls_back_only_when_unstable(tiny):
     unstable[..., :4, :] = 0.01  # between -delta and +delta: stability 0
     multi = torch.stack([torch.full((8, 8), float(i)) for i in (1, 2, 3)])[None]
     iou = torch.tensor([[0.1, 0.3, 0.9, 0.2]])
-    masks, scores = dec._dynamic_multimask(torch.cat([stable, multi], 1), iou)
-    assert torch.equal(masks, stable) and scores.item() == pytest.approx(0.1)
-    masks, scores = dec._dynamic_multimask(torch.cat([unstable, multi], 1), iou)
+    calls = []
+
+    def token_masks(tokens):  # the decoder computes a multimask candidate only when asked
+        calls.append(tokens.tolist())
+        return multi[:, tokens - 1]
+
+    masks, scores = dec._dynamic_multimask(stable, iou, token_masks)
+    assert torch.equal(masks, stable) and scores.item() == pytest.approx(0.1) and calls == []
+    masks, scores = dec._dynamic_multimask(unstable, iou, token_masks)
     assert torch.equal(masks, multi[:, 1:2]) and scores.item() == pytest.approx(0.9)  # best multimask
+    assert calls == [[2]]
     assert dec.stability_scores(stable).item() == 1.0 and dec.stability_scores(unstable).item() == 0.0
 
 
@@ -281,3 +288,96 @@ def test_encode_batch_splits_the_high_resolution_features_per_image(tiny):
         for a, b in zip((got.features, *got.high_res_features), (want.features, *want.high_res_features)):
             assert a.untyped_storage().nbytes() == a.nbytes
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def test_trunk_inference_path_matches_the_plain_arithmetic():
+    """Fused oneDNN linears, one-pass window merges and the cached position embedding change no result."""
+    from sam_core import build_model
+
+    torch.manual_seed(5)
+    trunk = build_model("sam2.1_hiera_t").image_encoder.trunk
+    with torch.no_grad():  # untrained tables are zeros: make the position embedding matter
+        trunk.pos_embed.normal_()
+        trunk.pos_embed_window.normal_()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(6))  # windows padded in stages 3-4
+
+    def plain():
+        with torch.enable_grad():  # autograd: F.linear, unfused, nothing cached
+            return [t.detach() for t in trunk(x)]
+
+    want = plain()
+    with torch.inference_mode():
+        got = trunk(x)
+        again = trunk(x)  # from the cached position embedding
+    for a, b, c in zip(got, again, want):
+        torch.testing.assert_close(a, c, atol=2e-4, rtol=1e-4)
+        assert torch.equal(a, b)
+    with torch.no_grad():  # a weight load after the cache was filled
+        trunk.pos_embed.mul_(-1.0)
+    want = plain()
+    with torch.inference_mode():
+        got = trunk(x)
+    for a, c in zip(got, want):
+        torch.testing.assert_close(a, c, atol=2e-4, rtol=1e-4)
+
+
+def test_window_unpartition_add_is_shortcut_plus_unpartition():
+    from sam_core.sam2.hiera import window_partition, window_unpartition, window_unpartition_add
+
+    gen = torch.Generator().manual_seed(7)
+    for hw, window in (((16, 24), 8), ((14, 9), 4)):  # without and with padding
+        shortcut = torch.randn(2, *hw, 5, generator=gen)
+        windows, padded = window_partition(torch.randn(2, *hw, 5, generator=gen), window)
+        want = shortcut + window_unpartition(windows, window, padded, hw)
+        assert torch.equal(window_unpartition_add(shortcut, windows, window, padded), want)
+
+
+def test_decoding_does_not_depend_on_the_feature_layout(tiny, embedding):
+    """The encoder hands out channels-last features (fast path); a contiguous copy (e.g. from disk) decodes the same."""
+    cl = ImageEmbedding(
+        features=embedding.features.contiguous(memory_format=torch.channels_last),
+        original_size=embedding.original_size,
+        input_size=embedding.input_size,
+        model_type=embedding.model_type,
+        high_res_features=tuple(t.contiguous(memory_format=torch.channels_last) for t in embedding.high_res_features),
+    )
+    coords = torch.tensor([[[500.0, 400.0], [100.0, 900.0]]])
+    labels = torch.tensor([[1, 0]], dtype=torch.int32)
+    with torch.inference_mode():
+        for multimask in (True, False):
+            a = tiny.predict_low_res(embedding, coords, labels, None, None, multimask)
+            b = tiny.predict_low_res(cl, coords, labels, None, None, multimask)
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_position_encoding_is_cached_until_the_checkpoint_changes():
+    from sam_core import build_model
+
+    enc = build_model("sam2.1_hiera_t").sam_prompt_encoder
+    plain = enc.get_dense_pe()  # outside inference mode: computed every time
+    with torch.inference_mode():
+        first, second = enc.get_dense_pe(), enc.get_dense_pe()
+    assert second is first and torch.equal(first, plain)
+    with torch.no_grad():  # a checkpoint load writes the Gaussian matrix in place
+        enc.pe_layer.positional_encoding_gaussian_matrix.mul_(2.0)
+    with torch.inference_mode():
+        third = enc.get_dense_pe()
+    assert not torch.equal(third, first) and torch.equal(third, enc.get_dense_pe())
+    torch.testing.assert_close(third, enc.pe_layer((64, 64)).unsqueeze(0))
+
+
+def test_tensor_key_changes_with_the_tensor_its_storage_or_an_in_place_write():
+    from sam_core.sam2.common import tensor_key
+
+    a = torch.zeros(3)
+    key = tensor_key(a)
+    assert key == tensor_key(a)
+    assert key != tensor_key(a.clone())  # another tensor with the same values
+    a.add_(1.0)
+    assert key != tensor_key(a)
+    with torch.inference_mode():
+        frozen = torch.zeros(2)
+    assert tensor_key(frozen) != tensor_key(frozen)  # no version counter: never reused

@@ -12,7 +12,8 @@ non-square photo:
   high-resolution levels) match;
 * for point, box and mask prompts, in multimask and single-mask (dynamic
   fallback) mode, the candidate masks are identical and the scores and
-  low-resolution logits match ``SAM2ImagePredictor.predict``.
+  low-resolution logits match ``SAM2ImagePredictor.predict`` (masks: identical but
+  for pixels where the reference's logit is within rounding of the threshold).
 
 Ours runs through the public :class:`sam_core.Predictor`.
 """
@@ -125,7 +126,9 @@ def test_official_checkpoint_file_loads_through_load_model(tmp_path):
 
 def test_preprocessing_and_every_encoder_level_match(pair):
     _close(pair.our_io["input"], pair.ref_io["input"], atol=1e-5)
-    ref_out, levels = pair.ref_io["output"], pair.our_io["output"]
+    ref_out = pair.ref_io["output"]
+    with torch.inference_mode():  # the neck's own levels (image mode folds two into the decoder's projections)
+        levels = pair.ours.image_encoder(pair.our_io["input"])
     assert len(levels) == len(ref_out["backbone_fpn"]) == 3
     for ours, ref in zip(levels, ref_out["backbone_fpn"]):
         _close(ours, ref, atol=1e-4)
@@ -159,19 +162,37 @@ def _prompts(h: int, w: int):
     ]
 
 
+LOGIT_ATOL = 2e-3  # low-resolution logits: ours vs the reference (different matmul kernels round differently)
+
+
 def _assert_same(ours, ref, what: str) -> None:
+    """Scores and logits match; the full-resolution masks are identical except where the reference is a tie.
+
+    A pixel may differ only where the reference's own full-resolution logit is
+    within :data:`LOGIT_ATOL` of the threshold (the rounding the logits are
+    allowed), and the IoU of the two masks must stay at least 0.999.
+    """
     from sam_core.sam2 import Sam2Candidates
 
     assert isinstance(ours, Sam2Candidates), f"{what}: the predictor must build model.candidates_type"
     masks, scores, low_res = ref
     assert len(ours) == len(scores), what
     np.testing.assert_allclose(ours.scores, scores, atol=2e-4, err_msg=what)
-    np.testing.assert_allclose(np.clip(ours.low_res_logits, -32, 32), low_res, atol=2e-3, rtol=1e-3, err_msg=what)
+    np.testing.assert_allclose(np.clip(ours.low_res_logits, -32, 32), low_res, atol=LOGIT_ATOL, rtol=1e-3, err_msg=what)
     for i in range(len(ours)):
         m = ours.mask(i)
         assert m.shape == masks[i].shape, what
-        differ = int((m != masks[i]).sum())
-        assert differ == 0, f"{what}: candidate {i} differs in {differ} of {m.size} pixels"
+        differ = m != masks[i]
+        if not differ.any():
+            continue
+        ref_logits = torch.nn.functional.interpolate(
+            torch.from_numpy(low_res[i])[None, None], m.shape, mode="bilinear", align_corners=False
+        )[0, 0].numpy()
+        worst = float(np.abs(ref_logits[differ]).max())
+        assert worst <= LOGIT_ATOL, f"{what}: candidate {i} differs in {int(differ.sum())} pixels, one at logit {worst}"
+        theirs = masks[i] > 0.5
+        iou = (m & theirs).sum() / max(1, (m | theirs).sum())
+        assert iou >= 0.999, f"{what}: candidate {i} IoU {iou}"
 
 
 def test_candidates_match_for_points_boxes_and_masks(pair):

@@ -138,7 +138,8 @@ class Sam2ImageModel(SamModel):
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {got}")
         size = (self.image_size, self.image_size)
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)[None]
+        # one pass from HWC uint8 to CHW float32, scaled in place (no uint8 copy, no second float buffer)
+        x = x.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255)[None]
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return (x - self.pixel_mean) / self.pixel_std, size
@@ -149,9 +150,11 @@ class Sam2ImageModel(SamModel):
         Returns ``features (B, 256, 64, 64)`` (with ``no_mem_embed`` added) and
         ``(feat_s0 (B, 32, 256, 256), feat_s1 (B, 64, 128, 128))``.
         """
-        feat_s0, feat_s1, top = self.image_encoder(x)
-        feat_s0, feat_s1 = self.sam_mask_decoder.project_high_res(feat_s0, feat_s1)
-        top = top + self.no_mem_embed.view(1, -1, 1, 1)
+        feat_s0, feat_s1, top = self.image_encoder(x, project=self.sam_mask_decoder.high_res_projections())
+        # channels-last: the layout in which the decoder adds them to its upscaled rows without a copy
+        feat_s0, feat_s1 = (t.contiguous(memory_format=torch.channels_last) for t in (feat_s0, feat_s1))
+        # channels-last: the decoder reads the image as token rows (a view then, not a copy per click)
+        top = (top + self.no_mem_embed.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
         return top, (feat_s0, feat_s1)
 
     # ------------------------------------------------------------------ decode
