@@ -91,13 +91,14 @@ def child(
         from sam_core.amg import AutomaticMaskGenerator
 
         model = load_model("vit_t", checkpoint=checkpoint, device="cpu")
-        real = model.predict_low_res
 
-        def counting(embedding, coords, *args):
-            prompts.append(int(coords.shape[0]))
-            return real(embedding, coords, *args)
+        def counting(module, args, kwargs):
+            # a hook, not a wrapper: replacing predict_low_res would turn off the generator's split decode
+            points = kwargs.get("points")
+            if points is not None:
+                prompts.append(int(points[0].shape[0]))
 
-        model.predict_low_res = counting
+        model.prompt_encoder.register_forward_pre_hook(counting, with_kwargs=True)
         kwargs = dict(params)
         if impl == "fast":
             kwargs.pop("points_per_side", None)

@@ -81,6 +81,7 @@ from .amg_utils import (
     stability_score,
     threshold_masks,
 )
+from .amg_decode import decode_points, logit_window
 from .amg_fast import PromptPlanner, lattice_pixels
 from .amg_records import Cancelled, Found, cat_or_empty, encode_crop_masks, remove_small_regions_and_nms
 from .types import LOW_RES, Candidates, ImageEmbedding
@@ -449,7 +450,7 @@ class AutomaticMaskGenerator:
         the kept candidates are reported to the planner too, with which
         lattice points each mask contains.
         """
-        low_res, iou = self._decode_points(embedding, points)  # (B, K, 256, 256), (B, K)
+        low_res, iou = self._decode_points(embedding, points)  # (B, K, r, c), (B, K)
         k = low_res.shape[1]
         low_res = low_res.flatten(0, 1)
         iou = iou.flatten(0, 1).float()
@@ -485,9 +486,9 @@ class AutomaticMaskGenerator:
             low = low_res[sub].unsqueeze(1).float()  # (n, 1, 256, 256)
             if two_step:
                 # SAM 1's upsampling (as types.upscale_logits), split in its two steps
-                low = F.interpolate(low, (IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)[
-                    ..., :h_in, :w_in
-                ]
+                # (on the logits' window: the same scale, so the same values as the full 1024 x 1024)
+                size = (low.shape[-2] * IMG_SIZE // LOW_RES, low.shape[-1] * IMG_SIZE // LOW_RES)
+                low = F.interpolate(low, size, mode="bilinear", align_corners=False)[..., :h_in, :w_in]
             if screen_mid:
                 # stage 2: stability at the model input's resolution
                 rough = stability_score(low[:, 0], threshold, self.stability_score_offset)
@@ -522,40 +523,16 @@ class AutomaticMaskGenerator:
                 planner[0].add_kept(rles, boxes[ok], iou[sub], inside[ok.cpu().numpy()])
 
     def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Decode single-point prompts in one batch.
+        """Decode single-point prompts ``(B, 2)`` (x, y, pixels of ``embedding.original_size``).
 
-        Parameters
-        ----------
-        points:
-            ``(B, 2)`` float64, x then y, in pixels of the encoded image
-            (``embedding.original_size``); each is its own foreground prompt.
-
-        Returns
-        -------
-        low_res, iou
-            ``(B, 3, 256, 256)`` logits over the padded model input and
-            ``(B, 3)`` predicted IoU (multimask output, token order).
-
-        Notes
-        -----
-        Uses the model protocol's ``predict_low_res`` with a prompt batch of
-        ``B`` (``coords (B, 1, 2)``, ``labels (B, 1)``) against the one image
-        embedding; the mask decoders broadcast the embedding over the batch.
+        Returns ``(B, 3, r, c)`` logits over the top-left of the padded model
+        input (the part the upsampling reads; all ``256 x 256`` for a SAM 2
+        model) and ``(B, 3)`` predicted IoU; see :func:`sam_core.amg_decode.decode_points`.
         """
-        model = self.predictor.model
-        device = model.device
-        if embedding.features.device != device:
-            embedding = embedding.to(device)
-        coords = model.transform_coords(points, tuple(embedding.original_size))
-        coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
-        labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
-        if coords_t.shape[0] <= DECODER_BATCH:
-            return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
-        parts = [
-            model.predict_low_res(embedding, coords_t[s : s + DECODER_BATCH], labels_t[s : s + DECODER_BATCH], None, None, True)
-            for s in range(0, coords_t.shape[0], DECODER_BATCH)
-        ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        window = None
+        if self._two_step_upsampling():
+            window = logit_window(tuple(embedding.input_size), int(embedding.features.shape[-1]), IMG_SIZE)
+        return decode_points(self.predictor.model, embedding, points, self.pred_iou_thresh, window, DECODER_BATCH)
 
     def _two_step_upsampling(self) -> bool:
         """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).
