@@ -14,12 +14,17 @@ Two modes:
 * **Fast** (the default, ``points_per_side=None``): a subset of the 32 x 32
   lattice chosen in rounds by :class:`~sam_core.amg_fast.PromptPlanner` (a
   coarse grid, points the image embedding singles out, then points that
-  settle NMS conflicts, then points in area no kept mask covers), at most
-  :data:`FAST_MAX_PROMPTS` per crop. Every
+  settle NMS conflicts, then points in area no kept mask covers, then
+  points inside kept masks), at most :data:`FAST_MAX_PROMPTS` per crop. Every
   proposal is still a lattice point's candidate, filtered and de-duplicated
   exactly as in the full grid; what differs is which of the full grid's
   proposals are found. Recall and extra masks against the official
   generator are measured in ``benchmarks/bench_amg.py``.
+
+A batch is decoded by :func:`sam_core.amg_decode.decode_points`: for SAM 1
+models the mask upscaling runs only for prompts with a candidate above
+``pred_iou_thresh``, and only on the part of the padded input the photo
+fills (both exact).
 
 Memory is bounded whatever the photo size: a batch of ``points_per_batch``
 points is decoded at the decoder's 256 x 256 resolution, filtered there, and
@@ -109,8 +114,8 @@ DECODER_BATCH = 32
 FAST_LATTICE = 32
 
 #: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
-#: About 8.5 s of decoding on an idle 2-core CPU (see docs/benchmarks/amg.md); a photo its masks soon
-#: cover stops earlier (coffee: 293).
+#: Projected 9-10 s for the whole generate() on an idle 2-core CPU (see docs/benchmarks/amg.md: 384 reach
+#: 84 of stereo_motorcycle's 93 official masks); a photo its masks soon cover stops earlier (coffee: 293).
 FAST_MAX_PROMPTS = 384
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
