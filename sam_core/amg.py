@@ -489,7 +489,7 @@ class AutomaticMaskGenerator:
             if start > 0 and is_cancelled():
                 raise Cancelled()
             sub = idx[start : start + chunk]
-            low = low_res[sub].unsqueeze(1).float()  # (n, 1, 256, 256)
+            low = low_res[sub].unsqueeze(1).float()  # (n, 1, r, c): the logit window
             if two_step:
                 # SAM 1's upsampling (as types.upscale_logits), split in its two steps
                 # (on the logits' window: the same scale, so the same values as the full 1024 x 1024)
