@@ -14,12 +14,17 @@ Two modes:
 * **Fast** (the default, ``points_per_side=None``): a subset of the 32 x 32
   lattice chosen in rounds by :class:`~sam_core.amg_fast.PromptPlanner` (a
   coarse grid, points the image embedding singles out, then points that
-  settle NMS conflicts, then points in area no kept mask covers), at most
-  :data:`FAST_MAX_PROMPTS` per crop. Every
+  settle NMS conflicts, then points in area no kept mask covers, then
+  points inside kept masks), at most :data:`FAST_MAX_PROMPTS` per crop. Every
   proposal is still a lattice point's candidate, filtered and de-duplicated
   exactly as in the full grid; what differs is which of the full grid's
   proposals are found. Recall and extra masks against the official
   generator are measured in ``benchmarks/bench_amg.py``.
+
+A batch is decoded by :func:`sam_core.amg_decode.decode_points`: for SAM 1
+models the mask upscaling runs only for prompts with a candidate above
+``pred_iou_thresh``, and only on the part of the padded input the photo
+fills (both exact).
 
 Memory is bounded whatever the photo size: a batch of ``points_per_batch``
 points is decoded at the decoder's 256 x 256 resolution, filtered there, and
@@ -81,6 +86,7 @@ from .amg_utils import (
     stability_score,
     threshold_masks,
 )
+from .amg_decode import decode_points, logit_window
 from .amg_fast import PromptPlanner, lattice_pixels
 from .amg_records import Cancelled, Found, cat_or_empty, encode_crop_masks, remove_small_regions_and_nms
 from .types import LOW_RES, Candidates, ImageEmbedding
@@ -108,8 +114,9 @@ DECODER_BATCH = 32
 FAST_LATTICE = 32
 
 #: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
-#: About 9 s of decoding on a 2-core CPU; a photo its masks soon cover stops earlier (coffee: 178).
-FAST_MAX_PROMPTS = 224
+#: Projected 9-10 s for the whole generate() on an idle 2-core CPU (see docs/benchmarks/amg.md: 384 reach
+#: 84 of stereo_motorcycle's 93 official masks); a photo its masks soon cover stops earlier (coffee: 293).
+FAST_MAX_PROMPTS = 384
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
 #: intermediate) held at once while upsampling kept candidates: 2**25 float32
@@ -449,7 +456,7 @@ class AutomaticMaskGenerator:
         the kept candidates are reported to the planner too, with which
         lattice points each mask contains.
         """
-        low_res, iou = self._decode_points(embedding, points)  # (B, K, 256, 256), (B, K)
+        low_res, iou = self._decode_points(embedding, points)  # (B, K, r, c), (B, K)
         k = low_res.shape[1]
         low_res = low_res.flatten(0, 1)
         iou = iou.flatten(0, 1).float()
@@ -482,12 +489,12 @@ class AutomaticMaskGenerator:
             if start > 0 and is_cancelled():
                 raise Cancelled()
             sub = idx[start : start + chunk]
-            low = low_res[sub].unsqueeze(1).float()  # (n, 1, 256, 256)
+            low = low_res[sub].unsqueeze(1).float()  # (n, 1, r, c): the logit window
             if two_step:
                 # SAM 1's upsampling (as types.upscale_logits), split in its two steps
-                low = F.interpolate(low, (IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)[
-                    ..., :h_in, :w_in
-                ]
+                # (on the logits' window: the same scale, so the same values as the full 1024 x 1024)
+                size = (low.shape[-2] * IMG_SIZE // LOW_RES, low.shape[-1] * IMG_SIZE // LOW_RES)
+                low = F.interpolate(low, size, mode="bilinear", align_corners=False)[..., :h_in, :w_in]
             if screen_mid:
                 # stage 2: stability at the model input's resolution
                 rough = stability_score(low[:, 0], threshold, self.stability_score_offset)
@@ -522,40 +529,16 @@ class AutomaticMaskGenerator:
                 planner[0].add_kept(rles, boxes[ok], iou[sub], inside[ok.cpu().numpy()])
 
     def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Decode single-point prompts in one batch.
+        """Decode single-point prompts ``(B, 2)`` (x, y, pixels of ``embedding.original_size``).
 
-        Parameters
-        ----------
-        points:
-            ``(B, 2)`` float64, x then y, in pixels of the encoded image
-            (``embedding.original_size``); each is its own foreground prompt.
-
-        Returns
-        -------
-        low_res, iou
-            ``(B, 3, 256, 256)`` logits over the padded model input and
-            ``(B, 3)`` predicted IoU (multimask output, token order).
-
-        Notes
-        -----
-        Uses the model protocol's ``predict_low_res`` with a prompt batch of
-        ``B`` (``coords (B, 1, 2)``, ``labels (B, 1)``) against the one image
-        embedding; the mask decoders broadcast the embedding over the batch.
+        Returns ``(B, 3, r, c)`` logits over the top-left of the padded model
+        input (the part the upsampling reads; all ``256 x 256`` for a SAM 2
+        model) and ``(B, 3)`` predicted IoU; see :func:`sam_core.amg_decode.decode_points`.
         """
-        model = self.predictor.model
-        device = model.device
-        if embedding.features.device != device:
-            embedding = embedding.to(device)
-        coords = model.transform_coords(points, tuple(embedding.original_size))
-        coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
-        labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
-        if coords_t.shape[0] <= DECODER_BATCH:
-            return model.predict_low_res(embedding, coords_t, labels_t, None, None, True)
-        parts = [
-            model.predict_low_res(embedding, coords_t[s : s + DECODER_BATCH], labels_t[s : s + DECODER_BATCH], None, None, True)
-            for s in range(0, coords_t.shape[0], DECODER_BATCH)
-        ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        window = None
+        if self._two_step_upsampling():
+            window = logit_window(tuple(embedding.input_size), int(embedding.features.shape[-1]), IMG_SIZE)
+        return decode_points(self.predictor.model, embedding, points, self.pred_iou_thresh, window, DECODER_BATCH)
 
     def _two_step_upsampling(self) -> bool:
         """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).

@@ -515,3 +515,38 @@ def test_planner_ignores_duplicates_and_respects_the_cap():
     assert planner.next_round().size == 0
     capped = _planner(n=16, max_prompts=40)
     assert capped.first_round().size == 40 and capped.prompted.sum() == 40
+
+
+def test_planner_prompts_inside_kept_masks_once_everything_is_covered():
+    """A mask covering the whole photo hides its parts: covered points are prompted until every other one is."""
+    from sam_core.amg_fast import COVERED_SPACING, FILL_POINTS
+
+    n = 32
+    planner = _planner(n=n, h=160, w=160, max_prompts=n * n)
+    first = planner.first_round()
+    planner.add_kept(
+        [_square_rle(160, 160, 0, 0, 159, 159)],
+        torch.tensor([[0, 0, 159, 159]]),
+        torch.tensor([0.95]),
+        np.ones((1, n * n), dtype=bool),
+    )
+    rows, cols = np.divmod(np.arange(n * n), n)
+
+    def steps(idx, to):  # Chebyshev distance in lattice steps from each of idx to the nearest of to
+        return np.maximum(np.abs(rows[idx, None] - rows[None, to]), np.abs(cols[idx, None] - cols[None, to])).min(1)
+
+    rounds = []
+    while True:
+        before = np.flatnonzero(planner.prompted)
+        nxt = planner.next_round()
+        if nxt.size == 0:
+            break
+        assert nxt.size <= FILL_POINTS
+        assert (steps(nxt, before) >= COVERED_SPACING).all()  # away from earlier prompts
+        assert all(steps(nxt[i : i + 1], np.delete(nxt, i)) >= COVERED_SPACING for i in range(nxt.size))  # and each other
+        rounds.append(nxt)
+    assert rounds, "a covered photo still gets prompts inside its masks"
+    # it stops once every lattice point is prompted or next to a prompted one, well before the whole lattice
+    rest = np.flatnonzero(~planner.prompted)
+    assert (steps(rest, np.flatnonzero(planner.prompted)) < COVERED_SPACING).all()
+    assert first.size < planner.prompted.sum() < n * n / 2
