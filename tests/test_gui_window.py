@@ -111,7 +111,8 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, make_window, ima
 
     def record(image):
         if image is not None:
-            shown.append((s.current_path.name, s.loaded.height, s.loaded.width, s.result.candidates.original_size))
+            shown.append((s.current_path.name, s.loaded.height, s.loaded.width,
+                          s.prompts.displayed.candidates.original_size))
 
     s.candidateOverlayChanged.connect(record)
     started = []

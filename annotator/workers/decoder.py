@@ -15,6 +15,7 @@ fresh thread per job: it keeps its OpenMP pool between clicks (see
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -35,9 +36,14 @@ from annotator.workers.messages import DecodeJob, DecodeResult, Task
 class DecoderWorker(Worker):
     """Runs on the decoder thread: a :class:`DecodeJob` -> :class:`DecodeResult`; a :class:`Task` -> ``fn(*args)``.
 
-    A bad prompt fails with :class:`sam_core.PromptError`, whose message is
-    for the user (not logged as a bug).
+    A decode returns what the first paint needs (:func:`first_view`), then,
+    in :meth:`finish`, emits ``completed(job, result)`` with the rest drawn
+    (:func:`complete`). A bad prompt fails with
+    :class:`sam_core.PromptError`, whose message is for the user (not logged
+    as a bug).
     """
+
+    completed = Signal(object, object)  # DecodeJob, its complete DecodeResult
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,6 +72,10 @@ class DecoderWorker(Worker):
             return f"background task {getattr(job.fn, '__name__', job.fn)}"
         return "decoding"
 
+    def finish(self, job: Any, value: Any) -> None:
+        if isinstance(job, DecodeJob):
+            self.completed.emit(job, complete(job, value))
+
     def _decode(self, job: DecodeJob) -> DecodeResult:
         if self._predictor is None:
             raise RuntimeError("no model is loaded yet")
@@ -73,25 +83,45 @@ class DecoderWorker(Worker):
         # the prompt's mask_input is carried into this embedding's frame (a region's or the whole image's)
         cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args(job.embedding))
         decode_s = time.perf_counter() - t
-        previews = tuple(render.previews(cands, job.preview_size))
-        rendered = tuple(render.candidate_overlay(p, job.color, job.opacity) for p in previews)
-        # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
-        low_res = cands.valid_low_res_logits > cands.mask_threshold
-        thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
-        h, w = cands.original_size
-        scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
-        return DecodeResult(
-            job_id=job.job_id,
-            prompt=job.prompt,
-            candidates=cands,
-            previews=previews,
-            overlays=rendered,
-            thumbs=thumbs,
-            areas=tuple(render.areas(previews, scale)),
-            decode_s=decode_s,
-            total_s=time.perf_counter() - job.t0,
-            t0=job.t0,
-        )
+        return first_view(job, cands, decode_s)
+
+
+def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
+    """What the first paint needs: every preview (~0.3 ms each) and area, and the overlay of ``job.show`` only.
+
+    The other overlays and the strip's thumbnails (~5 ms together on a 12 MP photo in a window, two thirds of
+    the display work) are :func:`complete`'s, after this result is on its way to the GUI thread.
+    """
+    previews = tuple(render.previews(cands, job.preview_size))
+    show = min(max(job.show, 0), len(previews) - 1)
+    overlays = tuple(render.candidate_overlay(p, job.color, job.opacity) if i == show else None
+                     for i, p in enumerate(previews))
+    h, w = cands.original_size
+    scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
+    return DecodeResult(
+        job_id=job.job_id,
+        prompt=job.prompt,
+        candidates=cands,
+        previews=previews,
+        overlays=overlays,
+        thumbs=(),
+        areas=tuple(render.areas(previews, scale)),
+        decode_s=decode_s,
+        total_s=time.perf_counter() - job.t0,
+        t0=job.t0,
+    )
+
+
+def complete(job: DecodeJob, first: DecodeResult) -> DecodeResult:
+    """``first`` with the other candidates' overlays and the thumbnails drawn (a new value: ``first`` may be in
+    use on the GUI thread already)."""
+    overlays = tuple(o if o is not None else render.candidate_overlay(p, job.color, job.opacity)
+                     for o, p in zip(first.overlays, first.previews))
+    cands = first.candidates
+    # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
+    low_res = cands.valid_low_res_logits > cands.mask_threshold
+    thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
+    return replace(first, overlays=overlays, thumbs=thumbs)
 
 
 class DecoderService(ThreadService):
@@ -99,12 +129,15 @@ class DecoderService(ThreadService):
 
     Decodes: one in flight, the latest request waits, older waiting ones are
     dropped (latest wins), and the result of one in flight is not delivered
-    once a newer one waits. Tasks (:meth:`run_task`: finishing an accepted
+    once a newer one waits. Each is delivered in two steps: ``decoded`` with
+    the overlay to draw first, then ``completed`` with every overlay and the
+    thumbnails (see :class:`annotator.workers.messages.DecodeResult`). Tasks (:meth:`run_task`: finishing an accepted
     mask, rendering annotation overlays) are never dropped and run in order;
     urgent ones before the waiting decode, the others after it.
     """
 
-    decoded = Signal(int, object)  # job id, DecodeResult
+    decoded = Signal(int, object)  # job id, DecodeResult with the overlay to show first (not complete)
+    completed = Signal(int, object)  # job id, the complete DecodeResult (after ``decoded``, same job)
     failed = Signal(int, str)  # job id, message
     taskDone = Signal(int, object)  # task id, fn's return value
     taskFailed = Signal(int, str)  # task id, message
@@ -114,11 +147,16 @@ class DecoderService(ThreadService):
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._urgent, self._decode, self._later = Fifo(), Latest(), Fifo()
+        self._delivered = 0  # id of the last decode whose first part was delivered
         self._thread = self._add_thread(
             DecoderWorker, "sam-decoder", Priority(self._urgent, self._decode, self._later),
             on_returned=self._on_returned, on_errored=self._on_errored,
-            wire=lambda worker: self._setModel.connect(worker.set_model),
+            wire=self._wire,
         )
+
+    def _wire(self, worker: DecoderWorker) -> None:
+        self._setModel.connect(worker.set_model)
+        worker.completed.connect(self._on_completed)
 
     def set_model(self, model: Any) -> None:
         self._setModel.emit(model)
@@ -143,7 +181,12 @@ class DecoderService(ThreadService):
         if isinstance(job, Task):
             self.taskDone.emit(job.task_id, value)
         elif not self._decode:  # a newer request supersedes this result: do not even deliver it
+            self._delivered = job.job_id
             self.decoded.emit(job.job_id, value)
+
+    def _on_completed(self, job: DecodeJob, value: DecodeResult) -> None:
+        if job.job_id == self._delivered:  # its first part was delivered: so is the rest
+            self.completed.emit(job.job_id, value)
 
     def _on_errored(self, job: Any, exc: BaseException) -> None:
         if isinstance(job, Task):
