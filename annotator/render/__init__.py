@@ -66,10 +66,16 @@ class OverlayImage(QImage):
         ``(r, g, b)`` of the outline.
     edge_width:
         Outline width in screen pixels.
+    placement:
+        ``(x, y, width, height)`` in image pixels of the region the image is
+        stretched over (e.g. the mask's bounding box: see
+        :func:`candidate_patch_overlay`); ``None``: the whole image.
     """
 
-    def __init__(self, image: QImage, contours: Sequence[np.ndarray], edge_color: Color, edge_width: float) -> None:
+    def __init__(self, image: QImage, contours: Sequence[np.ndarray], edge_color: Color, edge_width: float,
+                 placement: "Tuple[float, float, float, float] | None" = None) -> None:
         super().__init__(image)
+        self.placement = placement
         self._contours = tuple(contours)
         self._paths: dict = {}
         self.edge_color = tuple(int(c) for c in edge_color)
@@ -182,6 +188,20 @@ def candidate_overlay(mask: np.ndarray, color: Color, opacity: float = DEFAULT_O
     """How the current candidate is drawn: the category colour filled at ``opacity`` (0..1), a white outline."""
     return mask_overlay(mask, color, fill_alpha=_alpha(opacity), edge_color=CANDIDATE_EDGE,
                         edge_width=CANDIDATE_EDGE_WIDTH)
+
+
+def candidate_patch_overlay(preview: np.ndarray, height: int, width: int, color: Color,
+                            opacity: float = DEFAULT_OPACITY) -> OverlayImage:
+    """:func:`candidate_overlay` of a display-size ``(h, w)`` bool ``preview`` of a ``height`` x ``width`` image, cut
+    to the mask's bounding box (:func:`mask_patch`); its :attr:`OverlayImage.placement` says where it goes.
+
+    A click's overlay then costs what the object covers, not the view: its pixels here, its copy to a pixmap, its
+    cached drawing and the repaint on the GUI thread (a whole-view overlay is ~2 MB on a 12 MP photo in a window).
+    """
+    patch = mask_patch(preview, height, width)
+    overlay = candidate_overlay(patch.mask, color, opacity)
+    overlay.placement = patch.rect
+    return overlay
 
 
 def annotation_overlay(

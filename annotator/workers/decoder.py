@@ -94,9 +94,9 @@ def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
     """
     previews = tuple(render.previews(cands, job.preview_size))
     show = min(max(job.show, 0), len(previews) - 1)
-    overlays = tuple(render.candidate_overlay(p, job.color, job.opacity) if i == show else None
-                     for i, p in enumerate(previews))
     h, w = cands.original_size
+    overlays = tuple(render.candidate_patch_overlay(p, h, w, job.color, job.opacity) if i == show else None
+                     for i, p in enumerate(previews))
     scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
     return DecodeResult(
         job_id=job.job_id,
@@ -115,9 +115,10 @@ def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
 def complete(job: DecodeJob, first: DecodeResult) -> DecodeResult:
     """``first`` with the other candidates' overlays and the thumbnails drawn (a new value: ``first`` may be in
     use on the GUI thread already)."""
-    overlays = tuple(o if o is not None else render.candidate_overlay(p, job.color, job.opacity)
-                     for o, p in zip(first.overlays, first.previews))
     cands = first.candidates
+    h, w = cands.original_size
+    overlays = tuple(o if o is not None else render.candidate_patch_overlay(p, h, w, job.color, job.opacity)
+                     for o, p in zip(first.overlays, first.previews))
     # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
     low_res = cands.valid_low_res_logits > cands.mask_threshold
     thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
