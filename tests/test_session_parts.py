@@ -310,8 +310,9 @@ def test_prompting_draws_the_mask_before_the_rest_and_what_is_done_meanwhile_app
         with qtbot.waitSignal(pr.candidateOverlayChanged, timeout=10_000, check_params_cb=lambda im: im is not None):
             pr.add_point(256, 256, 1)
         early = pr.displayed
-        assert not early.complete and early.thumbs == () and len(early.previews) == 3 and len(early.areas) == 3
+        assert not early.complete and early.thumbs == () and early.areas == ()
         assert early.overlays[0] is not None and early.overlays[1] is None and early.overlays[2] is None
+        assert early.previews[0] is not None and early.previews[1] is None and early.previews[2] is None
         assert shown == [early.overlays[0]] and rows == [] and pr.result is None and not pr.current
         # a pick of a candidate not drawn yet: nothing to draw now, it is shown once drawn
         pr.select_candidate(1)
@@ -324,6 +325,7 @@ def test_prompting_draws_the_mask_before_the_rest_and_what_is_done_meanwhile_app
         gate.set()
     full = pr.result
     assert full.complete and full.candidates is early.candidates and full.overlays[0] is early.overlays[0]
+    assert all(p is not None for p in full.previews) and 0 < full.areas[0] < full.areas[1] < full.areas[2]
     assert pr.selected == 1 and rows == [(3, 1)] and shown == [early.overlays[0], full.overlays[1]]
     assert all(r.thumb is not None for r in pr.candidate_rows())
     # the next click refines from the candidate picked (its low-res logits are the mask input)

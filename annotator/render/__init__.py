@@ -242,13 +242,16 @@ def previews(candidates, size: Tuple[int, int]) -> list[np.ndarray]:
     ~3x faster than torch's for these shapes, and equal but for the odd pixel
     whose logit rounds to the other side of the threshold.
     """
+    return [preview(candidates, i, size) for i in range(len(candidates.valid_low_res_logits))]
+
+
+def preview(candidates, index: int, size: Tuple[int, int]) -> np.ndarray:
+    """Candidate ``index`` of :func:`previews` alone."""
     import cv2
 
     h, w = size
-    return [
-        cv2.resize(np.ascontiguousarray(logits), (w, h), interpolation=cv2.INTER_LINEAR) > candidates.mask_threshold
-        for logits in candidates.valid_low_res_logits
-    ]
+    logits = np.ascontiguousarray(candidates.valid_low_res_logits[index])
+    return cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR) > candidates.mask_threshold
 
 
 #: The pyramid of a large image stops at this longest side.

@@ -87,25 +87,25 @@ class DecoderWorker(Worker):
 
 
 def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
-    """What the first paint needs: every preview (~0.3 ms each) and area, and the overlay of ``job.show`` only.
+    """What the first paint needs: the preview and overlay of candidate ``job.show`` only (~0.6 ms on a 12 MP
+    photo seen in a window).
 
-    The other overlays and the strip's thumbnails (~5 ms together on a 12 MP photo in a window, two thirds of
-    the display work) are :func:`complete`'s, after this result is on its way to the GUI thread.
+    The other previews and overlays, the areas and the strip's thumbnails (~6 ms together, nine tenths of the
+    display work) are :func:`complete`'s, after this result is on its way to the GUI thread.
     """
-    previews = tuple(render.previews(cands, job.preview_size))
-    show = min(max(job.show, 0), len(previews) - 1)
+    k = len(cands.valid_low_res_logits)
+    show = min(max(job.show, 0), k - 1)
     h, w = cands.original_size
-    overlays = tuple(render.candidate_patch_overlay(p, h, w, job.color, job.opacity) if i == show else None
-                     for i, p in enumerate(previews))
-    scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
+    shown = render.preview(cands, show, job.preview_size)
     return DecodeResult(
         job_id=job.job_id,
         prompt=job.prompt,
         candidates=cands,
-        previews=previews,
-        overlays=overlays,
+        previews=tuple(shown if i == show else None for i in range(k)),
+        overlays=tuple(render.candidate_patch_overlay(shown, h, w, job.color, job.opacity) if i == show else None
+                       for i in range(k)),
         thumbs=(),
-        areas=tuple(render.areas(previews, scale)),
+        areas=(),
         decode_s=decode_s,
         total_s=time.perf_counter() - job.t0,
         t0=job.t0,
@@ -113,16 +113,19 @@ def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
 
 
 def complete(job: DecodeJob, first: DecodeResult) -> DecodeResult:
-    """``first`` with the other candidates' overlays and the thumbnails drawn (a new value: ``first`` may be in
-    use on the GUI thread already)."""
+    """``first`` with every preview, overlay and area and the thumbnails (a new value: ``first`` may be in use on
+    the GUI thread already)."""
     cands = first.candidates
     h, w = cands.original_size
+    previews = tuple(p if p is not None else render.preview(cands, i, job.preview_size)
+                     for i, p in enumerate(first.previews))
     overlays = tuple(o if o is not None else render.candidate_patch_overlay(p, h, w, job.color, job.opacity)
-                     for o, p in zip(first.overlays, first.previews))
+                     for o, p in zip(first.overlays, previews))
     # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
     low_res = cands.valid_low_res_logits > cands.mask_threshold
     thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
-    return replace(first, overlays=overlays, thumbs=thumbs)
+    scale = (h * w) / float(job.preview_size[0] * job.preview_size[1])
+    return replace(first, previews=previews, overlays=overlays, thumbs=thumbs, areas=tuple(render.areas(previews, scale)))
 
 
 class DecoderService(ThreadService):

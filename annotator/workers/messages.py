@@ -192,10 +192,10 @@ class DecodeResult:
     ``total_s``: from the user action to this result.
 
     A decode is delivered in two steps (:mod:`annotator.workers.decoder`):
-    first a result that is not :attr:`complete` (the overlay of the job's
-    ``show`` candidate only, the others ``None``; no thumbnails), so that
-    the mask is drawn without waiting for the rest; then the complete one,
-    for the same job. Previews and areas are in both.
+    first a result that is not :attr:`complete` (the preview and overlay of
+    the job's ``show`` candidate only, the others ``None``; no areas, no
+    thumbnails), so that the mask is drawn without waiting for the rest;
+    then the complete one, for the same job.
     """
 
     job_id: int
@@ -211,8 +211,10 @@ class DecodeResult:
 
     @property
     def complete(self) -> bool:
-        """Every candidate's overlay and thumbnail is there (else only the overlay of :attr:`shown`)."""
-        return len(self.thumbs) == len(self.overlays) and all(o is not None for o in self.overlays)
+        """Every candidate's preview, overlay, area and thumbnail is there (else only :attr:`shown`'s preview and
+        overlay)."""
+        k = len(self.overlays)
+        return len(self.thumbs) == k == len(self.areas) and all(o is not None for o in self.overlays)
 
     @property
     def shown(self) -> int:
