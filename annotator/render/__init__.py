@@ -111,8 +111,11 @@ class OverlayImage(QImage):
         return path
 
 
-#: Tolerances (image pixels) of the outlines an overlay offers, and the error allowed on screen.
-FINE_TOLERANCE, COARSE_TOLERANCES, OUTLINE_ERROR_PX = 0.5, (1.5, 4.0), 0.8
+#: Tolerances (image pixels) of the outlines an overlay offers, and the error allowed on screen. 0.8 serves an
+#: overlay seen at up to one screen pixel per overlay pixel, as a candidate's is (rendered at the view's size): a
+#: third of the vertices of 0.5 on a smooth SAM mask, and the first paint after a click strokes them (a 20 %
+#: object on a 12 MP photo in a window: 4.4 -> 2.8 ms CPU), with no more on-screen error than the coarser levels.
+FINE_TOLERANCE, COARSE_TOLERANCES, OUTLINE_ERROR_PX = 0.5, (0.8, 1.5, 4.0), 0.8
 
 
 #: Contours enclosing less than this many overlay pixels get no outline (see :func:`mask_contours`).
