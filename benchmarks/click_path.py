@@ -87,8 +87,8 @@ class Probe:
         around(DecoderWorker, "work", None, "display ready", skip_bare=True)
         around(Prompting, "_on_decoded", "delivered", None)
         # after the first paint (where the code delivers in two steps): the rest, on each thread
-        if hasattr(DecoderWorker, "finish") and "finish" in DecoderWorker.__dict__:
-            around(DecoderWorker, "finish", None, None, skip_bare=True)
+        if hasattr(DecoderWorker, "_complete"):
+            around(DecoderWorker, "_complete", None, None, skip_bare=True)
         if hasattr(Prompting, "_on_completed"):
             around(Prompting, "_on_completed", None, None)
 
@@ -265,7 +265,7 @@ def render_click_path(res: Dict[str, Any]) -> str:
             ("the result shown: session, strip if filled then, canvas item set (GUI thread)",
              lambda c: c["_on_decoded"] - c["paint"]),
             ("the pending repaint (GUI thread)", lambda c: c["paint"]),
-            ("after the first paint: the other overlays, areas, thumbnails (decoder thread)", lambda c: c["finish"]),
+            ("after the first paint: the other overlays, areas, thumbnails (decoder thread)", lambda c: c["_complete"]),
             ("after the first paint: the strip filled (GUI thread)", lambda c: c["_on_completed"])]
     out += ["", "CPU time of the steps (thread CPU time: what the work costs, whatever else the machine runs; the "
             "repaint is made inside the session's overlay signal, so it is taken out of the row above it):", "",

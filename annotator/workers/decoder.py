@@ -15,7 +15,7 @@ fresh thread per job: it keeps its OpenMP pool between clicks (see
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -36,14 +36,12 @@ from annotator.workers.messages import DecodeJob, DecodeResult, Task
 class DecoderWorker(Worker):
     """Runs on the decoder thread: a :class:`DecodeJob` -> :class:`DecodeResult`; a :class:`Task` -> ``fn(*args)``.
 
-    A decode returns what the first paint needs (:func:`first_view`), then,
-    in :meth:`finish`, emits ``completed(job, result)`` with the rest drawn
+    A decode returns what the first paint needs (:func:`first_view`); a
+    :class:`Rest` job, sent once that is delivered, draws the rest
     (:func:`complete`). A bad prompt fails with
     :class:`sam_core.PromptError`, whose message is for the user (not logged
     as a bug).
     """
-
-    completed = Signal(object, object)  # DecodeJob, its complete DecodeResult
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,10 +54,12 @@ class DecoderWorker(Worker):
     def work(self, job: Any) -> Any:
         if isinstance(job, Task):
             return job.fn(*job.args)
+        if isinstance(job, Rest):
+            return self._complete(job)
         return self._decode(job)
 
     def expected(self, job: Any, exc: Exception) -> bool:
-        if isinstance(job, Task):
+        if isinstance(job, (Task, Rest)):
             return False
         # Imported here: sam_core.predictor imports torch, which must stay off the GUI thread's import
         # path (this runs on the decoder thread, where the predictor has imported it already).
@@ -70,11 +70,10 @@ class DecoderWorker(Worker):
     def describe(self, job: Any) -> str:
         if isinstance(job, Task):
             return f"background task {getattr(job.fn, '__name__', job.fn)}"
-        return "decoding"
+        return "drawing the candidates" if isinstance(job, Rest) else "decoding"
 
-    def finish(self, job: Any, value: Any) -> None:
-        if isinstance(job, DecodeJob):
-            self.completed.emit(job, complete(job, value))
+    def _complete(self, rest: "Rest") -> DecodeResult:
+        return complete(rest.job, rest.first)
 
     def _decode(self, job: DecodeJob) -> DecodeResult:
         if self._predictor is None:
@@ -84,6 +83,14 @@ class DecoderWorker(Worker):
         cands = self._predictor.decode(job.embedding, multimask=True, **job.prompt.decode_args(job.embedding))
         decode_s = time.perf_counter() - t
         return first_view(job, cands, decode_s)
+
+
+@dataclass(frozen=True, eq=False)
+class Rest:
+    """Draw the rest of ``first`` (decoded for ``job`` and delivered): see :func:`complete`."""
+
+    job: DecodeJob
+    first: DecodeResult
 
 
 def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
@@ -135,7 +142,12 @@ class DecoderService(ThreadService):
     dropped (latest wins), and the result of one in flight is not delivered
     once a newer one waits. Each is delivered in two steps: ``decoded`` with
     the overlay to draw first, then ``completed`` with every overlay and the
-    thumbnails (see :class:`annotator.workers.messages.DecodeResult`). Tasks (:meth:`run_task`: finishing an accepted
+    thumbnails (see :class:`annotator.workers.messages.DecodeResult`). The
+    rest is asked for (a :class:`Rest` job, after a waiting decode, before
+    ordinary tasks) only once the first part is delivered: until the GUI
+    thread has taken the first part, the decoder thread leaves it the CPU
+    (on two busy cores, drawing the rest at once delayed the delivery by
+    6-8 ms). A newer decode's delivery drops a rest still waiting. Tasks (:meth:`run_task`: finishing an accepted
     mask, rendering annotation overlays) are never dropped and run in order;
     urgent ones before the waiting decode, the others after it.
     """
@@ -150,17 +162,13 @@ class DecoderService(ThreadService):
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
-        self._urgent, self._decode, self._later = Fifo(), Latest(), Fifo()
+        self._urgent, self._decode, self._rest, self._later = Fifo(), Latest(), Latest(), Fifo()
         self._delivered = 0  # id of the last decode whose first part was delivered
         self._thread = self._add_thread(
-            DecoderWorker, "sam-decoder", Priority(self._urgent, self._decode, self._later),
+            DecoderWorker, "sam-decoder", Priority(self._urgent, self._decode, self._rest, self._later),
             on_returned=self._on_returned, on_errored=self._on_errored,
-            wire=self._wire,
+            wire=lambda worker: self._setModel.connect(worker.set_model),
         )
-
-    def _wire(self, worker: DecoderWorker) -> None:
-        self._setModel.connect(worker.set_model)
-        worker.completed.connect(self._on_completed)
 
     def set_model(self, model: Any) -> None:
         self._setModel.emit(model)
@@ -178,22 +186,26 @@ class DecoderService(ThreadService):
         return task.task_id
 
     def cancel(self) -> None:
-        """Drop the waiting decode (the one in flight finishes; its result is dropped by id)."""
+        """Drop the waiting decode and rest (the one in flight finishes; its result is dropped by id)."""
         self._decode.clear()
+        self._rest.clear()
 
     def _on_returned(self, job: Any, value: Any) -> None:
         if isinstance(job, Task):
             self.taskDone.emit(job.task_id, value)
+        elif isinstance(job, Rest):
+            if job.job.job_id == self._delivered:  # (not superseded meanwhile)
+                self.completed.emit(job.job.job_id, value)
         elif not self._decode:  # a newer request supersedes this result: do not even deliver it
             self._delivered = job.job_id
+            self._rest.put(Rest(job, value))  # taken once the worker is free, i.e. after this delivery
             self.decoded.emit(job.job_id, value)
-
-    def _on_completed(self, job: DecodeJob, value: DecodeResult) -> None:
-        if job.job_id == self._delivered:  # its first part was delivered: so is the rest
-            self.completed.emit(job.job_id, value)
 
     def _on_errored(self, job: Any, exc: BaseException) -> None:
         if isinstance(job, Task):
             self.taskFailed.emit(job.task_id, user_message(exc))
+        elif isinstance(job, Rest):
+            if job.job.job_id == self._delivered:
+                self.failed.emit(job.job.job_id, user_message(exc))
         elif not self._decode:
             self.failed.emit(job.job_id, user_message(exc))
