@@ -147,9 +147,12 @@ class DecoderService(ThreadService):
     ordinary tasks) only once the first part is delivered: until the GUI
     thread has taken the first part, the decoder thread leaves it the CPU
     (on two busy cores, drawing the rest at once delayed the delivery by
-    6-8 ms). A newer decode's delivery drops a rest still waiting. Tasks (:meth:`run_task`: finishing an accepted
-    mask, rendering annotation overlays) are never dropped and run in order;
-    urgent ones before the waiting decode, the others after it.
+    6-8 ms). A newer decode's delivery drops a rest still waiting.
+
+    Tasks (:meth:`run_task`: finishing an accepted mask, rendering
+    annotation overlays) are never dropped and run in order; urgent ones
+    before the waiting decode, the others after it (and after a waiting
+    rest: a task sent now comes back after every result sent before it).
     """
 
     decoded = Signal(int, object)  # job id, DecodeResult with the overlay to show first (not complete)
