@@ -31,6 +31,10 @@ Results go to ``docs/benchmarks/gui.md``. Run from the repository root::
     python benchmarks/bench_gui.py                  # default: 3 photos, 20 idle clicks, painting
     python benchmarks/bench_gui.py --clicks 40 --ref-clicks 20
     python benchmarks/bench_gui.py --paint          # painting only (docs/benchmarks/gui-paint.md)
+    python benchmarks/bench_gui.py --click-path     # click vs bare decode + breakdown only (gui-click.md)
+
+The click path against the bare decode (issue 18, goal 1), with a breakdown of each click, is
+``benchmarks/click_path.py``'s; the default run includes it.
 """
 
 from __future__ import annotations
@@ -485,6 +489,29 @@ def run_paint(model, checkpoint: Path, folder: Path, cache_root: Path, args) -> 
     return res
 
 
+def run_click(model, checkpoint: Path, folder: Path, cache_root: Path, args) -> Dict[str, object]:
+    """A fresh window on the folder, the next photo prefetched, then :func:`click_path.run_click_path`."""
+    import click_path
+
+    from annotator.session.rows import ImageState
+
+    probe = click_path.Probe()
+    probe.install()  # before the window: the session connects bound methods when it is made
+    try:
+        window = make_window(model_info(model, checkpoint, cache_root), folder)
+        s = window.session
+        assert window.open_folder(folder)
+        spin(lambda: s.embedding is not None)
+        spin(lambda: s.encoder_idle and s.image_row(1).state == ImageState.READY)
+        settle(300)
+        res = click_path.run_click_path(window, probe, rounds=args.rounds, per_round=10, spin=spin, settle=settle,
+                                        press=press)
+        close(window)
+    finally:
+        probe.remove()
+    return res
+
+
 def render_paint(res: Dict[str, object], machine: Optional[Dict[str, str]] = None) -> str:
     w, h = res["size"]
     out = [f"## Painting on a {w}x{h} photo seen at {res['scale'] * 100:.0f}% (brush radius {PAINT_RADIUS:g} px, "
@@ -512,6 +539,10 @@ def render_paint(res: Dict[str, object], machine: Optional[Dict[str, str]] = Non
         if xs:
             out.append(f"| {label} | {len(xs)} | {np.median(xs):.1f} | {max(xs):.1f} |")
     return "\n".join(out + [""])
+
+
+def _machine_table(machine: Dict[str, str]) -> str:
+    return "\n".join(["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in machine.items()] + ["", ""])
 
 
 def _med(xs: List[float]) -> float:
@@ -566,8 +597,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", default=None, help="default docs/benchmarks/gui.md (--paint: gui-paint.md)")
     parser.add_argument("--strokes", type=int, default=10, help="painting: strokes per target")
     parser.add_argument("--paint", action="store_true", help="run the painting measurements only")
+    parser.add_argument("--click-path", action="store_true",
+                        help="run the click path against the bare decode only (docs/benchmarks/gui-click.md)")
+    parser.add_argument("--rounds", type=int, default=3, help="click path: rounds of 10 clicks + 10 bare decodes")
     args = parser.parse_args(argv)
-    args.out = args.out or str(ROOT / "docs" / "benchmarks" / ("gui-paint.md" if args.paint else "gui.md"))
+    default = "gui-paint.md" if args.paint else "gui-click.md" if args.click_path else "gui.md"
+    args.out = args.out or str(ROOT / "docs" / "benchmarks" / default)
 
     from PySide6.QtWidgets import QApplication
 
@@ -599,6 +634,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         write_report("# GUI benchmark: painting\n\n" + render_paint(paint, machine), args.out)
         return 0
 
+    if args.click_path:
+        import click_path
+
+        print("click path ...", flush=True)
+        clicks = run_click(model, checkpoint, folder, tmp / "cache-click", args)
+        machine = machine_info(**{
+            "Qt platform": os.environ.get("QT_QPA_PLATFORM", ""),
+            "load average (1/5/15 min) before / after": f"{load_before} / {_loadavg()}",
+        })
+        write_report("# GUI benchmark: click path\n\n" + _machine_table(machine) + click_path.render_click_path(clicks),
+                     args.out)
+        return 0
+
     print("reference predict ...", flush=True)
     ref = in_fresh_thread(reference_predict, checkpoint, paths[0], args.ref_clicks)
     print("window ...", flush=True)
@@ -607,12 +655,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     ref += in_fresh_thread(reference_predict, checkpoint, paths[0], args.ref_clicks)
     print("painting ...", flush=True)
     paint = run_paint(model, checkpoint, folder, tmp / "cache-paint", args)
+    print("click path ...", flush=True)
+    import click_path
+
+    clicks = run_click(model, checkpoint, folder, tmp / "cache-click", args)
 
     machine = machine_info(**{
         "Qt platform": os.environ.get("QT_QPA_PLATFORM", ""),
         "load average (1/5/15 min) before / after": f"{load_before} / {_loadavg()}",
     })
-    write_report(render(res, ref, machine, args) + "\n" + render_paint(paint), args.out)
+    write_report(render(res, ref, machine, args) + "\n" + click_path.render_click_path(clicks) + "\n"
+                 + render_paint(paint), args.out)
     return 0
 
 

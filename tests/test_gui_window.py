@@ -72,6 +72,16 @@ def test_click_three_candidates_tab_and_key_3(qtbot, make_window, image_folder, 
     assert w.strip.selected() == 0 and w.canvas.overlays.candidate_item.isVisible()
     # the mask covers the clicked pixel (checked on the full-resolution mask)
     assert res.candidates.mask(0)[150, 260]
+    # the overlay is cut to the mask's box (a few preview pixels around it) and drawn over that box only
+    full = res.candidates.mask(0)
+    ys, xs = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+    x, y, bw, bh = res.overlays[0].placement
+    slack = 4 * full.shape[1] / res.previews[0].shape[1] + 1  # the margin and a preview pixel's rounding
+    assert abs(x - xs[0]) <= slack and abs(y - ys[0]) <= slack
+    assert abs(x + bw - xs[-1] - 1) <= slack and abs(y + bh - ys[-1] - 1) <= slack
+    item = w.canvas.overlays.candidate_item
+    drawn = item.mapRectToScene(item.pixmap().rect().toRectF())
+    assert drawn.x() == pytest.approx(x) and drawn.width() == pytest.approx(bw) and drawn.height() == pytest.approx(bh)
     print(f"\nclick -> overlay: {w.session.last_click_latency * 1000:.0f} ms (decode {res.decode_s * 1000:.0f} ms)")
 
     first = _overlay(w)
@@ -111,7 +121,8 @@ def test_switching_images_mid_encode_shows_no_stale_mask(qtbot, make_window, ima
 
     def record(image):
         if image is not None:
-            shown.append((s.current_path.name, s.loaded.height, s.loaded.width, s.result.candidates.original_size))
+            shown.append((s.current_path.name, s.loaded.height, s.loaded.width,
+                          s.prompts.displayed.candidates.original_size))
 
     s.candidateOverlayChanged.connect(record)
     started = []

@@ -106,3 +106,34 @@ def test_in_fresh_thread_returns_raises_and_leaves_no_thread():
     assert all(t is not threading.current_thread() for t in ran_on)
     assert ran_on[0] is not ran_on[1]
     assert not any(t.is_alive() for t in ran_on)
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.9975, 1.0, 2.0])
+def test_outline_at_a_scale_stays_within_the_screen_error(scale):
+    """The outline drawn at ``scale`` screen pixels per overlay pixel deviates from the mask's contour by at most
+    :data:`render.OUTLINE_ERROR_PX` screen pixels (Douglas-Peucker keeps a subset of the contour's points; zoomed
+    in further, the full-detail outline's tolerance), and
+    one seen at up to one screen pixel per overlay pixel (a candidate's, rendered at the view's size) is coarser
+    than the full-detail outline."""
+    import cv2
+
+    yy, xx = np.mgrid[:300, :400]
+    mask = (np.hypot(xx - 190.3, (yy - 160.7) * 1.4) < 120) | (np.hypot(xx - 300.0, yy - 90.0) < 45)
+    overlay = render.candidate_overlay(mask, (255, 196, 0))
+    path = overlay.outline_at(scale)
+    fine = overlay.path_within(render.FINE_TOLERANCE)
+    polygons = [np.array([[p.x(), p.y()] for p in poly], np.float32) for poly in path.toSubpathPolygons()]
+    contours = render.mask_contours(mask)
+    assert len(polygons) == len(contours)
+    worst = 0.0
+    for contour in contours:
+        pts = contour.reshape(-1, 2).astype(np.float32) + 0.5
+        polygon = min(polygons, key=lambda q: abs(cv2.pointPolygonTest(q, tuple(map(float, pts[0])), True)))
+        worst = max(worst, max(abs(cv2.pointPolygonTest(polygon, tuple(map(float, p)), True)) for p in pts))
+    # (zoomed in past the full-detail outline's reach, its own tolerance is the bound)
+    assert worst <= max(render.OUTLINE_ERROR_PX / scale, render.FINE_TOLERANCE) + 1e-6
+    if scale <= 1.0:
+        assert path.elementCount() < 0.7 * fine.elementCount()
+    else:
+        assert path.elementCount() == fine.elementCount()
+

@@ -255,14 +255,17 @@ def _alpha_at_centre(image) -> int:
 
 def test_prompting_click_candidates_opacity_undo(qtbot, decoder, stub):
     pr, style = _prompting(decoder, stub, 0.5)
-    with qtbot.waitSignal(pr.candidateOverlayChanged, timeout=10_000, check_params_cb=lambda im: im is not None):
+    # the mask is drawn first, the strip's rows (thumbnails) come after it
+    with qtbot.waitSignals([pr.candidateOverlayChanged, pr.candidatesChanged], order="strict", timeout=10_000,
+                           check_params_cbs=[lambda im: im is not None, lambda rows, sel: bool(rows)]):
         assert pr.add_point(256, 256, 1)
     assert pr.current and pr.prompt.points == ((256.0, 256.0),) and len(pr.result.overlays) == 3
-    assert [r.rank for r in pr.candidate_rows()] == [1, 2, 3]
+    assert pr.result.complete and [r.rank for r in pr.candidate_rows()] == [1, 2, 3]
+    assert all(r.thumb is not None for r in pr.candidate_rows())
     assert _alpha_at_centre(pr.result.overlays[0]) == round(255 * 0.5)
     # the style is the one owner of the opacity: a change draws the candidates again with it
     first = pr.result
-    with qtbot.waitSignal(pr.candidateOverlayChanged, timeout=10_000):
+    with qtbot.waitSignals([pr.candidateOverlayChanged, pr.candidatesChanged], order="strict", timeout=10_000):
         assert style.set_opacity(0.2)
     assert pr.result is not first and _alpha_at_centre(pr.result.overlays[0]) == round(255 * 0.2)
     # a point outside the image is ignored (not even an undo step)
@@ -283,6 +286,76 @@ def test_prompting_accept_waits_for_the_mask_of_the_prompt(qtbot, decoder, stub)
         assert pr.take_for_accept() is None  # still being decoded: accepted once on display
     chosen = pr.take_for_accept()
     assert chosen.prompt is pr.prompt and chosen.index == 0 and chosen.score == pytest.approx(0.9)
+
+
+def test_prompting_draws_the_mask_before_the_rest_and_what_is_done_meanwhile_applies(qtbot, decoder, stub, monkeypatch):
+    """The first paint does not wait for the strip: the chosen candidate's overlay comes first, the other overlays
+    and the thumbnails after it (held here); a pick, an accept and a refining click made in between apply to the
+    candidates on display."""
+    from annotator.workers import decoder as decoder_module
+
+    gate = threading.Event()
+    rest = decoder_module.complete
+
+    def held(job, first):
+        assert gate.wait(30), "test gate never opened"
+        return rest(job, first)
+
+    monkeypatch.setattr(decoder_module, "complete", held)
+    pr, _ = _prompting(decoder, stub)
+    rows, shown = [], []
+    pr.candidatesChanged.connect(lambda r, sel: rows.append((len(r), sel)))
+    pr.candidateOverlayChanged.connect(shown.append)
+    try:
+        with qtbot.waitSignal(pr.candidateOverlayChanged, timeout=10_000, check_params_cb=lambda im: im is not None):
+            pr.add_point(256, 256, 1)
+        early = pr.displayed
+        assert not early.complete and early.thumbs == () and early.areas == ()
+        assert early.overlays[0] is not None and early.overlays[1] is None and early.overlays[2] is None
+        assert early.previews[0] is not None and early.previews[1] is None and early.previews[2] is None
+        assert shown == [early.overlays[0]] and rows == [] and pr.result is None and not pr.current
+        # a pick of a candidate not drawn yet: nothing to draw now, it is shown once drawn
+        pr.select_candidate(1)
+        assert shown == [early.overlays[0]]
+        chosen = pr.take_for_accept()  # an accept takes what is on display, without waiting for the strip
+        assert chosen is not None and chosen.candidates is early.candidates and chosen.index == 1
+        with qtbot.waitSignal(pr.candidatesChanged, timeout=10_000):
+            gate.set()
+    finally:
+        gate.set()
+    full = pr.result
+    assert full.complete and full.candidates is early.candidates and full.overlays[0] is early.overlays[0]
+    assert all(p is not None for p in full.previews) and 0 < full.areas[0] < full.areas[1] < full.areas[2]
+    assert pr.selected == 1 and rows == [(3, 1)] and shown == [early.overlays[0], full.overlays[1]]
+    assert all(r.thumb is not None for r in pr.candidate_rows())
+    # the next click refines from the candidate picked (its low-res logits are the mask input)
+    first = pr.prompt
+    with qtbot.waitSignal(pr.candidatesChanged, timeout=10_000):
+        pr.add_point(270, 256, 1)
+    np.testing.assert_array_equal(pr.prompt.mask_input, full.candidates.low_res_logits[1])
+    assert pr.prompt is not first and pr.result.complete and pr.result.prompt is pr.prompt
+
+
+def test_prompting_refines_from_the_candidate_drawn_before_the_rest(qtbot, decoder, stub, monkeypatch):
+    """A click made while the rest of the candidates is being drawn refines from the one on display."""
+    from annotator.workers import decoder as decoder_module
+
+    gate = threading.Event()
+    rest = decoder_module.complete
+    monkeypatch.setattr(decoder_module, "complete", lambda job, first: gate.wait(30) and rest(job, first))
+    pr, _ = _prompting(decoder, stub)
+    try:
+        with qtbot.waitSignal(pr.candidateOverlayChanged, timeout=10_000, check_params_cb=lambda im: im is not None):
+            pr.add_point(256, 256, 1)
+        early = pr.displayed
+        pr.cycle_candidate(1)  # Tab, before the strip is filled
+        pr.add_point(270, 256, 1)
+        np.testing.assert_array_equal(pr.prompt.mask_input, early.candidates.low_res_logits[1])
+        gate.set()
+        qtbot.waitUntil(lambda: pr.result is not None and pr.result.prompt is pr.prompt, timeout=10_000)
+    finally:
+        gate.set()
+    assert pr.result.complete and pr.selected == 0
 
 
 def test_prompting_reset_drops_a_decode_on_its_way(qtbot, decoder, stub):

@@ -6,7 +6,16 @@ Flow of one click::
       -> PromptCommand pushed (undoable) -> apply_prompt -> promptChanged
       -> DecodeJob(id, embedding, prompt snapshot) -> DecoderService (latest wins)
       -> decoded(id, result); a stale id or prompt is dropped
-      -> candidatesChanged(rows, selected) + candidateOverlayChanged(overlay)
+      -> candidateOverlayChanged(overlay): the candidate to show, drawn first
+      -> completed(id, result): the other overlays and the thumbnails
+      -> candidatesChanged(rows, selected); the result becomes ``result``
+
+The mask is on the canvas a few milliseconds before the strip's thumbnails
+and the other candidates' overlays exist (they come in the same job, just
+after it). Until then :attr:`Prompting.result` and :attr:`Prompting.current`
+still describe what they described before (:attr:`Prompting.displayed` is
+what the canvas shows); a pick (Tab, 1-3) or a refining click made then
+applies to the candidates on display, and so does an accept.
 
 Before the image's embedding exists (still encoding), prompts are kept and
 decoded once :meth:`Prompting.image_ready` is called. Leaving the image
@@ -112,6 +121,9 @@ class Prompting(QObject):
         self.prompt: PromptState = EMPTY
         self.result: Optional[DecodeResult] = None
         self.selected = 0
+        #: A result whose chosen overlay is on the canvas, its rest still being drawn (see the module notes).
+        self._early: Optional[DecodeResult] = None
+        self._early_selected = 0
         self._decode_id = 0
         self._selection_memo: "weakref.WeakKeyDictionary[PromptState, int]" = weakref.WeakKeyDictionary()
         self._accept_when_ready = False
@@ -124,6 +136,7 @@ class Prompting(QObject):
         #: it to :meth:`annotator.session.regions.RegionController.embedding_for` (a region's, when one fits).
         self.embedding_for: Callable[[PromptState, Any], Any] = lambda prompt, whole: whole
         decoder.decoded.connect(self._on_decoded)
+        decoder.completed.connect(self._on_completed)
         decoder.failed.connect(self._on_decode_failed)
         style.changed.connect(self.rerender)
 
@@ -196,6 +209,14 @@ class Prompting(QObject):
 
     def select_candidate(self, index: int) -> None:
         """Show candidate ``index`` (0-based); the next prompt change refines from it."""
+        early = self._early
+        if early is not None:  # picked before the strip is filled: shown now if drawn, else once it is
+            if 0 <= index < len(early.overlays) and index != self._early_selected:
+                self._early_selected = index
+                self._selection_memo[early.prompt] = index
+                if early.overlays[index] is not None:
+                    self.candidateOverlayChanged.emit(early.overlays[index])
+            return
         r = self.result
         if r is None or not 0 <= index < len(r.overlays) or index == self.selected:
             return
@@ -205,6 +226,9 @@ class Prompting(QObject):
         self.candidateOverlayChanged.emit(r.overlays[index])
 
     def cycle_candidate(self, step: int) -> None:
+        if self._early is not None:
+            self.select_candidate((self._early_selected + step) % len(self._early.overlays))
+            return
         r = self.result
         if r is not None and len(r.overlays):
             self.select_candidate((self.selected + step) % len(r.overlays))
@@ -228,11 +252,12 @@ class Prompting(QObject):
         if self.prompt.empty:
             self.statusMessage.emit("Nothing to accept: click on an object first", 3000)
             return None
-        if not self.current:
+        shown = self.displayed
+        if shown is None or shown.prompt is not self.prompt:
             self._accept_when_ready = True
             self.statusMessage.emit("Accepting as soon as the mask is ready…", 2000)
             return None
-        return Chosen(self.prompt, self.result.candidates, self.selected)
+        return Chosen(self.prompt, shown.candidates, self._early_selected if shown is self._early else self.selected)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -240,6 +265,11 @@ class Prompting(QObject):
     def current(self) -> bool:
         """The candidates on display belong to the prompt."""
         return self.result is not None and self.result.prompt is self.prompt
+
+    @property
+    def displayed(self) -> Optional[DecodeResult]:
+        """The result whose overlay the canvas shows: :attr:`result`, or one whose rest is still being drawn."""
+        return self._early if self._early is not None else self.result
 
     def candidate_rows(self) -> List[CandidateRow]:
         r = self.result
@@ -274,6 +304,7 @@ class Prompting(QObject):
         self.decoder.cancel()
         self.prompt = EMPTY
         self.result = None
+        self._early = None
         self._accept_when_ready = False
         self._selection_memo = weakref.WeakKeyDictionary()
         self.promptChanged.emit(EMPTY)
@@ -282,7 +313,7 @@ class Prompting(QObject):
     def forget_result(self) -> None:
         """Another model: the candidates on display (and decodes on their way) are dropped; the prompt stays."""
         self._decode_id += 1
-        if self.result is not None:
+        if self.result is not None or self._early is not None:
             self._show_result(None)
 
     def image_ready(self, *_: object) -> None:
@@ -305,6 +336,9 @@ class Prompting(QObject):
     def _refine_from(self):
         """Low-res logits of the candidate on display and their frame, if it belongs to the current prompt; else
         what the lineage gives (e.g. the mask of an annotation being refined, in the whole image's frame)."""
+        early = self._early
+        if early is not None and early.prompt is self.prompt and not self.prompt.empty:
+            return early.candidates.low_res_logits[self._early_selected], mask_frame_of(early.candidates)
         if self.current and not self.prompt.empty:
             cands = self.result.candidates
             return cands.low_res_logits[self.selected], mask_frame_of(cands)
@@ -322,15 +356,31 @@ class Prompting(QObject):
         size = render.overlay_size(loaded.height, loaded.width, self.view_scale)
         self.decoder.submit(
             DecodeJob(self._decode_id, embedding, self.prompt, size, loaded.small, self._color(), t0,
-                      self._style.opacity)
+                      self._style.opacity, show=self._selection_memo.get(self.prompt, 0))
         )
 
     def _on_decoded(self, job_id: int, result: DecodeResult) -> None:
         if job_id != self._decode_id or result.prompt is not self.prompt:
             return
-        selected = self._selection_memo.get(result.prompt, 0)
-        self._show_result(result, min(selected, len(result.overlays) - 1))
+        selected = min(self._selection_memo.get(result.prompt, 0), len(result.overlays) - 1)
+        if result.complete:
+            self._show_result(result, selected)
+        else:  # the mask now (the one drawn, if the pick changed since the request); the rest in _on_completed
+            self._early, self._early_selected = result, selected
+            drawn = result.overlays[selected]
+            self.candidateOverlayChanged.emit(drawn if drawn is not None else result.overlays[result.shown])
         self.last_click_latency = time.perf_counter() - result.t0
+        self._accept_if_waiting()
+
+    def _on_completed(self, job_id: int, result: DecodeResult) -> None:
+        """The rest of the result on display: it becomes :attr:`result`; the strip; the pick made meanwhile."""
+        early = self._early
+        if early is None or early.job_id != job_id:  # (left, cleared or replaced meanwhile)
+            return
+        selected = self._early_selected
+        self._show_result(result, selected, overlay=early.overlays[selected] is None)
+
+    def _accept_if_waiting(self) -> None:
         if self._accept_when_ready:
             self._accept_when_ready = False
             self.acceptReady.emit()
@@ -340,16 +390,18 @@ class Prompting(QObject):
             self._accept_when_ready = False
             self.statusMessage.emit(f"SAM could not use this prompt: {message}", 5000)
 
-    def _show_result(self, result: Optional[DecodeResult], selected: int = 0) -> None:
+    def _show_result(self, result: Optional[DecodeResult], selected: int = 0, overlay: bool = True) -> None:
         self.result = result
+        self._early = None
         self.selected = selected
-        self._emit_candidates()
+        self._emit_candidates(overlay)
 
-    def _emit_candidates(self) -> None:
+    def _emit_candidates(self, overlay: bool = True) -> None:
         r = self.result
         if r is None:
             self.candidatesChanged.emit([], -1)
             self.candidateOverlayChanged.emit(None)
             return
         self.candidatesChanged.emit(self.candidate_rows(), self.selected)
-        self.candidateOverlayChanged.emit(r.overlays[self.selected])
+        if overlay:
+            self.candidateOverlayChanged.emit(r.overlays[self.selected])

@@ -173,7 +173,7 @@ class Canvas(QGraphicsView):
         self.overlays.clear()
 
     def set_candidate_overlay(self, image: Optional[QImage]) -> None:
-        """Draw ``image`` (any size, stretched over the whole image) as the current candidate, or nothing."""
+        """Draw ``image`` as the current candidate (over its ``placement``, else the whole image), or nothing."""
         self.overlays.set_candidate(image)
 
     def set_annotation_overlays(self, overlays: Iterable[Overlay]) -> None:

@@ -107,8 +107,9 @@ class OverlayLayers:
     # -- masks -------------------------------------------------------------------------
 
     def set_candidate(self, image: Optional[QImage]) -> None:
-        """Draw ``image`` (any size, stretched over the whole image) as the current candidate, or nothing."""
-        self._set_overlay(self.candidate_item, image)
+        """Draw ``image`` as the current candidate, or nothing: stretched over its ``placement`` (an
+        :class:`annotator.render.OverlayImage` cut to the mask's box), else over the whole image."""
+        self._set_overlay(self.candidate_item, image, getattr(image, "placement", None))
         if self.draft_item.isVisible():
             self.candidate_item.hide()
 
@@ -352,7 +353,11 @@ class MaskItem(QGraphicsPixmapItem):
             self._pen = _cosmetic_pen(QColor(*image.edge_color), width)
             self._halo = _cosmetic_pen(HALO_COLOR, width + HALO_EXTRA)
             for pen in (self._pen, self._halo):
-                pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+                # bevelled, not round: Qt strokes a path of ~1000 vertices with round joins 2x slower (the
+                # antialiased 2-pixel edge of a candidate on a 12 MP photo: 12.7 -> 5.8 ms CPU, the halo 2.1 ->
+                # 1.0 ms; the first paint after each click pays it). At 2-5 screen pixels the two differ by
+                # under half a pixel, at sharp corners only.
+                pen.setJoinStyle(Qt.PenJoinStyle.BevelJoin)
 
     @property
     def outline(self) -> QPainterPath:

@@ -166,7 +166,9 @@ class DecodeJob:
     ``thumb_source`` is the image's small copy (:attr:`LoadedImage.small`);
     ``color`` the current category's colour; ``t0`` the
     :func:`time.perf_counter` of the user action that caused the request;
-    ``opacity`` the fill opacity of the overlays (0..1).
+    ``opacity`` the fill opacity of the overlays (0..1); ``show`` the
+    candidate that will be shown first (its overlay is drawn before the
+    others: see :class:`DecodeResult`).
     """
 
     job_id: int
@@ -177,6 +179,7 @@ class DecodeJob:
     color: render.Color
     t0: float = field(default_factory=time.perf_counter)
     opacity: float = render.DEFAULT_OPACITY
+    show: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,6 +190,12 @@ class DecodeResult:
     ``overlays``: their ARGB QImages; ``thumbs``: strip thumbnails; ``areas``:
     estimated areas in original pixels; ``decode_s``: the decoder alone;
     ``total_s``: from the user action to this result.
+
+    A decode is delivered in two steps (:mod:`annotator.workers.decoder`):
+    first a result that is not :attr:`complete` (the preview and overlay of
+    the job's ``show`` candidate only, the others ``None``; no areas, no
+    thumbnails), so that the mask is drawn without waiting for the rest;
+    then the complete one, for the same job.
     """
 
     job_id: int
@@ -199,6 +208,18 @@ class DecodeResult:
     decode_s: float
     total_s: float
     t0: float = 0.0  # the job's t0: perf_counter() of the user action
+
+    @property
+    def complete(self) -> bool:
+        """Every candidate's preview, overlay, area and thumbnail is there (else only :attr:`shown`'s preview and
+        overlay)."""
+        k = len(self.overlays)
+        return len(self.thumbs) == k == len(self.areas) and all(o is not None for o in self.overlays)
+
+    @property
+    def shown(self) -> int:
+        """The first candidate whose overlay is there (the job's ``show``)."""
+        return next(i for i, o in enumerate(self.overlays) if o is not None)
 
 
 @dataclass(frozen=True, eq=False)
