@@ -85,7 +85,10 @@ class TwoWayTransformer(nn.Module):
             ``(B, h * w, C)`` processed image tokens.
         """
         # token-major copies: every linear layer below then runs on contiguous rows
-        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()  # (B, hw, C)
+        if image_embedding.shape[0] > 1 and image_embedding.stride(0) == 0:
+            # one image for every prompt (expanded): the first block reads its image tokens once, not per prompt
+            image_embedding = image_embedding[:1]
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()  # (B or 1, hw, C)
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
         for layer in self.layers:
@@ -126,7 +129,11 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> Tuple[Tensor, Tensor]:
-        """``queries`` ``(B, N, C)``, ``keys`` ``(B, hw, C)`` -> updated ``(queries, keys)``."""
+        """``queries`` ``(B, N, C)``, ``keys`` ``(B or 1, hw, C)`` -> updated ``(queries, keys (B, hw, C))``.
+
+        ``keys`` of batch 1 with ``B > 1``: the same image tokens for every
+        prompt (the first block), used without being copied per prompt.
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -174,9 +181,19 @@ class Attention(nn.Module):
         return x.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """``q`` ``(B, Nq, C)``, ``k``/``v`` ``(B, Nk, C)`` -> ``(B, Nq, C)``."""
+        """``q`` ``(B, Nq, C)``, ``k``/``v`` ``(B, Nk, C)`` -> ``(B, Nq, C)``.
+
+        In the folded cases (below) one side may have batch 1 for all ``B``
+        (the image tokens shared by every prompt of a batch).
+        """
         b, nq, _ = q.shape
         nk = k.shape[1]
+        if q.shape[0] != k.shape[0]:
+            if nk * self.num_heads < self.internal_dim and nq >= _FOLD_MIN_KEYS and q.shape[0] == 1:
+                return self._few_keys(q, k, v)
+            if nq * self.num_heads < self.internal_dim and nk >= _FOLD_MIN_KEYS and k.shape[0] == 1:
+                return self.out_proj(self._few_queries(q, k, v).transpose(1, 2).reshape(b, nq, self.internal_dim))
+            raise ValueError(f"batch of queries {q.shape[0]} does not match keys {k.shape[0]}")
         if nk * self.num_heads < self.internal_dim and nq >= _FOLD_MIN_KEYS:
             return self._few_keys(q, k, v)
         if nq * self.num_heads < self.internal_dim and nk >= _FOLD_MIN_KEYS:
@@ -207,8 +224,8 @@ class Attention(nn.Module):
         output projections and a 4096-query attention by two
         ``4096 x 256 x 56`` products.
         """
-        b, nq, c = q.shape
-        nk = k.shape[1]
+        nq, c = q.shape[1:]
+        b, nk = k.shape[:2]
         heads = self.num_heads
         hd = self.internal_dim // heads
         kh = self.k_proj(k).view(b, nk, heads, hd)
@@ -217,12 +234,22 @@ class Attention(nn.Module):
         w_q = self.q_proj.weight.view(heads, hd, c)
         keys = torch.einsum("bjhd,hdc->bchj", kh, w_q).reshape(b, c, heads * nk) * scale
         bias = torch.einsum("bjhd,hd->bhj", kh, self.q_proj.bias.view(heads, hd)).reshape(b, 1, heads * nk) * scale
-        logits = torch.baddbmm(bias, q, keys).view(b, nq, heads, nk)
-        # softmax over the few keys, spelled out: torch's softmax is ~3x slower on a last dimension of 7
-        attn = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
-        attn = attn / attn.sum(dim=-1, keepdim=True)
         w_o = self.out_proj.weight.view(c, heads, hd)
         values = torch.einsum("bjhd,chd->bhjc", vh, w_o).reshape(b, heads * nk, c)
+        # softmax over the few keys, spelled out: torch's softmax is ~3x slower on a last dimension of 7
+        if q.shape[0] == 1 and b > 1:
+            # The same queries for every batch element: projected once (Nq x C x C/2), the logits are then
+            # per head (Nq x hd) @ (hd x B*Nk), 1/16 of the folded product; the output stays folded.
+            qh = self.q_proj(q[0]).view(nq, heads, hd).transpose(0, 1)  # (heads, Nq, hd)
+            kt = kh.permute(2, 3, 0, 1).reshape(heads, hd, b * nk)
+            logits = torch.bmm(qh, kt).mul_(scale).view(heads, nq, b, nk).permute(2, 1, 0, 3).contiguous()
+            attn = logits.view(b, nq, heads, nk)
+            attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()
+            attn.div_(attn.sum(dim=-1, keepdim=True))
+            return torch.baddbmm(self.out_proj.bias.view(1, 1, c), attn.view(b, nq, heads * nk), values)
+        logits = torch.baddbmm(bias, q, keys).view(b, nq, heads, nk)
+        attn = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+        attn = attn / attn.sum(dim=-1, keepdim=True)
         return torch.baddbmm(self.out_proj.bias.view(1, 1, c), attn.view(b, nq, heads * nk), values)
 
     def _few_queries(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -246,6 +273,14 @@ class Attention(nn.Module):
         heads = self.num_heads
         hd = self.internal_dim // heads
         qh = self.q_proj(q).view(b, nq, heads, hd)
+        if k.shape[0] == 1 and b > 1:
+            # The same keys and values for every batch element: projected once, not folded (the fold saves
+            # per-element projections; here there are none), one attention of all B x Nq queries per head.
+            kh = self._heads(self.k_proj(k))  # (1, heads, Nk, hd)
+            vh = self._heads(self.v_proj(v))
+            queries = qh.permute(2, 0, 1, 3).reshape(1, heads, b * nq, hd)
+            out = F.scaled_dot_product_attention(queries, kh, vh)  # (1, heads, B * Nq, hd)
+            return out.view(heads, b, nq, hd).transpose(0, 1)
         w_k = self.k_proj.weight.view(heads, hd, c)
         q_folded = torch.einsum("bnhd,hdc->bhnc", qh, w_k).reshape(b, 1, heads * nq, c)
         mixed = F.scaled_dot_product_attention(
