@@ -104,13 +104,15 @@ def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
     show = min(max(job.show, 0), k - 1)
     h, w = cands.original_size
     shown = render.preview(cands, show, job.preview_size)
+    overlay = render.candidate_patch_overlay(shown, h, w, job.color, job.opacity)
+    if overlay.has_outline:  # the outline's path for a view at the overlay's own scale, built here, not at paint
+        overlay.outline_at(1.0)
     return DecodeResult(
         job_id=job.job_id,
         prompt=job.prompt,
         candidates=cands,
         previews=tuple(shown if i == show else None for i in range(k)),
-        overlays=tuple(render.candidate_patch_overlay(shown, h, w, job.color, job.opacity) if i == show else None
-                       for i in range(k)),
+        overlays=tuple(overlay if i == show else None for i in range(k)),
         thumbs=(),
         areas=(),
         decode_s=decode_s,
