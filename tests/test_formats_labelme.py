@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -250,6 +250,10 @@ _fuzz_shape = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None)
 @given(shapes=st.lists(_fuzz_shape, max_size=5))
+@example(shapes=[  # found by this test: the shoelace products overflowed (a RuntimeWarning, an error here)
+    {"label": "cat", "points": [[0.0, 0.0], [0.0, 3.3457687799904143e189], [5.373034579118364e118, 0.0]],
+     "shape_type": "polygon", "group_id": None},
+])
 def test_fuzzed_shapes_import_or_are_reported_never_crash(fuzz_root, shapes):
     (fuzz_root / "a.json").write_text(json.dumps({"shapes": shapes, "imagePath": "a.png", "imageData": None}))
     plan = read_labels(fuzz_root / "a.json", "labelme")

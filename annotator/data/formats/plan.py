@@ -208,5 +208,8 @@ def polygon_area(xy: np.ndarray) -> float:
     """Area of a polygon ``(N, 2)`` (shoelace; 0 for fewer than 3 points)."""
     if len(xy) < 3:
         return 0.0
+    scale = float(np.abs(xy).max())
+    if scale > 1e100:  # absurd coordinates (a fuzzed or broken file): products would overflow; inf if the area does
+        return polygon_area(xy / scale) * scale * scale  # Python floats overflow to inf quietly
     x, y = xy[:, 0], xy[:, 1]
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
