@@ -314,9 +314,9 @@ def test_prompting_draws_the_mask_before_the_rest_and_what_is_done_meanwhile_app
         assert early.overlays[0] is not None and early.overlays[1] is None and early.overlays[2] is None
         assert early.previews[0] is not None and early.previews[1] is None and early.previews[2] is None
         assert shown == [early.overlays[0]] and rows == [] and pr.result is None and not pr.current
-        # a pick of a candidate not drawn yet: nothing to draw now, it is shown once drawn
+        # a pick of a candidate the decoder has not drawn yet: drawn here at once, so what is shown is what is picked
         pr.select_candidate(1)
-        assert shown == [early.overlays[0]]
+        assert len(shown) == 2 and shown[1] is not None and shown[1] is not early.overlays[0]
         chosen = pr.take_for_accept()  # an accept takes what is on display, without waiting for the strip
         assert chosen is not None and chosen.candidates is early.candidates and chosen.index == 1
         with qtbot.waitSignal(pr.candidatesChanged, timeout=10_000):
@@ -326,7 +326,8 @@ def test_prompting_draws_the_mask_before_the_rest_and_what_is_done_meanwhile_app
     full = pr.result
     assert full.complete and full.candidates is early.candidates and full.overlays[0] is early.overlays[0]
     assert all(p is not None for p in full.previews) and 0 < full.areas[0] < full.areas[1] < full.areas[2]
-    assert pr.selected == 1 and rows == [(3, 1)] and shown == [early.overlays[0], full.overlays[1]]
+    assert pr.selected == 1 and rows == [(3, 1)] and shown == [early.overlays[0], shown[1], full.overlays[1]]
+    assert shown[1] == full.overlays[1] and shown[1].placement == full.overlays[1].placement  # the same picture
     assert all(r.thumb is not None for r in pr.candidate_rows())
     # the next click refines from the candidate picked (its low-res logits are the mask input)
     first = pr.prompt

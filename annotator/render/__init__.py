@@ -99,7 +99,8 @@ class OverlayImage(QImage):
         """
         best = FINE_TOLERANCE
         for tolerance in COARSE_TOLERANCES:
-            if tolerance * scale <= OUTLINE_ERROR_PX:
+            # (1 % slack: an overlay rendered at the view's size is seen at a scale a rounding above 1)
+            if tolerance * scale <= OUTLINE_ERROR_PX * 1.01:
                 best = tolerance
         return self.path_within(best)
 
