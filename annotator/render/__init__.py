@@ -208,6 +208,14 @@ def candidate_patch_overlay(preview: np.ndarray, height: int, width: int, color:
     return overlay
 
 
+def candidate_view(candidates, index: int, size: Tuple[int, int], color: Color,
+                   opacity: float = DEFAULT_OPACITY) -> Tuple[np.ndarray, OverlayImage]:
+    """Candidate ``index`` at display ``size``: its :func:`preview` and its :func:`candidate_patch_overlay`."""
+    shown = preview(candidates, index, size)
+    h, w = candidates.original_size
+    return shown, candidate_patch_overlay(shown, h, w, color, opacity)
+
+
 def annotation_overlay(
     mask: np.ndarray, color: Color, selected: bool = False, opacity: float = DEFAULT_OPACITY
 ) -> QImage:

@@ -387,10 +387,8 @@ class Prompting(QObject):
         drawn = result.overlays[index]
         if drawn is not None:
             return drawn
-        shown = result.previews[result.shown]
-        h, w = result.candidates.original_size
-        preview = render.preview(result.candidates, index, shown.shape[:2])
-        return render.candidate_patch_overlay(preview, h, w, self._color(), self._style.opacity)
+        size = result.previews[result.shown].shape[:2]
+        return render.candidate_view(result.candidates, index, size, self._color(), self._style.opacity)[1]
 
     def _accept_if_waiting(self) -> None:
         if self._accept_when_ready:

@@ -102,9 +102,7 @@ def first_view(job: DecodeJob, cands: Any, decode_s: float) -> DecodeResult:
     """
     k = len(cands.valid_low_res_logits)
     show = min(max(job.show, 0), k - 1)
-    h, w = cands.original_size
-    shown = render.preview(cands, show, job.preview_size)
-    overlay = render.candidate_patch_overlay(shown, h, w, job.color, job.opacity)
+    shown, overlay = render.candidate_view(cands, show, job.preview_size, job.color, job.opacity)
     if overlay.has_outline:  # the outline's path for a view at the overlay's own scale, built here, not at paint
         overlay.outline_at(1.0)
     return DecodeResult(
@@ -126,10 +124,9 @@ def complete(job: DecodeJob, first: DecodeResult) -> DecodeResult:
     the GUI thread already)."""
     cands = first.candidates
     h, w = cands.original_size
-    previews = tuple(p if p is not None else render.preview(cands, i, job.preview_size)
-                     for i, p in enumerate(first.previews))
-    overlays = tuple(o if o is not None else render.candidate_patch_overlay(p, h, w, job.color, job.opacity)
-                     for o, p in zip(first.overlays, previews))
+    views = [(p, o) if o is not None else render.candidate_view(cands, i, job.preview_size, job.color, job.opacity)
+             for i, (p, o) in enumerate(zip(first.previews, first.overlays))]
+    previews, overlays = tuple(p for p, _ in views), tuple(o for _, o in views)
     # 120-pixel thumbnails need no more than the low-resolution masks (10x fewer pixels to crop and shrink)
     low_res = cands.valid_low_res_logits > cands.mask_threshold
     thumbs = tuple(render.thumbnails(job.thumb_source, list(low_res), job.color))
