@@ -99,3 +99,18 @@ class MLP(nn.Module):
         if self.sigmoid_output:
             x = torch.sigmoid(x)
         return x
+
+
+def onednn_ops(*names: str) -> bool:
+    """Whether this PyTorch build has oneDNN and its (private) operators ``torch.ops.mkldnn.<name>`` (``a.b``: an
+    overload), for the fused CPU inference paths; checked, not assumed, with a plain path beside each use."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        for name in names:
+            op = torch.ops.mkldnn
+            for part in name.split("."):
+                op = getattr(op, part)
+    except (AttributeError, RuntimeError):
+        return False
+    return True

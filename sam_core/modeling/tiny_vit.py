@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d
+from .common import LayerNorm2d, onednn_ops
 
 __all__ = ["TinyViT"]
 
@@ -169,12 +169,7 @@ def _fused_ops_available() -> bool:
     """Whether this PyTorch build has oneDNN's fused convolution operators (private API: checked once, not assumed)."""
     global _FUSED_OPS
     if _FUSED_OPS is None:
-        try:
-            ops = torch.ops.mkldnn
-            _FUSED_OPS = bool(torch.backends.mkldnn.is_available() and ops._convolution_pointwise is not None
-                              and ops._convolution_pointwise.binary is not None)
-        except (AttributeError, RuntimeError):
-            _FUSED_OPS = False
+        _FUSED_OPS = onednn_ops("_convolution_pointwise", "_convolution_pointwise.binary")
     return _FUSED_OPS
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..modeling.common import onednn_ops
 from .common import MLP, tensor_key
 
 
@@ -69,7 +70,7 @@ def _max_pool_hw(x: torch.Tensor, stride: Tuple[int, int]) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)
 
 
-_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_ONEDNN_LINEAR = onednn_ops("_linear_pointwise", "_linear_pointwise.binary")
 
 
 def _onednn(x: torch.Tensor, lin: nn.Linear) -> bool:
