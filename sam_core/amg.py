@@ -114,8 +114,8 @@ DECODER_BATCH = 32
 FAST_LATTICE = 32
 
 #: Most prompts of the fast mode per crop (on a 32 x 32 lattice; scaled with a smaller crop-layer lattice).
-#: Projected 9-10 s for the whole generate() on an idle 2-core CPU (see docs/benchmarks/amg.md: 384 reach
-#: 84 of stereo_motorcycle's 93 official masks); a photo its masks soon cover stops earlier (coffee: 293).
+#: About 8 s for the whole generate() on an idle 2-core CPU (docs/benchmarks/amg.md: 384 reach 84 of
+#: stereo_motorcycle's 93 official masks); a photo its masks soon cover stops earlier (coffee: 293).
 FAST_MAX_PROMPTS = 384
 
 #: Most float elements of full-resolution logits (plus their 1024 x 1024
