@@ -158,6 +158,7 @@ def _can_fuse(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
         and _fused_ops_available()
     )
 

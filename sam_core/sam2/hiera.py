@@ -82,6 +82,7 @@ def _onednn(x: torch.Tensor, lin: nn.Linear) -> bool:
         and lin.bias is not None
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
     )
 
 
