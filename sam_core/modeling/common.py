@@ -6,9 +6,10 @@ checkpoints load without key remapping.
 
 from __future__ import annotations
 
-from typing import Type
+from typing import Optional, Type
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,9 +32,12 @@ class MLPBlock(nn.Module):
         self.lin2 = nn.Linear(mlp_dim, embedding_dim)
         self.act = act()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(..., embedding_dim)`` -> ``(..., embedding_dim)``."""
-        return self.lin2(self.act(self.lin1(x)))
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x``: ``(..., embedding_dim)`` -> ``(..., embedding_dim)``; plus ``residual`` (same shape) when given.
+
+        The matmuls go through :func:`linear` (oneDNN on a CPU in inference), which also adds ``residual``.
+        """
+        return linear(self.act(linear(x, self.lin1)), self.lin2, add=residual)
 
 
 class LayerNorm2d(nn.Module):
@@ -114,3 +118,51 @@ def onednn_ops(*names: str) -> bool:
     except (AttributeError, RuntimeError):
         return False
     return True
+
+
+_ONEDNN_LINEAR: Optional[bool] = None
+
+
+def _onednn_linear(x: torch.Tensor, lin: nn.Linear) -> bool:
+    """Whether :func:`linear` may run ``lin`` through oneDNN: fp32 CPU inference, no autocast, not compiling."""
+    global _ONEDNN_LINEAR
+    if not (
+        x.device.type == "cpu"
+        and x.dtype == lin.weight.dtype == torch.float32
+        and lin.bias is not None
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+    ):
+        return False
+    if _ONEDNN_LINEAR is None:
+        _ONEDNN_LINEAR = onednn_ops("_linear_pointwise", "_linear_pointwise.binary")
+    return _ONEDNN_LINEAR
+
+
+def linear(x: torch.Tensor, lin: nn.Linear, gelu: bool = False, add: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``lin(x)``, then exact GELU if ``gelu``, then ``+ add`` (same shape as the result) if given.
+
+    For fp32 inference on a CPU this is one oneDNN matmul, with the GELU or the
+    addition fused into it (the kernel PyTorch's own compiler uses). oneDNN's
+    matmul is faster than ``addmm`` (MKL) on the encoders' shapes, e.g. on
+    TinyViT's twelve (1 thread, CPU time): 0.66x to 0.92x, 0.80x summed over
+    an encode; on Hiera's (2 threads) 0.5x to 0.95x. The results agree with
+    ``F.linear`` to rounding (the matmul's summation order). Elsewhere (CUDA,
+    autocast, autograd, ``torch.compile``): plain ``F.linear`` and the same
+    arithmetic unfused.
+    """
+    if not _onednn_linear(x, lin):
+        out = lin(x)
+        if gelu:
+            out = F.gelu(out)
+        return out if add is None else add + out
+    shape = x.shape[:-1] + (lin.out_features,)
+    rows = x.reshape(-1, x.shape[-1])
+    if add is not None:
+        other = add.reshape(-1, lin.out_features)
+        out = torch.ops.mkldnn._linear_pointwise.binary(rows, other, lin.weight, lin.bias, "add")
+    else:
+        out = torch.ops.mkldnn._linear_pointwise(rows, lin.weight, lin.bias, "gelu" if gelu else "none", [], "none")
+    return out.view(shape)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, MLPBlock
+from .common import LayerNorm2d, MLPBlock, linear
 
 
 class ImageEncoderViT(nn.Module):
@@ -168,7 +168,7 @@ class Block(nn.Module):
         else:
             h = self.attn(h)
         x = x + h
-        return x + self.mlp(self.norm2(x))
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class Attention(nn.Module):
@@ -205,12 +205,12 @@ class Attention(nn.Module):
         B, H, W, C = x.shape
         n = self.num_heads
         # (B, H*W, 3, heads, hd) -> 3 x (B, heads, H*W, hd)
-        q, k, v = self.qkv(x).reshape(B, H * W, 3, n, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = linear(x, self.qkv).reshape(B, H * W, 3, n, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale).transpose(1, 2)
         else:
             out = _attention_with_rel_pos(q, k, v, self.rel_pos_h, self.rel_pos_w, (H, W), self.scale)
-        return self.proj(out.reshape(B, H, W, C))
+        return linear(out.reshape(B, H, W, C), self.proj)
 
 
 # Upper bound on the additive-mask buffer of one attention call. Global

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d, onednn_ops
+from .common import LayerNorm2d, linear, onednn_ops
 
 __all__ = ["TinyViT"]
 
@@ -276,8 +276,9 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.fc2 = nn.Linear(hidden_features, in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(_gelu_fresh(self.fc1(self.norm(x))))
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The MLP of ``x``; plus ``residual`` (same shape), added by the last matmul, when given."""
+        return linear(_gelu_fresh(linear(self.norm(x), self.fc1)), self.fc2, add=residual)
 
 
 def _relative_offset_index(rows: int, cols: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -344,14 +345,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, -1).transpose(1, 2)  # (B, heads, N, 2kd+d)
+        qkv = linear(self.norm(x), self.qkv).view(b, n, self.num_heads, -1).transpose(1, 2)  # (B, heads, N, 2kd+d)
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.d], dim=-1)
         # A 4-D mask lets PyTorch pick its fused (flash) CPU kernel; with a 3-D one
         # it falls back to the unfused path, about 3x slower.
         bias = self.attention_bias().unsqueeze(0).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)  # (B, heads, N, d)
         # The fused kernel's output is (B, N, heads, d) in memory, so this reshape is a view.
-        return self.proj(out.transpose(1, 2).reshape(b, n, self.dh))
+        return linear(out.transpose(1, 2).reshape(b, n, self.dh), self.proj)
 
     def attention_bias(self) -> torch.Tensor:
         """``(num_heads, N, N)`` additive bias for every (query, key) token pair of a window.
@@ -416,7 +417,7 @@ class TinyViTBlock(nn.Module):
         x = x + self._window_attention(x)
         # A (B, H, W, C) tensor read as (B, C, H, W) is channels-last: no copy.
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return x + self.mlp(x)
+        return self.mlp(x, residual=x)
 
 
 class BasicLayer(nn.Module):

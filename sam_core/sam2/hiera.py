@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modeling.common import onednn_ops
+from ..modeling.common import linear
 from .common import MLP, tensor_key
 
 
@@ -68,46 +68,6 @@ def _max_pool_hw(x: torch.Tensor, stride: Tuple[int, int]) -> torch.Tensor:
     """Max-pool a channels-last ``(B, H, W, C)`` map by ``stride`` (floor mode)."""
     x = F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride)
     return x.permute(0, 2, 3, 1)
-
-
-_ONEDNN_LINEAR = onednn_ops("_linear_pointwise", "_linear_pointwise.binary")
-
-
-def _onednn(x: torch.Tensor, lin: nn.Linear) -> bool:
-    """Whether :func:`linear` may run ``lin`` through oneDNN: fp32 CPU inference, no autocast."""
-    return (
-        _ONEDNN_LINEAR
-        and x.device.type == "cpu"
-        and x.dtype == lin.weight.dtype == torch.float32
-        and lin.bias is not None
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
-
-
-def linear(x: torch.Tensor, lin: nn.Linear, gelu: bool = False, add: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``lin(x)``, then exact GELU if ``gelu``, then ``+ add`` (same shape as the result) if given.
-
-    For fp32 inference on a CPU this is one oneDNN matmul with the GELU or the
-    addition fused into it (the kernel PyTorch's own compiler uses). Measured
-    on Hiera's shapes (2 threads): 0.5x to 0.95x of ``addmm`` alone, before
-    the saved elementwise pass; the results agree with ``F.linear`` to
-    rounding (the matmul's summation order). Elsewhere (CUDA, autocast,
-    autograd): plain ``F.linear`` and the same arithmetic unfused.
-    """
-    if not _onednn(x, lin):
-        out = lin(x)
-        if gelu:
-            out = F.gelu(out)
-        return out if add is None else add + out
-    shape = x.shape[:-1] + (lin.out_features,)
-    rows = x.reshape(-1, x.shape[-1])
-    if add is not None:
-        out = torch.ops.mkldnn._linear_pointwise.binary(rows, add.reshape(-1, lin.out_features), lin.weight, lin.bias, "add")
-    else:
-        out = torch.ops.mkldnn._linear_pointwise(rows, lin.weight, lin.bias, "gelu" if gelu else "none", [], "none")
-    return out.view(shape)
 
 
 def window_unpartition_add(
