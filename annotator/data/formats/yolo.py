@@ -30,7 +30,9 @@ otherwise ``copy_images`` copies them there, or a warning says to.
 
 The reader takes such a folder back (or ``data.yaml`` itself): labels pair
 with images by their path under ``labels/`` and ``images/`` without
-extension; names come from ``data.yaml`` (``names`` as a list or a mapping,
+extension; lines may end in spaces or CRLF; a detection line
+``class cx cy w h`` (5 columns, alone or among polygons) becomes a rectangle
+mask, reported; names come from ``data.yaml`` (``names`` as a list or a mapping,
 or ``nc``), else ``classes.txt``, else ``class_<id>``.
 """
 
@@ -325,6 +327,8 @@ def _parse_line(tokens: List[str], where: str, names: Optional[Dict[int, str]], 
             report.append(f"{where}: coordinate {tok!r} is not a finite number; line skipped")
             return None
         numbers.append(v)
+    if len(numbers) == 4:
+        return _box(cls, numbers, where, report)
     if len(numbers) % 2:
         report.append(f"{where}: odd number of coordinates ({len(numbers)}); line skipped")
         return None
@@ -342,6 +346,28 @@ def _parse_line(tokens: List[str], where: str, names: Optional[Dict[int, str]], 
         )
         xy = inside
     return cls, xy
+
+
+def _box(cls: int, numbers: List[float], where: str, report: List[str]):
+    """A detection line ``class cx cy w h`` (normalised): ``(class id, its four corners)``, or None.
+
+    Ultralytics reads such a line as a box; in a file that also holds
+    polygons it takes it for a two-point polygon, whose box is wrong. It is
+    imported as a rectangle mask (reported), so that nothing is lost.
+    """
+    cx, cy, bw, bh = numbers
+    if bw <= 0 or bh <= 0:
+        report.append(f"{where}: a box (class cx cy w h) of width {bw:g} and height {bh:g} has no area; line skipped")
+        return None
+    x0, x1, y0, y1 = cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
+    xy = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    inside = P.clip_polygon(xy, 1.0, 1.0)
+    if len(inside) < 3 or P.polygon_area(inside) == 0:
+        report.append(f"{where}: the box lies outside the image (coordinates outside 0..1); line skipped")
+        return None
+    clipped = "" if len(inside) == 4 and np.allclose(inside, xy) else ", clipped to the image"
+    report.append(f"{where}: a box (class cx cy w h), not a polygon; imported as a rectangle mask{clipped}")
+    return cls, inside
 
 
 def read_yolo(
