@@ -263,3 +263,78 @@ def test_fuzzed_shapes_import_or_are_reported_never_crash(fuzz_root, shapes):
     kept = {int(r.split(" shape ")[1].split(" ")[0].rstrip(":")) for r in plan.report if "shape skipped" in r}
     imported = sum(len(i.annotations) for i in plan.images)
     assert len(kept) <= len(shapes) and (imported > 0) == (len(kept) < len(shapes))
+
+
+def test_files_from_other_machines_and_versions_import_with_their_images(tmp_path):
+    """What real labelme folders hold: the image only inside the JSON (``imageData``, labelme's
+    "save image data"), an absolute Windows ``imagePath`` from the labeller's machine, a relative
+    path with backslashes, and a labelme 3 file (no ``shape_type``, colours, no image size).
+
+    Each imports with the mask labelme itself draws; the embedded image is written next to the
+    JSON file (once: a second import finds it there and adds nothing).
+    """
+    from skimage import data as skdata
+
+    root = tmp_path / "lm"
+    root.mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).save(buf, format="JPEG", quality=85)
+    photo = buf.getvalue()
+    h, w = skdata.chelsea().shape[:2]
+    tri = [[40.5, 30.2], [200.7, 60.1], [90.3, 250.8]]
+    _labelme_file(root / "a.json", "photos/chelsea.jpg", [_shape("cat", tri)], w=w, h=h,
+                  imageData=base64.b64encode(photo).decode())  # fmt: skip
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "b.png")
+    _labelme_file(root / "b.json", "C:\\Users\\bob\\labels\\b.png", [_shape("dog", [[2, 2], [30, 4], [9, 25]])])
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "c.png")
+    v3 = {"flags": {}, "lineColor": [0, 255, 0, 128], "fillColor": [255, 0, 0, 128], "imagePath": "..\\lm\\c.png",
+          "imageData": None, "shapes": [{"label": "dog", "line_color": None, "fill_color": None,
+                                         "points": [[3, 3], [20, 3], [20, 20], [3, 20]]}]}  # fmt: skip
+    (root / "c.json").write_text(json.dumps(v3), encoding="utf-8")
+    # labelme 6 reads a.json's image from imageData; it cannot load b.json (it looks for lm/C:/Users/...)
+    # nor c.json ("shape_type is required"), so it is given the same shapes in files it loads
+    _labelme_file(tmp_path / "ref" / "b.json", "../lm/b.png", [_shape("dog", [[2, 2], [30, 4], [9, 25]])])
+    _labelme_file(tmp_path / "ref" / "c.json", "../lm/c.png", [_shape("dog", v3["shapes"][0]["points"])])
+    theirs = labelme_masks([root / "a.json", tmp_path / "ref" / "b.json", tmp_path / "ref" / "c.json"], tmp_path)
+
+    ds = Dataset(tmp_path / "annotations.json")
+    changes, report = import_labels(ds, root, "labelme")
+    assert report == [
+        "a.json: image 'photos/chelsea.jpg' not found; the image embedded in the file ('imageData') "
+        "is written to chelsea.jpg on import",
+        "b.json: image 'C:\\Users\\bob\\labels\\b.png' not found; using b.png next to the JSON file",
+    ]
+    assert (root / "chelsea.jpg").read_bytes() == photo  # the embedded bytes, unchanged
+    assert sorted(r.file_name for r in ds.images.values()) == ["lm/b.png", "lm/c.png", "lm/chelsea.jpg"]
+    assert (ds.image_by_name("lm/chelsea.jpg").width, ds.image_by_name("lm/chelsea.jpg").height) == (w, h)
+    for name, (meta, masks) in zip(("lm/chelsea.jpg", "lm/b.png", "lm/c.png"), theirs):
+        ours = masks_by_image(ds, name)
+        assert [n for n, _ in ours] == meta["labels"]
+        for (_, mine), labelmes in zip(ours, masks):
+            np.testing.assert_array_equal(mine, labelmes)
+    assert len(changes.annotations) == 3
+
+    again, report = import_labels(ds, root, "labelme")
+    assert again.annotations == [] and again.images == []
+    assert report[0] == "a.json: image 'photos/chelsea.jpg' not found; using chelsea.jpg next to the JSON file"
+    assert (root / "chelsea.jpg").read_bytes() == photo
+
+
+def test_embedded_image_is_never_written_over_a_file_and_bad_image_data_is_reported(tmp_path):
+    root = tmp_path / "lm"
+    root.mkdir()
+    tri = [[2, 2], [30, 4], [9, 25]]
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(png, format="PNG")
+    _labelme_file(root / "a.json", "a", [_shape("cat", tri)], imageData=base64.b64encode(png.getvalue()).decode())
+    (root / "a.png").write_bytes(b"not mine")  # where the embedded PNG would go: another file
+    _labelme_file(root / "b.json", "b.png", [_shape("cat", tri)], imageData="bm90IGFuIGltYWdl")
+    plan = read_labels(root, "labelme")
+    assert plan.report == [
+        "a.json: image 'a' not found, and a.png is another file; skipped",
+        "b.json: 'imageData' is not a base64-encoded image (UnidentifiedImageError); not used",
+        "b.json: image 'b.png' not found; skipped",
+        "a.png: no labelme file refers to this image; not imported",
+    ]
+    assert plan.images == []
+    assert (root / "a.png").read_bytes() == b"not mine"

@@ -17,6 +17,14 @@ folder puts each JSON next to its image, where labelme looks first.
   polygons. Empty masks are left out, with a warning. An image with no masks
   gets a file with no shapes.
 
+Import finds each image at ``imagePath`` (relative to the JSON file; Windows
+separators accepted), else by its file name in the ``images`` folder or next
+to the JSON file (an absolute path from the labeller's machine), else takes
+the image embedded in the file (``imageData``) and writes it next to the
+JSON file on import (never over a file); each fallback is reported.
+labelme 3 and 4 files (no ``shape_type``: a polygon; no image size) are read
+too, though labelme 6 itself refuses them.
+
 Import reads every ``*.json`` under a folder (or one file): ``polygon``,
 ``rectangle``, ``circle``, ``oriented_rectangle`` and ``mask`` shapes,
 rasterised the way labelme does (PIL, outline included); shapes with the
@@ -48,7 +56,7 @@ from annotator.data.formats.common import (
     traced_polygons,
 )
 from annotator.data.formats.staging import StagedFolder
-from annotator.data.imageio import list_images
+from annotator.data.imageio import IMAGE_EXTENSIONS, list_images
 
 FORMAT = "labelme"
 #: The ``version`` written: the labelme 5 file layout.
@@ -243,6 +251,73 @@ def _load(path: Path, where: str, report: List[str]) -> Optional[Dict[str, Any]]
     return doc
 
 
+_IMAGE_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
+
+
+def _embedded(doc: Mapping[str, Any], where: str, report: List[str]) -> Optional[Tuple[bytes, Tuple[int, int], str]]:
+    """The image a labelme file embeds (``imageData``): ``(bytes, (width, height), suffix)``, or None.
+
+    labelme embeds the image file's bytes (re-encoded when it applied an
+    EXIF orientation); the size is taken as labelme shows it, orientation applied.
+    """
+    raw = doc.get("imageData")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        data = base64.b64decode(raw, validate=False)
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            fmt = im.format or ""
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: transposed
+                w, h = h, w
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        report.append(f"{where}: 'imageData' is not a base64-encoded image ({exc.__class__.__name__}); not used")
+        return None
+    return data, (w, h), _IMAGE_SUFFIXES.get(fmt, ".png")
+
+
+def _find_image(
+    path: Path, doc: Mapping[str, Any], where: str, images: Optional[Path], root: Path, report: List[str]
+) -> Tuple[Optional[Path], Optional[Tuple[bytes, Tuple[int, int]]]]:
+    """Where the labelled image is: ``(path, None)``; ``(where to write it, (bytes, size))`` when only
+    the JSON holds it; ``(None, None)`` with a report line when it is nowhere.
+
+    Tried in order: ``imagePath`` against the JSON file's folder (labelme's
+    own rule; Windows separators accepted); ``images / <its file name>``; the
+    file name next to the JSON file (an absolute path from another machine,
+    or a JSON moved with its image: reported); the embedded ``imageData``,
+    to be written next to the JSON file under ``imagePath``'s file name
+    (reported; never over an existing file).
+    """
+    raw = doc["imagePath"]
+    rel = PureWindowsPath(raw).as_posix()
+    name = PureWindowsPath(raw).name
+    image = Path(os.path.normpath(path.parent / rel)) if not PureWindowsPath(raw).anchor else None
+    if image is not None and image.is_file():
+        return image, None
+    if images is not None and name and (Path(images) / name).is_file():
+        return Path(images) / name, None
+    beside = path.parent / name if name else None
+    if beside is not None and beside.is_file():
+        report.append(f"{where}: image '{raw}' not found; using {P.shown(beside, root)} next to the JSON file")
+        return beside, None
+    embedded = _embedded(doc, where, report)
+    if embedded is not None:
+        data, size, suffix = embedded
+        stem = Path(name).stem if name and Path(name).stem else path.stem
+        target = path.parent / (stem + (Path(name).suffix if name.lower().endswith(IMAGE_EXTENSIONS) else suffix))
+        if target.exists():
+            report.append(f"{where}: image '{raw}' not found, and {P.shown(target, root)} is another file; skipped")
+            return None, None
+        report.append(
+            f"{where}: image '{raw}' not found; the image embedded in the file ('imageData') is written to "
+            f"{P.shown(target, root)} on import"
+        )
+        return target, (data, size)
+    report.append(f"{where}: image '{raw}' not found; skipped")
+    return None, None
+
+
 def read_labelme(
     src: Path,
     images: Optional[Path] = None,
@@ -274,19 +349,15 @@ def read_labelme(
         doc = _load(path, where, report)
         if doc is None:
             continue
-        rel = PureWindowsPath(doc["imagePath"]).as_posix()
-        image = Path(os.path.normpath(path.parent / rel))
-        if not image.is_file() and images is not None and (Path(images) / Path(rel).name).is_file():
-            image = Path(images) / Path(rel).name
-        if not image.is_file():
-            report.append(f"{where}: image '{doc['imagePath']}' not found; skipped")
+        image, embedded = _find_image(path, doc, where, images, root, report)
+        if image is None:
             continue
         first = claimed.get(os.path.normcase(os.path.abspath(image)))
         if first is not None:
             report.append(f"{where}: its image '{doc['imagePath']}' is already labelled by {first}; skipped")
             continue
         claimed[os.path.normcase(os.path.abspath(image))] = where
-        size = P.measured(image, where, root, report)
+        size = P.measured(image, where, root, report) if embedded is None else embedded[1]
         if size is None:
             continue
         w, h = size
@@ -297,7 +368,7 @@ def read_labelme(
                 "(EXIF orientation applied); skipped"
             )
             continue
-        item = P.ImportedImage(image, w, h, where, negative=not doc["shapes"])
+        item = P.ImportedImage(image, w, h, where, negative=not doc["shapes"], data=embedded and embedded[0])
         groups: Dict[Any, List[Any]] = {}
         for i, shape in enumerate(doc["shapes"], 1):
             got = _shape_mask(shape, i, where, w, h, report)
