@@ -338,3 +338,23 @@ def test_embedded_image_is_never_written_over_a_file_and_bad_image_data_is_repor
     ]
     assert plan.images == []
     assert (root / "a.png").read_bytes() == b"not mine"
+
+
+def test_export_import_export_writes_the_same_files(tmp_path):
+    """A labelme round trip is a fixed point: group ids are numbered per image, not by annotation id
+    (which the import renumbers), so the second export equals the first byte for byte."""
+    ds, _ = real_dataset(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_dataset(ds, first, "labelme")
+    back = Dataset(tmp_path / "images" / "back.json")
+    import_labels(back, first, "labelme")
+    assert [r.file_name for r in back.images.values()] != [r.file_name for r in ds.images.values()]  # renumbered
+    export_dataset(back, second, "labelme")
+    names = sorted(p.relative_to(first) for p in first.rglob("*.json") if not p.name.startswith("."))
+    assert names == sorted(p.relative_to(second) for p in second.rglob("*.json") if not p.name.startswith("."))
+    assert len(names) == 3
+    for name in names:
+        assert (first / name).read_text() == (second / name).read_text(), name
+    groups = [s["group_id"] for s in json.loads((first / "voc.json").read_text())["shapes"]]
+    used = sorted({g for g in groups if g is not None})
+    assert used == list(range(1, len(used) + 1)) and len(used) >= 2

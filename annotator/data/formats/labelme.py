@@ -7,9 +7,10 @@ Export: ``OUT/<name>.json`` per image (sub-folders kept), with ``version``,
 folder puts each JSON next to its image, where labelme looks first.
 
 * Each part of a mask is one ``polygon`` shape labelled with the category
-  name; the parts of one mask share a ``group_id`` (the annotation id), which
-  is how labelme groups shapes into one instance. A one-part mask has
-  ``group_id: null``.
+  name; the parts of one mask share a ``group_id`` (1, 2, ... for the image's
+  multi-part masks in annotation order: the same file however the working
+  file numbers its annotations), which is how labelme groups shapes into one
+  instance. A one-part mask has ``group_id: null``.
 * Points are in pycocotools' convention: labelme's own rasteriser
   (``labelme.utils.shape_to_mask``, PIL polygon with outline) fills exactly
   the traced mask at tolerance 0 and 0.25.
@@ -85,9 +86,13 @@ def write_labelme(
             key = keys.get(img["id"])
             if key is not None:
                 shapes = []
+                groups = 0
                 for ann in snap.by_image[img["id"]]:
                     polygons = traced_polygons(snap.mask(ann, img), tolerance, snap.describe(ann), warnings.append)
-                    group = int(ann["id"]) if len(polygons) > 1 else None
+                    group = None
+                    if len(polygons) > 1:
+                        groups += 1
+                        group = groups
                     for poly in polygons:
                         shapes.append(
                             {
