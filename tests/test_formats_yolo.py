@@ -303,6 +303,24 @@ def test_real_world_label_files_crlf_trailing_spaces_and_box_lines_among_polygon
     np.testing.assert_array_equal(coco.decode_rle(b.annotations[0].rle, 40, 50), box)
 
 
+def test_crowd_regions_are_left_out_of_yolo_labels_with_a_warning(tmp_path):
+    """A crowd region (``iscrowd: 1``, e.g. from an imported COCO file) is not an instance: Ultralytics'
+    ``convert_coco`` skips it, and so does the export, saying so."""
+    ds, _ = real_dataset(tmp_path)
+    img = ds.image_by_name("voc.jpg")
+    first = ds.annotations_for(img.id)[0]
+    crowd = ds.make_annotation(img.id, first.category_id, first.mask())
+    crowd.iscrowd = 1
+    ds.add_annotation(crowd)
+    warnings = export_dataset(ds, tmp_path / "yolo", "yolo-seg", copy_images=True)
+    assert len(check_ultralytics_label(tmp_path / "yolo" / "labels" / "voc.txt", len(ds.categories))) == 19
+    assert [w for w in warnings if "crowd" in w] == [
+        f"annotation {crowd.id} (image 'voc.jpg', category '{ds.categories[first.category_id].name}'): a crowd "
+        "region (iscrowd) is not one instance and YOLO labels cannot mark it; left out of the export, as "
+        "Ultralytics' convert_coco does"
+    ]
+
+
 @pytest.fixture(scope="module")
 def fuzz_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo-fuzz")

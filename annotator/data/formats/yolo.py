@@ -24,6 +24,9 @@ otherwise ``copy_images`` copies them there, or a warning says to.
   rasterises with ``cv2.fillPoly``, which draws each bridge as a 1-pixel line.
 * Holes cannot be written (a polygon has one outline): they are filled, with
   a warning, as for COCO polygons. Empty masks are left out, with a warning.
+* Crowd regions (``iscrowd: 1``, from an imported COCO file) are left out,
+  with a warning, as Ultralytics' ``convert_coco`` skips them: a YOLO line is
+  one instance and has no "ignore" flag.
 * Every image exported gets a label file; a negative (marked done, no masks:
   :mod:`annotator.data.formats.negatives`) gets an empty file (a background
   image for Ultralytics).
@@ -100,6 +103,12 @@ def write_yolo(
                 h, w = int(img["height"]), int(img["width"])
                 lines = []
                 for ann in snap.by_image[img["id"]]:
+                    if ann.get("iscrowd"):
+                        warnings.append(
+                            f"{snap.describe(ann)}: a crowd region (iscrowd) is not one instance and YOLO labels "
+                            "cannot mark it; left out of the export, as Ultralytics' convert_coco does"
+                        )
+                        continue
                     polygons = traced_polygons(snap.mask(ann, img), tolerance, snap.describe(ann), warnings.append)
                     if not polygons:
                         continue
