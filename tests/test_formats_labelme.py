@@ -21,6 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from annotator.data import coco
 from annotator.data.document import Dataset
 from annotator.data.export import export_dataset
 from annotator.data.formats.importing import ImportFailed, import_labels, read_labels
@@ -358,3 +359,27 @@ def test_export_import_export_writes_the_same_files(tmp_path):
     groups = [s["group_id"] for s in json.loads((first / "voc.json").read_text())["shapes"]]
     used = sorted({g for g in groups if g is not None})
     assert used == list(range(1, len(used) + 1)) and len(used) >= 2
+
+
+def test_x_anylabeling_rectangles_and_rotated_boxes_import_as_labelme_draws_them(tmp_path):
+    """X-AnyLabeling writes labelme JSON, but a rectangle as its 4 corners and a rotated box as
+    ``shape_type: "rotation"`` (with a ``direction``); labelme 6 refuses both. They import as the
+    masks labelme draws for the same rectangle (2 corners) and oriented rectangle."""
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    corners = [[15.0, 2.0], [20.5, 2.0], [20.5, 6.2], [15.0, 6.2]]
+    turned = [[3, 20], [8, 15], [12, 19], [7, 24]]
+    _labelme_file(tmp_path / "x" / "a.json", "../a.png", [
+        _shape("box", corners, "rectangle"),
+        _shape("turned", turned, "rotation", direction=0.785),
+    ])  # fmt: skip
+    _labelme_file(tmp_path / "ref" / "a.json", "../a.png", [
+        _shape("box", [corners[0], corners[2]], "rectangle"),
+        _shape("turned", turned, "oriented_rectangle"),
+    ])  # fmt: skip
+    ((meta, theirs),) = labelme_masks([tmp_path / "ref" / "a.json"], tmp_path)
+    plan = read_labels(tmp_path / "x" / "a.json", "labelme")
+    assert plan.report == []
+    ours = plan.images[0].annotations
+    assert [a.category for a in ours] == meta["labels"] == ["box", "turned"]
+    for mine, labelmes in zip(ours, theirs):
+        np.testing.assert_array_equal(coco.decode_rle(mine.rle, 30, 40), labelmes)

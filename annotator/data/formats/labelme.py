@@ -27,7 +27,8 @@ labelme 3 and 4 files (no ``shape_type``: a polygon; no image size) are read
 too, though labelme 6 itself refuses them.
 
 Import reads every ``*.json`` under a folder (or one file): ``polygon``,
-``rectangle``, ``circle``, ``oriented_rectangle`` and ``mask`` shapes,
+``rectangle`` (2 corners, or the 4 X-AnyLabeling writes), ``circle``,
+``oriented_rectangle`` (X-AnyLabeling: ``rotation``) and ``mask`` shapes,
 rasterised the way labelme does (PIL, outline included); shapes with the
 same label and ``group_id`` become one mask; ``line``, ``linestrip`` and
 ``point`` have no area and are reported.
@@ -167,6 +168,8 @@ def _radius(points: np.ndarray) -> float:
 
 
 _NEEDS = {"rectangle": 2, "circle": 2, "oriented_rectangle": 4, "mask": 2}
+#: Other tools' names for labelme's shapes: X-AnyLabeling's rotated box is a 4-point "rotation"
+_ALIASES = {"rotation": "oriented_rectangle"}
 _NO_AREA = ("line", "linestrip", "point", "points")
 
 
@@ -181,6 +184,7 @@ def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str
         return None
     at = f"{where} shape {i} ('{label}')"
     kind = shape.get("shape_type") or "polygon"
+    kind = _ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     raw = shape.get("points")
     if not (
         isinstance(raw, list)
@@ -198,6 +202,9 @@ def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str
     if kind == "polygon" and len(points) < 3:
         report.append(f"{at}: polygon with {len(points)} points (at least 3 needed); shape skipped")
         return None
+    if kind == "rectangle" and len(points) == 4:
+        # X-AnyLabeling writes a rectangle as its 4 corners: the box they span
+        points = np.array([points.min(axis=0), points.max(axis=0)])
     if kind in _NEEDS and len(points) != _NEEDS[kind]:
         report.append(f"{at}: a {kind} needs {_NEEDS[kind]} points, got {len(points)}; shape skipped")
         return None
