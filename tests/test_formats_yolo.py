@@ -321,6 +321,33 @@ def test_crowd_regions_are_left_out_of_yolo_labels_with_a_warning(tmp_path):
     ]
 
 
+def test_roboflow_layout_with_a_folder_per_split_imports_every_split(tmp_path):
+    """Roboflow's YOLO export: ``data.yaml`` beside ``train/images``, ``train/labels``, ``valid/...``
+    (Ultralytics finds each split's labels by its ``/images/`` -> ``/labels/`` rule)."""
+    root = tmp_path / "rf"
+    root.mkdir()
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['cat', 'dog']\n"
+    )
+    for split, line in (("train", "0 0.1 0.1 0.5 0.1 0.5 0.5\n"), ("valid", "1 0.5 0.5 0.5 0.5\n"), ("test", "")):
+        _image(root / split / "images" / "a_jpg.rf.1234.jpg")
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "a_jpg.rf.1234.txt").write_text(line)
+    _image(root / "valid" / "images" / "unlabelled.jpg")
+    plan = read_labels(root, "yolo-seg")
+    assert [i.where for i in plan.images] == [
+        "test/labels/a_jpg.rf.1234.txt", "train/labels/a_jpg.rf.1234.txt", "valid/labels/a_jpg.rf.1234.txt",
+    ]  # fmt: skip
+    assert [[a.category for a in i.annotations] for i in plan.images] == [[], ["cat"], ["dog"]]
+    assert plan.images[0].negative
+    assert plan.report == [
+        "valid/labels/a_jpg.rf.1234.txt line 1: a box (class cx cy w h), not a polygon; imported as a rectangle mask",
+        "valid/images/unlabelled.jpg: no label file valid/labels/unlabelled.txt; not imported",
+    ]
+    with pytest.raises(ImportFailed, match="in each split's images/ folder"):
+        read_labels(root, "yolo-seg", images=tmp_path)
+
+
 @pytest.fixture(scope="module")
 def fuzz_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo-fuzz")

@@ -33,7 +33,8 @@ otherwise ``copy_images`` copies them there, or a warning says to.
 
 The reader takes such a folder back (or ``data.yaml`` itself): labels pair
 with images by their path under ``labels/`` and ``images/`` without
-extension; lines may end in spaces or CRLF; a detection line
+extension (or under each split's ``<split>/labels`` and ``<split>/images``,
+as Roboflow exports); ``data.yaml`` is read by :mod:`.datayaml`; lines may end in spaces or CRLF; a detection line
 ``class cx cy w h`` (5 columns, alone or among polygons) becomes a rectangle
 mask, reported; names come from ``data.yaml`` (``names`` as a list or a mapping,
 or ``nc``), else ``classes.txt``, else ``class_<id>``.
@@ -44,7 +45,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -61,7 +61,9 @@ from annotator.data.formats.common import (
     output_keys,
     traced_polygons,
 )
+from annotator.data.formats.datayaml import parse_data_yaml
 from annotator.data.formats.staging import StagedFolder
+from annotator.data.imageio import natural_key
 
 FORMAT = "yolo-seg"
 
@@ -177,107 +179,6 @@ def data_yaml(out: Path, train: str, names: List[str]) -> str:
 
 
 # ----------------------------------------------------------------------------
-# data.yaml: the small part of YAML that dataset files use
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _scalar(text: str) -> Any:
-    s = text.strip()
-    if len(s) >= 2 and s[0] == s[-1] == '"':
-        try:
-            return json.loads(s)
-        except ValueError:
-            return s[1:-1]
-    if len(s) >= 2 and s[0] == s[-1] == "'":
-        return s[1:-1].replace("''", "'")
-    if re.fullmatch(r"[-+]?\d+", s):
-        return int(s)
-    return s
-
-
-def _split_flow(text: str) -> List[str]:
-    items, depth, quote, cur = [], 0, None, ""
-    for ch in text:
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(cur)
-            cur = ""
-            continue
-        cur += ch
-    if cur.strip():
-        items.append(cur)
-    return items
-
-
-def _value(text: str) -> Any:
-    s = text.strip()
-    if s.startswith("[") and s.endswith("]"):
-        return [_scalar(v) for v in _split_flow(s[1:-1])]
-    if s.startswith("{") and s.endswith("}"):
-        out = {}
-        for item in _split_flow(s[1:-1]):
-            k, _, v = item.partition(":")
-            out[_scalar(k)] = _scalar(v)
-        return out
-    return _scalar(s)
-
-
-def parse_data_yaml(text: str) -> Dict[Any, Any]:
-    """Top-level keys of a dataset YAML: scalars, flow ``[..]``/``{..}`` and indented block lists/maps.
-
-    Enough for Ultralytics ``data.yaml`` files (``path``, ``train``, ``val``,
-    ``nc``, ``names``); anything fancier (anchors, multi-line strings) is
-    read as plain text or ignored.
-    """
-    result: Dict[Any, Any] = {}
-    key = None
-    for raw in text.splitlines():
-        line = _strip_comment(raw).rstrip()
-        if not line.strip():
-            continue
-        if not line[0].isspace():
-            k, sep, v = line.partition(":")
-            if not sep:
-                key = None
-                continue
-            key = _scalar(k)
-            result[key] = _value(v) if v.strip() else None
-            continue
-        if key is None:
-            continue
-        item = line.strip()
-        if item.startswith("- ") or item == "-":
-            if not isinstance(result[key], list):
-                result[key] = []
-            result[key].append(_scalar(item[1:]))
-        elif ":" in item:
-            if not isinstance(result[key], dict):
-                result[key] = {}
-            k, _, v = item.partition(":")
-            result[key][_scalar(k)] = _scalar(v)
-    return result
-
-
-# ----------------------------------------------------------------------------
 # import
 
 
@@ -379,6 +280,35 @@ def _box(cls: int, numbers: List[float], where: str, report: List[str]):
     return cls, inside
 
 
+def _splits(root: Path, images: Optional[Path]) -> List[Tuple[Path, Path]]:
+    """``(images folder, labels folder)`` pairs of a dataset: ``images/`` + ``labels/`` (sub-folders
+    such as ``train/`` inside both), else one pair per split folder holding both (``train/images`` +
+    ``train/labels``, ``valid/...``: Roboflow's export; Ultralytics pairs them by its ``/images/`` ->
+    ``/labels/`` rule either way)."""
+    labels_root = root / "labels"
+    if labels_root.is_dir():
+        images_root = Path(images) if images is not None else root / "images"
+        if not images_root.is_dir():
+            raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
+        return [(images_root, labels_root)]
+    splits = [
+        (d / "images", d / "labels")
+        for d in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: natural_key(d.name))
+        if (d / "labels").is_dir() and (d / "images").is_dir()
+    ]
+    if not splits:
+        raise P.ImportFailed(
+            f"{root}: no labels/ folder (a YOLO dataset has images/ and labels/ side by side, or "
+            "train/images and train/labels for each split)"
+        )
+    if images is not None:
+        raise P.ImportFailed(
+            f"{root}: the images are in each split's images/ folder ({', '.join(P.shown(i, root) for i, _ in splits)}); "
+            "do not give an images folder"
+        )
+    return splits
+
+
 def read_yolo(
     src: Path,
     images: Optional[Path] = None,
@@ -410,28 +340,27 @@ def read_yolo(
             yaml_path = others[0] if len(others) == 1 else None
     else:
         raise P.ImportFailed(f"{src}: no such file or folder")
-    labels_root = root / "labels"
-    if not labels_root.is_dir():
-        raise P.ImportFailed(f"{root}: no labels/ folder (a YOLO dataset has images/ and labels/ side by side)")
-    images_root = Path(images) if images is not None else root / "images"
-    if not images_root.is_dir():
-        raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
-
+    splits = _splits(root, images)
     plan = P.ImportPlan(FORMAT, src)
     report = plan.report
-    names, source = _class_names(root, labels_root, yaml_path, report)
+    names, source = _class_names(root, splits[0][1], yaml_path, report)
     if names is not None:
         plan.categories = list(dict.fromkeys(names.values()))
-    image_index = P.index_images(images_root, root, report, exclude=(labels_root,))
-    label_files = [
-        p for p in P.files_with_suffix(labels_root, ".txt") if not (p.parent == labels_root and p.name == "classes.txt")
-    ]
-    seen = set()
+    work = []  # (label file, its labels root, the image index of its split, its images root)
+    indexes = []
+    for images_root, labels_root in splits:
+        image_index = P.index_images(images_root, root, report, exclude=(labels_root,))
+        indexes.append((images_root, labels_root, image_index, set()))
+        work += [
+            (p, indexes[-1])
+            for p in P.files_with_suffix(labels_root, ".txt")
+            if not (p.parent == labels_root and p.name == "classes.txt")
+        ]
     seen_ids = set()
-    for n, label in enumerate(label_files):
+    for n, (label, (images_root, labels_root, image_index, seen)) in enumerate(work):
         P.check_cancel(cancel)
         if progress is not None:
-            progress(n, len(label_files))
+            progress(n, len(work))
         key = P.key_of(label, labels_root, ".txt")
         shown = P.shown(label, root)
         image = image_index.get(key)
@@ -467,9 +396,10 @@ def read_yolo(
         plan.images.append(item)
     if names is None:
         plan.categories = [f"class_{i}" for i in sorted(seen_ids)]
-    for key, image in image_index.items():
-        if key not in seen:
-            report.append(f"{P.shown(image, root)}: no label file {P.shown(labels_root, root)}/{key}.txt; not imported")
+    for images_root, labels_root, image_index, seen in indexes:
+        for key, image in image_index.items():
+            if key not in seen:
+                report.append(f"{P.shown(image, root)}: no label file {P.shown(labels_root, root)}/{key}.txt; not imported")
     if progress is not None:
-        progress(len(label_files), len(label_files))
+        progress(len(work), len(work))
     return plan
