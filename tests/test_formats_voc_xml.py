@@ -48,7 +48,7 @@ def test_export_writes_annotations_detectron2_reads_as_the_masks_boxes(tmp_path)
     ds, originals = real_dataset(tmp_path)
     out = tmp_path / "voc"
     warnings = export_dataset(ds, out, "voc", copy_images=True)
-    listed = "voc\narc/arc\nempty\n"
+    listed = "arc/arc\nempty\nvoc\n"
     for split in ("Segmentation/trainval", "Segmentation/train", "Main/trainval", "Main/train"):
         assert (out / "ImageSets" / f"{split}.txt").read_text() == listed  # torchvision's default set is train
     read = detectron2_instances(out, "train")

@@ -125,7 +125,7 @@ def write_voc(
             if progress is not None:
                 progress(n + 1, total)
         check_cancel(cancel)
-        listed = "".join(f"{keys[img['id']]}\n" for img in snap.images if img["id"] in keys)
+        listed = "".join(f"{k}\n" for k in sorted(keys.values(), key=natural_key))  # by name, as VOC's own lists
         for split in SPLIT_FILES:
             stage.write_text(split, listed)
         if not_jpg:
