@@ -223,3 +223,37 @@ def test_a_cvat_coco_export_imports_whole(tmp_path):
     box = np.zeros((h, w), bool)
     box[150:170, 200:230] = True
     np.testing.assert_array_equal(got[2].mask(), box)
+
+
+def test_file_names_written_on_windows_or_another_machine_are_found_here(tmp_path):
+    """COCO files made on Windows (``images\\a.jpg``) or with absolute paths from the labeller's machine:
+    the image is looked up by that path, then by its file name (reported once); two names that land
+    on the same file do not both import."""
+    for name in ("a.png", "b.png", "c.png"):
+        _image(tmp_path / "images" / name)
+    tri = [2, 2, 12, 2, 6, 10]
+    data = {
+        "images": [
+            {"id": 1, "file_name": "images\\a.png", "width": 40, "height": 30},
+            {"id": 2, "file_name": "C:\\Users\\bob\\dataset\\b.png", "width": 40, "height": 30},
+            {"id": 3, "file_name": "/home/alice/data/c.png", "width": 40, "height": 30},
+            {"id": 4, "file_name": "D:\\other\\c.png", "width": 40, "height": 30},
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": k, "image_id": k, "category_id": 1, "segmentation": [tri]} for k in (1, 2, 3, 4)],
+    }
+    (tmp_path / "in.json").write_text(json.dumps(data), encoding="utf-8")
+    plan = read_labels(tmp_path / "in.json", "coco")
+    assert [i.path for i in plan.images] == [tmp_path / "images" / "a.png"]  # Windows separators, relative
+    assert plan.report == [
+        "in.json images[1] (id 2): image file 'C:\\Users\\bob\\dataset\\b.png' not found; skipped with its annotations",
+        "in.json images[2] (id 3): image file '/home/alice/data/c.png' not found; skipped with its annotations",
+        "in.json images[3] (id 4): image file 'D:\\other\\c.png' not found; skipped with its annotations",
+    ]
+    plan = read_labels(tmp_path / "in.json", "coco", images=tmp_path / "images")
+    assert [i.path.name for i in plan.images] == ["a.png", "b.png", "c.png"]
+    assert plan.report == [
+        "in.json images[3] (id 4): 'D:\\other\\c.png' is the file of images[2] too; skipped with its annotations",
+        "in.json: 3 file_name(s) are paths from another machine (first: 'images\\a.png'); "
+        f"found by their file name in {tmp_path / 'images'}",
+    ]

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import threading
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -41,6 +41,8 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
     usable: Dict[int, Any] = {}
     skipped: set = set()
     names: Dict[str, int] = {}
+    elsewhere: List[str] = []  # file_names written on another machine, found by their name here
+    located: Dict[Path, int] = {}
     for i, img in enumerate(data):
         at = f"{name} images[{i}]"
         if not isinstance(img, Mapping):
@@ -65,10 +67,16 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
         if not (coco._is_int(w) and coco._is_int(h) and w >= 1 and h >= 1):
             report.append(f"{at}: 'width' and 'height' must be positive whole numbers; skipped with its annotations")
             continue
-        path = base / fn
-        if not path.is_file():
+        path, moved = _locate(base, fn)
+        if path is None:
             report.append(f"{at}: image file '{fn}' not found; skipped with its annotations")
             continue
+        if path in located:
+            report.append(f"{at}: '{fn}' is the file of images[{located[path]}] too; skipped with its annotations")
+            continue
+        located[path] = i
+        if moved:
+            elsewhere.append(fn)
         size = P.measured(path, at, src, report)
         if size is None:
             continue
@@ -80,7 +88,29 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
             continue
         skipped.discard(iid)
         usable[iid] = (img, path, size)
+    if elsewhere:
+        report.append(
+            f"{name}: {len(elsewhere)} file_name(s) are paths from another machine (first: '{elsewhere[0]}'); "
+            f"found by their file name in {base}"
+        )
     return usable, skipped
+
+
+def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
+    """The image ``file_name`` names, and whether it was found by its file name alone.
+
+    Under ``base``; else, for a Windows path (``images\\a.jpg``, ``C:\\data\\a.jpg``) or an
+    absolute path that is not here, ``base`` / its file name. ``(None, False)`` when neither is a file.
+    """
+    path = base / fn
+    if path.is_file():
+        return path, False
+    windows = PureWindowsPath(fn)
+    if "\\" in fn and not windows.anchor and (base / windows.as_posix()).is_file():
+        return base / windows.as_posix(), False
+    if ("\\" in fn or Path(fn).is_absolute()) and windows.name and (base / windows.name).is_file():
+        return base / windows.name, True
+    return None, False
 
 
 def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
