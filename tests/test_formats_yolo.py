@@ -348,6 +348,46 @@ def test_roboflow_layout_with_a_folder_per_split_imports_every_split(tmp_path):
         read_labels(root, "yolo-seg", images=tmp_path)
 
 
+def test_what_ultralytics_would_drop_quietly_is_warned(tmp_path):
+    """``verify_image_label`` ignores an image under 10 pixels a side and removes label rows that repeat
+    a class and box (``np.unique`` on class + box): the export says so for each."""
+    ds = Dataset.open(tmp_path / "annotations.json")
+    _image(tmp_path / "tiny.png", 8, 20)
+    _image(tmp_path / "a.png", 40, 30)
+    ds.ensure_image("tiny.png", 8, 20)
+    a = ds.ensure_image("a.png", 40, 30).id
+    ds.add_category("cat")
+    ring = np.zeros((30, 40), bool)
+    ring[5:25, 5:25] = True
+    ring[10:20, 10:20] = False
+    disc = np.zeros((30, 40), bool)
+    disc[5:25, 5:25] = True
+    disc[6:8, 6:8] = False  # another mask, same box
+    other = np.zeros((30, 40), bool)
+    other[2:4, 30:35] = True
+    for m in (ring, disc, other):
+        ds.add_annotation(ds.make_annotation(a, 1, m))
+    tiny = np.zeros((20, 8), bool)
+    tiny[2:5, 2:5] = True
+    ds.add_annotation(ds.make_annotation(1, 1, tiny))
+    warnings = export_dataset(ds, tmp_path / "yolo", "yolo-seg", copy_images=True)
+    assert (
+        "image 'tiny.png': 8 x 20 pixels; Ultralytics skips images under 10 pixels a side ('image size ... <10 pixels')"
+        in warnings
+    )
+    dup = [w for w in warnings if "duplicate" in w]
+    assert dup == [
+        "annotation 2 (image 'a.png', category 'cat'): same class and box as annotation 1; Ultralytics drops one "
+        "of them as a duplicate label ('duplicate labels removed')"
+    ]
+    rows = (tmp_path / "yolo" / "labels" / "a.txt").read_text().splitlines()
+    boxes = []
+    for row in rows:
+        xy = np.array(row.split()[1:], np.float32).reshape(-1, 2)
+        boxes.append((row.split()[0], *xy.min(0), *xy.max(0)))
+    assert len(rows) == 3 and len(set(boxes)) == 2  # what Ultralytics would keep: 2 of 3
+
+
 @pytest.fixture(scope="module")
 def fuzz_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo-fuzz")

@@ -27,6 +27,9 @@ otherwise ``copy_images`` copies them there, or a warning says to.
 * Crowd regions (``iscrowd: 1``, from an imported COCO file) are left out,
   with a warning, as Ultralytics' ``convert_coco`` skips them: a YOLO line is
   one instance and has no "ignore" flag.
+* Warnings name what Ultralytics' ``verify_image_label`` would quietly drop:
+  images under 10 pixels a side, and a second instance with the same class
+  and box as another (it removes duplicate rows of class and box).
 * Every image exported gets a label file; a negative (marked done, no masks:
   :mod:`annotator.data.formats.negatives`) gets an empty file (a background
   image for Ultralytics).
@@ -104,6 +107,12 @@ def write_yolo(
             if key is not None:
                 h, w = int(img["height"]), int(img["width"])
                 lines = []
+                boxes: Dict[Tuple[int, bytes], int] = {}  # (class, box) -> annotation id: what Ultralytics dedups on
+                if w < 10 or h < 10:
+                    warnings.append(
+                        f"{snap.image(img)}: {w} x {h} pixels; Ultralytics skips images under 10 pixels a side "
+                        "('image size ... <10 pixels')"
+                    )
                 for ann in snap.by_image[img["id"]]:
                     if ann.get("iscrowd"):
                         warnings.append(
@@ -117,6 +126,14 @@ def write_yolo(
                     xy = np.asarray(join_parts(polygons)).reshape(-1, 2) / (w, h)
                     coords = " ".join(f"{v:.6f}" for v in np.clip(xy, 0.0, 1.0).ravel())
                     lines.append(f"{classes[ann['category_id']]} {coords}\n")
+                    written = np.array(coords.split(), np.float32).reshape(-1, 2)
+                    box = (classes[ann["category_id"]], np.concatenate([written.min(0), written.max(0)]).tobytes())
+                    if box in boxes:
+                        warnings.append(
+                            f"{snap.describe(ann)}: same class and box as annotation {boxes[box]}; Ultralytics "
+                            "drops one of them as a duplicate label ('duplicate labels removed')"
+                        )
+                    boxes.setdefault(box, ann["id"])
                 stage.write_text(f"labels/{key}.txt", "".join(lines))
                 image = paths[img["id"]]
                 if copy_images and not in_place:
