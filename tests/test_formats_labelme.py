@@ -330,14 +330,16 @@ def test_embedded_image_is_never_written_over_a_file_and_bad_image_data_is_repor
     _labelme_file(root / "a.json", "a", [_shape("cat", tri)], imageData=base64.b64encode(png.getvalue()).decode())
     (root / "a.png").write_bytes(b"not mine")  # where the embedded PNG would go: another file
     _labelme_file(root / "b.json", "b.png", [_shape("cat", tri)], imageData="bm90IGFuIGltYWdl")
+    _labelme_file(root / "c.json", "", [_shape("cat", tri)], imageData=base64.b64encode(png.getvalue()).decode())
     plan = read_labels(root, "labelme")
     assert plan.report == [
         "a.json: image 'a' not found, and a.png is another file; skipped",
         "b.json: 'imageData' is not a base64-encoded image (UnidentifiedImageError); not used",
         "b.json: image 'b.png' not found; skipped",
+        "c.json: no 'imagePath'; the image embedded in the file ('imageData') is written to c.png on import",
         "a.png: no labelme file refers to this image; not imported",
     ]
-    assert plan.images == []
+    assert [i.path for i in plan.images] == [root / "c.png"] and plan.images[0].data == png.getvalue()
     assert (root / "a.png").read_bytes() == b"not mine"
 
 

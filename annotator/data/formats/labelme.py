@@ -258,8 +258,10 @@ def _load(path: Path, where: str, report: List[str]) -> Optional[Dict[str, Any]]
         report.append(f"{where}: not a labelme file (no 'shapes' list); skipped")
         return None
     if not isinstance(doc.get("imagePath"), str) or not doc["imagePath"]:
-        report.append(f"{where}: no 'imagePath'; skipped")
-        return None
+        if not (isinstance(doc.get("imageData"), str) and doc["imageData"]):
+            report.append(f"{where}: no 'imagePath'; skipped")
+            return None
+        doc["imagePath"] = ""  # the embedded image is the only one: named after the JSON file
     return doc
 
 
@@ -321,8 +323,9 @@ def _find_image(
         if target.exists():
             report.append(f"{where}: image '{raw}' not found, and {P.shown(target, root)} is another file; skipped")
             return None, None
+        missing = f"image '{raw}' not found" if raw else "no 'imagePath'"
         report.append(
-            f"{where}: image '{raw}' not found; the image embedded in the file ('imageData') is written to "
+            f"{where}: {missing}; the image embedded in the file ('imageData') is written to "
             f"{P.shown(target, root)} on import"
         )
         return target, (data, size)
