@@ -174,8 +174,9 @@ def test_cli_dispatch_and_console_entry(working_file, tmp_path):
     "fmt,extra,expected",
     [
         ("yolo-seg", ["--copy-images"], ["data.yaml", "images/a.png", "labels/a.txt"]),
-        ("voc", ["--voc-border", "1"], ["ImageSets/Segmentation/trainval.txt", "SegmentationClass/a.png",
-                                        "SegmentationObject/a.png", "class_names.txt"]),
+        ("voc", ["--voc-border", "1"], ["Annotations/a.xml", "ImageSets/Main/train.txt", "ImageSets/Main/trainval.txt",
+                                        "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/trainval.txt",
+                                        "SegmentationClass/a.png", "SegmentationObject/a.png", "class_names.txt"]),
         ("labelme", [], ["a.json"]),
         ("masks", [], ["a/1.png", "a/2.png", "masks.csv"]),
         ("masks", ["--masks-per-image"], ["a.png", "masks.csv"]),

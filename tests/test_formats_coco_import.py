@@ -160,3 +160,100 @@ def test_an_image_recorded_at_another_size_is_reported_not_changed(tmp_path):
         "a.json: the working file records 'a.png' as 20 x 15, but the image is 40 x 30 (width x height); not imported"
     ]
     assert changes.annotations == [] and ds.images[1].width == 20
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """The ``{"counts": [runs...]}`` form CVAT writes for crowd masks (column-major, background first)."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+
+
+def test_a_cvat_coco_export_imports_whole(tmp_path):
+    """CVAT's "COCO 1.0" export: ``annotations/instances_default.json`` beside ``images/``, crowd masks
+    as uncompressed RLE, polygons with a degenerate part, rectangles as ``"segmentation": []`` + bbox.
+
+    Masks agree with pycocotools' ``annToMask`` on the same file; the rectangle (which ``annToMask``
+    cannot read) is its box; nothing is dropped.
+    """
+    from pycocotools.coco import COCO
+    from skimage import data as skdata
+
+    coins = skdata.coins()  # 303 x 384, real coins on a background
+    h, w = coins.shape
+    _image(tmp_path / "images" / "coins.png", w, h)
+    crowd = coins > 140
+    data = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
+        "categories": [{"id": 1, "name": "coin", "supercategory": ""}],
+        "images": [{"id": 1, "width": w, "height": h, "file_name": "coins.png", "license": 0, "flickr_url": "",
+                    "coco_url": "", "date_captured": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _uncompressed_rle(crowd),
+             "area": float(crowd.sum()), "bbox": coco.rle_bbox(coco.encode_mask(crowd)), "iscrowd": 1,
+             "attributes": {"occluded": False}},
+            {"id": 2, "image_id": 1, "category_id": 1,
+             "segmentation": [[40.5, 20.2, 90.1, 25.7, 70.3, 80.9, 35.0, 60.4], [100.0, 100.0, 101.0, 101.0]],
+             "area": 2500.0, "bbox": [35.0, 20.2, 55.1, 60.7], "iscrowd": 0, "attributes": {"occluded": True}},
+            {"id": 3, "image_id": 1, "category_id": 1, "segmentation": [], "area": 600.0,
+             "bbox": [200.0, 150.0, 30.0, 20.0], "iscrowd": 0, "attributes": {"occluded": False}},
+        ],
+    }  # fmt: skip
+    src = tmp_path / "annotations" / "instances_default.json"
+    src.parent.mkdir()
+    src.write_text(json.dumps(data), encoding="utf-8")
+    ds = Dataset(tmp_path / "work.json")
+    changes, report = import_labels(ds, src, "coco")
+    assert report == [
+        "instances_default.json: the images are not beside it; file_name is read relative to ../images/ "
+        "(where 1 of the first 1 are)",
+        "instances_default.json annotations[1] (id 2): polygon 1 has fewer than 3 points; left out of the mask",
+        "instances_default.json annotations[2] (id 3): no segmentation, only a box; imported as a rectangle mask",
+    ]
+    got = ds.annotations_for(ds.image_by_name("images/coins.png").id)
+    assert [a.iscrowd for a in got] == [1, 0, 0] and len(changes.annotations) == 3
+    assert got[1].extra == {"attributes": {"occluded": True}}
+    reference = COCO()
+    reference.dataset = json.loads(src.read_text())
+    reference.createIndex()
+    for a, ann in zip(got[:2], data["annotations"][:2]):
+        np.testing.assert_array_equal(a.mask(), reference.annToMask(ann).astype(bool))
+    box = np.zeros((h, w), bool)
+    box[150:170, 200:230] = True
+    np.testing.assert_array_equal(got[2].mask(), box)
+
+
+def test_file_names_written_on_windows_or_another_machine_are_found_here(tmp_path):
+    """COCO files made on Windows (``images\\a.jpg``) or with absolute paths from the labeller's machine:
+    the image is looked up by that path, then by its file name (reported once); two names that land
+    on the same file do not both import."""
+    for name in ("a.png", "b.png", "c.png"):
+        _image(tmp_path / "images" / name)
+    tri = [2, 2, 12, 2, 6, 10]
+    data = {
+        "images": [
+            {"id": 1, "file_name": "images\\a.png", "width": 40, "height": 30},
+            {"id": 2, "file_name": "C:\\Users\\bob\\dataset\\b.png", "width": 40, "height": 30},
+            {"id": 3, "file_name": "/home/alice/data/c.png", "width": 40, "height": 30},
+            {"id": 4, "file_name": "D:\\other\\c.png", "width": 40, "height": 30},
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": k, "image_id": k, "category_id": 1, "segmentation": [tri]} for k in (1, 2, 3, 4)],
+    }
+    (tmp_path / "in.json").write_text(json.dumps(data), encoding="utf-8")
+    plan = read_labels(tmp_path / "in.json", "coco")
+    assert [i.path for i in plan.images] == [tmp_path / "images" / "a.png"]  # Windows separators, relative
+    assert plan.report == [
+        "in.json images[1] (id 2): image file 'C:\\Users\\bob\\dataset\\b.png' not found; skipped with its annotations",
+        "in.json images[2] (id 3): image file '/home/alice/data/c.png' not found; skipped with its annotations",
+        "in.json images[3] (id 4): image file 'D:\\other\\c.png' not found; skipped with its annotations",
+    ]
+    plan = read_labels(tmp_path / "in.json", "coco", images=tmp_path / "images")
+    assert [i.path.name for i in plan.images] == ["a.png", "b.png", "c.png"]
+    assert plan.report == [
+        "in.json images[3] (id 4): 'D:\\other\\c.png' is the file of images[2] too; skipped with its annotations",
+        "in.json: 3 file_name(s) are paths from another machine (first: 'images\\a.png'); "
+        f"found by their file name in {tmp_path / 'images'}",
+    ]

@@ -21,6 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from annotator.data import coco
 from annotator.data.document import Dataset
 from annotator.data.export import export_dataset
 from annotator.data.formats.importing import ImportFailed, import_labels, read_labels
@@ -263,3 +264,124 @@ def test_fuzzed_shapes_import_or_are_reported_never_crash(fuzz_root, shapes):
     kept = {int(r.split(" shape ")[1].split(" ")[0].rstrip(":")) for r in plan.report if "shape skipped" in r}
     imported = sum(len(i.annotations) for i in plan.images)
     assert len(kept) <= len(shapes) and (imported > 0) == (len(kept) < len(shapes))
+
+
+def test_files_from_other_machines_and_versions_import_with_their_images(tmp_path):
+    """What real labelme folders hold: the image only inside the JSON (``imageData``, labelme's
+    "save image data"), an absolute Windows ``imagePath`` from the labeller's machine, a relative
+    path with backslashes, and a labelme 3 file (no ``shape_type``, colours, no image size).
+
+    Each imports with the mask labelme itself draws; the embedded image is written next to the
+    JSON file (once: a second import finds it there and adds nothing).
+    """
+    from skimage import data as skdata
+
+    root = tmp_path / "lm"
+    root.mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).save(buf, format="JPEG", quality=85)
+    photo = buf.getvalue()
+    h, w = skdata.chelsea().shape[:2]
+    tri = [[40.5, 30.2], [200.7, 60.1], [90.3, 250.8]]
+    _labelme_file(root / "a.json", "photos/chelsea.jpg", [_shape("cat", tri)], w=w, h=h,
+                  imageData=base64.b64encode(photo).decode())  # fmt: skip
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "b.png")
+    _labelme_file(root / "b.json", "C:\\Users\\bob\\labels\\b.png", [_shape("dog", [[2, 2], [30, 4], [9, 25]])])
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "c.png")
+    v3 = {"flags": {}, "lineColor": [0, 255, 0, 128], "fillColor": [255, 0, 0, 128], "imagePath": "..\\lm\\c.png",
+          "imageData": None, "shapes": [{"label": "dog", "line_color": None, "fill_color": None,
+                                         "points": [[3, 3], [20, 3], [20, 20], [3, 20]]}]}  # fmt: skip
+    (root / "c.json").write_text(json.dumps(v3), encoding="utf-8")
+    # labelme 6 reads a.json's image from imageData; it cannot load b.json (it looks for lm/C:/Users/...)
+    # nor c.json ("shape_type is required"), so it is given the same shapes in files it loads
+    _labelme_file(tmp_path / "ref" / "b.json", "../lm/b.png", [_shape("dog", [[2, 2], [30, 4], [9, 25]])])
+    _labelme_file(tmp_path / "ref" / "c.json", "../lm/c.png", [_shape("dog", v3["shapes"][0]["points"])])
+    theirs = labelme_masks([root / "a.json", tmp_path / "ref" / "b.json", tmp_path / "ref" / "c.json"], tmp_path)
+
+    ds = Dataset(tmp_path / "annotations.json")
+    changes, report = import_labels(ds, root, "labelme")
+    assert report == [
+        "a.json: image 'photos/chelsea.jpg' not found; the image embedded in the file ('imageData') "
+        "is written to chelsea.jpg on import",
+        "b.json: image 'C:\\Users\\bob\\labels\\b.png' not found; using b.png next to the JSON file",
+    ]
+    assert (root / "chelsea.jpg").read_bytes() == photo  # the embedded bytes, unchanged
+    assert sorted(r.file_name for r in ds.images.values()) == ["lm/b.png", "lm/c.png", "lm/chelsea.jpg"]
+    assert (ds.image_by_name("lm/chelsea.jpg").width, ds.image_by_name("lm/chelsea.jpg").height) == (w, h)
+    for name, (meta, masks) in zip(("lm/chelsea.jpg", "lm/b.png", "lm/c.png"), theirs):
+        ours = masks_by_image(ds, name)
+        assert [n for n, _ in ours] == meta["labels"]
+        for (_, mine), labelmes in zip(ours, masks):
+            np.testing.assert_array_equal(mine, labelmes)
+    assert len(changes.annotations) == 3
+
+    again, report = import_labels(ds, root, "labelme")
+    assert again.annotations == [] and again.images == []
+    assert report[0] == "a.json: image 'photos/chelsea.jpg' not found; using chelsea.jpg next to the JSON file"
+    assert (root / "chelsea.jpg").read_bytes() == photo
+
+
+def test_embedded_image_is_never_written_over_a_file_and_bad_image_data_is_reported(tmp_path):
+    root = tmp_path / "lm"
+    root.mkdir()
+    tri = [[2, 2], [30, 4], [9, 25]]
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(png, format="PNG")
+    _labelme_file(root / "a.json", "a", [_shape("cat", tri)], imageData=base64.b64encode(png.getvalue()).decode())
+    (root / "a.png").write_bytes(b"not mine")  # where the embedded PNG would go: another file
+    _labelme_file(root / "b.json", "b.png", [_shape("cat", tri)], imageData="bm90IGFuIGltYWdl")
+    _labelme_file(root / "c.json", "", [_shape("cat", tri)], imageData=base64.b64encode(png.getvalue()).decode())
+    plan = read_labels(root, "labelme")
+    assert plan.report == [
+        "a.json: image 'a' not found, and a.png is another file; skipped",
+        "b.json: 'imageData' is not a base64-encoded image (UnidentifiedImageError); not used",
+        "b.json: image 'b.png' not found; skipped",
+        "c.json: no 'imagePath'; the image embedded in the file ('imageData') is written to c.png on import",
+        "a.png: no labelme file refers to this image; not imported",
+    ]
+    assert [i.path for i in plan.images] == [root / "c.png"] and plan.images[0].data == png.getvalue()
+    assert (root / "a.png").read_bytes() == b"not mine"
+
+
+def test_export_import_export_writes_the_same_files(tmp_path):
+    """A labelme round trip is a fixed point: group ids are numbered per image, not by annotation id
+    (which the import renumbers), so the second export equals the first byte for byte."""
+    ds, _ = real_dataset(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_dataset(ds, first, "labelme")
+    back = Dataset(tmp_path / "images" / "back.json")
+    import_labels(back, first, "labelme")
+    assert [r.file_name for r in back.images.values()] != [r.file_name for r in ds.images.values()]  # renumbered
+    export_dataset(back, second, "labelme")
+    names = sorted(p.relative_to(first) for p in first.rglob("*.json") if not p.name.startswith("."))
+    assert names == sorted(p.relative_to(second) for p in second.rglob("*.json") if not p.name.startswith("."))
+    assert len(names) == 3
+    for name in names:
+        assert (first / name).read_text() == (second / name).read_text(), name
+    groups = [s["group_id"] for s in json.loads((first / "voc.json").read_text())["shapes"]]
+    used = sorted({g for g in groups if g is not None})
+    assert used == list(range(1, len(used) + 1)) and len(used) >= 2
+
+
+def test_x_anylabeling_rectangles_and_rotated_boxes_import_as_labelme_draws_them(tmp_path):
+    """X-AnyLabeling writes labelme JSON, but a rectangle as its 4 corners and a rotated box as
+    ``shape_type: "rotation"`` (with a ``direction``); labelme 6 refuses both. They import as the
+    masks labelme draws for the same rectangle (2 corners) and oriented rectangle."""
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    corners = [[15.0, 2.0], [20.5, 2.0], [20.5, 6.2], [15.0, 6.2]]
+    turned = [[3, 20], [8, 15], [12, 19], [7, 24]]
+    _labelme_file(tmp_path / "x" / "a.json", "../a.png", [
+        _shape("box", corners, "rectangle"),
+        _shape("turned", turned, "rotation", direction=0.785),
+    ])  # fmt: skip
+    _labelme_file(tmp_path / "ref" / "a.json", "../a.png", [
+        _shape("box", [corners[0], corners[2]], "rectangle"),
+        _shape("turned", turned, "oriented_rectangle"),
+    ])  # fmt: skip
+    ((meta, theirs),) = labelme_masks([tmp_path / "ref" / "a.json"], tmp_path)
+    plan = read_labels(tmp_path / "x" / "a.json", "labelme")
+    assert plan.report == []
+    ours = plan.images[0].annotations
+    assert [a.category for a in ours] == meta["labels"] == ["box", "turned"]
+    for mine, labelmes in zip(ours, theirs):
+        np.testing.assert_array_equal(coco.decode_rle(mine.rle, 30, 40), labelmes)

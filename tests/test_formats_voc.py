@@ -35,7 +35,7 @@ def test_export_layout_palettes_and_negatives(tmp_path):
     names = (out / "class_names.txt").read_text(encoding="utf-8").splitlines()
     assert names[0] == "_background_"
     assert names[1:] == [c.name for c in sorted(ds.categories.values(), key=lambda c: c.id)]
-    assert (out / "ImageSets" / "Segmentation" / "trainval.txt").read_text() == "voc\narc/arc\nempty\n"
+    assert (out / "ImageSets" / "Segmentation" / "trainval.txt").read_text() == "arc/arc\nempty\nvoc\n"
     for key in ("voc", "arc/arc", "empty"):
         for kind in ("SegmentationClass", "SegmentationObject"):
             im = _png(out / kind / f"{key}.png")

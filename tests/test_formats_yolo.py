@@ -206,7 +206,7 @@ def test_hostile_yolo_folder_reports_every_problem_and_imports_the_rest(hostile)
     changes, report = import_labels(ds, hostile, "yolo-seg")
     assert report == [
         "images/d.png: same name as images/d.jpg (labels pair with images by name without extension); not imported",
-        "labels/a.txt line 2: 2 points; a polygon needs at least 3; line skipped",
+        "labels/a.txt line 2: a box (class cx cy w h), not a polygon; imported as a rectangle mask, clipped to the image",
         "labels/a.txt line 3: coordinate 'nan' is not a finite number; line skipped",
         "labels/a.txt line 4: class id 7 is not in data.yaml (ids 0..1); line skipped",
         "labels/a.txt line 5: coordinates outside 0..1 (from -0.5 to 1.5); clipped to the image",
@@ -221,14 +221,17 @@ def test_hostile_yolo_folder_reports_every_problem_and_imports_the_rest(hostile)
     assert sorted(r.file_name for r in ds.images.values()) == ["images/a.png", "images/d.jpg", "images/e.png"]
     assert [c.name for c in ds.categories.values()] == ["cat", "dog"]
     a = masks_by_image(ds, "images/a.png")
-    assert [n for n, _ in a] == ["cat", "dog"]
-    clipped = a[1][1]
+    assert [n for n, _ in a] == ["cat", "dog", "dog"]
+    box = np.zeros((20, 40), bool)
+    box[:7, :14] = True  # "1 0.1 0.1 0.5 0.5": x -0.15..0.35, y -0.15..0.35 of 40 x 20, clipped
+    np.testing.assert_array_equal(a[1][1], box)
+    clipped = a[2][1]
     cols = np.flatnonzero(clipped.any(axis=0))
     assert cols[0] <= 1 and cols[-1] >= 38  # clipped to the image's edges, not dropped
     d = masks_by_image(ds, "images/d.jpg")
     assert len(d) == 1 and d[0][1].all()  # the whole image
     assert masks_by_image(ds, "images/e.png") == []  # an empty label file: a negative
-    assert len(changes.images) == 3 and len(changes.annotations) == 3
+    assert len(changes.images) == 3 and len(changes.annotations) == 4
 
 
 def test_yolo_without_data_yaml_names_classes_by_id_and_reports_duplicate_names(tmp_path):
@@ -263,6 +266,128 @@ def test_yolo_source_that_is_not_a_yolo_folder_fails_with_a_message(tmp_path):
         read_labels(tmp_path, "yolo-seg")
 
 
+def test_real_world_label_files_crlf_trailing_spaces_and_box_lines_among_polygons(tmp_path):
+    """Files written on Windows (CRLF), with trailing spaces, and detection lines (``class cx cy w h``)
+    mixed with polygons: every line is imported; a box becomes its rectangle, with a report line.
+
+    Ultralytics' ``verify_image_label`` would take the box line for a two-point polygon (a file with
+    any line longer than 6 columns is read as polygons), so a box must not be dropped silently here.
+    """
+    root = tmp_path / "ds"
+    _image(root / "images" / "a.jpg", 50, 40)
+    _image(root / "images" / "b.jpg", 50, 40)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_bytes(b"names:\r\n  - cat\r\n  - dog\r\n")
+    (root / "labels" / "a.txt").write_bytes(
+        b"0 0.1 0.1 0.5 0.1 0.5 0.5  \r\n"  # a polygon with trailing spaces
+        b"1 0.5 0.5 0.2 0.5 \r\n"  # a box: x 20..30 px, y 10..30 px
+        b"\r\n"
+        b"1 0.5 0.5 0 0.5\r\n"  # a box with no width
+    )
+    (root / "labels" / "b.txt").write_bytes(b"0 0.2 0.25 0.4 0.5\r\n")  # a detection-only file
+    plan = read_labels(root, "yolo-seg")
+    assert plan.report == [
+        "labels/a.txt line 2: a box (class cx cy w h), not a polygon; imported as a rectangle mask",
+        "labels/a.txt line 4: a box (class cx cy w h) of width 0 and height 0.5 has no area; line skipped",
+        "labels/b.txt line 1: a box (class cx cy w h), not a polygon; imported as a rectangle mask",
+    ]
+    a, b = plan.images
+    assert [x.category for x in a.annotations] == ["cat", "dog"] and [x.category for x in b.annotations] == ["cat"]
+    triangle = coco.decode_rle(a.annotations[0].rle, 40, 50)
+    assert triangle.sum() > 0 and triangle[4:20, 5:25].any()
+    box = np.zeros((40, 50), bool)
+    box[10:30, 20:30] = True
+    np.testing.assert_array_equal(coco.decode_rle(a.annotations[1].rle, 40, 50), box)
+    box = np.zeros((40, 50), bool)
+    box[0:20, 0:20] = True
+    np.testing.assert_array_equal(coco.decode_rle(b.annotations[0].rle, 40, 50), box)
+
+
+def test_crowd_regions_are_left_out_of_yolo_labels_with_a_warning(tmp_path):
+    """A crowd region (``iscrowd: 1``, e.g. from an imported COCO file) is not an instance: Ultralytics'
+    ``convert_coco`` skips it, and so does the export, saying so."""
+    ds, _ = real_dataset(tmp_path)
+    img = ds.image_by_name("voc.jpg")
+    first = ds.annotations_for(img.id)[0]
+    crowd = ds.make_annotation(img.id, first.category_id, first.mask())
+    crowd.iscrowd = 1
+    ds.add_annotation(crowd)
+    warnings = export_dataset(ds, tmp_path / "yolo", "yolo-seg", copy_images=True)
+    assert len(check_ultralytics_label(tmp_path / "yolo" / "labels" / "voc.txt", len(ds.categories))) == 19
+    assert [w for w in warnings if "crowd" in w] == [
+        f"annotation {crowd.id} (image 'voc.jpg', category '{ds.categories[first.category_id].name}'): a crowd "
+        "region (iscrowd) is not one instance and YOLO labels cannot mark it; left out of the export, as "
+        "Ultralytics' convert_coco does"
+    ]
+
+
+def test_roboflow_layout_with_a_folder_per_split_imports_every_split(tmp_path):
+    """Roboflow's YOLO export: ``data.yaml`` beside ``train/images``, ``train/labels``, ``valid/...``
+    (Ultralytics finds each split's labels by its ``/images/`` -> ``/labels/`` rule)."""
+    root = tmp_path / "rf"
+    root.mkdir()
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\nnames: ['cat', 'dog']\n"
+    )
+    for split, line in (("train", "0 0.1 0.1 0.5 0.1 0.5 0.5\n"), ("valid", "1 0.5 0.5 0.5 0.5\n"), ("test", "")):
+        _image(root / split / "images" / "a_jpg.rf.1234.jpg")
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "a_jpg.rf.1234.txt").write_text(line)
+    _image(root / "valid" / "images" / "unlabelled.jpg")
+    plan = read_labels(root, "yolo-seg")
+    assert [i.where for i in plan.images] == [
+        "test/labels/a_jpg.rf.1234.txt", "train/labels/a_jpg.rf.1234.txt", "valid/labels/a_jpg.rf.1234.txt",
+    ]  # fmt: skip
+    assert [[a.category for a in i.annotations] for i in plan.images] == [[], ["cat"], ["dog"]]
+    assert plan.images[0].negative
+    assert plan.report == [
+        "valid/labels/a_jpg.rf.1234.txt line 1: a box (class cx cy w h), not a polygon; imported as a rectangle mask",
+        "valid/images/unlabelled.jpg: no label file valid/labels/unlabelled.txt; not imported",
+    ]
+    with pytest.raises(ImportFailed, match="in each split's images/ folder"):
+        read_labels(root, "yolo-seg", images=tmp_path)
+
+
+def test_what_ultralytics_would_drop_quietly_is_warned(tmp_path):
+    """``verify_image_label`` ignores an image under 10 pixels a side and removes label rows that repeat
+    a class and box (``np.unique`` on class + box): the export says so for each."""
+    ds = Dataset.open(tmp_path / "annotations.json")
+    _image(tmp_path / "tiny.png", 8, 20)
+    _image(tmp_path / "a.png", 40, 30)
+    ds.ensure_image("tiny.png", 8, 20)
+    a = ds.ensure_image("a.png", 40, 30).id
+    ds.add_category("cat")
+    ring = np.zeros((30, 40), bool)
+    ring[5:25, 5:25] = True
+    ring[10:20, 10:20] = False
+    disc = np.zeros((30, 40), bool)
+    disc[5:25, 5:25] = True
+    disc[6:8, 6:8] = False  # another mask, same box
+    other = np.zeros((30, 40), bool)
+    other[2:4, 30:35] = True
+    for m in (ring, disc, other):
+        ds.add_annotation(ds.make_annotation(a, 1, m))
+    tiny = np.zeros((20, 8), bool)
+    tiny[2:5, 2:5] = True
+    ds.add_annotation(ds.make_annotation(1, 1, tiny))
+    warnings = export_dataset(ds, tmp_path / "yolo", "yolo-seg", copy_images=True)
+    assert (
+        "image 'tiny.png': 8 x 20 pixels; Ultralytics skips images under 10 pixels a side ('image size ... <10 pixels')"
+        in warnings
+    )
+    dup = [w for w in warnings if "duplicate" in w]
+    assert dup == [
+        "annotation 2 (image 'a.png', category 'cat'): same class and box as annotation 1; Ultralytics drops one "
+        "of them as a duplicate label ('duplicate labels removed')"
+    ]
+    rows = (tmp_path / "yolo" / "labels" / "a.txt").read_text().splitlines()
+    boxes = []
+    for row in rows:
+        xy = np.array(row.split()[1:], np.float32).reshape(-1, 2)
+        boxes.append((row.split()[0], *xy.min(0), *xy.max(0)))
+    assert len(rows) == 3 and len(set(boxes)) == 2  # what Ultralytics would keep: 2 of 3
+
+
 @pytest.fixture(scope="module")
 def fuzz_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo-fuzz")
@@ -289,7 +414,11 @@ def test_fuzzed_label_lines_import_or_are_reported_never_crash(fuzz_root, lines)
     imported = plan.images[0].annotations if plan.images else []
     for ann in imported:
         assert ann.rle["size"] == [17, 23] and coco.rle_area(ann.rle) > 0
-    reported = {int(r.split(" line ")[1].split(":")[0]) for r in plan.report if " line " in r and "clipped" not in r}
+    reported = {
+        int(r.split(" line ")[1].split(":")[0])
+        for r in plan.report
+        if " line " in r and "clipped" not in r and "imported as a rectangle" not in r
+    }
     assert len(imported) + len(reported) == len(used)
     assert {int(a.where.split(" line ")[1]) for a in imported}.isdisjoint(reported)
 

@@ -271,7 +271,7 @@ def test_import_hostile_yolo_reports_every_bad_line_and_keeps_what_was_there(qtb
     square = "0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5"
     (src / "labels" / "voc.txt").write_text("\n".join([
         f"1 {square}",  # line 1: a good polygon, a new category
-        "0 0.1 0.1 0.2 0.2",  # line 2: 2 points
+        "0 0.1 0.1",  # line 2: 1 point (4 numbers would be a box, class cx cy w h: imported as a rectangle)
         "0 0.1 nan 0.2 0.2 0.3 0.1",  # line 3: NaN
         f"7 {square}",  # line 4: unknown class id
         "0 0.1 0.1 0.2",  # line 5: odd number of coordinates
@@ -283,7 +283,7 @@ def test_import_hostile_yolo_reports_every_bad_line_and_keeps_what_was_there(qtb
     assert enabled and summary.startswith("1 image(s) of the open folder matched (0 with no objects: marked done), "
                                           "1 annotation(s), 1 new category: kite")
     expected = [
-        "labels/voc.txt line 2: 2 points; a polygon needs at least 3; line skipped",
+        "labels/voc.txt line 2: 1 points; a polygon needs at least 3; line skipped",
         "labels/voc.txt line 3: coordinate 'nan' is not a finite number; line skipped",
         "labels/voc.txt line 5: odd number of coordinates (3); line skipped",
     ]

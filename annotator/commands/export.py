@@ -11,7 +11,7 @@
 coco-rle       a COCO JSON file; masks as compressed RLE (lossless, the default)
 coco-polygon   a COCO JSON file; masks traced as polygons (holes filled)
 yolo-seg       a folder: ``labels/<image>.txt`` polygons and ``data.yaml`` (Ultralytics)
-voc            a folder: ``SegmentationClass/``, ``SegmentationObject/`` PNGs, ``class_names.txt``
+voc            a folder: ``SegmentationClass/``, ``SegmentationObject/`` PNGs, ``class_names.txt``, ``Annotations/*.xml``
 labelme        a folder: one labelme JSON per image (``imagePath`` relative)
 masks          a folder: one PNG per annotation (or per image) and ``masks.csv``
 =============  =====================================================================

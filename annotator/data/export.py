@@ -10,7 +10,8 @@ Formats (:data:`FORMATS`); ``coco-*`` write one file, the others a folder:
 * ``coco-rle``: lossless.
 * ``coco-polygon``: each mask traced with :func:`annotator.data.coco.mask_to_polygons`;
   ``area`` and ``bbox`` are then those of the polygons as pycocotools
-  rasterises them.
+  rasterises them. Crowd annotations (``iscrowd: 1``) stay RLE, lossless, as
+  in COCO's own files (a crowd region is rarely one clean outline).
 * ``yolo-seg`` (:mod:`annotator.data.formats.yolo`): Ultralytics
   ``labels/*.txt`` and ``data.yaml``; one polygon per mask (parts joined).
 * ``voc`` (:mod:`annotator.data.formats.voc`): class and instance index PNGs;
@@ -99,6 +100,11 @@ def _to_polygons(
     items = data["annotations"]
     for n, item in enumerate(items):
         check_cancel(cancel)
+        if item.get("iscrowd"):
+            kept.append(item)  # COCO writes crowd regions as RLE (pycocotools, detectron2, mmdet read both)
+            if progress is not None:
+                progress(n + 1, len(items))
+            continue
         h, w = (int(v) for v in item["segmentation"]["size"])
         mask = coco.decode_rle(item["segmentation"], h, w)
         polygons, has_holes = coco.mask_to_polygons(mask, tolerance)

@@ -6,8 +6,10 @@ images with a bad record, a missing file or another size than recorded are
 skipped with their annotations; annotations with an unknown image or
 category, or a malformed segmentation, are skipped; polygons with fewer than
 3 points are left out of their mask; coordinates outside the image are
-clipped to it. ``file_name`` is resolved against the JSON file's folder (or
-``images``). Images with no annotations are imported as checked and empty.
+clipped to it; an annotation with no segmentation but a box (CVAT's
+rectangles) becomes a rectangle mask. ``file_name`` is resolved against
+``images``, else the JSON file's folder, else (reported) ``../images/`` or
+``../<split>/`` beside an ``annotations/`` folder (CVAT, COCO's own layout). Images with no annotations are imported as checked and empty.
 Extra annotation fields (``score``, ``predicted_iou``...) are kept.
 """
 
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import threading
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -37,6 +41,8 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
     usable: Dict[int, Any] = {}
     skipped: set = set()
     names: Dict[str, int] = {}
+    elsewhere: List[str] = []  # file_names written on another machine, found by their name here
+    located: Dict[Path, int] = {}
     for i, img in enumerate(data):
         at = f"{name} images[{i}]"
         if not isinstance(img, Mapping):
@@ -61,10 +67,16 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
         if not (coco._is_int(w) and coco._is_int(h) and w >= 1 and h >= 1):
             report.append(f"{at}: 'width' and 'height' must be positive whole numbers; skipped with its annotations")
             continue
-        path = base / fn
-        if not path.is_file():
+        path, moved = _locate(base, fn)
+        if path is None:
             report.append(f"{at}: image file '{fn}' not found; skipped with its annotations")
             continue
+        if path in located:
+            report.append(f"{at}: '{fn}' is the file of images[{located[path]}] too; skipped with its annotations")
+            continue
+        located[path] = i
+        if moved:
+            elsewhere.append(fn)
         size = P.measured(path, at, src, report)
         if size is None:
             continue
@@ -76,7 +88,29 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
             continue
         skipped.discard(iid)
         usable[iid] = (img, path, size)
+    if elsewhere:
+        report.append(
+            f"{name}: {len(elsewhere)} file_name(s) are paths from another machine (first: '{elsewhere[0]}'); "
+            f"found by their file name in {base}"
+        )
     return usable, skipped
+
+
+def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
+    """The image ``file_name`` names, and whether it was found by its file name alone.
+
+    Under ``base``; else, for a Windows path (``images\\a.jpg``, ``C:\\data\\a.jpg``) or an
+    absolute path that is not here, ``base`` / its file name. ``(None, False)`` when neither is a file.
+    """
+    path = base / fn
+    if path.is_file():
+        return path, False
+    windows = PureWindowsPath(fn)
+    if "\\" in fn and not windows.anchor and (base / windows.as_posix()).is_file():
+        return base / windows.as_posix(), False
+    if ("\\" in fn or Path(fn).is_absolute()) and windows.name and (base / windows.name).is_file():
+        return base / windows.name, True
+    return None, False
 
 
 def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
@@ -127,6 +161,48 @@ def _segmentation(seg: Any, w: int, h: int, at: str, report: List[str]) -> Any:
     return out
 
 
+def _box_only(bbox: Any, w: int, h: int, at: str, report: List[str]) -> Any:
+    """The rectangle of an annotation with no segmentation but a box (CVAT writes its rectangles
+    so: ``"segmentation": []``), as a polygon; None with a report line when there is no usable box."""
+    if not (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(coco._is_number(v) and math.isfinite(v) for v in bbox)
+        and bbox[2] > 0
+        and bbox[3] > 0
+    ):
+        report.append(f"{at}: no segmentation and no box with an area; skipped")
+        return None
+    x, y, bw, bh = (float(v) for v in bbox)
+    report.append(f"{at}: no segmentation, only a box; imported as a rectangle mask")
+    return [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
+
+
+def _image_folder(images: Any, src: Path, report: List[str]) -> Path:
+    """The folder ``file_name`` is relative to, when none is given: the JSON file's folder, unless
+    the images are in the usual places beside an ``annotations/`` folder (reported):
+    ``../images/`` (CVAT, Datumaro) or ``../<split>/`` for ``instances_<split>.json`` (COCO itself)."""
+    root = src.parent
+    names = [img["file_name"] for img in images if isinstance(img, Mapping) and isinstance(img.get("file_name"), str)]
+    names = [n for n in names if n][:200]  # enough to tell, without a stat per image of a huge file
+    if not names:
+        return root
+    candidates = [root, root.parent / "images", root / "images"]
+    split = re.fullmatch(r"(?:instances|person_keypoints|panoptic)_(.+)", src.stem)
+    if split:
+        candidates.insert(1, root.parent / split.group(1))
+    found = [sum((folder / n).is_file() for n in names) if folder.is_dir() else 0 for folder in candidates]
+    best = max(range(len(candidates)), key=lambda i: (found[i], -i))
+    if found[best] == 0 or found[best] == found[0]:
+        return root
+    folder = candidates[best]
+    report.append(
+        f"{src.name}: the images are not beside it; file_name is read relative to "
+        f"{os.path.relpath(folder, root)}/ (where {found[best]} of the first {len(names)} are)"
+    )
+    return folder
+
+
 def read_coco(
     src: Path,
     images: Optional[Path] = None,
@@ -157,7 +233,8 @@ def read_coco(
     plan = P.ImportPlan(FORMAT, src)
     report = plan.report
     root = src.parent
-    usable, skipped = _images(data["images"], Path(images) if images is not None else root, name, root, report)
+    base = Path(images) if images is not None else _image_folder(data["images"], src, report)
+    usable, skipped = _images(data["images"], base, name, root, report)
     names = _categories(data.get("categories") or [], name, report)
     plan.categories = list(dict.fromkeys(names.values()))
     items = {iid: P.ImportedImage(path, size[0], size[1], name) for iid, (_, path, size) in usable.items()}
@@ -184,11 +261,13 @@ def read_coco(
             report.append(f"{at}: category_id {cid!r} is not in 'categories'; skipped")
             continue
         w, h = usable[iid][2]
-        if "segmentation" not in ann:
-            report.append(f"{at}: no 'segmentation'; skipped")
-            continue
+        seg = ann.get("segmentation")
+        if seg in (None, []):
+            seg = _box_only(ann.get("bbox"), w, h, at, report)
+            if seg is None:
+                continue
         try:
-            rle = coco.to_compressed_rle(_segmentation(ann["segmentation"], w, h, at, report), h, w)
+            rle = coco.to_compressed_rle(_segmentation(seg, w, h, at, report), h, w)
         except coco.SegmentationError as exc:
             report.append(f"{at}: {exc}; skipped")
             continue

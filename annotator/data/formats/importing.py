@@ -34,11 +34,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from annotator.data import coco
+from annotator.data.atomic import atomic_write_bytes
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
 from annotator.data.formats.common import rle_ious
 from annotator.data.image_states import DONE, STATE_FIELD, recorded_state
-from annotator.data.formats.plan import ImportCancelled, ImportFailed, ImportPlan, ProgressFn
+from annotator.data.formats.plan import ImportCancelled, ImportedImage, ImportFailed, ImportPlan, ProgressFn
+from annotator.data.imageio import ImageLoadError, image_size
 from annotator.data.maskedit import fill_holes
 
 __all__ = [
@@ -139,6 +141,8 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
     for image in plan.images:
         if not image.annotations and not image.negative:
             continue
+        if image.data is not None and not _write_embedded(image, report):
+            continue
         file_name = dataset.relative_name(image.path)
         known = dataset.image_by_name(file_name)
         if known is not None and (known.width, known.height) != (image.width, image.height):
@@ -178,6 +182,28 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
             present.setdefault(cat.id, []).append(_Present(ann.segmentation, before=False))
             changes.annotations.append(ann.id)
     return changes, report
+
+
+def _write_embedded(image: ImportedImage, report: List[str]) -> bool:
+    """Write an image the source embeds (labelme ``imageData``) where the plan put it; never over a file.
+
+    Returns False (with a report line) when it cannot be written or another image is there by now.
+    """
+    path = Path(image.path)
+    if path.exists():
+        try:
+            same = image_size(path) == (image.width, image.height)
+        except ImageLoadError:
+            same = False
+        if not same:
+            report.append(f"{image.where}: {path} appeared meanwhile and is not the embedded image; not imported")
+        return same
+    try:
+        atomic_write_bytes(path, image.data)
+    except OSError as exc:
+        report.append(f"{image.where}: cannot write the embedded image to {path} ({exc.strerror or exc}); not imported")
+        return False
+    return True
 
 
 class _Present:

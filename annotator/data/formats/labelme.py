@@ -7,9 +7,10 @@ Export: ``OUT/<name>.json`` per image (sub-folders kept), with ``version``,
 folder puts each JSON next to its image, where labelme looks first.
 
 * Each part of a mask is one ``polygon`` shape labelled with the category
-  name; the parts of one mask share a ``group_id`` (the annotation id), which
-  is how labelme groups shapes into one instance. A one-part mask has
-  ``group_id: null``.
+  name; the parts of one mask share a ``group_id`` (1, 2, ... for the image's
+  multi-part masks in annotation order: the same file however the working
+  file numbers its annotations), which is how labelme groups shapes into one
+  instance. A one-part mask has ``group_id: null``.
 * Points are in pycocotools' convention: labelme's own rasteriser
   (``labelme.utils.shape_to_mask``, PIL polygon with outline) fills exactly
   the traced mask at tolerance 0 and 0.25.
@@ -17,8 +18,17 @@ folder puts each JSON next to its image, where labelme looks first.
   polygons. Empty masks are left out, with a warning. An image with no masks
   gets a file with no shapes.
 
+Import finds each image at ``imagePath`` (relative to the JSON file; Windows
+separators accepted), else by its file name in the ``images`` folder or next
+to the JSON file (an absolute path from the labeller's machine), else takes
+the image embedded in the file (``imageData``) and writes it next to the
+JSON file on import (never over a file); each fallback is reported.
+labelme 3 and 4 files (no ``shape_type``: a polygon; no image size) are read
+too, though labelme 6 itself refuses them.
+
 Import reads every ``*.json`` under a folder (or one file): ``polygon``,
-``rectangle``, ``circle``, ``oriented_rectangle`` and ``mask`` shapes,
+``rectangle`` (2 corners, or the 4 X-AnyLabeling writes), ``circle``,
+``oriented_rectangle`` (X-AnyLabeling: ``rotation``) and ``mask`` shapes,
 rasterised the way labelme does (PIL, outline included); shapes with the
 same label and ``group_id`` become one mask; ``line``, ``linestrip`` and
 ``point`` have no area and are reported.
@@ -48,7 +58,7 @@ from annotator.data.formats.common import (
     traced_polygons,
 )
 from annotator.data.formats.staging import StagedFolder
-from annotator.data.imageio import list_images
+from annotator.data.imageio import IMAGE_EXTENSIONS, list_images
 
 FORMAT = "labelme"
 #: The ``version`` written: the labelme 5 file layout.
@@ -77,9 +87,13 @@ def write_labelme(
             key = keys.get(img["id"])
             if key is not None:
                 shapes = []
+                groups = 0
                 for ann in snap.by_image[img["id"]]:
                     polygons = traced_polygons(snap.mask(ann, img), tolerance, snap.describe(ann), warnings.append)
-                    group = int(ann["id"]) if len(polygons) > 1 else None
+                    group = None
+                    if len(polygons) > 1:
+                        groups += 1
+                        group = groups
                     for poly in polygons:
                         shapes.append(
                             {
@@ -154,6 +168,8 @@ def _radius(points: np.ndarray) -> float:
 
 
 _NEEDS = {"rectangle": 2, "circle": 2, "oriented_rectangle": 4, "mask": 2}
+#: Other tools' names for labelme's shapes: X-AnyLabeling's rotated box is a 4-point "rotation"
+_ALIASES = {"rotation": "oriented_rectangle"}
 _NO_AREA = ("line", "linestrip", "point", "points")
 
 
@@ -168,6 +184,7 @@ def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str
         return None
     at = f"{where} shape {i} ('{label}')"
     kind = shape.get("shape_type") or "polygon"
+    kind = _ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     raw = shape.get("points")
     if not (
         isinstance(raw, list)
@@ -185,6 +202,9 @@ def _shape_mask(shape: Any, i: int, where: str, w: int, h: int, report: List[str
     if kind == "polygon" and len(points) < 3:
         report.append(f"{at}: polygon with {len(points)} points (at least 3 needed); shape skipped")
         return None
+    if kind == "rectangle" and len(points) == 4:
+        # X-AnyLabeling writes a rectangle as its 4 corners: the box they span
+        points = np.array([points.min(axis=0), points.max(axis=0)])
     if kind in _NEEDS and len(points) != _NEEDS[kind]:
         report.append(f"{at}: a {kind} needs {_NEEDS[kind]} points, got {len(points)}; shape skipped")
         return None
@@ -238,9 +258,79 @@ def _load(path: Path, where: str, report: List[str]) -> Optional[Dict[str, Any]]
         report.append(f"{where}: not a labelme file (no 'shapes' list); skipped")
         return None
     if not isinstance(doc.get("imagePath"), str) or not doc["imagePath"]:
-        report.append(f"{where}: no 'imagePath'; skipped")
-        return None
+        if not (isinstance(doc.get("imageData"), str) and doc["imageData"]):
+            report.append(f"{where}: no 'imagePath'; skipped")
+            return None
+        doc["imagePath"] = ""  # the embedded image is the only one: named after the JSON file
     return doc
+
+
+_IMAGE_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
+
+
+def _embedded(doc: Mapping[str, Any], where: str, report: List[str]) -> Optional[Tuple[bytes, Tuple[int, int], str]]:
+    """The image a labelme file embeds (``imageData``): ``(bytes, (width, height), suffix)``, or None.
+
+    labelme embeds the image file's bytes (re-encoded when it applied an
+    EXIF orientation); the size is taken as labelme shows it, orientation applied.
+    """
+    raw = doc.get("imageData")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        data = base64.b64decode(raw, validate=False)
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            fmt = im.format or ""
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: transposed
+                w, h = h, w
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        report.append(f"{where}: 'imageData' is not a base64-encoded image ({exc.__class__.__name__}); not used")
+        return None
+    return data, (w, h), _IMAGE_SUFFIXES.get(fmt, ".png")
+
+
+def _find_image(
+    path: Path, doc: Mapping[str, Any], where: str, images: Optional[Path], root: Path, report: List[str]
+) -> Tuple[Optional[Path], Optional[Tuple[bytes, Tuple[int, int]]]]:
+    """Where the labelled image is: ``(path, None)``; ``(where to write it, (bytes, size))`` when only
+    the JSON holds it; ``(None, None)`` with a report line when it is nowhere.
+
+    Tried in order: ``imagePath`` against the JSON file's folder (labelme's
+    own rule; Windows separators accepted); ``images / <its file name>``; the
+    file name next to the JSON file (an absolute path from another machine,
+    or a JSON moved with its image: reported); the embedded ``imageData``,
+    to be written next to the JSON file under ``imagePath``'s file name
+    (reported; never over an existing file).
+    """
+    raw = doc["imagePath"]
+    rel = PureWindowsPath(raw).as_posix()
+    name = PureWindowsPath(raw).name
+    image = Path(os.path.normpath(path.parent / rel)) if not PureWindowsPath(raw).anchor else None
+    if image is not None and image.is_file():
+        return image, None
+    if images is not None and name and (Path(images) / name).is_file():
+        return Path(images) / name, None
+    beside = path.parent / name if name else None
+    if beside is not None and beside.is_file():
+        report.append(f"{where}: image '{raw}' not found; using {P.shown(beside, root)} next to the JSON file")
+        return beside, None
+    embedded = _embedded(doc, where, report)
+    if embedded is not None:
+        data, size, suffix = embedded
+        stem = Path(name).stem if name and Path(name).stem else path.stem
+        target = path.parent / (stem + (Path(name).suffix if name.lower().endswith(IMAGE_EXTENSIONS) else suffix))
+        if target.exists():
+            report.append(f"{where}: image '{raw}' not found, and {P.shown(target, root)} is another file; skipped")
+            return None, None
+        missing = f"image '{raw}' not found" if raw else "no 'imagePath'"
+        report.append(
+            f"{where}: {missing}; the image embedded in the file ('imageData') is written to "
+            f"{P.shown(target, root)} on import"
+        )
+        return target, (data, size)
+    report.append(f"{where}: image '{raw}' not found; skipped")
+    return None, None
 
 
 def read_labelme(
@@ -274,19 +364,15 @@ def read_labelme(
         doc = _load(path, where, report)
         if doc is None:
             continue
-        rel = PureWindowsPath(doc["imagePath"]).as_posix()
-        image = Path(os.path.normpath(path.parent / rel))
-        if not image.is_file() and images is not None and (Path(images) / Path(rel).name).is_file():
-            image = Path(images) / Path(rel).name
-        if not image.is_file():
-            report.append(f"{where}: image '{doc['imagePath']}' not found; skipped")
+        image, embedded = _find_image(path, doc, where, images, root, report)
+        if image is None:
             continue
         first = claimed.get(os.path.normcase(os.path.abspath(image)))
         if first is not None:
             report.append(f"{where}: its image '{doc['imagePath']}' is already labelled by {first}; skipped")
             continue
         claimed[os.path.normcase(os.path.abspath(image))] = where
-        size = P.measured(image, where, root, report)
+        size = P.measured(image, where, root, report) if embedded is None else embedded[1]
         if size is None:
             continue
         w, h = size
@@ -297,7 +383,7 @@ def read_labelme(
                 "(EXIF orientation applied); skipped"
             )
             continue
-        item = P.ImportedImage(image, w, h, where, negative=not doc["shapes"])
+        item = P.ImportedImage(image, w, h, where, negative=not doc["shapes"], data=embedded and embedded[0])
         groups: Dict[Any, List[Any]] = {}
         for i, shape in enumerate(doc["shapes"], 1):
             got = _shape_mask(shape, i, where, w, h, report)

@@ -67,6 +67,9 @@ class ImportedImage:
     where: str  # the label file, relative to the source
     annotations: List[ImportedAnnotation] = field(default_factory=list)
     negative: bool = False
+    #: The image file's bytes when ``path`` does not exist yet (a labelme file's embedded
+    #: ``imageData``): :func:`~annotator.data.formats.importing.apply_plan` writes them there.
+    data: Optional[bytes] = None
 
 
 @dataclass

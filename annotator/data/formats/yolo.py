@@ -24,13 +24,22 @@ otherwise ``copy_images`` copies them there, or a warning says to.
   rasterises with ``cv2.fillPoly``, which draws each bridge as a 1-pixel line.
 * Holes cannot be written (a polygon has one outline): they are filled, with
   a warning, as for COCO polygons. Empty masks are left out, with a warning.
+* Crowd regions (``iscrowd: 1``, from an imported COCO file) are left out,
+  with a warning, as Ultralytics' ``convert_coco`` skips them: a YOLO line is
+  one instance and has no "ignore" flag.
+* Warnings name what Ultralytics' ``verify_image_label`` would quietly drop:
+  images under 10 pixels a side, and a second instance with the same class
+  and box as another (it removes duplicate rows of class and box).
 * Every image exported gets a label file; a negative (marked done, no masks:
   :mod:`annotator.data.formats.negatives`) gets an empty file (a background
   image for Ultralytics).
 
 The reader takes such a folder back (or ``data.yaml`` itself): labels pair
 with images by their path under ``labels/`` and ``images/`` without
-extension; names come from ``data.yaml`` (``names`` as a list or a mapping,
+extension (or under each split's ``<split>/labels`` and ``<split>/images``,
+as Roboflow exports); ``data.yaml`` is read by :mod:`.datayaml`; lines may end in spaces or CRLF; a detection line
+``class cx cy w h`` (5 columns, alone or among polygons) becomes a rectangle
+mask, reported; names come from ``data.yaml`` (``names`` as a list or a mapping,
 or ``nc``), else ``classes.txt``, else ``class_<id>``.
 """
 
@@ -39,7 +48,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -56,7 +64,9 @@ from annotator.data.formats.common import (
     output_keys,
     traced_polygons,
 )
+from annotator.data.formats.datayaml import parse_data_yaml
 from annotator.data.formats.staging import StagedFolder
+from annotator.data.imageio import natural_key
 
 FORMAT = "yolo-seg"
 
@@ -97,13 +107,33 @@ def write_yolo(
             if key is not None:
                 h, w = int(img["height"]), int(img["width"])
                 lines = []
+                boxes: Dict[Tuple[int, bytes], int] = {}  # (class, box) -> annotation id: what Ultralytics dedups on
+                if w < 10 or h < 10:
+                    warnings.append(
+                        f"{snap.image(img)}: {w} x {h} pixels; Ultralytics skips images under 10 pixels a side "
+                        "('image size ... <10 pixels')"
+                    )
                 for ann in snap.by_image[img["id"]]:
+                    if ann.get("iscrowd"):
+                        warnings.append(
+                            f"{snap.describe(ann)}: a crowd region (iscrowd) is not one instance and YOLO labels "
+                            "cannot mark it; left out of the export, as Ultralytics' convert_coco does"
+                        )
+                        continue
                     polygons = traced_polygons(snap.mask(ann, img), tolerance, snap.describe(ann), warnings.append)
                     if not polygons:
                         continue
                     xy = np.asarray(join_parts(polygons)).reshape(-1, 2) / (w, h)
                     coords = " ".join(f"{v:.6f}" for v in np.clip(xy, 0.0, 1.0).ravel())
                     lines.append(f"{classes[ann['category_id']]} {coords}\n")
+                    written = np.array(coords.split(), np.float32).reshape(-1, 2)
+                    box = (classes[ann["category_id"]], np.concatenate([written.min(0), written.max(0)]).tobytes())
+                    if box in boxes:
+                        warnings.append(
+                            f"{snap.describe(ann)}: same class and box as annotation {boxes[box]}; Ultralytics "
+                            "drops one of them as a duplicate label ('duplicate labels removed')"
+                        )
+                    boxes.setdefault(box, ann["id"])
                 stage.write_text(f"labels/{key}.txt", "".join(lines))
                 image = paths[img["id"]]
                 if copy_images and not in_place:
@@ -166,107 +196,6 @@ def data_yaml(out: Path, train: str, names: List[str]) -> str:
 
 
 # ----------------------------------------------------------------------------
-# data.yaml: the small part of YAML that dataset files use
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _scalar(text: str) -> Any:
-    s = text.strip()
-    if len(s) >= 2 and s[0] == s[-1] == '"':
-        try:
-            return json.loads(s)
-        except ValueError:
-            return s[1:-1]
-    if len(s) >= 2 and s[0] == s[-1] == "'":
-        return s[1:-1].replace("''", "'")
-    if re.fullmatch(r"[-+]?\d+", s):
-        return int(s)
-    return s
-
-
-def _split_flow(text: str) -> List[str]:
-    items, depth, quote, cur = [], 0, None, ""
-    for ch in text:
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(cur)
-            cur = ""
-            continue
-        cur += ch
-    if cur.strip():
-        items.append(cur)
-    return items
-
-
-def _value(text: str) -> Any:
-    s = text.strip()
-    if s.startswith("[") and s.endswith("]"):
-        return [_scalar(v) for v in _split_flow(s[1:-1])]
-    if s.startswith("{") and s.endswith("}"):
-        out = {}
-        for item in _split_flow(s[1:-1]):
-            k, _, v = item.partition(":")
-            out[_scalar(k)] = _scalar(v)
-        return out
-    return _scalar(s)
-
-
-def parse_data_yaml(text: str) -> Dict[Any, Any]:
-    """Top-level keys of a dataset YAML: scalars, flow ``[..]``/``{..}`` and indented block lists/maps.
-
-    Enough for Ultralytics ``data.yaml`` files (``path``, ``train``, ``val``,
-    ``nc``, ``names``); anything fancier (anchors, multi-line strings) is
-    read as plain text or ignored.
-    """
-    result: Dict[Any, Any] = {}
-    key = None
-    for raw in text.splitlines():
-        line = _strip_comment(raw).rstrip()
-        if not line.strip():
-            continue
-        if not line[0].isspace():
-            k, sep, v = line.partition(":")
-            if not sep:
-                key = None
-                continue
-            key = _scalar(k)
-            result[key] = _value(v) if v.strip() else None
-            continue
-        if key is None:
-            continue
-        item = line.strip()
-        if item.startswith("- ") or item == "-":
-            if not isinstance(result[key], list):
-                result[key] = []
-            result[key].append(_scalar(item[1:]))
-        elif ":" in item:
-            if not isinstance(result[key], dict):
-                result[key] = {}
-            k, _, v = item.partition(":")
-            result[key][_scalar(k)] = _scalar(v)
-    return result
-
-
-# ----------------------------------------------------------------------------
 # import
 
 
@@ -325,6 +254,8 @@ def _parse_line(tokens: List[str], where: str, names: Optional[Dict[int, str]], 
             report.append(f"{where}: coordinate {tok!r} is not a finite number; line skipped")
             return None
         numbers.append(v)
+    if len(numbers) == 4:
+        return _box(cls, numbers, where, report)
     if len(numbers) % 2:
         report.append(f"{where}: odd number of coordinates ({len(numbers)}); line skipped")
         return None
@@ -342,6 +273,57 @@ def _parse_line(tokens: List[str], where: str, names: Optional[Dict[int, str]], 
         )
         xy = inside
     return cls, xy
+
+
+def _box(cls: int, numbers: List[float], where: str, report: List[str]):
+    """A detection line ``class cx cy w h`` (normalised): ``(class id, its four corners)``, or None.
+
+    Ultralytics reads such a line as a box; in a file that also holds
+    polygons it takes it for a two-point polygon, whose box is wrong. It is
+    imported as a rectangle mask (reported), so that nothing is lost.
+    """
+    cx, cy, bw, bh = numbers
+    if bw <= 0 or bh <= 0:
+        report.append(f"{where}: a box (class cx cy w h) of width {bw:g} and height {bh:g} has no area; line skipped")
+        return None
+    x0, x1, y0, y1 = cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
+    xy = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    inside = P.clip_polygon(xy, 1.0, 1.0)
+    if len(inside) < 3 or P.polygon_area(inside) == 0:
+        report.append(f"{where}: the box lies outside the image (coordinates outside 0..1); line skipped")
+        return None
+    clipped = "" if len(inside) == 4 and np.allclose(inside, xy) else ", clipped to the image"
+    report.append(f"{where}: a box (class cx cy w h), not a polygon; imported as a rectangle mask{clipped}")
+    return cls, inside
+
+
+def _splits(root: Path, images: Optional[Path]) -> List[Tuple[Path, Path]]:
+    """``(images folder, labels folder)`` pairs of a dataset: ``images/`` + ``labels/`` (sub-folders
+    such as ``train/`` inside both), else one pair per split folder holding both (``train/images`` +
+    ``train/labels``, ``valid/...``: Roboflow's export; Ultralytics pairs them by its ``/images/`` ->
+    ``/labels/`` rule either way)."""
+    labels_root = root / "labels"
+    if labels_root.is_dir():
+        images_root = Path(images) if images is not None else root / "images"
+        if not images_root.is_dir():
+            raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
+        return [(images_root, labels_root)]
+    splits = [
+        (d / "images", d / "labels")
+        for d in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: natural_key(d.name))
+        if (d / "labels").is_dir() and (d / "images").is_dir()
+    ]
+    if not splits:
+        raise P.ImportFailed(
+            f"{root}: no labels/ folder (a YOLO dataset has images/ and labels/ side by side, or "
+            "train/images and train/labels for each split)"
+        )
+    if images is not None:
+        raise P.ImportFailed(
+            f"{root}: the images are in each split's images/ folder ({', '.join(P.shown(i, root) for i, _ in splits)}); "
+            "do not give an images folder"
+        )
+    return splits
 
 
 def read_yolo(
@@ -375,28 +357,27 @@ def read_yolo(
             yaml_path = others[0] if len(others) == 1 else None
     else:
         raise P.ImportFailed(f"{src}: no such file or folder")
-    labels_root = root / "labels"
-    if not labels_root.is_dir():
-        raise P.ImportFailed(f"{root}: no labels/ folder (a YOLO dataset has images/ and labels/ side by side)")
-    images_root = Path(images) if images is not None else root / "images"
-    if not images_root.is_dir():
-        raise P.ImportFailed(f"{images_root}: no such image folder (give the images' folder)")
-
+    splits = _splits(root, images)
     plan = P.ImportPlan(FORMAT, src)
     report = plan.report
-    names, source = _class_names(root, labels_root, yaml_path, report)
+    names, source = _class_names(root, splits[0][1], yaml_path, report)
     if names is not None:
         plan.categories = list(dict.fromkeys(names.values()))
-    image_index = P.index_images(images_root, root, report, exclude=(labels_root,))
-    label_files = [
-        p for p in P.files_with_suffix(labels_root, ".txt") if not (p.parent == labels_root and p.name == "classes.txt")
-    ]
-    seen = set()
+    work = []  # (label file, its labels root, the image index of its split, its images root)
+    indexes = []
+    for images_root, labels_root in splits:
+        image_index = P.index_images(images_root, root, report, exclude=(labels_root,))
+        indexes.append((images_root, labels_root, image_index, set()))
+        work += [
+            (p, indexes[-1])
+            for p in P.files_with_suffix(labels_root, ".txt")
+            if not (p.parent == labels_root and p.name == "classes.txt")
+        ]
     seen_ids = set()
-    for n, label in enumerate(label_files):
+    for n, (label, (images_root, labels_root, image_index, seen)) in enumerate(work):
         P.check_cancel(cancel)
         if progress is not None:
-            progress(n, len(label_files))
+            progress(n, len(work))
         key = P.key_of(label, labels_root, ".txt")
         shown = P.shown(label, root)
         image = image_index.get(key)
@@ -432,9 +413,10 @@ def read_yolo(
         plan.images.append(item)
     if names is None:
         plan.categories = [f"class_{i}" for i in sorted(seen_ids)]
-    for key, image in image_index.items():
-        if key not in seen:
-            report.append(f"{P.shown(image, root)}: no label file {P.shown(labels_root, root)}/{key}.txt; not imported")
+    for images_root, labels_root, image_index, seen in indexes:
+        for key, image in image_index.items():
+            if key not in seen:
+                report.append(f"{P.shown(image, root)}: no label file {P.shown(labels_root, root)}/{key}.txt; not imported")
     if progress is not None:
-        progress(len(label_files), len(label_files))
+        progress(len(work), len(work))
     return plan
