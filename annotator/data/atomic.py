@@ -234,16 +234,23 @@ def backup_name(path: PathLike, stamp: str, n: int = 0) -> Path:
     return p.parent / (f"{prefix}.{stamp}-{n}.bak" if n else f"{prefix}.{stamp}.bak")
 
 
-def _prune_backups(target: Path) -> None:
+def _prune_backups(target: Path, keep: Path) -> None:
+    """Remove all but the newest :data:`KEEP_BACKUPS` backups of ``target``; ``keep`` (the one just written) stays.
+
+    Names sort by their time stamp, and a clock that was ahead when an older
+    backup was made (or that was set back since) gives the new backup a stamp
+    older than theirs: ``keep`` is therefore never a candidate, whatever its
+    stamp, or the backup this session just made would be deleted at once.
+    """
     prefix = fit_name(target.name, _BAK_RESERVE, name_max(target.parent))
     pattern = re.compile(re.escape(prefix) + r"\.(\d{8}-\d{6})(?:-(\d+))?\.bak")
     found = []
     for p in target.parent.iterdir():
         m = pattern.fullmatch(p.name)
-        if m:
+        if m and p.name != keep.name:
             found.append(((m.group(1), int(m.group(2) or 0)), p))
     found.sort(key=lambda item: item[0])
-    for _, old in found[:-KEEP_BACKUPS]:
+    for _, old in found[: max(0, len(found) - (KEEP_BACKUPS - 1))]:
         try:
             old.unlink()
         except OSError:  # a backup we cannot remove is not worth failing a save
@@ -298,5 +305,5 @@ def backup_once(path: PathLike) -> Optional[Path]:
         except OSError:  # pragma: no cover - cosmetic only
             pass
         _backed_up.add(key)
-        _prune_backups(target)
+        _prune_backups(target, backup)
         return backup
