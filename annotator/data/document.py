@@ -44,7 +44,7 @@ masks were made on (see :mod:`annotator.data.identity`);
 A :class:`Dataset` is not thread-safe: mutate and serialise it on one thread
 (:meth:`Dataset.to_json` gives a snapshot string another thread may write).
 
-Why so long: this module is about 800 lines and :class:`Dataset` about 700, over the
+Why so long: this module is about 900 lines and :class:`Dataset` about 750, over the
 usual limits, because the class is the single owner of the document's
 invariants (ids never reused, the per-image and per-file indexes, the
 revision that decides what is unsaved) and every change must go through it.
@@ -65,7 +65,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from annotator.data import coco, identity, jsonsafe, palette
+from annotator.data import coco, identity, jsonsafe, names, palette
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
@@ -154,6 +154,7 @@ class Dataset:
         self._next_category_id = 1
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
+        self._by_key: Dict[str, int] = {}  # names.name_key(file_name) -> id: other spellings of the same file
         #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
@@ -235,6 +236,12 @@ class Dataset:
             self.images[rec.id] = rec
             self._by_file[rec.file_name] = rec.id
             self._by_image[rec.id] = {}
+            first = self._by_key.setdefault(names.name_key(rec.file_name, self.root), rec.id)
+            if first != rec.id:
+                self.load_notes.append(
+                    f"image id {rec.id} '{rec.file_name}' and image id {first} '{self.images[first].file_name}' "
+                    f"name the same file; new annotations on it go to image id {first}"
+                )
         self.categories = {cat.id: cat for cat in parsed.categories}
         for a in parsed.annotations:
             self.annotations[a.id] = a
@@ -312,13 +319,20 @@ class Dataset:
         return _relative_name(os.fspath(image_path), os.fspath(self.root), os.getcwd())
 
     def image_path(self, image: Union[int, ImageRecord]) -> Path:
-        """The file of an image record (``root / file_name``)."""
+        """The file of an image record (``root / file_name``, Windows separators read as ``/``)."""
         rec = self.images[image] if isinstance(image, int) else image
-        return self.root / rec.file_name
+        return self.root / names.local_name(rec.file_name, self.root)
 
     def image_by_name(self, file_name: str) -> Optional[ImageRecord]:
-        """The record whose ``file_name`` is exactly ``file_name``, or None."""
+        """The record of the file ``file_name`` (as :meth:`relative_name` spells it), or None.
+
+        A record spelling the same file otherwise (``./a.jpg``, ``sub\\a.jpg``,
+        an absolute path: see :mod:`annotator.data.names`) is found too, so an
+        accept adds to it rather than making a second record for the file.
+        """
         iid = self._by_file.get(file_name)
+        if iid is None:
+            iid = self._by_key.get(names.name_key(file_name, self.root))
         return None if iid is None else self.images[iid]
 
     def ensure_image(
@@ -377,6 +391,7 @@ class Dataset:
             rec.extra[identity.DIGEST_FIELD] = file_sha256
         self.images[rec.id] = rec
         self._by_file[file_name] = rec.id
+        self._by_key.setdefault(names.name_key(file_name, self.root), rec.id)
         self._by_image[rec.id] = {}
         self._changed()
         return rec
@@ -478,6 +493,13 @@ class Dataset:
         self._by_image.pop(image_id, None)
         if self._by_file.get(rec.file_name) == image_id:
             del self._by_file[rec.file_name]
+        key = names.name_key(rec.file_name, self.root)
+        if self._by_key.get(key) == image_id:
+            del self._by_key[key]
+            for other in self.images.values():  # another spelling of the same file takes over
+                if names.name_key(other.file_name, self.root) == key:
+                    self._by_key[key] = other.id
+                    break
         self._changed()
         return rec
 
@@ -490,6 +512,7 @@ class Dataset:
             raise ValueError(f"image id {rec.id} or '{rec.file_name}' is in use")
         self.images[rec.id] = rec
         self._by_file[rec.file_name] = rec.id
+        self._by_key.setdefault(names.name_key(rec.file_name, self.root), rec.id)
         self._by_image[rec.id] = {}
         self._changed()
 
@@ -755,7 +778,7 @@ class Dataset:
             item = rec.to_json()
             if rebase:
                 item["file_name"] = Path(
-                    os.path.relpath(os.path.abspath(self.root / rec.file_name), os.path.abspath(root))
+                    os.path.relpath(os.path.abspath(self.image_path(rec)), os.path.abspath(root))
                 ).as_posix()
             images.append(item)
         out: Dict[str, Any] = {"info": _plain(self.info, "info"), "licenses": _plain(self.licenses, "licenses")}
@@ -849,12 +872,14 @@ class Dataset:
 
     def _move_to(self, target: Path) -> None:
         new_root = target.parent
-        renamed = {}
-        for rec in self.images.values():
-            absolute = os.path.abspath(self.root / rec.file_name)
+        renamed: Dict[str, int] = {}
+        keys: Dict[str, int] = {}
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            absolute = os.path.abspath(self.image_path(rec))
             rec.file_name = Path(os.path.relpath(absolute, os.path.abspath(new_root))).as_posix()
             renamed[rec.file_name] = rec.id
-        self._by_file = renamed
+            keys.setdefault(names.name_key(rec.file_name, new_root), rec.id)
+        self._by_file, self._by_key = renamed, keys
         self.path, self.root = target, new_root
 
 
