@@ -154,7 +154,9 @@ class Dataset:
         self._next_category_id = 1
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
-        self._by_key: Dict[str, int] = {}  # names.name_key(file_name) -> id: other spellings of the same file
+        # names.name_key(file_name) -> id, for the records that spell their file otherwise (usually none)
+        self._by_key: Dict[str, int] = {}
+        self._respelled: Dict[int, str] = {}  # id -> key of every such record
         #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
@@ -236,7 +238,14 @@ class Dataset:
             self.images[rec.id] = rec
             self._by_file[rec.file_name] = rec.id
             self._by_image[rec.id] = {}
-            first = self._by_key.setdefault(names.name_key(rec.file_name, self.root), rec.id)
+        for rec in parsed.images:
+            key = names.name_key(rec.file_name, self.root)
+            if key == rec.file_name:
+                continue
+            self._respelled[rec.id] = key
+            first = self._by_file.get(key)
+            if first is None:
+                first = self._by_key.setdefault(key, rec.id)
             if first != rec.id:
                 self.load_notes.append(
                     f"image id {rec.id} '{rec.file_name}' and image id {first} '{self.images[first].file_name}' "
@@ -331,7 +340,7 @@ class Dataset:
         accept adds to it rather than making a second record for the file.
         """
         iid = self._by_file.get(file_name)
-        if iid is None:
+        if iid is None and self._by_key:
             iid = self._by_key.get(names.name_key(file_name, self.root))
         return None if iid is None else self.images[iid]
 
@@ -391,10 +400,18 @@ class Dataset:
             rec.extra[identity.DIGEST_FIELD] = file_sha256
         self.images[rec.id] = rec
         self._by_file[file_name] = rec.id
-        self._by_key.setdefault(names.name_key(file_name, self.root), rec.id)
+        self._index_spelling(rec)
         self._by_image[rec.id] = {}
         self._changed()
         return rec
+
+    def _index_spelling(self, rec: ImageRecord) -> None:
+        """Let :meth:`image_by_name` find ``rec`` by the usual spelling of its file, if it spells it otherwise."""
+        key = names.name_key(rec.file_name, self.root)
+        if key != rec.file_name:
+            self._respelled[rec.id] = key
+            if key not in self._by_file:
+                self._by_key.setdefault(key, rec.id)
 
     def check_image_sizes(self) -> List[str]:
         """Compare every record with its image file (header only).
@@ -496,10 +513,10 @@ class Dataset:
         key = names.name_key(rec.file_name, self.root)
         if self._by_key.get(key) == image_id:
             del self._by_key[key]
-            for other in self.images.values():  # another spelling of the same file takes over
-                if names.name_key(other.file_name, self.root) == key:
-                    self._by_key[key] = other.id
-                    break
+        self._respelled.pop(image_id, None)
+        if key not in self._by_file and key not in self._by_key:  # another spelling of the file takes over
+            for other_id in sorted(i for i, k in self._respelled.items() if k == key):
+                self._index_spelling(self.images[other_id])
         self._changed()
         return rec
 
@@ -512,7 +529,7 @@ class Dataset:
             raise ValueError(f"image id {rec.id} or '{rec.file_name}' is in use")
         self.images[rec.id] = rec
         self._by_file[rec.file_name] = rec.id
-        self._by_key.setdefault(names.name_key(rec.file_name, self.root), rec.id)
+        self._index_spelling(rec)
         self._by_image[rec.id] = {}
         self._changed()
 
@@ -873,14 +890,14 @@ class Dataset:
     def _move_to(self, target: Path) -> None:
         new_root = target.parent
         renamed: Dict[str, int] = {}
-        keys: Dict[str, int] = {}
         for rec in sorted(self.images.values(), key=lambda r: r.id):
             absolute = os.path.abspath(self.image_path(rec))
             rec.file_name = Path(os.path.relpath(absolute, os.path.abspath(new_root))).as_posix()
             renamed[rec.file_name] = rec.id
-            keys.setdefault(names.name_key(rec.file_name, new_root), rec.id)
-        self._by_file, self._by_key = renamed, keys
+        self._by_file, self._by_key, self._respelled = renamed, {}, {}
         self.path, self.root = target, new_root
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            self._index_spelling(rec)
 
 
 @functools.lru_cache(maxsize=1 << 16)
