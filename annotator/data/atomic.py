@@ -27,7 +27,9 @@ Names: temporary, backup names (and the lock and conflict names of
 whatever ``NAME`` is: a working file whose name already takes 250 of the 255
 bytes still gets ``.<shortened NAME>~<hash>.<random>.tmp`` and its backups.
 
-Only regular files are written over: a destination (after symlinks are
+Only writable files are written over: a destination the user made read-only
+(``chmod a-w``) raises :class:`WriteProtectedError` (a ``PermissionError``),
+although renaming over it would succeed. Only regular files are written over: a destination (after symlinks are
 followed) that is a FIFO, a device, a socket or a folder raises
 :class:`annotator.data.files.NotRegularFileError` (an ``OSError``) before
 anything is created, so ``export -o /dev/null`` can never replace a device.
@@ -57,6 +59,8 @@ __all__ = [
     "remove_stale_temps",
     "backup_name",
     "NotRegularFileError",
+    "WriteProtectedError",
+    "write_protected",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -148,12 +152,37 @@ def remove_stale_temps(path: PathLike, min_age_s: float = 300.0) -> List[Path]:
     return removed
 
 
+class WriteProtectedError(PermissionError):
+    """The file to replace is write-protected (no write permission), though its folder may be writable."""
+
+    def __init__(self, path: PathLike):
+        super().__init__(errno.EACCES, "the file is write-protected (its permissions are read-only); "
+                         "make it writable to save over it", os.fspath(path))
+
+
+def write_protected(st: os.stat_result, path: PathLike) -> bool:
+    """Whether the file of ``st`` must not be written: no write bit at all, or none for this user.
+
+    A rename over a file needs only the folder's permission, so without this
+    check an atomic save would replace a file the user made read-only
+    (``chmod a-w``, the read-only attribute on Windows) to protect it. Root
+    passes :func:`os.access` for any file, so for it only the mode bits count.
+    """
+    if not st.st_mode & 0o222:
+        return True
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return False
+    return not os.access(path, os.W_OK)
+
+
 def _check_replaceable(target: Path) -> None:
-    """Refuse to replace anything but a regular file (a missing file is fine)."""
+    """Refuse to replace anything but a regular, writable file (a missing file is fine)."""
     try:
-        check_regular(target, "replace")
+        st = check_regular(target, "replace")
     except FileNotFoundError:
-        pass
+        return
+    if write_protected(st, target):
+        raise WriteProtectedError(target)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLike] = None) -> os.stat_result:
@@ -181,6 +210,8 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLi
     NotRegularFileError
         ``path`` (after symlinks) is a FIFO, device, socket or folder; nothing
         was written.
+    WriteProtectedError
+        ``path`` is write-protected; nothing was written.
     OSError
         Whatever the operating system reported (``errno`` intact). The old
         file is then unchanged and no temporary file is left behind.

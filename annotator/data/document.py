@@ -66,6 +66,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from annotator.data import coco, identity, jsonsafe, names, palette
+from annotator.data.atomic import write_protected
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
@@ -210,6 +211,7 @@ class Dataset:
             raw = ds._file.read()
             if raw is not None:
                 ds._load(raw)
+                ds._note_write_protected()
         except NotRegularFileError as exc:
             ds._file.unlock()
             if exc.kind == "folder":
@@ -230,6 +232,17 @@ class Dataset:
             ds._file.unlock()
             raise
         return ds
+
+    def _note_write_protected(self) -> None:
+        try:
+            protected = write_protected(os.stat(self.path), self.path)
+        except OSError:
+            return
+        if protected:
+            self.load_notes.append(
+                f"{self.path.name} is write-protected (its permissions are read-only): changes cannot be saved "
+                "to it until it is made writable; File > Save a Copy keeps them elsewhere"
+            )
 
     def _load(self, raw: bytes) -> None:
         parsed = parse_working_file(self.path, raw)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from annotator.data.atomic import atomic_write_bytes, backup_once, remove_stale_temps
+from annotator.data.atomic import WriteProtectedError, atomic_write_bytes, backup_once, remove_stale_temps
 from annotator.data.files import NotRegularFileError, fit_name, name_max, open_regular, read_open
 from annotator.data.lock import LockBusy, LockHolder, WorkingFileLock
 
@@ -449,6 +449,8 @@ class WorkingFile:
 
 def _os_reason(exc: OSError) -> str:
     text = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, WriteProtectedError):
+        return text
     names = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
