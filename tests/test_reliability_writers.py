@@ -1,15 +1,17 @@
-"""The command-line writers respect the one-writer lock and keep the file they replace.
+"""Every writer other than the working file's own document respects the one-writer lock.
 
 A window (here: a real second process holding ``Dataset.open(..., lock=True)``)
-has a folder open. ``sam-annotator import`` into its working file, and
-``sam-annotator export`` onto it, must not write under it: both are refused,
-naming the process, and the file stays byte for byte. Once the window has
-closed, both work; an export over an existing COCO file backs it up first.
+has a folder open. ``sam-annotator import`` into its working file,
+``sam-annotator export`` onto it, and another document's Save As or Save a
+Copy onto it must not write under it: all are refused, naming the process,
+and the file stays byte for byte. Once the window has closed, they work; an
+export over an existing COCO file backs it up first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -27,6 +29,7 @@ from annotator.data import atomic
 from annotator.data.document import Dataset
 from annotator.data.lock import WorkingFileLock, lock_path
 from annotator.data.replacing import replacing
+from annotator.data.workfile import SaveError
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX processes")
 
@@ -149,3 +152,27 @@ def test_replacing_a_new_file_backs_nothing_up_and_releases_its_lock(tmp_path):
     assert not lock_path(target).exists()
     with WorkingFileLock.acquire(target):  # free again
         pass
+
+
+def test_save_as_or_a_copy_onto_a_working_file_open_in_a_window_is_refused(folder, tmp_path, monkeypatch):
+    working = folder / "annotations.json"
+    before = working.read_bytes()
+    mine = Dataset(tmp_path / "mine.json")
+    assert mine.acquire_lock() is None  # a window's document: it holds its own file
+    mine.add_category("my work")
+    with _window(working) as proc:
+        for write in (mine.save_copy, mine.save):
+            with pytest.raises(SaveError, match=f"process {proc.pid}") as info:
+                write(working)
+            assert info.value.errno == errno.EBUSY and "not written over" in str(info.value)
+            assert working.read_bytes() == before
+        assert mine.path == tmp_path / "mine.json" and mine.dirty  # the failed save-as moved nothing
+        assert list(folder.glob("annotations.json.*.bak")) == []
+    monkeypatch.setattr(atomic, "_backed_up", set())  # as in a new process (the fixture wrote it in this one)
+    mine.save(working)  # closed there: a save-as goes through (the old file backed up) and takes the lock
+    try:
+        assert mine.path == working and mine.locked and not mine.dirty
+        assert [b.read_bytes() for b in folder.glob("annotations.json.*.bak")] == [before]
+    finally:
+        mine.close()
+    assert not lock_path(tmp_path / "mine.json").exists()  # the old file's lock went with the move
