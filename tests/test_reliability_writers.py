@@ -176,3 +176,23 @@ def test_save_as_or_a_copy_onto_a_working_file_open_in_a_window_is_refused(folde
     finally:
         mine.close()
     assert not lock_path(tmp_path / "mine.json").exists()  # the old file's lock went with the move
+
+
+def test_a_save_after_the_folder_was_renamed_says_so_and_keeps_the_work(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    ds = Dataset.open(folder / "annotations.json", lock=True)
+    try:
+        ds.add_category("first")
+        ds.save()
+        folder.rename(tmp_path / "project-renamed")
+        ds.add_category("second")
+        with pytest.raises(SaveError, match="no longer exists") as info:
+            ds.save()
+        assert str(folder) in str(info.value) and "writing .annotations" not in str(info.value)
+        assert ds.dirty
+        assert not folder.exists()  # nothing re-created under the old name
+        copy = ds.save_copy(tmp_path / "project-renamed" / "rescued.json")
+        assert "second" in copy.read_text()
+    finally:
+        ds.close()

@@ -479,6 +479,11 @@ def _os_reason(exc: OSError) -> str:
     text = exc.strerror or str(exc) or type(exc).__name__
     if isinstance(exc, WriteProtectedError):
         return text
+    if exc.errno == errno.ENOENT and exc.filename:
+        folder = os.path.dirname(os.path.abspath(os.fspath(exc.filename)))
+        if not os.path.isdir(folder):
+            return (f"its folder {folder} no longer exists (renamed, moved or deleted since it was opened, "
+                    "or on a drive that is no longer mounted)")
     names = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
