@@ -196,3 +196,22 @@ def test_a_save_after_the_folder_was_renamed_says_so_and_keeps_the_work(tmp_path
         assert "second" in copy.read_text()
     finally:
         ds.close()
+
+
+def test_save_as_through_a_link_to_the_working_file_itself_is_a_plain_save(tmp_path):
+    path = tmp_path / "annotations.json"
+    ds = Dataset.open(path, lock=True)
+    try:
+        ds.add_category("first")
+        ds.save()
+        ds.ensure_image("a.png", 6, 4)
+        (tmp_path / "elsewhere").mkdir()
+        link = tmp_path / "elsewhere" / "link.json"
+        link.symlink_to(path)
+        ds.add_category("second")
+        assert ds.save(link) == link  # not "open in another window": that window is this document
+        assert ds.path == path and ds.locked and not ds.dirty
+        assert "second" in path.read_text() and link.is_symlink()
+        assert json.loads(path.read_text())["images"][0]["file_name"] == "a.png"  # relative to the file's folder
+    finally:
+        ds.close()

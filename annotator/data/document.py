@@ -872,13 +872,13 @@ class Dataset:
         """
         target = Path(path) if path is not None else self.path
         revision = self.revision
-        if os.path.abspath(target) != os.path.abspath(self.path):
+        if os.path.realpath(target) != os.path.realpath(self.path):  # (a link to this file is this file)
             data = self._encoded(target.parent)
             st = self._file.write_copy(target, data, backup=True)
             self._move_to(target)
             self._file.moved_to(target, data, st)
         else:
-            self._file.write(self._encoded(target.parent), force=force)
+            self._file.write(self._encoded(self.root), force=force)
         self.mark_saved(revision)
         return target
 
