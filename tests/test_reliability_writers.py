@@ -215,3 +215,19 @@ def test_save_as_through_a_link_to_the_working_file_itself_is_a_plain_save(tmp_p
         assert json.loads(path.read_text())["images"][0]["file_name"] == "a.png"  # relative to the file's folder
     finally:
         ds.close()
+
+
+def test_a_link_to_a_working_file_open_in_a_window_is_the_same_file(folder, tmp_path):
+    working = folder / "annotations.json"
+    before = working.read_bytes()
+    link = tmp_path / "link.json"
+    link.symlink_to(working)
+    with _window(working) as proc:
+        ds = Dataset.open(link, lock=True)  # a second window, by another name
+        try:
+            assert ds.read_only and ds.lock_holder.pid == proc.pid
+        finally:
+            ds.close()
+        code, _, stderr = _run(importer, [str(folder / "a.json"), "--format", "labelme", "-o", str(link)])
+        assert code == 1 and f"process {proc.pid}" in stderr
+        assert working.read_bytes() == before

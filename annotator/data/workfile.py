@@ -247,12 +247,12 @@ class WorkingFile:
         if self._lock is not None and self._lock.held:
             return None
         try:
-            self._lock = WorkingFileLock.acquire(self.path)
+            self._lock = WorkingFileLock.acquire(self._target())  # a link locks the file it points to
         except LockBusy as busy:
             self._busy = busy
             return busy
         self._busy = None
-        removed = remove_stale_temps(self.path)
+        removed = remove_stale_temps(self._target())
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted save: %s", len(removed),
                      ", ".join(p.name for p in removed))
