@@ -108,6 +108,11 @@ from annotator.data.records import (  # noqa: F401  (re-exported: the public nam
 )
 
 
+#: Largest id written (ids are JSON numbers: 2**53 - 1 is the largest every reader holds exactly;
+#: :func:`annotator.data.coco.inspect_coco` refuses larger ones).
+MAX_ID = (1 << 53) - 1
+
+
 class ImageChangedError(DatasetError):
     """An annotated image's file is another picture now (its recorded SHA-256 differs)."""
 
@@ -153,6 +158,7 @@ class Dataset:
         self.saved_revision = 0
         self._next_annotation_id = 1
         self._next_category_id = 1
+        self._issued: set = set()  # (kind, id) handed out below the maximum (see _fresh_id)
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
         # names.name_key(file_name) -> id, for the records that spell their file otherwise (usually none)
@@ -408,7 +414,8 @@ class Dataset:
                 rec.extra[identity.DIGEST_FIELD] = file_sha256
                 self._changed()
             return rec
-        rec = ImageRecord(id=max(self.images, default=0) + 1, file_name=file_name, width=int(width), height=int(height))
+        rec = ImageRecord(id=self._fresh_id("image", max(self.images, default=0) + 1, self.images),
+                          file_name=file_name, width=int(width), height=int(height))
         if file_sha256 is not None:
             rec.extra[identity.DIGEST_FIELD] = file_sha256
         self.images[rec.id] = rec
@@ -566,12 +573,13 @@ class Dataset:
             Empty name, a name already used, or an invalid colour.
         """
         name = self._check_name(name)
+        cid = self._fresh_id("category", self._next_category_id, self.categories)
         if color is None:
-            rgb = palette.category_color(self._next_category_id)
+            rgb = palette.category_color(cid)
         else:
             rgb = self._check_color(color)
-        cat = Category(id=self._next_category_id, name=name, color=rgb, supercategory=supercategory)
-        self._next_category_id += 1
+        cat = Category(id=cid, name=name, color=rgb, supercategory=supercategory)
+        self._next_category_id = max(self._next_category_id, cid + 1)
         self.categories[cat.id] = cat
         self._changed()
         return cat
@@ -718,8 +726,9 @@ class Dataset:
         else:
             raise ValueError("make_annotation needs a mask or an rle")
         plain_extra = _plain(dict(extra), "extra")
+        aid = self._fresh_id("annotation", self._next_annotation_id, self.annotations)
         ann = Annotation(
-            id=self._next_annotation_id,
+            id=aid,
             image_id=image_id,
             category_id=category_id,
             segmentation=segmentation,
@@ -728,8 +737,26 @@ class Dataset:
             iscrowd=0,
             extra=plain_extra,
         )
-        self._next_annotation_id += 1
+        self._next_annotation_id = max(self._next_annotation_id, aid + 1)
         return ann
+
+    def _fresh_id(self, kind: str, following: int, used: Mapping[int, Any]) -> int:
+        """``following`` (one more than any id so far), or, past :data:`MAX_ID`, the lowest id never used.
+
+        An id past :data:`MAX_ID` is not an exact JSON number for most readers,
+        and our own loader refuses it: a file that numbers from near the limit
+        (ids made from timestamps or hashes) would otherwise be saved with ids
+        that make it impossible to open again. Below the maximum, an id is
+        taken only if it is free and was never handed out in this session
+        (an undo may still bring back the annotation that had it).
+        """
+        if following <= MAX_ID:
+            return following
+        n = 1
+        while n in used or (kind, n) in self._issued:
+            n += 1
+        self._issued.add((kind, n))
+        return n
 
     def add_annotation(self, ann: Annotation) -> None:
         """Add an annotation, keeping its id (so undoing a removal restores it)."""
