@@ -834,9 +834,7 @@ class Dataset:
         for rec in sorted(self.images.values(), key=lambda r: r.id):
             item = rec.to_json()
             if rebase:
-                item["file_name"] = Path(
-                    os.path.relpath(os.path.abspath(self.image_path(rec)), os.path.abspath(root))
-                ).as_posix()
+                item["file_name"] = _relative_name(os.fspath(self.image_path(rec)), os.fspath(root), os.getcwd())
             images.append(item)
         out: Dict[str, Any] = {"info": _plain(self.info, "info"), "licenses": _plain(self.licenses, "licenses")}
         out.update({k: v for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS})
@@ -931,8 +929,7 @@ class Dataset:
         new_root = target.parent
         renamed: Dict[str, int] = {}
         for rec in sorted(self.images.values(), key=lambda r: r.id):
-            absolute = os.path.abspath(self.image_path(rec))
-            rec.file_name = Path(os.path.relpath(absolute, os.path.abspath(new_root))).as_posix()
+            rec.file_name = _relative_name(os.fspath(self.image_path(rec)), os.fspath(new_root), os.getcwd())
             renamed[rec.file_name] = rec.id
         self._by_file, self._by_key, self._respelled = renamed, {}, {}
         self.path, self.root = target, new_root
