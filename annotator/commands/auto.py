@@ -42,6 +42,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from annotator.commands import cluster
 from annotator.commands.common import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from annotator.commands.common import model_choices as _model_choices
+from annotator.commands.common import path_problem
 from annotator.data.files import path_arg
 from annotator.data.proposals import GeneratorParams, ProposalsError, ProposalStore, StoredProposals, signature
 
@@ -219,6 +220,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return EXIT_USAGE
+    problem = path_problem(args)
+    if problem is None and args.output is not None and args.output.is_dir():
+        problem = f"--output {args.output} is a folder; give the working file (e.g. {args.output / 'annotations.json'})"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     params = GeneratorParams(**{f.name: getattr(args, f.name) for f in fields(GeneratorParams)})
 
     from annotator.data.document import ANNOTATIONS_FILENAME

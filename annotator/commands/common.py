@@ -89,6 +89,23 @@ class ByteBar:
             self._bar = None
 
 
+def path_problem(args: object) -> Optional[str]:
+    """The usage error in the path options ``encode`` and ``auto`` share (our sentence), or ``None``.
+
+    Checked before any model is loaded or image listed: a ``--cache-dir`` that
+    is a file would otherwise surface as a failed weights download, and a
+    ``--checkpoint`` that is a folder as "does not exist" (a missing one is
+    reported when the weights are loaded).
+    """
+    cache = getattr(args, "cache_dir", None)
+    if cache is not None and cache.exists() and not cache.is_dir():
+        return f"--cache-dir {cache} is a file; give a folder (it is created if missing)"
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is not None and checkpoint.is_dir():
+        return f"--checkpoint {checkpoint} is a folder; give the weights file"
+    return None
+
+
 def resolve_checkpoint(model_type: str, checkpoint: Optional[Path], cache_root: Optional[Path], quiet: bool) -> Path:
     """The weights file: ``checkpoint`` if given, else the verified registry file (downloaded if needed)."""
     if checkpoint is not None:

@@ -89,6 +89,7 @@ from annotator.commands.common import (  # noqa: F401  (the exit codes and Summa
     Summary,
 )
 from annotator.commands.common import model_choices as _model_choices
+from annotator.commands.common import path_problem
 from annotator.commands.common import resolve_checkpoint as _resolve_checkpoint
 from annotator.data.files import path_arg
 
@@ -136,7 +137,7 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
     """The usage error in ``args`` (our own sentence), or ``None``."""
     if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
         return f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}"
-    return None
+    return path_problem(args)
 
 
 def cpu_batch_bound(model_type: str, available: Optional[int] = None) -> int:

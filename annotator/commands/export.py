@@ -29,7 +29,10 @@ out, with a warning.
 The output's image paths are relative to where it is written. A polygon
 export over the working file is refused, as is any export that would write
 over a source image. COCO output is validated
-(:func:`annotator.data.coco.validate_coco`) and written atomically; folder
+(:func:`annotator.data.coco.validate_coco`) and written atomically; a COCO
+file already there is backed up first (``NAME.<time>.bak``), and one open in a
+window (its lock held: the working file of a folder being annotated) is not
+written at all (:mod:`annotator.data.replacing`); folder
 output is staged and moved into place at the end, backing up files there that
 sam-annotator did not write. Exit status: 0 on success, 1 on a bad input
 file or a failed write or validation, 2 on a usage error.
@@ -40,6 +43,7 @@ From Python (the window's File → Export): :mod:`annotator.data.export`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from typing import Optional, Sequence
@@ -47,6 +51,8 @@ from typing import Optional, Sequence
 from annotator.data.document import Dataset, DatasetError
 from annotator.data.export import DEFAULT_TOLERANCE, FOLDER_FORMATS, FORMATS, export_data, snapshot
 from annotator.data.files import path_arg
+from annotator.data.lock import LockBusy
+from annotator.data.replacing import replacing
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,13 +111,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         err(f"error: {exc}")
         return 1
 
+    backup = None
     try:
         data = snapshot(ds, args.output, args.format)
         n_images, n_annotations = len(data["images"]), len(data["annotations"])
-        warnings = export_data(
-            data, args.output, args.format, args.tolerance,
-            copy_images=args.copy_images, voc_border=args.voc_border, masks_per_image=args.masks_per_image,
-        )  # fmt: skip
+        with replacing(args.output) if args.format not in FOLDER_FORMATS else contextlib.nullcontext() as backup:
+            warnings = export_data(
+                data, args.output, args.format, args.tolerance,
+                copy_images=args.copy_images, voc_border=args.voc_border, masks_per_image=args.masks_per_image,
+            )  # fmt: skip
+    except LockBusy as exc:
+        who = exc.holder.describe() if exc.holder is not None else "its lock file cannot be read"
+        err(f"error: {args.output} is open in another window or program ({who}); it was not overwritten: "
+            "close it there first, or export to another file")
+        return 1
     except ValueError as exc:
         err(f"error: {exc}")
         return 1
@@ -122,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         err(f"warning: {w}")
     if args.format not in FOLDER_FORMATS:
         n_annotations = len(data["annotations"])
-    print(f"wrote {args.output}: {n_images} images, {n_annotations} annotations, {args.format}")
+    kept = f" (the previous file was backed up as {backup.name})" if backup is not None else ""
+    print(f"wrote {args.output}: {n_images} images, {n_annotations} annotations, {args.format}{kept}")
     return 0
 
 

@@ -22,7 +22,9 @@ when they are not where the format puts them.
 
 The working file is created if missing; an existing one is only added to
 (never dropped from), a mask already there is not added twice, and the old
-file is backed up (``NAME.<time>.bak``) before it is written. Everything that
+file is backed up (``NAME.<time>.bak``) before it is written. A working file
+open in a window (its lock held by another process) is not touched: the
+import is refused with a message naming that process. Everything that
 cannot be used (malformed lines or shapes, unknown classes, label files
 without images, images without labels, duplicates) is listed on stderr, one
 ``warning:`` line each; the rest is imported. Exit status: 0 when something
@@ -76,9 +78,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         err(f"error: {args.output} is not a file")
         return 1
     try:
-        dataset = Dataset.open(args.output)
+        dataset = Dataset.open(args.output, lock=True)  # one writer: not while a window has it open
     except DatasetError as exc:
         err(f"error: the working file cannot be used, so nothing was imported: {exc}")
+        return 1
+    try:
+        return _import_into(dataset, args, err)
+    finally:
+        dataset.close()
+
+
+def _import_into(dataset: Dataset, args: argparse.Namespace, err) -> int:
+    """The import proper, with ``dataset`` open (and locked, unless the folder is read-only)."""
+    if dataset.read_only:
+        holder = dataset.lock_holder
+        who = holder.describe() if holder is not None else "its lock file cannot be read"
+        err(f"error: {args.output} is open in another window or program ({who}), so nothing was imported; "
+            "close it there first, or import from that window (File > Import)")
         return 1
     try:
         plan = read_labels(args.source, args.format, args.images)

@@ -27,7 +27,9 @@ Names: temporary, backup names (and the lock and conflict names of
 whatever ``NAME`` is: a working file whose name already takes 250 of the 255
 bytes still gets ``.<shortened NAME>~<hash>.<random>.tmp`` and its backups.
 
-Only regular files are written over: a destination (after symlinks are
+Only writable files are written over: a destination the user made read-only
+(``chmod a-w``) raises :class:`WriteProtectedError` (a ``PermissionError``),
+although renaming over it would succeed. Only regular files are written over: a destination (after symlinks are
 followed) that is a FIFO, a device, a socket or a folder raises
 :class:`annotator.data.files.NotRegularFileError` (an ``OSError``) before
 anything is created, so ``export -o /dev/null`` can never replace a device.
@@ -57,6 +59,8 @@ __all__ = [
     "remove_stale_temps",
     "backup_name",
     "NotRegularFileError",
+    "WriteProtectedError",
+    "write_protected",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -148,12 +152,37 @@ def remove_stale_temps(path: PathLike, min_age_s: float = 300.0) -> List[Path]:
     return removed
 
 
+class WriteProtectedError(PermissionError):
+    """The file to replace is write-protected (no write permission), though its folder may be writable."""
+
+    def __init__(self, path: PathLike):
+        super().__init__(errno.EACCES, "the file is write-protected (its permissions are read-only); "
+                         "make it writable to save over it", os.fspath(path))
+
+
+def write_protected(st: os.stat_result, path: PathLike) -> bool:
+    """Whether the file of ``st`` must not be written: no write bit at all, or none for this user.
+
+    A rename over a file needs only the folder's permission, so without this
+    check an atomic save would replace a file the user made read-only
+    (``chmod a-w``, the read-only attribute on Windows) to protect it. Root
+    passes :func:`os.access` for any file, so for it only the mode bits count.
+    """
+    if not st.st_mode & 0o222:
+        return True
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return False
+    return not os.access(path, os.W_OK)
+
+
 def _check_replaceable(target: Path) -> None:
-    """Refuse to replace anything but a regular file (a missing file is fine)."""
+    """Refuse to replace anything but a regular, writable file (a missing file is fine)."""
     try:
-        check_regular(target, "replace")
+        st = check_regular(target, "replace")
     except FileNotFoundError:
-        pass
+        return
+    if write_protected(st, target):
+        raise WriteProtectedError(target)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLike] = None) -> os.stat_result:
@@ -181,6 +210,8 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, temp_for: Optional[PathLi
     NotRegularFileError
         ``path`` (after symlinks) is a FIFO, device, socket or folder; nothing
         was written.
+    WriteProtectedError
+        ``path`` is write-protected; nothing was written.
     OSError
         Whatever the operating system reported (``errno`` intact). The old
         file is then unchanged and no temporary file is left behind.
@@ -234,16 +265,23 @@ def backup_name(path: PathLike, stamp: str, n: int = 0) -> Path:
     return p.parent / (f"{prefix}.{stamp}-{n}.bak" if n else f"{prefix}.{stamp}.bak")
 
 
-def _prune_backups(target: Path) -> None:
+def _prune_backups(target: Path, keep: Path) -> None:
+    """Remove all but the newest :data:`KEEP_BACKUPS` backups of ``target``; ``keep`` (the one just written) stays.
+
+    Names sort by their time stamp, and a clock that was ahead when an older
+    backup was made (or that was set back since) gives the new backup a stamp
+    older than theirs: ``keep`` is therefore never a candidate, whatever its
+    stamp, or the backup this session just made would be deleted at once.
+    """
     prefix = fit_name(target.name, _BAK_RESERVE, name_max(target.parent))
     pattern = re.compile(re.escape(prefix) + r"\.(\d{8}-\d{6})(?:-(\d+))?\.bak")
     found = []
     for p in target.parent.iterdir():
         m = pattern.fullmatch(p.name)
-        if m:
+        if m and p.name != keep.name:
             found.append(((m.group(1), int(m.group(2) or 0)), p))
     found.sort(key=lambda item: item[0])
-    for _, old in found[:-KEEP_BACKUPS]:
+    for _, old in found[: max(0, len(found) - (KEEP_BACKUPS - 1))]:
         try:
             old.unlink()
         except OSError:  # a backup we cannot remove is not worth failing a save
@@ -298,5 +336,5 @@ def backup_once(path: PathLike) -> Optional[Path]:
         except OSError:  # pragma: no cover - cosmetic only
             pass
         _backed_up.add(key)
-        _prune_backups(target)
+        _prune_backups(target, backup)
         return backup

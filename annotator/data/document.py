@@ -44,7 +44,7 @@ masks were made on (see :mod:`annotator.data.identity`);
 A :class:`Dataset` is not thread-safe: mutate and serialise it on one thread
 (:meth:`Dataset.to_json` gives a snapshot string another thread may write).
 
-Why so long: this module is about 800 lines and :class:`Dataset` about 700, over the
+Why so long: this module is about 900 lines and :class:`Dataset` about 750, over the
 usual limits, because the class is the single owner of the document's
 invariants (ids never reused, the per-image and per-file indexes, the
 revision that decides what is unsaved) and every change must go through it.
@@ -65,7 +65,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from annotator.data import coco, identity, jsonsafe, palette
+from annotator.data import coco, identity, jsonsafe, names, palette
+from annotator.data.atomic import write_protected
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
@@ -105,6 +106,11 @@ from annotator.data.records import (  # noqa: F401  (re-exported: the public nam
     _plain,
     dumps_coco,
 )
+
+
+#: Largest id written (ids are JSON numbers: 2**53 - 1 is the largest every reader holds exactly;
+#: :func:`annotator.data.coco.inspect_coco` refuses larger ones).
+MAX_ID = (1 << 53) - 1
 
 
 class ImageChangedError(DatasetError):
@@ -152,8 +158,12 @@ class Dataset:
         self.saved_revision = 0
         self._next_annotation_id = 1
         self._next_category_id = 1
+        self._issued: set = set()  # (kind, id) handed out below the maximum (see _fresh_id)
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
+        # names.name_key(file_name) -> id, for the records that spell their file otherwise (usually none)
+        self._by_key: Dict[str, int] = {}
+        self._respelled: Dict[int, str] = {}  # id -> key of every such record
         #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
@@ -207,6 +217,7 @@ class Dataset:
             raw = ds._file.read()
             if raw is not None:
                 ds._load(raw)
+                ds._note_write_protected()
         except NotRegularFileError as exc:
             ds._file.unlock()
             if exc.kind == "folder":
@@ -228,6 +239,17 @@ class Dataset:
             raise
         return ds
 
+    def _note_write_protected(self) -> None:
+        try:
+            protected = write_protected(os.stat(self.path), self.path)
+        except OSError:
+            return
+        if protected:
+            self.load_notes.append(
+                f"{self.path.name} is write-protected (its permissions are read-only): changes cannot be saved "
+                "to it until it is made writable; File > Save a Copy keeps them elsewhere"
+            )
+
     def _load(self, raw: bytes) -> None:
         parsed = parse_working_file(self.path, raw)
         self.info, self.licenses, self.extra = parsed.info, parsed.licenses, parsed.extra
@@ -235,6 +257,19 @@ class Dataset:
             self.images[rec.id] = rec
             self._by_file[rec.file_name] = rec.id
             self._by_image[rec.id] = {}
+        for rec in parsed.images:
+            key = names.name_key(rec.file_name, self.root)
+            if key == rec.file_name:
+                continue
+            self._respelled[rec.id] = key
+            first = self._by_file.get(key)
+            if first is None:
+                first = self._by_key.setdefault(key, rec.id)
+            if first != rec.id:
+                self.load_notes.append(
+                    f"image id {rec.id} '{rec.file_name}' and image id {first} '{self.images[first].file_name}' "
+                    f"name the same file; new annotations on it go to image id {first}"
+                )
         self.categories = {cat.id: cat for cat in parsed.categories}
         for a in parsed.annotations:
             self.annotations[a.id] = a
@@ -312,13 +347,20 @@ class Dataset:
         return _relative_name(os.fspath(image_path), os.fspath(self.root), os.getcwd())
 
     def image_path(self, image: Union[int, ImageRecord]) -> Path:
-        """The file of an image record (``root / file_name``)."""
+        """The file of an image record (``root / file_name``, Windows separators read as ``/``)."""
         rec = self.images[image] if isinstance(image, int) else image
-        return self.root / rec.file_name
+        return self.root / names.local_name(rec.file_name, self.root)
 
     def image_by_name(self, file_name: str) -> Optional[ImageRecord]:
-        """The record whose ``file_name`` is exactly ``file_name``, or None."""
+        """The record of the file ``file_name`` (as :meth:`relative_name` spells it), or None.
+
+        A record spelling the same file otherwise (``./a.jpg``, ``sub\\a.jpg``,
+        an absolute path: see :mod:`annotator.data.names`) is found too, so an
+        accept adds to it rather than making a second record for the file.
+        """
         iid = self._by_file.get(file_name)
+        if iid is None and self._by_key:
+            iid = self._by_key.get(names.name_key(file_name, self.root))
         return None if iid is None else self.images[iid]
 
     def ensure_image(
@@ -372,14 +414,24 @@ class Dataset:
                 rec.extra[identity.DIGEST_FIELD] = file_sha256
                 self._changed()
             return rec
-        rec = ImageRecord(id=max(self.images, default=0) + 1, file_name=file_name, width=int(width), height=int(height))
+        rec = ImageRecord(id=self._fresh_id("image", max(self.images, default=0) + 1, self.images),
+                          file_name=file_name, width=int(width), height=int(height))
         if file_sha256 is not None:
             rec.extra[identity.DIGEST_FIELD] = file_sha256
         self.images[rec.id] = rec
         self._by_file[file_name] = rec.id
+        self._index_spelling(rec)
         self._by_image[rec.id] = {}
         self._changed()
         return rec
+
+    def _index_spelling(self, rec: ImageRecord) -> None:
+        """Let :meth:`image_by_name` find ``rec`` by the usual spelling of its file, if it spells it otherwise."""
+        key = names.name_key(rec.file_name, self.root)
+        if key != rec.file_name:
+            self._respelled[rec.id] = key
+            if key not in self._by_file:
+                self._by_key.setdefault(key, rec.id)
 
     def check_image_sizes(self) -> List[str]:
         """Compare every record with its image file (header only).
@@ -478,6 +530,13 @@ class Dataset:
         self._by_image.pop(image_id, None)
         if self._by_file.get(rec.file_name) == image_id:
             del self._by_file[rec.file_name]
+        key = names.name_key(rec.file_name, self.root)
+        if self._by_key.get(key) == image_id:
+            del self._by_key[key]
+        self._respelled.pop(image_id, None)
+        if key not in self._by_file and key not in self._by_key:  # another spelling of the file takes over
+            for other_id in sorted(i for i, k in self._respelled.items() if k == key):
+                self._index_spelling(self.images[other_id])
         self._changed()
         return rec
 
@@ -490,6 +549,7 @@ class Dataset:
             raise ValueError(f"image id {rec.id} or '{rec.file_name}' is in use")
         self.images[rec.id] = rec
         self._by_file[rec.file_name] = rec.id
+        self._index_spelling(rec)
         self._by_image[rec.id] = {}
         self._changed()
 
@@ -513,12 +573,13 @@ class Dataset:
             Empty name, a name already used, or an invalid colour.
         """
         name = self._check_name(name)
+        cid = self._fresh_id("category", self._next_category_id, self.categories)
         if color is None:
-            rgb = palette.category_color(self._next_category_id)
+            rgb = palette.category_color(cid)
         else:
             rgb = self._check_color(color)
-        cat = Category(id=self._next_category_id, name=name, color=rgb, supercategory=supercategory)
-        self._next_category_id += 1
+        cat = Category(id=cid, name=name, color=rgb, supercategory=supercategory)
+        self._next_category_id = max(self._next_category_id, cid + 1)
         self.categories[cat.id] = cat
         self._changed()
         return cat
@@ -665,8 +726,9 @@ class Dataset:
         else:
             raise ValueError("make_annotation needs a mask or an rle")
         plain_extra = _plain(dict(extra), "extra")
+        aid = self._fresh_id("annotation", self._next_annotation_id, self.annotations)
         ann = Annotation(
-            id=self._next_annotation_id,
+            id=aid,
             image_id=image_id,
             category_id=category_id,
             segmentation=segmentation,
@@ -675,8 +737,26 @@ class Dataset:
             iscrowd=0,
             extra=plain_extra,
         )
-        self._next_annotation_id += 1
+        self._next_annotation_id = max(self._next_annotation_id, aid + 1)
         return ann
+
+    def _fresh_id(self, kind: str, following: int, used: Mapping[int, Any]) -> int:
+        """``following`` (one more than any id so far), or, past :data:`MAX_ID`, the lowest id never used.
+
+        An id past :data:`MAX_ID` is not an exact JSON number for most readers,
+        and our own loader refuses it: a file that numbers from near the limit
+        (ids made from timestamps or hashes) would otherwise be saved with ids
+        that make it impossible to open again. Below the maximum, an id is
+        taken only if it is free and was never handed out in this session
+        (an undo may still bring back the annotation that had it).
+        """
+        if following <= MAX_ID:
+            return following
+        n = 1
+        while n in used or (kind, n) in self._issued:
+            n += 1
+        self._issued.add((kind, n))
+        return n
 
     def add_annotation(self, ann: Annotation) -> None:
         """Add an annotation, keeping its id (so undoing a removal restores it)."""
@@ -754,9 +834,7 @@ class Dataset:
         for rec in sorted(self.images.values(), key=lambda r: r.id):
             item = rec.to_json()
             if rebase:
-                item["file_name"] = Path(
-                    os.path.relpath(os.path.abspath(self.root / rec.file_name), os.path.abspath(root))
-                ).as_posix()
+                item["file_name"] = _relative_name(os.fspath(self.image_path(rec)), os.fspath(root), os.getcwd())
             images.append(item)
         out: Dict[str, Any] = {"info": _plain(self.info, "info"), "licenses": _plain(self.licenses, "licenses")}
         out.update({k: v for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS})
@@ -819,13 +897,13 @@ class Dataset:
         """
         target = Path(path) if path is not None else self.path
         revision = self.revision
-        if os.path.abspath(target) != os.path.abspath(self.path):
+        if os.path.realpath(target) != os.path.realpath(self.path):  # (a link to this file is this file)
             data = self._encoded(target.parent)
             st = self._file.write_copy(target, data, backup=True)
             self._move_to(target)
             self._file.moved_to(target, data, st)
         else:
-            self._file.write(self._encoded(target.parent), force=force)
+            self._file.write(self._encoded(self.root), force=force)
         self.mark_saved(revision)
         return target
 
@@ -849,13 +927,14 @@ class Dataset:
 
     def _move_to(self, target: Path) -> None:
         new_root = target.parent
-        renamed = {}
-        for rec in self.images.values():
-            absolute = os.path.abspath(self.root / rec.file_name)
-            rec.file_name = Path(os.path.relpath(absolute, os.path.abspath(new_root))).as_posix()
+        renamed: Dict[str, int] = {}
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            rec.file_name = _relative_name(os.fspath(self.image_path(rec)), os.fspath(new_root), os.getcwd())
             renamed[rec.file_name] = rec.id
-        self._by_file = renamed
+        self._by_file, self._by_key, self._respelled = renamed, {}, {}
         self.path, self.root = target, new_root
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            self._index_spelling(rec)
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -1,7 +1,9 @@
 """Parsing a working file's bytes into records, with a message for everything it cannot keep.
 
 :func:`parse_working_file` is the loading half of
-:meth:`annotator.data.document.Dataset.open`: bytes -> UTF-8 -> JSON
+:meth:`annotator.data.document.Dataset.open`: bytes -> UTF-8 (or UTF-16/32
+with a byte-order mark, as Windows PowerShell's ``Out-File`` writes JSON;
+noted, and saved back as UTF-8) -> JSON
 (:mod:`annotator.data.jsonsafe`) -> schema checks
 (:func:`annotator.data.coco.inspect_coco`) -> records. Extra fields are kept,
 with non-finite numbers read as ``null`` (noted) and absurd nesting refused;
@@ -55,10 +57,16 @@ def parse_working_file(path: Path, raw: bytes) -> ParsedDocument:
     """
     if not raw.strip():
         raise DatasetError(path, "the file is empty; expected COCO JSON")
+    notes: List[str] = []
+    encoding = _bom_encoding(raw)
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DatasetError(path, f"not UTF-8 text (bad byte at offset {exc.start}); expected COCO JSON") from None
+        shown = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
+        raise DatasetError(path, f"not {shown} text (bad byte at offset {exc.start}); expected COCO JSON") from None
+    if encoding != "utf-8-sig":
+        notes.append(f"{path.name} was {encoding.upper()} text (as Windows PowerShell writes it); "
+                     "it is saved as UTF-8, as JSON files are")
     try:
         data = jsonsafe.loads(text)
     except jsonsafe.JsonError as exc:
@@ -67,9 +75,25 @@ def parse_working_file(path: Path, raw: bytes) -> ParsedDocument:
     if problems:
         raise DatasetError(path, problems)
     try:
-        return _build(path, data, rles)
+        parsed = _build(path, data, rles)
     except jsonsafe.JsonError as exc:
         raise DatasetError(path, str(exc)) from None
+    parsed.notes[:0] = notes
+    return parsed
+
+
+_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+)
+
+
+def _bom_encoding(raw: bytes) -> str:
+    """``"utf-16"``/``"utf-32"`` for a file that starts with their byte-order mark, else ``"utf-8-sig"``."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return encoding
+    return "utf-8-sig"
 
 
 def _build(path: Path, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) -> ParsedDocument:

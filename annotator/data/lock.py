@@ -221,6 +221,36 @@ def _flock(fd: int) -> Optional[bool]:
         raise
 
 
+#: How long a busy lock's unreadable record is read again (a holder taking over a stale lock rewrites it).
+_REREAD_SECONDS = 0.2
+
+
+def _holder_once_written(fd: int, read: Optional[LockHolder]) -> Optional[LockHolder]:
+    """The holder of a busy lock: ``read`` (its record as read), or the record read again for a moment.
+
+    A process that has just taken over a stale lock holds the ``flock``
+    before it replaces the dead holder's record with its own
+    (:func:`_write_record`: truncate, then write). A reader in between sees
+    the dead process's record, or an empty or half-written one, and would
+    name a process that no longer runs or none at all; it reads again until
+    the record names a live holder (or :data:`_REREAD_SECONDS` pass).
+    """
+    deadline = time.monotonic() + _REREAD_SECONDS
+    holder = read
+    while not _plausible(holder) and time.monotonic() < deadline:
+        time.sleep(0.005)
+        try:
+            holder = LockHolder.parse(_read_fd(fd))
+        except OSError:
+            break
+    return holder
+
+
+def _plausible(holder: Optional[LockHolder]) -> bool:
+    """Whether ``holder`` can be the live holder of a busy lock (not a dead process of this host)."""
+    return holder is not None and not (holder.this_host and not _pid_alive(holder.pid))
+
+
 def _write_record(fd: int, holder: LockHolder) -> None:
     data = holder.to_json()
     os.ftruncate(fd, 0)
@@ -371,7 +401,7 @@ def _take_existing(target: Path, lp: Path, me: LockHolder):
         got = _flock(fd)
         previous = LockHolder.parse(_read_fd(fd))
         if got is False:
-            raise LockBusy(target, previous)
+            raise LockBusy(target, _holder_once_written(fd, previous))
         if got is None:  # no flock: judge by the pid
             if previous is None or not previous.this_host or _pid_alive(previous.pid):
                 raise LockBusy(target, previous)

@@ -35,6 +35,7 @@ that cannot lose or corrupt anything.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -42,9 +43,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
-from annotator.data.atomic import atomic_write_bytes, backup_once, remove_stale_temps
+from annotator.data.atomic import WriteProtectedError, atomic_write_bytes, backup_once, remove_stale_temps
 from annotator.data.files import NotRegularFileError, fit_name, name_max, open_regular, read_open
 from annotator.data.lock import LockBusy, LockHolder, WorkingFileLock
 
@@ -246,12 +247,12 @@ class WorkingFile:
         if self._lock is not None and self._lock.held:
             return None
         try:
-            self._lock = WorkingFileLock.acquire(self.path)
+            self._lock = WorkingFileLock.acquire(self._target())  # a link locks the file it points to
         except LockBusy as busy:
             self._busy = busy
             return busy
         self._busy = None
-        removed = remove_stale_temps(self.path)
+        removed = remove_stale_temps(self._target())
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted save: %s", len(removed),
                      ", ".join(p.name for p in removed))
@@ -399,16 +400,22 @@ class WorkingFile:
         """Write ``data`` to another file atomically (this file's state is unchanged); returns its stat.
 
         ``backup``: copy an existing file there aside first (once per session).
+        ``path``'s lock is held while it is written: the working file of a
+        window (here or in another process) is never written over.
 
         Raises
         ------
         SaveError
+            Also (``errno.EBUSY``) when another window or program holds ``path``.
         """
         path = Path(path)
         try:
-            if backup:
-                backup_once(path)
-            return atomic_write_bytes(path, data)
+            with _held_for_writing(path):
+                if backup:
+                    backup_once(path)
+                return atomic_write_bytes(path, data)
+        except SaveError:
+            raise
         except NotRegularFileError as exc:
             raise SaveError(path, f"it is {exc.strerror}", exc.errno) from exc
         except OSError as exc:
@@ -447,8 +454,36 @@ class WorkingFile:
         raise ConflictError(self.path, ours)
 
 
+@contextlib.contextmanager
+def _held_for_writing(path: Path) -> Iterator[None]:
+    """Hold ``path``'s lock while another document's file is written there; SaveError when someone holds it.
+
+    A lock file that cannot be created (a read-only or missing folder) is
+    not an error here: the write then fails with the operating system's reason.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        lock: Optional[WorkingFileLock] = WorkingFileLock.acquire(target)
+    except LockBusy as busy:
+        raise SaveError(path, f"{busy.message}; it was not written over, choose another file", errno.EBUSY) from None
+    except OSError:
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def _os_reason(exc: OSError) -> str:
     text = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, WriteProtectedError):
+        return text
+    if exc.errno == errno.ENOENT and exc.filename:
+        folder = os.path.dirname(os.path.abspath(os.fspath(exc.filename)))
+        if not os.path.isdir(folder):
+            return (f"its folder {folder} no longer exists (renamed, moved or deleted since it was opened, "
+                    "or on a drive that is no longer mounted)")
     names = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
