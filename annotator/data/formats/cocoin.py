@@ -113,9 +113,34 @@ def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
     return None, False
 
 
-def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
+def _groupings(categories: Any, annotations: Any) -> Dict[int, int]:
+    """Category id -> how many other categories name it as their ``supercategory``, for the categories
+    that group others and that no annotation uses.
+
+    Roboflow's COCO exports list the dataset's name first this way (``{"id": 0, "name": "workers",
+    "supercategory": "none"}``, then ``{"id": 1, "name": "head", "supercategory": "workers"}``...):
+    a label nothing has, which as a category would shift every YOLO class id by one. roboflow/rf-detr
+    drops it by the same rule. A grouping that annotations use is a class and stays.
+    """
+    if not isinstance(categories, list) or not isinstance(annotations, list):
+        return {}
+    used = {ann.get("category_id") for ann in annotations if isinstance(ann, Mapping)}
+    cats = [c for c in categories if isinstance(c, Mapping)]
+    out: Dict[int, int] = {}
+    for cat in cats:
+        cid, label = cat.get("id"), cat.get("name")
+        if not _valid_id(cid) or not isinstance(label, str) or not label or cid in used:
+            continue
+        grouped = sum(1 for c in cats if c is not cat and c.get("supercategory") == label)
+        if grouped:
+            out[cid] = grouped
+    return out
+
+
+def _categories(data, name: str, report: List[str], groupings: Optional[Mapping[int, int]] = None) -> Dict[int, str]:
     pairs = []
     seen = set()
+    groupings = groupings or {}
     for i, cat in enumerate(data):
         at = f"{name} categories[{i}]"
         if not isinstance(cat, Mapping):
@@ -128,6 +153,13 @@ def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
         seen.add(cid)
         if not isinstance(label, str):
             report.append(f"{at} (id {cid}): 'name' must be a string, got {label!r}; skipped")
+            continue
+        if cid in groupings:
+            report.append(
+                f"{at} (id {cid}): '{label}' is the supercategory of {groupings[cid]} other categor"
+                f"{'y' if groupings[cid] == 1 else 'ies'} and no annotation uses it (Roboflow writes the "
+                "dataset's name so); not imported as a category"
+            )
             continue
         pairs.append((cid, label))
     return P.class_names_report(pairs, f"{name} categories", report)
@@ -235,10 +267,10 @@ def read_coco(
     root = src.parent
     base = Path(images) if images is not None else _image_folder(data["images"], src, report)
     usable, skipped = _images(data["images"], base, name, root, report)
-    names = _categories(data.get("categories") or [], name, report)
+    categories, annotations = data.get("categories") or [], data.get("annotations") or []
+    names = _categories(categories, name, report, _groupings(categories, annotations))
     plan.categories = list(dict.fromkeys(names.values()))
     items = {iid: P.ImportedImage(path, size[0], size[1], name) for iid, (_, path, size) in usable.items()}
-    annotations = data.get("annotations") or []
     referenced = set()
     for i, ann in enumerate(annotations):
         P.check_cancel(cancel)
