@@ -340,9 +340,15 @@ def read_voc(
             plan.images.append(item)
     if names is None:
         plan.categories = [seen_classes[i] for i in sorted(seen_classes)]
-    for key, image in image_index.items():
-        if key not in used:
-            report.append(f"{P.shown(image, root)}: no label PNG (SegmentationObject/{key}.png); not imported")
+    P.unlabelled_report(
+        [image for key, image in image_index.items() if key not in used],
+        images_root,
+        root,
+        "have no label PNG in SegmentationObject/ or SegmentationClass/",
+        lambda image: f"{P.shown(image, root)}: no label PNG (SegmentationObject/"
+        f"{P.key_of(image, images_root)}.png); not imported",
+        report,
+    )
     if progress is not None:
         progress(len(keys), len(keys))
     return plan
