@@ -9,7 +9,17 @@ category, or a malformed segmentation, are skipped; polygons with fewer than
 clipped to it; an annotation with no segmentation but a box (CVAT's
 rectangles) becomes a rectangle mask. ``file_name`` is resolved against
 ``images``, else the JSON file's folder, else (reported) ``../images/`` or
-``../<split>/`` beside an ``annotations/`` folder (CVAT, COCO's own layout). Images with no annotations are imported as checked and empty.
+``../<split>/`` beside an ``annotations/`` folder (CVAT, COCO's own layout).
+Images with no annotations are imported as checked and empty.
+
+A category that other categories name as their ``supercategory`` and that no
+annotation uses is a grouping, not a class (Roboflow puts the dataset's name
+so as category 0): it is not imported, one report line. Images recorded at
+their stored size though their EXIF orientation turns them by 90 degrees (the
+size they are annotated at here) are skipped in one report line that says what
+to do: the file cannot tell which pixels its coordinates are on (see
+:func:`_turned_line`); a 180-degree turn (orientation 3) keeps the size and
+cannot be seen at all.
 Extra annotation fields (``score``, ``predicted_iou``...) are kept.
 """
 
@@ -24,11 +34,13 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from annotator.data import coco
 from annotator.data.formats import plan as P
 
 FORMAT = "coco"
+_ORIENTATION = 0x0112  # the EXIF Orientation tag
 _KNOWN = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
 
 
@@ -43,6 +55,7 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
     names: Dict[str, int] = {}
     elsewhere: List[str] = []  # file_names written on another machine, found by their name here
     located: Dict[Path, int] = {}
+    turned: List[Tuple[str, int, int, int]] = []  # recorded at the stored size of a photo shown turned 90 degrees
     for i, img in enumerate(data):
         at = f"{name} images[{i}]"
         if not isinstance(img, Mapping):
@@ -80,6 +93,10 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
         size = P.measured(path, at, src, report)
         if size is None:
             continue
+        turn = _orientation(path) if size != (w, h) and size == (h, w) else 1
+        if turn in (5, 6, 7, 8):
+            turned.append((fn, w, h, turn))
+            continue
         if size != (w, h):
             report.append(
                 f"{at}: '{fn}' is {w} x {h} in the JSON but the image file is {size[0]} x {size[1]} "
@@ -88,12 +105,47 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
             continue
         skipped.discard(iid)
         usable[iid] = (img, path, size)
+    if turned:
+        report.append(_turned_line(name, turned))
     if elsewhere:
         report.append(
             f"{name}: {len(elsewhere)} file_name(s) are paths from another machine (first: '{elsewhere[0]}'); "
             f"found by their file name in {base}"
         )
     return usable, skipped
+
+
+def _orientation(path: Path) -> int:
+    """The image's EXIF orientation, 1..8 (1 when it has none or it cannot be read)."""
+    try:
+        with Image.open(path) as im:
+            value = int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # it only makes a report line more precise; never fails the import
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _turned_line(name: str, turned: List[Tuple[str, int, int, int]]) -> str:
+    """One report line for the images recorded at their stored size though their EXIF orientation
+    turns them by 90 degrees for display (the size they have here: :mod:`annotator.data.imageio`).
+
+    They are not imported by turning their masks: writers of such files mean different pixels.
+    Label Studio's COCO export writes the stored size for photos it showed (and had annotated)
+    upright (HumanSignal/label-studio #6608); labelImg and VoTT show and annotate the stored
+    pixels; scripts size images with PIL's ``Image.size`` (stored) and load them with
+    ``cv2.imread`` (upright). Turning would be right for some and wrong for others, silently.
+    """
+    fn, w, h, _ = turned[0]
+    orientations = " or ".join(str(o) for o in sorted({t[3] for t in turned}))
+    return (
+        f"{name}: {len(turned)} image(s) are recorded at their stored size, but their EXIF orientation "
+        f"({orientations}) turns them by 90 degrees for display, and they are annotated here as shown "
+        f"(first: '{fn}', {w} x {h} in the JSON, shown {h} x {w}); the file cannot tell whether its "
+        "coordinates are on the stored or the upright pixels, so they are skipped with their annotations. "
+        "If the tool that wrote it showed the photos upright (as image viewers do), set their width and "
+        "height to the shown size; if it drew on the stored pixels (labelImg, VoTT), remove the orientation "
+        "tag from the images (exiftool -Orientation= FILE); then import again"
+    )
 
 
 def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
