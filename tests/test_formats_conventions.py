@@ -206,9 +206,10 @@ def test_a_yolo_split_with_many_unlabelled_images_is_one_report_line(tmp_path):
 
 def test_coco_image_recorded_at_its_stored_size_before_exif_rotation_is_one_clear_line(tmp_path):
     """A portrait photo stored landscape (EXIF orientation 6 or 8) and recorded in the JSON at the
-    stored 40 x 30: Label Studio's COCO export writes such sizes with coordinates on the upright photo
-    (HumanSignal/label-studio #6608), VoTT and cv2-free pipelines on the stored pixels; the file cannot
-    tell which, so the images are skipped, in one line that says what to do."""
+    stored 40 x 30: labelImg and VoTT write such sizes with coordinates on the stored pixels, scripts
+    that size with PIL and draw on cv2.imread's upright image with upright coordinates, Label Studio
+    with upright percentages scaled by the stored size (HumanSignal/label-studio #6608); the file
+    cannot tell which, so the images are skipped, in one line that says what to do."""
     for k, orientation in enumerate((6, 8, 6)):
         _image(tmp_path / f"p{k}.jpg", 40, 30, orientation)  # shown 30 x 40
     _image(tmp_path / "upright.jpg", 40, 30)
@@ -224,11 +225,11 @@ def test_coco_image_recorded_at_its_stored_size_before_exif_rotation_is_one_clea
     assert plan.report == [
         "in.json: 3 image(s) are recorded at their stored size, but their EXIF orientation (6 or 8) turns them "
         "by 90 degrees for display, and they are annotated here as shown (first: 'p0.jpg', 40 x 30 in the JSON, "
-        "shown 30 x 40); the file cannot tell whether its coordinates are on the stored or the upright pixels, "
-        "so they are skipped with their annotations. If the tool that wrote it showed the photos upright (as "
-        "image viewers do), set their width and height to the shown size; if it drew on the stored pixels "
-        "(labelImg, VoTT), remove the orientation tag from the images (exiftool -Orientation= FILE); then "
-        "import again",
+        "shown 30 x 40); the file cannot tell which pixels its coordinates are on, so they are skipped with "
+        "their annotations. If the tool drew on the stored pixels (labelImg, VoTT), remove the orientation tag "
+        "from the images (exiftool -Orientation= FILE); if it drew on the upright photo, set each width and "
+        "height to the shown size (Label Studio's export also scales x and y by the stored width and height: "
+        "rescale them to the shown size); then import again"
     ]
     assert [i.path.name for i in plan.images] == ["upright.jpg"]
     # the first way out the line gives: the upright size, and the coordinates as they are

@@ -130,21 +130,23 @@ def _turned_line(name: str, turned: List[Tuple[str, int, int, int]]) -> str:
     turns them by 90 degrees for display (the size they have here: :mod:`annotator.data.imageio`).
 
     They are not imported by turning their masks: writers of such files mean different pixels.
-    Label Studio's COCO export writes the stored size for photos it showed (and had annotated)
-    upright (HumanSignal/label-studio #6608); labelImg and VoTT show and annotate the stored
-    pixels; scripts size images with PIL's ``Image.size`` (stored) and load them with
-    ``cv2.imread`` (upright). Turning would be right for some and wrong for others, silently.
+    labelImg and VoTT show and annotate the stored pixels (turning would be right); scripts that
+    size images with PIL's ``Image.size`` (stored) but draw on ``cv2.imread`` (upright) write
+    upright coordinates (only the size is wrong); Label Studio shows the photo upright but its
+    COCO export writes the stored size and scales its upright percentages by it
+    (HumanSignal/label-studio #6608; ``x = x% * original_width``). Turning would be right for
+    some and silently wrong for the others.
     """
     fn, w, h, _ = turned[0]
     orientations = " or ".join(str(o) for o in sorted({t[3] for t in turned}))
     return (
         f"{name}: {len(turned)} image(s) are recorded at their stored size, but their EXIF orientation "
         f"({orientations}) turns them by 90 degrees for display, and they are annotated here as shown "
-        f"(first: '{fn}', {w} x {h} in the JSON, shown {h} x {w}); the file cannot tell whether its "
-        "coordinates are on the stored or the upright pixels, so they are skipped with their annotations. "
-        "If the tool that wrote it showed the photos upright (as image viewers do), set their width and "
-        "height to the shown size; if it drew on the stored pixels (labelImg, VoTT), remove the orientation "
-        "tag from the images (exiftool -Orientation= FILE); then import again"
+        f"(first: '{fn}', {w} x {h} in the JSON, shown {h} x {w}); the file cannot tell which pixels its "
+        "coordinates are on, so they are skipped with their annotations. If the tool drew on the stored "
+        "pixels (labelImg, VoTT), remove the orientation tag from the images (exiftool -Orientation= FILE); "
+        "if it drew on the upright photo, set each width and height to the shown size (Label Studio's export "
+        "also scales x and y by the stored width and height: rescale them to the shown size); then import again"
     )
 
 
