@@ -140,9 +140,18 @@ def test_voc_export_writes_crowd_regions_as_void_under_instances_and_leaves_them
     assert len(objects) == len(anns)  # object k is still instance k
     # the instances come back; the void (like VOC's own) does not
     back = Dataset(tmp_path / "back" / "work.json")
-    changes, report = import_labels(back, out, "voc", images=tmp_path / "images")
+    import_labels(back, out, "voc", images=tmp_path / "images")
     got = masks_by_image(back, "../images/voc.jpg")
     assert [m.sum() for _, m in got] == [originals[a.id].sum() for a in anns]
+    # with edges marked, the crowd only turns the background it covers void
+    export_dataset(ds, tmp_path / "with", "voc", voc_border=2)
+    ds.remove_annotation(crowd.id)
+    export_dataset(ds, tmp_path / "without", "voc", voc_border=2)
+    for sub in ("SegmentationObject", "SegmentationClass"):
+        with_crowd = np.asarray(Image.open(tmp_path / "with" / sub / "voc.png"))
+        expected = np.asarray(Image.open(tmp_path / "without" / sub / "voc.png")).copy()
+        expected[region & (expected == 0)] = 255
+        np.testing.assert_array_equal(with_crowd, expected)
 
 
 # ----------------------------------------------------------------------------
