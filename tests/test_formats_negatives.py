@@ -144,7 +144,10 @@ def test_imported_empty_label_file_marks_the_image_done_and_undo_forgets_it(work
     ds = Dataset.open(target)
     changes, report = import_labels(ds, out, "yolo-seg", images=tmp_path / "images")
     assert ds.image_by_name("done.png").extra["state"] == "done"
-    assert sum(1 for line in report if "no label file" in line) == 4  # unchecked and skipped images: no label
+    assert [line for line in report if "no label file" in line] == [
+        f"{tmp_path / 'images'}: 4 image(s) have no label file in labels/; not imported (first: bare.png, "
+        "skipped.png, skipped_box.png, ...)"
+    ]  # unchecked and skipped images: no label
     undo_import(ds, changes)
     assert ds.image_by_name("done.png") is None and not ds.images  # the records it listed are gone
     assert not ds.annotations

@@ -9,7 +9,17 @@ category, or a malformed segmentation, are skipped; polygons with fewer than
 clipped to it; an annotation with no segmentation but a box (CVAT's
 rectangles) becomes a rectangle mask. ``file_name`` is resolved against
 ``images``, else the JSON file's folder, else (reported) ``../images/`` or
-``../<split>/`` beside an ``annotations/`` folder (CVAT, COCO's own layout). Images with no annotations are imported as checked and empty.
+``../<split>/`` beside an ``annotations/`` folder (CVAT, COCO's own layout).
+Images with no annotations are imported as checked and empty.
+
+A category that other categories name as their ``supercategory`` and that no
+annotation uses is a grouping, not a class (Roboflow puts the dataset's name
+so as category 0): it is not imported, one report line. Images recorded at
+their stored size though their EXIF orientation turns them by 90 degrees (the
+size they are annotated at here) are skipped in one report line that says what
+to do: the file cannot tell which pixels its coordinates are on (see
+:func:`_turned_line`); a 180-degree turn (orientation 3) keeps the size and
+cannot be seen at all.
 Extra annotation fields (``score``, ``predicted_iou``...) are kept.
 """
 
@@ -24,11 +34,13 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from annotator.data import coco
 from annotator.data.formats import plan as P
 
 FORMAT = "coco"
+_ORIENTATION = 0x0112  # the EXIF Orientation tag
 _KNOWN = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
 
 
@@ -43,6 +55,7 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
     names: Dict[str, int] = {}
     elsewhere: List[str] = []  # file_names written on another machine, found by their name here
     located: Dict[Path, int] = {}
+    turned: List[Tuple[str, int, int, int]] = []  # recorded at the stored size of a photo shown turned 90 degrees
     for i, img in enumerate(data):
         at = f"{name} images[{i}]"
         if not isinstance(img, Mapping):
@@ -80,6 +93,10 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
         size = P.measured(path, at, src, report)
         if size is None:
             continue
+        turn = _orientation(path) if size != (w, h) and size == (h, w) else 1
+        if turn in (5, 6, 7, 8):
+            turned.append((fn, w, h, turn))
+            continue
         if size != (w, h):
             report.append(
                 f"{at}: '{fn}' is {w} x {h} in the JSON but the image file is {size[0]} x {size[1]} "
@@ -88,12 +105,49 @@ def _images(data, base: Path, name: str, src: Path, report: List[str]) -> Tuple[
             continue
         skipped.discard(iid)
         usable[iid] = (img, path, size)
+    if turned:
+        report.append(_turned_line(name, turned))
     if elsewhere:
         report.append(
             f"{name}: {len(elsewhere)} file_name(s) are paths from another machine (first: '{elsewhere[0]}'); "
             f"found by their file name in {base}"
         )
     return usable, skipped
+
+
+def _orientation(path: Path) -> int:
+    """The image's EXIF orientation, 1..8 (1 when it has none or it cannot be read)."""
+    try:
+        with Image.open(path) as im:
+            value = int(im.getexif().get(_ORIENTATION, 1))
+    except Exception:  # it only makes a report line more precise; never fails the import
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _turned_line(name: str, turned: List[Tuple[str, int, int, int]]) -> str:
+    """One report line for the images recorded at their stored size though their EXIF orientation
+    turns them by 90 degrees for display (the size they have here: :mod:`annotator.data.imageio`).
+
+    They are not imported by turning their masks: writers of such files mean different pixels.
+    labelImg and VoTT show and annotate the stored pixels (turning would be right); scripts that
+    size images with PIL's ``Image.size`` (stored) but draw on ``cv2.imread`` (upright) write
+    upright coordinates (only the size is wrong); Label Studio shows the photo upright but its
+    COCO export writes the stored size and scales its upright percentages by it
+    (HumanSignal/label-studio #6608; ``x = x% * original_width``). Turning would be right for
+    some and silently wrong for the others.
+    """
+    fn, w, h, _ = turned[0]
+    orientations = " or ".join(str(o) for o in sorted({t[3] for t in turned}))
+    return (
+        f"{name}: {len(turned)} image(s) are recorded at their stored size, but their EXIF orientation "
+        f"({orientations}) turns them by 90 degrees for display, and they are annotated here as shown "
+        f"(first: '{fn}', {w} x {h} in the JSON, shown {h} x {w}); the file cannot tell which pixels its "
+        "coordinates are on, so they are skipped with their annotations. If the tool drew on the stored "
+        "pixels (labelImg, VoTT), remove the orientation tag from the images (exiftool -Orientation= FILE); "
+        "if it drew on the upright photo, set each width and height to the shown size (Label Studio's export "
+        "also scales x and y by the stored width and height: rescale them to the shown size); then import again"
+    )
 
 
 def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
@@ -113,9 +167,34 @@ def _locate(base: Path, fn: str) -> Tuple[Optional[Path], bool]:
     return None, False
 
 
-def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
+def _groupings(categories: Any, annotations: Any) -> Dict[int, int]:
+    """Category id -> how many other categories name it as their ``supercategory``, for the categories
+    that group others and that no annotation uses.
+
+    Roboflow's COCO exports list the dataset's name first this way (``{"id": 0, "name": "workers",
+    "supercategory": "none"}``, then ``{"id": 1, "name": "head", "supercategory": "workers"}``...):
+    a label nothing has, which as a category would shift every YOLO class id by one. roboflow/rf-detr
+    drops it by the same rule. A grouping that annotations use is a class and stays.
+    """
+    if not isinstance(categories, list) or not isinstance(annotations, list):
+        return {}
+    used = {ann.get("category_id") for ann in annotations if isinstance(ann, Mapping)}
+    cats = [c for c in categories if isinstance(c, Mapping)]
+    out: Dict[int, int] = {}
+    for cat in cats:
+        cid, label = cat.get("id"), cat.get("name")
+        if not _valid_id(cid) or not isinstance(label, str) or not label or cid in used:
+            continue
+        grouped = sum(1 for c in cats if c is not cat and c.get("supercategory") == label)
+        if grouped:
+            out[cid] = grouped
+    return out
+
+
+def _categories(data, name: str, report: List[str], groupings: Optional[Mapping[int, int]] = None) -> Dict[int, str]:
     pairs = []
     seen = set()
+    groupings = groupings or {}
     for i, cat in enumerate(data):
         at = f"{name} categories[{i}]"
         if not isinstance(cat, Mapping):
@@ -128,6 +207,13 @@ def _categories(data, name: str, report: List[str]) -> Dict[int, str]:
         seen.add(cid)
         if not isinstance(label, str):
             report.append(f"{at} (id {cid}): 'name' must be a string, got {label!r}; skipped")
+            continue
+        if cid in groupings:
+            report.append(
+                f"{at} (id {cid}): '{label}' is the supercategory of {groupings[cid]} other categor"
+                f"{'y' if groupings[cid] == 1 else 'ies'} and no annotation uses it (Roboflow writes the "
+                "dataset's name so); not imported as a category"
+            )
             continue
         pairs.append((cid, label))
     return P.class_names_report(pairs, f"{name} categories", report)
@@ -235,10 +321,10 @@ def read_coco(
     root = src.parent
     base = Path(images) if images is not None else _image_folder(data["images"], src, report)
     usable, skipped = _images(data["images"], base, name, root, report)
-    names = _categories(data.get("categories") or [], name, report)
+    categories, annotations = data.get("categories") or [], data.get("annotations") or []
+    names = _categories(categories, name, report, _groupings(categories, annotations))
     plan.categories = list(dict.fromkeys(names.values()))
     items = {iid: P.ImportedImage(path, size[0], size[1], name) for iid, (_, path, size) in usable.items()}
-    annotations = data.get("annotations") or []
     referenced = set()
     for i, ann in enumerate(annotations):
         P.check_cancel(cancel)

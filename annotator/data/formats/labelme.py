@@ -401,9 +401,14 @@ def read_labelme(
             plan.images.append(item)
     plan.categories = list(names)
     if src.is_dir():
-        for image in list_images(root, recursive=True):
-            if os.path.normcase(os.path.abspath(image)) not in claimed:
-                report.append(f"{P.shown(image, root)}: no labelme file refers to this image; not imported")
+        P.unlabelled_report(
+            [i for i in list_images(root, recursive=True) if os.path.normcase(os.path.abspath(i)) not in claimed],
+            root,
+            root,
+            "are not referred to by any labelme file",
+            lambda image: f"{P.shown(image, root)}: no labelme file refers to this image; not imported",
+            report,
+        )
     if progress is not None:
         progress(len(files), len(files))
     return plan

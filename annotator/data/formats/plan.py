@@ -151,6 +151,27 @@ def index_images(images_root: Path, src: Path, report: List[str], exclude: Seque
     return found
 
 
+#: Up to this many images without labels get a line each; more get one line (VOC2012 has ~14,000).
+UNLABELLED_LINES = 3
+
+
+def unlabelled_report(
+    images: Sequence[Path], images_root: Path, src: Path, why: str, line: Callable[[Path], str], report: List[str]
+) -> None:
+    """Report images that no label file pairs with: ``line(image)`` for each of up to
+    :data:`UNLABELLED_LINES`, else one line with the count and the first names (natural order),
+    ``"<images_root>: <n> image(s) <why>; not imported (first: a.jpg, b.jpg, c.jpg, ...)"``
+    (``images_root`` by its name when it is ``src``)."""
+    if len(images) <= UNLABELLED_LINES:
+        report.extend(line(image) for image in images)
+        return
+    ordered = sorted(images, key=lambda p: natural_key(shown(p, images_root)))
+    first = ", ".join(shown(p, images_root) for p in ordered[:UNLABELLED_LINES])
+    place = shown(images_root, src)
+    place = images_root.name if place == "." else place
+    report.append(f"{place}: {len(images)} image(s) {why}; not imported (first: {first}, ...)")
+
+
 def measured(path: Path, where: str, src: Path, report: List[str]) -> Optional[Tuple[int, int]]:
     """``(width, height)`` of an image (EXIF orientation applied), or None with a report line."""
     try:

@@ -20,6 +20,12 @@ Layout::
   so a small object on a large one stays visible; the larger loses the covered
   pixels, and a warning names the pairs. Masks that do not overlap are exact:
   nothing is simplified and holes are kept.
+* **Crowd regions** (``iscrowd: 1``) are VOC's void: 255 in both PNGs, *under* the instances (only
+  pixels no instance has), so a labelled person inside a crowd keeps its pixels and the rest of the
+  crowd is ignored by training and scoring, as VOC's own void is. They are not instances: no index
+  in ``SegmentationObject`` and no ``<object>`` in the XML (not even ``difficult``: detectron2's
+  ``load_voc_instances`` trains on difficult objects, so a crowd box would be taught as one object).
+  One warning counts them; they do not come back on import (void is not a region).
 * ``border=N`` marks pixels within N pixels of an edge between instances (or
   an instance and the background) as 255 in both PNGs, like VOC's own
   ground truth; the default 0 writes none.
@@ -106,13 +112,14 @@ def write_voc(
     cmap = voc_colormap()
     total = len(snap.images)
     not_jpg: List[str] = []
+    crowds: List[str] = []
     with StagedFolder(out, FORMAT, protected=protected) as stage:
         stage.write_text("class_names.txt", "\n".join([BACKGROUND] + [c["name"] for c in snap.categories]) + "\n")
         for n, img in enumerate(snap.images):
             check_cancel(cancel)
             key = keys.get(img["id"])
             if key is not None:
-                obj, cls, kept = _label_images(snap, img, class_of, border, warnings.append)
+                obj, cls, kept = _label_images(snap, img, class_of, border, warnings.append, crowds)
                 stage.write_bytes(f"SegmentationClass/{key}.png", png_bytes(cls, cmap))
                 stage.write_bytes(f"SegmentationObject/{key}.png", png_bytes(obj, cmap))
                 source = Path(paths[img["id"]])
@@ -130,6 +137,11 @@ def write_voc(
         listed = "".join(f"{k}\n" for k in sorted(keys.values(), key=natural_key))  # by name, as VOC's own lists
         for split in SPLIT_FILES:
             stage.write_text(split, listed)
+        if crowds:
+            warnings.append(
+                f"{len(crowds)} crowd region(s) (iscrowd) written as void (255) in SegmentationClass and "
+                f"SegmentationObject, under the instances, and left out of Annotations/*.xml (first: {crowds[0]})"
+            )
         if not_jpg:
             warnings.append(
                 f"{len(not_jpg)} image(s) copied into JPEGImages/ are not .jpg files (first: {not_jpg[0]}); "
@@ -139,16 +151,25 @@ def write_voc(
     return warnings
 
 
-def _label_images(snap: Snapshot, img, class_of, border: int, warn) -> Tuple[np.ndarray, np.ndarray, list]:
+def _label_images(
+    snap: Snapshot, img, class_of, border: int, warn, crowds: List[str]
+) -> Tuple[np.ndarray, np.ndarray, list]:
     """``(SegmentationObject, SegmentationClass)`` uint8 arrays of one image, and the
-    ``(annotation, mask)`` pairs they hold: pair ``k`` (from 0) is instance ``k + 1``."""
+    ``(annotation, mask)`` pairs they hold: pair ``k`` (from 0) is instance ``k + 1``.
+
+    Crowd regions are painted void where no instance is; each is named in ``crowds``."""
     h, w = int(img["height"]), int(img["width"])
     entries = []
     anns = []
+    void = np.zeros((h, w), bool)
     for ann in snap.by_image[img["id"]]:
         mask = snap.mask(ann, img)
         if not mask.any():
             warn(f"{snap.describe(ann)}: the mask is empty; left out of the export")
+            continue
+        if ann.get("iscrowd"):
+            void |= mask
+            crowds.append(snap.describe(ann))
             continue
         anns.append((ann, mask))
         entries.append((len(entries) + 1, mask))
@@ -169,6 +190,9 @@ def _label_images(snap: Snapshot, img, class_of, border: int, warn) -> Tuple[np.
         edge = cv2.dilate(obj, kernel) != cv2.erode(obj, kernel)
         obj[edge] = VOID
         cls[edge] = VOID
+    void &= obj == 0  # under the instances
+    obj[void] = VOID
+    cls[void] = VOID
     return obj, cls, anns
 
 
@@ -316,9 +340,15 @@ def read_voc(
             plan.images.append(item)
     if names is None:
         plan.categories = [seen_classes[i] for i in sorted(seen_classes)]
-    for key, image in image_index.items():
-        if key not in used:
-            report.append(f"{P.shown(image, root)}: no label PNG (SegmentationObject/{key}.png); not imported")
+    P.unlabelled_report(
+        [image for key, image in image_index.items() if key not in used],
+        images_root,
+        root,
+        "have no label PNG in SegmentationObject/ or SegmentationClass/",
+        lambda image: f"{P.shown(image, root)}: no label PNG (SegmentationObject/"
+        f"{P.key_of(image, images_root)}.png); not imported",
+        report,
+    )
     if progress is not None:
         progress(len(keys), len(keys))
     return plan

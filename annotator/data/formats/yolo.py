@@ -414,9 +414,16 @@ def read_yolo(
     if names is None:
         plan.categories = [f"class_{i}" for i in sorted(seen_ids)]
     for images_root, labels_root, image_index, seen in indexes:
-        for key, image in image_index.items():
-            if key not in seen:
-                report.append(f"{P.shown(image, root)}: no label file {P.shown(labels_root, root)}/{key}.txt; not imported")
+        labels = P.shown(labels_root, root)
+        P.unlabelled_report(
+            [image for key, image in image_index.items() if key not in seen],
+            images_root,
+            root,
+            f"have no label file in {labels}/",
+            lambda image: f"{P.shown(image, root)}: no label file {labels}/{P.key_of(image, images_root)}.txt; "
+            "not imported",
+            report,
+        )
     if progress is not None:
         progress(len(work), len(work))
     return plan
