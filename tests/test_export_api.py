@@ -130,3 +130,45 @@ def test_folder_export_through_snapshot_and_export_data_as_the_window_runs_it(da
     with pytest.raises(ValueError, match="writes a folder"):
         export_api.snapshot(dataset, tmp_path / "f", "voc")
     assert export_api.FORMATS == ("coco-rle", "coco-polygon", "yolo-seg", "voc", "labelme", "masks")
+
+
+@pytest.mark.parametrize("fmt", ["coco-rle", "coco-polygon", "yolo-seg", "voc", "labelme", "masks"])
+def test_every_format_exports_an_image_whose_name_is_not_utf8(tmp_path, fmt):
+    """A file name that is not UTF-8 (``os.listdir`` gives it as a lone surrogate) saves in the working file;
+    every export writes it too: the JSON formats as a ``\\udcXX`` escape (read back as the same name), the
+    files named after the image with the name's own bytes."""
+    import os
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    raw = b"caf\xe9.png"
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(os.fsdecode(os.path.join(os.fsencode(images), raw)))
+    name = os.fsdecode(raw)  # "caf\udce9.png"
+    ds = Dataset.open(images / "annotations.json")
+    ds.ensure_image(name, W, H)
+    ds.add_category("donut")
+    ds.add_annotation(ds.make_annotation(1, 1, _ring()))
+    ds.save()
+    out = tmp_path / ("out.json" if fmt.startswith("coco") else "out")
+    export_api.export_dataset(ds, out, fmt)
+    if fmt.startswith("coco"):
+        data = json.loads(out.read_bytes().decode("utf-8"))
+        assert os.path.basename(data["images"][0]["file_name"]) == name
+        return
+    written = [p for p in out.rglob("*") if p.is_file()]
+    for path in written:
+        if path.suffix == ".json":
+            doc = json.loads(path.read_bytes().decode("utf-8"))  # strict UTF-8 JSON
+            if fmt == "labelme" and "imagePath" in doc:
+                assert os.path.basename(doc["imagePath"]) == name
+        elif path.suffix == ".xml":
+            import xml.etree.ElementTree as ET
+
+            assert ET.fromstring(path.read_bytes()).findtext("filename") == "caf\\xe9.png"
+    if fmt == "masks":  # files named by annotation id; the table names the image by its own bytes
+        assert raw in b"".join(p.read_bytes() for p in written if p.suffix == ".csv")
+        return
+    stems = {os.fsencode(p.name).rsplit(b".", 1)[0] for p in written}
+    assert b"caf\xe9" in stems, sorted(stems)

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from annotator.data import coco
-from annotator.data.atomic import atomic_write_text
+from annotator.data.atomic import atomic_write_bytes
+from annotator.data.jsonsafe import encode_text
 from annotator.data.document import Dataset, dumps_coco
 from annotator.data.formats.common import ExportCancelled, ProgressFn, check_cancel
 from annotator.data.formats.labelme import write_labelme
@@ -220,7 +221,7 @@ def export_data(
         listed = "\n".join(f"  - {p}" for p in problems[:20])
         raise ValueError(f"the exported data failed validation ({len(problems)} problems):\n{listed}")
     check_cancel(cancel)
-    atomic_write_text(output, dumps_coco(data))
+    atomic_write_bytes(output, encode_text(dumps_coco(data)))  # (a non-UTF-8 file name as its \\u escape)
     return warnings
 
 

@@ -116,7 +116,7 @@ def write_labelme(
                     "imageHeight": int(img["height"]),
                     "imageWidth": int(img["width"]),
                 }
-                stage.write_text(f"{key}.json", json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+                stage.write_json(f"{key}.json", json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
             if progress is not None:
                 progress(n + 1, total)
         check_cancel(cancel)

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from annotator.data.atomic import atomic_write_text, backup_once
+from annotator.data.atomic import atomic_write_bytes, backup_once
+from annotator.data.jsonsafe import encode_text
 
 MANIFEST = ".sam-annotator-export.json"
 STAGING_PREFIX = ".sam-annotator-export-"
@@ -89,8 +90,16 @@ class StagedFolder:
             os.fsync(f.fileno())
 
     def write_text(self, rel: str, text: str) -> None:
-        """Stage UTF-8 ``text`` (newlines as given) as ``out / rel``."""
-        self.write_bytes(rel, text.encode("utf-8"))
+        """Stage UTF-8 ``text`` (newlines as given) as ``out / rel``.
+
+        A lone surrogate (a file name that is not UTF-8, as ``os.listdir`` gives it) is written as the
+        name's own byte, so that a list of file names names the files on disk.
+        """
+        self.write_bytes(rel, text.encode("utf-8", errors="surrogateescape"))
+
+    def write_json(self, rel: str, text: str) -> None:
+        """Stage JSON ``text`` as strict UTF-8 (a lone surrogate as its ``\\uXXXX`` escape: see ``jsonsafe``)."""
+        self.write_bytes(rel, encode_text(text))
 
     def copy_file(self, rel: str, source: Path) -> None:
         """Stage a copy of ``source`` (its bytes and times) as ``out / rel``."""
@@ -166,7 +175,7 @@ class StagedFolder:
             except OSError:  # a stale file we cannot remove is reported, not fatal
                 warnings.append(f"could not remove {target}, written by an earlier {self.fmt} export")
         manifest[self.fmt] = list(self.files)
-        atomic_write_text(self.out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+        atomic_write_bytes(self.out / MANIFEST, encode_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"))
         if backups:
             listed = ", ".join(str(p) for p in backups[:3]) + (" ..." if len(backups) > 3 else "")
             warnings.append(

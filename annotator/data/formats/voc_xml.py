@@ -15,6 +15,7 @@ edge (the object may go on beyond it); ``difficult`` is the annotation's
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
@@ -45,6 +46,22 @@ def _flag(value: Any) -> int:
     return 1 if value in (1, True, "1") else 0
 
 
+#: characters XML 1.0 cannot hold: controls, lone surrogates (a non-UTF-8 file name), U+FFFE/U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def xml_text(text: str) -> str:
+    """``text`` as XML can hold it: a character it cannot becomes a backslash escape (``\\xe9`` for the
+    byte of a non-UTF-8 file name, ``\\u0007`` otherwise); ElementTree would write it unchanged, which no
+    XML reader accepts."""
+    return _NOT_XML.sub(_escape, text)
+
+
 def annotation_xml(
     filename: str,
     width: int,
@@ -65,7 +82,7 @@ def annotation_xml(
     """
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "JPEGImages"
-    ET.SubElement(root, "filename").text = filename
+    ET.SubElement(root, "filename").text = xml_text(filename)
     source = ET.SubElement(root, "source")
     ET.SubElement(source, "database").text = "sam-annotator"
     size = ET.SubElement(root, "size")
@@ -77,7 +94,7 @@ def annotation_xml(
         xmin, ymin, xmax, ymax = _box(mask)
         touches = xmin == 1 or ymin == 1 or xmax == width or ymax == height
         obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "name").text = xml_text(name)
         ET.SubElement(obj, "pose").text = "Unspecified"
         ET.SubElement(obj, "truncated").text = str(int(touches))
         ET.SubElement(obj, "difficult").text = str(_flag(ann.get("difficult")))
