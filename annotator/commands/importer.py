@@ -8,10 +8,13 @@
 format     SRC
 =========  ====================================================================
 labelme    a folder of labelme JSON files (searched recursively), or one file
-yolo-seg   an Ultralytics dataset folder (``images/``, ``labels/``, ``data.yaml``) or its YAML
-voc        a folder with ``SegmentationObject/``, ``SegmentationClass/``, ``class_names.txt``
-           (images in ``JPEGImages/``)
-coco       a COCO JSON file
+yolo-seg   an Ultralytics dataset folder (``images/``, ``labels/``, ``data.yaml``), one with
+           split folders (``train/images``, ``train/labels``, ``valid/...``, as Roboflow
+           writes it) or its YAML; 5-number lines (boxes) become rectangles
+voc        a folder with ``SegmentationObject/``, ``SegmentationClass/`` (images in
+           ``JPEGImages/``); class names from ``class_names.txt``, ``labelmap.txt`` (CVAT,
+           Datumaro: names and colours) or ``Annotations/*.xml``
+coco       a COCO JSON file (images beside it, or in ``../images/`` as CVAT lays it out)
 =========  ====================================================================
 
 Polygons are rasterised to RLE at each image's size (read from the image
