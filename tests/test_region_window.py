@@ -486,3 +486,35 @@ def test_the_preferences_dialog_has_the_region_checkbox(qtbot, tmp_path):
     assert settings.region_encoding is True
     with pytest.raises(ValueError):
         settings.region_encoding = "maybe"
+
+
+@pytest.mark.gui
+def test_a_region_made_for_a_closer_view_does_not_answer_once_the_view_is_larger_than_it(qtbot, region_window):
+    """Zoomed in (a small region), then zoomed out (or the window made larger) over a region already held: the
+    prompt on display and the next clicks are answered by a region that contains the view, never by the small
+    one, whose edge now runs through the view and would cut the object there (found driving the real window:
+    the candidate had a straight edge across the coffee after the window was made small and large again)."""
+    w = region_window()
+    s, c = w.session, w.canvas
+    _ready(qtbot, w)
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as wide:
+        zoom_to(w, 1300, 1000, scale=0.4)  # region B: the wide view
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as close:
+        zoom_to(w, 1300, 1000, scale=3.0)  # region A: a close view, finer than B
+    _idle(qtbot, w)
+    b, a = wide.args[0].region, close.args[0].region
+    assert regions_mod.region_side(a) < regions_mod.region_side(b)
+    click_image(qtbot, w, 1300, 1000)
+    assert _current(qtbot, w).candidates.region == a  # zoomed in: the close region answers
+
+    asked: list = []
+    s.regions.requested.connect(asked.append)
+    zoom_to(w, 1300, 1000, scale=0.4)  # back to the wide view: B is held, nothing new is encoded
+    _idle(qtbot, w)
+    view = tuple(c.mapToScene(c.viewport().rect()).boundingRect().getCoords())
+    assert asked == [] and not regions_mod.contains(a, view) and regions_mod.contains(b, view)
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt and s.result.candidates.region == b)
+    click_image(qtbot, w, 1310, 1005)
+    assert _current(qtbot, w).candidates.region == b

@@ -33,9 +33,12 @@ the model) drops everything of it.
 
 Which embedding answers (:meth:`RegionController.embedding_for`): the finest
 region held for the image that covers every point and the box
-(:meth:`sam_core.ImageEmbedding.covers`) and whose prompt extent (the
-bounding box of the points and the box) is at most
-:data:`PROMPT_MAX_FRACTION` of the region's long side; else the whole image.
+(:meth:`sam_core.ImageEmbedding.covers`), contains the view (a region made
+for a closer view would cut objects at an edge the user can see, after a
+zoom out or a larger window), and whose prompt extent (the bounding box of
+the points and the box) is at most :data:`PROMPT_MAX_FRACTION` of the
+region's long side; else the whole image. When the view settles, a prompt
+on display answered by a region that no longer qualifies is decoded again.
 When a region arrives that would answer the current prompt better than what
 is on display, the prompt is decoded again on it. ``answerChanged`` gives the
 status-bar text saying which embedding answered the candidates on display.
@@ -282,24 +285,37 @@ class RegionController(QObject):
     def embedding_for(self, prompt: PromptState, whole: Any) -> Any:
         """The embedding to decode ``prompt`` on: the finest held region that fits it, else ``whole``.
 
-        A region fits when it covers every point and the box, and the
-        prompt's extent is at most :data:`PROMPT_MAX_FRACTION` of its long
+        A region fits when it covers every point and the box, contains the
+        view (clipped to the image; when known), and the prompt's extent is at most :data:`PROMPT_MAX_FRACTION` of its long
         side (see the module notes). ``whole`` may be None (still encoding).
         """
         if not self.enabled or prompt.empty or not self.held:
             return whole
         args = prompt.decode_args()
         extent = prompt_extent(prompt)
+        view = self._view_in_image()
         best = None
         for emb in reversed(self.held):  # newest first: among equals, the latest view
             side = region_side(emb.region)
             if extent > PROMPT_MAX_FRACTION * side or not emb.covers(args["points"], args["box"]):
                 continue
+            if view is not None and not contains(emb.region, view):
+                continue  # made for a closer view: its edge runs through what the user sees, and would cut objects
             if best is None or side < region_side(best.region):
                 best = emb
         return best if best is not None else whole
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _view_in_image(self) -> Optional[Tuple[float, float, float, float]]:
+        """The view clipped to the image on show (scene units), or None when unknown or it misses the image."""
+        loaded = self.images.loaded
+        if self._visible is None or loaded is None:
+            return None
+        a, b, c, d = self._visible
+        x0, x1 = max(0.0, min(a, c)), min(float(loaded.width), max(a, c))
+        y0, y1 = max(0.0, min(b, d)), min(float(loaded.height), max(b, d))
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def _settled(self) -> None:
         if not self.enabled or self._stopped or self._visible is None:
@@ -307,6 +323,7 @@ class RegionController(QObject):
         loaded = self.images.loaded
         if loaded is None or self.images.current_path != loaded.path or self.images.model_info is None:
             return
+        self._reroute()  # the view changed: what answers the prompt on display may have too
         region = wanted_region(self._visible, (loaded.height, loaded.width))
         if region is None or self._good_enough(region):
             return
@@ -360,6 +377,19 @@ class RegionController(QObject):
             return
         shown = p.result.candidates if p.result is not None and p.result.prompt is p.prompt else None
         if shown is None or shown.region != emb.region:
+            p.redecode()
+
+    def _reroute(self) -> None:
+        """Decode the prompt on display again when it came from a region that no longer answers it (the view grew
+        past that region's edge: zoomed out, or the window made larger)."""
+        p = self.prompts
+        if p is None or p.prompt.empty or p.result is None or p.result.prompt is not p.prompt:
+            return
+        shown = p.result.candidates.region
+        if shown is None:
+            return
+        now = self.embedding_for(p.prompt, self.images.embedding)
+        if getattr(now, "region", None) != shown:
             p.redecode()
 
     def _on_candidates(self, *_: object) -> None:
