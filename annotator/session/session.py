@@ -70,6 +70,7 @@ from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import redo_step, undo_step
+from annotator.session.undo_feedback import step_message
 from annotator.workers.decoder import DecoderService
 from annotator.workers.encoder import EncoderService
 from annotator.workers.jobs import JobService
@@ -497,11 +498,13 @@ class Session(QObject):
     @waits_for_accept
     def undo(self) -> None:
         """Undo the last action on this image or the document (prompt steps of other images are skipped)."""
-        undo_step(self.undo_stack)
+        done = undo_step(self.undo_stack)
+        self.statusMessage.emit(step_message("Undid", done, self.dataset, self.current_path), 5000)
 
     @waits_for_accept
     def redo(self) -> None:
-        redo_step(self.undo_stack)
+        done = redo_step(self.undo_stack)
+        self.statusMessage.emit(step_message("Redid", done, self.dataset, self.current_path), 5000)
 
     # -- preferences, saving, export -------------------------------------------------------------
 

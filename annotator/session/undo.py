@@ -291,21 +291,26 @@ def _at(items: Sequence[Any], i: int) -> Any:
     return items[i] if i < len(items) else None
 
 
-def undo_step(stack: QUndoStack) -> None:
-    """Undo the last user step on the current image or the document (stale prompt and edit steps are skipped)."""
-    _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
+def undo_step(stack: QUndoStack) -> Optional[QUndoCommand]:
+    """Undo the last user step on the current image or the document (stale prompt and edit steps are skipped).
+
+    Returns the command undone (it stays on the stack), or None when there was none.
+    """
+    return _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
 
 
-def redo_step(stack: QUndoStack) -> None:
-    """Redo the next user step (stale prompt steps are skipped)."""
-    _step(stack, stack.redo, stack.canRedo, lambda: stack.command(stack.index()))
+def redo_step(stack: QUndoStack) -> Optional[QUndoCommand]:
+    """Redo the next user step (stale prompt steps are skipped); returns it, or None when there was none."""
+    return _step(stack, stack.redo, stack.canRedo, lambda: stack.command(stack.index()))
 
 
-def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool], peek: Callable[[], Any]) -> None:
+def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool],
+          peek: Callable[[], Any]) -> Optional[QUndoCommand]:
     while can():
         cmd = peek()
         stale = isinstance(cmd, (PromptCommand, EditsCommand)) and cmd.stale()
         do()
         if not stale:
-            return
+            return cmd
+    return None
 
