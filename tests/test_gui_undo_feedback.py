@@ -86,3 +86,15 @@ def test_a_deletion_and_a_category_change_name_their_image_a_new_category_names_
     assert bar.currentMessage() == f"Undid: Change category of annotation {aid} (on 01_astronaut.jpg)"
     key(qtbot, w, Qt.Key.Key_Z, CTRL)
     assert bar.currentMessage() == "Undid: Add category cat"  # the document's, no image
+
+
+def test_delete_says_what_it_deleted(qtbot, make_window, image_folder, fake_predictor, tmp_path):
+    """Del on the selected annotation removed it with no word in the status bar (an accept says what it added)."""
+    w = make_window(image_folder, fake_info(fake_predictor, tmp_path / "cache"))
+    s = w.session
+    _accept_one(qtbot, w)
+    (aid,) = s.dataset.annotations
+    s.select_annotation(aid)
+    key(qtbot, w, Qt.Key.Key_Delete)
+    assert aid not in s.dataset.annotations
+    assert w.statusBar().currentMessage().startswith(f"Deleted object #{aid}")
