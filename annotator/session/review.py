@@ -58,6 +58,8 @@ class ReviewImage(Protocol):
     @property
     def model_info(self) -> Optional[ModelInfo]: ...
 
+    def unavailable(self) -> str: ...
+
 
 class ProposalSink(Protocol):
     """Where accepted proposals go (implemented by :class:`annotator.session.accepting.AcceptPipeline`)."""
@@ -204,7 +206,7 @@ class EverythingController(QObject):
         im = self._image
         path = im.current_path
         if path is None or im.loaded is None:
-            self.statusMessage.emit("Open a folder of images first", 3000)
+            self.statusMessage.emit(im.unavailable() or "Open a folder of images first", 5000)
             return False
         if im.model_info is None:
             self.statusMessage.emit("Segment everything can start once the model is loaded", 4000)

@@ -445,6 +445,7 @@ class Session(QObject):
         """
         loaded = self.loaded
         if self.dataset is None or loaded is None:
+            self.statusMessage.emit(self.images.unavailable() or "Open a folder of images first", 5000)
             return
         if self.everything.reviewing:
             self.everything.accept_selected()
