@@ -57,10 +57,12 @@ def test_undo_and_redo_name_the_step_and_the_image_it_changed(qtbot, make_window
     key(qtbot, w, Qt.Key.Key_Z, CTRL)  # the click the accept was made from (it came back with the undo)
     assert s.prompt.empty and "Undid" in bar.currentMessage() and "02_chelsea.png" not in bar.currentMessage()
 
-    # nothing left to undo on this image or the document (the first image's click is not on show): said so
     key(qtbot, w, Qt.Key.Key_Z, CTRL)  # the first image's accept again
     assert "01_astronaut.jpg" in bar.currentMessage()
-    key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    # nothing left to undo on this image or the document (the first image's click is not on show): the action
+    # is off, and Session.undo, called anyway, says so
+    assert not w.actions_by_name["undo"].isEnabled()
+    s.undo()
     assert len(s.dataset.annotations) == 0 and bar.currentMessage() == "Nothing to undo"
 
 
@@ -98,3 +100,31 @@ def test_delete_says_what_it_deleted(qtbot, make_window, image_folder, fake_pred
     key(qtbot, w, Qt.Key.Key_Delete)
     assert aid not in s.dataset.annotations
     assert w.statusBar().currentMessage().startswith(f"Deleted object #{aid}")
+
+
+def test_undo_and_redo_are_enabled_and_named_after_the_step_they_would_do(qtbot, make_window, image_folder,
+                                                                         fake_predictor, tmp_path):
+    """A click's prompt step belongs to its image: after moving on, Ctrl+Z skips it. The Undo action was still
+    enabled and named after it ("Undo Add point") when nothing else was left to undo, or when Ctrl+Z would
+    undo an accept further down."""
+    w = make_window(image_folder, fake_info(fake_predictor, tmp_path / "cache"))
+    s = w.session
+    undo, redo = w.actions_by_name["undo"], w.actions_by_name["redo"]
+    qtbot.waitUntil(lambda: s.embedding is not None, timeout=30_000)
+    click_image(qtbot, w, 200, 200)
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt, timeout=10_000)
+    assert undo.isEnabled() and undo.text() != "&Undo"
+    s.next_image()
+    assert not undo.isEnabled() and undo.text() == "&Undo"  # only the first image's click is left: skipped
+    s.previous_image()
+    qtbot.waitUntil(lambda: s.embedding is not None, timeout=30_000)
+    assert not undo.isEnabled()  # the click went with the image (its prompt was cleared)
+
+    _accept_one(qtbot, w)
+    click_image(qtbot, w, 100, 100)  # a new click after the accept
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt, timeout=10_000)
+    s.next_image()
+    assert undo.isEnabled() and undo.text() == "&Undo Accept object"  # what Ctrl+Z does here
+    key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    assert len(s.dataset.annotations) == 0
+    assert redo.isEnabled() and redo.text() == "&Redo Accept object" and not undo.isEnabled()

@@ -109,6 +109,7 @@ class MaskEditing(QObject):
         self._style = style
         self.min_island = MIN_ISLAND_PX
         self._drafts: "weakref.WeakKeyDictionary[PromptState, Draft]" = weakref.WeakKeyDictionary()
+        self.visit = 0  # times the image was left (reset): edit steps of an earlier visit are stale
         self._cache: Optional[EditedMask] = None  # the current draft, edited, when computed
         self._display: Optional[int] = None  # task id of the draft being drawn
         self._display_again = False
@@ -257,6 +258,7 @@ class MaskEditing(QObject):
 
     def reset(self) -> None:
         """The image is being left: no drafts, nothing computed for it is applied any more."""
+        self.visit += 1  # the edit steps made so far are stale, even when the user comes back
         self._drafts = weakref.WeakKeyDictionary()
         self._cache = None
         self._display = None

@@ -125,6 +125,7 @@ class Prompting(QObject):
         self._early: Optional[DecodeResult] = None
         self._early_selected = 0
         self._decode_id = 0
+        self.visit = 0  # times the image was left (reset): prompt steps of an earlier visit are stale
         self._selection_memo: "weakref.WeakKeyDictionary[PromptState, int]" = weakref.WeakKeyDictionary()
         self._accept_when_ready = False
         self.view_scale = 1.0
@@ -299,6 +300,7 @@ class Prompting(QObject):
 
     def reset(self) -> None:
         """The image is being left: no prompt, no candidates; decodes still on their way are dropped."""
+        self.visit += 1  # the prompt steps made so far are stale, even when the user comes back
         self._decode_id += 1
         self.decoder.cancel()
         self.prompt = EMPTY

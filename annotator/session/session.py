@@ -70,7 +70,7 @@ from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import redo_step, undo_step
-from annotator.session.undo_feedback import step_message
+from annotator.session.undo_feedback import UndoState, step_message
 from annotator.workers.decoder import DecoderService
 from annotator.workers.encoder import EncoderService
 from annotator.workers.jobs import JobService
@@ -176,6 +176,7 @@ class Session(QObject):
                                    self.accepts, self.style, self)
         self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
+        self.undo_state = UndoState(self.undo_stack, self.images, self)  # what Undo / Redo offer (stale steps skipped)
         self.states = ImageStates(self.edits, self.images, self.undo_stack, self.gate, self.go_to, self)
         self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
         self.identity = IdentityReview(self.edits, self.images, self.undo_stack, self)  # changed pictures

@@ -1,16 +1,24 @@
-"""What Ctrl+Z and Ctrl+Shift+Z say in the status bar: the step undone or redone, and its image.
+"""What Ctrl+Z and Ctrl+Shift+Z say (the step undone or redone, and its image) and offer (:class:`UndoState`).
 
 Document steps (an accept, a deletion, a stroke on an accepted annotation, an
 image's state) are undone from any image (see :mod:`annotator.session.undo`),
 so a Ctrl+Z pressed on one image can change another the user cannot see; the
 message names that image. Steps without one image (a category, an import)
-are named alone.
+are named alone. A prompt step of an image the user has left is skipped by
+Ctrl+Z, so the Undo and Redo actions follow :class:`UndoState`, not the
+stack's top command (which may be such a step).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Optional
+
+import shiboken6
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from annotator.session.undo import next_step
 
 
 def step_image(cmd: Any, dataset: Any) -> Optional[str]:
@@ -54,3 +62,38 @@ def step_message(verb: str, cmd: Any, dataset: Any, current: Optional[Path]) -> 
     if name is not None and name != here:
         return f"{verb}: {text} (on {name})"
     return f"{verb}: {text}"
+
+
+class UndoState(QObject):
+    """Whether Ctrl+Z / Ctrl+Shift+Z would do anything now, and the step each would do (its text).
+
+    ``images``: the navigator (``currentIndexChanged``: moving on makes that
+    image's prompt steps stale). Emits ``changed(can_undo, undo_text,
+    can_redo, redo_text)`` when any of them changes; :meth:`refresh` emits
+    the state now.
+    """
+
+    changed = Signal(bool, str, bool, str)
+
+    def __init__(self, stack: QUndoStack, images: Any, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._stack = stack
+        self._last: Optional[tuple] = None
+        stack.indexChanged.connect(self._update)
+        images.currentIndexChanged.connect(self._update)
+
+    def state(self) -> tuple:
+        if not shiboken6.isValid(self._stack):  # the session closing: its children go in any order
+            return (False, "", False, "")
+        u, r = next_step(self._stack, True), next_step(self._stack, False)
+        return (u is not None, u.text() if u is not None else "", r is not None, r.text() if r is not None else "")
+
+    def refresh(self) -> None:
+        self._last = self.state()
+        self.changed.emit(*self._last)
+
+    def _update(self, *_: object) -> None:
+        state = self.state()
+        if state != self._last:
+            self._last = state
+            self.changed.emit(*state)
