@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
             "zoom_in": lambda: self.canvas.zoom_by(1.25),
             "zoom_out": lambda: self.canvas.zoom_by(0.8),
             "actual_size": self.canvas.actual_size,
-            "toggle_annotations": self.canvas.set_annotations_visible,
+            "toggle_annotations": lambda on: (self.canvas.set_annotations_visible(on), s.picking.set_shown(on)),
             "preferences": app.show_preferences,
             "segment_everything": s.everything.start,
             "accept_proposals": s.everything.accept_selected,
