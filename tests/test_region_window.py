@@ -518,3 +518,35 @@ def test_a_region_made_for_a_closer_view_does_not_answer_once_the_view_is_larger
     qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt and s.result.candidates.region == b)
     click_image(qtbot, w, 1310, 1005)
     assert _current(qtbot, w).candidates.region == b
+
+
+@pytest.mark.gui
+def test_a_mask_cut_by_the_regions_edge_is_answered_by_the_whole_image(qtbot, region_window):
+    """The object under a click inside the region can reach past it: SAM on the region then cuts it with a
+    straight edge (found zoomed in on a large photo: the coffee's mask, 1.2 M px, came out as a 0.5 M px
+    rectangle, which Enter would have accepted). A region's answer whose chosen mask reaches an edge of the
+    region inside the image is not shown: the prompt goes to the whole image (or a region that holds it)."""
+    w = region_window()
+    s = w.session
+    _ready(qtbot, w)
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as ready:
+        zoom_to(w, 1300, 1000, scale=2.0)
+    region = ready.args[0].region
+    x0, y0, x1, y1 = region
+    assert x0 > 0 and x1 < W  # inner edges on both sides
+
+    # in the middle: the region's disc (radius 10 % of its short side) stays inside it: the region answers
+    s.add_point((x0 + x1) / 2, (y0 + y1) / 2, 1)
+    assert _current(qtbot, w).candidates.region == region
+
+    # near its right edge: the region's disc reaches the edge; what is shown comes from the whole image
+    s.clear_prompts()
+    n = len(w.fake.decoded_on)
+    s.add_point(x1 - 20.0, (y0 + y1) / 2, 1)
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt
+                    and s.result.candidates.region is None, timeout=10_000)
+    assert w.fake.decoded_on[n:] == [region, None]
+    mask = s.result.candidates.mask(s.selected)
+    assert mask[:, x1:].any()  # the object goes on past the region's edge
+    assert w.answer_label.text() == "SAM: whole image"

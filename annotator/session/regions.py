@@ -39,6 +39,11 @@ zoom out or a larger window), and whose prompt extent (the bounding box of
 the points and the box) is at most :data:`PROMPT_MAX_FRACTION` of the
 region's long side; else the whole image. When the view settles, a prompt
 on display answered by a region that no longer qualifies is decoded again.
+A region's answer whose chosen mask reaches an edge of the region inside the
+image (:func:`cut_at_edge`: the object goes on past what the region saw, and
+its mask would end in a straight cut) is never shown: that region no longer
+answers the object (until the prompt is cleared) and the prompt is decoded
+again on a larger region or the whole image.
 When a region arrives that would answer the current prompt better than what
 is on display, the prompt is decoded again on it. ``answerChanged`` gives the
 status-bar text saying which embedding answered the candidates on display.
@@ -50,6 +55,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from annotator.data.prompts import PromptState
@@ -163,6 +169,28 @@ def prompt_extent(prompt: PromptState) -> float:
     return max(max(xs) - min(xs), max(ys) - min(ys))
 
 
+def cut_at_edge(candidates: Any, index: int) -> bool:
+    """Whether candidate ``index`` of a region's decode reaches an edge of the region that lies inside the image.
+
+    Read from its low-res logits (``(256, 256)`` over the region's padded
+    model input; the valid part is ``input_size / 4``): mask in the outer
+    row or column on a side where the region does not end at the image's
+    edge. The object then very likely goes on past the region, which SAM
+    could not see: the region's mask would be cut there with a straight
+    edge. False for a whole-image decode.
+    """
+    region = getattr(candidates, "region", None)
+    if region is None:
+        return False
+    h_in, w_in = candidates.input_size
+    lh, lw = max(1, int(h_in) // 4), max(1, int(w_in) // 4)
+    m = np.asarray(candidates.low_res_logits[index, :lh, :lw]) > candidates.mask_threshold
+    x0, y0, x1, y1 = region
+    H, W = candidates.original_size
+    return bool((x0 > 0 and m[:, 0].any()) or (y0 > 0 and m[0, :].any())
+                or (x1 < W and m[:, -1].any()) or (y1 < H and m[-1, :].any()))
+
+
 def describe(candidates: Any) -> str:
     """Status-bar text for the embedding that answered ``candidates`` (a :class:`sam_core.Candidates` or None)."""
     if candidates is None:
@@ -237,6 +265,7 @@ class RegionController(QObject):
         self._timer = make_timer(self, REGION_SETTLE_MS if settle_ms is None else settle_ms, single_shot=True)
         self._timer.timeout.connect(self._settled)
         self.last_answer = ""
+        self._cut: set = set()  # regions that cut the object being prompted (until the prompt is cleared)
 
         encoder.regionReady.connect(self._on_ready)
         encoder.regionFailed.connect(self._on_failed)
@@ -244,7 +273,9 @@ class RegionController(QObject):
         images.modelChanged.connect(self._on_model_changed)
         if prompts is not None:
             prompts.embedding_for = self.embedding_for
+            prompts.result_usable = self.usable
             prompts.candidatesChanged.connect(self._on_candidates)
+            prompts.promptChanged.connect(self._on_prompt)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -301,11 +332,28 @@ class RegionController(QObject):
                 continue
             if view is not None and not contains(emb.region, view):
                 continue  # made for a closer view: its edge runs through what the user sees, and would cut objects
+            if emb.region in self._cut:
+                continue  # it cut this object's mask at its edge (see usable)
             if best is None or side < region_side(best.region):
                 best = emb
         return best if best is not None else whole
 
+    def usable(self, result: Any, selected: int) -> bool:
+        """Whether a decode ``result`` may be shown: False (and its region is not used again for this object)
+        when it came from a region and its ``selected`` mask reaches an inner edge of that region
+        (:func:`cut_at_edge`); the prompt is then decoded again on a larger region or the whole image."""
+        cands = result.candidates
+        if cands.region is None or not cut_at_edge(cands, selected):
+            return True
+        self._cut.add(tuple(cands.region))
+        log.debug("region %s cuts the mask of %s: decoded again", cands.region, result.prompt)
+        return False
+
     # -- internals ---------------------------------------------------------------------------
+
+    def _on_prompt(self, prompt: Any) -> None:
+        if prompt.empty:
+            self._cut.clear()  # a new object: every region may answer it
 
     def _view_in_image(self) -> Optional[Tuple[float, float, float, float]]:
         """The view clipped to the image on show (scene units), or None when unknown or it misses the image."""
@@ -394,6 +442,8 @@ class RegionController(QObject):
 
     def _on_candidates(self, *_: object) -> None:
         r = self.prompts.result if self.prompts is not None else None
+        if r is not None and r.prompt is self.prompts.prompt and not self.usable(r, self.prompts.selected):
+            self.prompts.redecode()  # another candidate picked, and the region cuts it: decoded elsewhere
         text = describe(r.candidates if r is not None else None)
         if text != self.last_answer:
             self.last_answer = text
@@ -410,6 +460,7 @@ class RegionController(QObject):
             self._timer.start()
 
     def _drop_all(self) -> None:
+        self._cut.clear()
         self._timer.stop()
         self._ids.clear()
         self._pending_id, self.pending = 0, None
