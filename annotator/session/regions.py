@@ -317,8 +317,10 @@ class RegionController(QObject):
         """The embedding to decode ``prompt`` on: the finest held region that fits it, else ``whole``.
 
         A region fits when it covers every point and the box, contains the
-        view (clipped to the image; when known), and the prompt's extent is at most :data:`PROMPT_MAX_FRACTION` of its long
-        side (see the module notes). ``whole`` may be None (still encoding).
+        view (clipped to the image; when known), has not cut this object's
+        mask (:meth:`usable`), and the prompt's extent is at most
+        :data:`PROMPT_MAX_FRACTION` of its long side (see the module notes).
+        ``whole`` may be None (still encoding).
         """
         if not self.enabled or prompt.empty or not self.held:
             return whole
