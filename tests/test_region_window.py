@@ -550,3 +550,23 @@ def test_a_mask_cut_by_the_regions_edge_is_answered_by_the_whole_image(qtbot, re
     mask = s.result.candidates.mask(s.selected)
     assert mask[:, x1:].any()  # the object goes on past the region's edge
     assert w.answer_label.text() == "SAM: whole image"
+
+
+def test_cut_at_edge_reads_the_valid_part_of_the_logits_and_ignores_the_images_own_edges():
+    from sam_core import Candidates
+
+    def cands(mask_cells, region, input_size=(768, 1024)):
+        logits = np.full((1, 256, 256), -5.0, np.float32)
+        for (r, c) in mask_cells:
+            logits[0, r, c] = 5.0
+        return Candidates(np.array([0.9], np.float32), logits, (H, W), input_size, "fake", 0.0, region)
+
+    inner = (1000, 1000, 2024, 1768)  # 1024 x 768: valid low-res part 256 wide, 192 high
+    assert not regions_mod.cut_at_edge(cands([(96, 128)], inner), 0)  # in the middle
+    assert regions_mod.cut_at_edge(cands([(96, 255)], inner), 0)  # right column
+    assert regions_mod.cut_at_edge(cands([(191, 100)], inner), 0)  # last valid row
+    assert not regions_mod.cut_at_edge(cands([(200, 100)], inner), 0)  # in the padding: not the mask
+    at_corner = (0, 0, 1024, 768)  # the left and top edges are the image's own
+    assert not regions_mod.cut_at_edge(cands([(0, 0), (96, 0)], at_corner), 0)
+    assert regions_mod.cut_at_edge(cands([(96, 255)], at_corner), 0)
+    assert not regions_mod.cut_at_edge(cands([(96, 255)], None), 0)  # the whole image: nothing to cut
