@@ -128,3 +128,12 @@ def test_undo_and_redo_are_enabled_and_named_after_the_step_they_would_do(qtbot,
     key(qtbot, w, Qt.Key.Key_Z, CTRL)
     assert len(s.dataset.annotations) == 0
     assert redo.isEnabled() and redo.text() == "&Redo Accept object" and not undo.isEnabled()
+
+
+def test_a_step_that_names_its_image_is_not_named_twice(qtbot, make_window, image_folder, fake_predictor, tmp_path):
+    w = make_window(image_folder, fake_info(fake_predictor, tmp_path / "cache"))
+    s = w.session
+    key(qtbot, w, Qt.Key.Key_C)  # mark the first image done
+    s.next_image()
+    key(qtbot, w, Qt.Key.Key_Z, CTRL)
+    assert w.statusBar().currentMessage() == "Undid: Mark 01_astronaut.jpg done"

@@ -59,7 +59,7 @@ def step_message(verb: str, cmd: Any, dataset: Any, current: Optional[Path]) -> 
     text = cmd.text() or "the last step"
     name = step_image(cmd, dataset)
     here = dataset.relative_name(current) if dataset is not None and current is not None else None
-    if name is not None and name != here:
+    if name is not None and name != here and Path(name).name not in text:  # ("Mark a.jpg done" names it)
         return f"{verb}: {text} (on {name})"
     return f"{verb}: {text}"
 
