@@ -583,3 +583,64 @@ def test_the_cleanup_preferences_are_edited_in_the_dialog_and_applied(qtbot, fak
     assert settings.min_island_px == 100 and settings.brush_radius == 10.0
     with pytest.raises(ValueError):
         settings.min_island_px = 0
+
+
+def test_r_on_an_annotation_sam_cannot_give_back_shows_its_own_mask_and_enter_keeps_it(qtbot, fake_window):
+    """Found in the real window: R on the astronaut (one click, third candidate, 26.9 k px) showed SAM's
+    answer to the stored prompt with the mask as input, a speckled 78 k px mask, and Enter would have put it in
+    place of the annotation. Also after an eraser edit (here, with the fake decoder that ignores the mask
+    input, SAM's answer is the disc without the edit). Now R checks SAM's answer against the annotation: when
+    no candidate matches it (IoU < 0.9), the annotation's own mask is shown and guides SAM, as for an
+    annotation without a stored prompt; R then Enter changes nothing."""
+    w = fake_window()
+    _ready(qtbot, w)
+    s = w.session
+    ann = _accept_at(qtbot, w, 256, 256, candidate=1)
+    _ctrl_click(qtbot, w, 256, 256)
+    key(qtbot, w, Qt.Key.Key_E)
+    w.tools.brush.set_radius(40)
+    _stroke(qtbot, w, [_vp(w, 180, 256), _vp(w, 340, 256)])  # a wide band out of the disc
+    edited = _mask(w, ann)
+    key(qtbot, w, Qt.Key.Key_E)  # back to prompting
+    _ctrl_click(qtbot, w, 256, 200)
+    assert s.selected_annotation == ann
+    key(qtbot, w, Qt.Key.Key_R)
+    _settled(qtbot, w)
+    assert s.editing.refining == ann
+    assert "guides SAM" in w.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: w.canvas.overlays.draft_item.isVisible(), timeout=10_000)  # its mask, as the candidate
+    key(qtbot, w, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: s.editing.refining is None, timeout=10_000)
+    _settled(qtbot, w)
+    np.testing.assert_array_equal(_mask(w, ann), edited)
+
+
+def test_r_on_an_unedited_annotation_brings_its_prompt_back(qtbot, fake_window):
+    """The check above keeps the stored prompt when SAM gives the annotation back (the fake's discs do)."""
+    w = fake_window()
+    _ready(qtbot, w)
+    s = w.session
+    ann = _accept_at(qtbot, w, 256, 256, candidate=1)
+    before = _mask(w, ann)
+    _ctrl_click(qtbot, w, 256, 256)
+    key(qtbot, w, Qt.Key.Key_R)
+    _settled(qtbot, w)
+    _candidates(qtbot, w)
+    assert len(s.prompt.points) == 1 and s.selected == 1 and "its prompt is back" in w.statusBar().currentMessage()
+    key(qtbot, w, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: s.editing.refining is None, timeout=10_000)
+    _settled(qtbot, w)
+    np.testing.assert_array_equal(_mask(w, ann), before)
+
+
+def test_refine_choice_keeps_the_stored_candidate_else_the_one_that_matches_else_the_mask():
+    from annotator.session.drafts import REFINE_MATCH_IOU, refine_choice
+
+    p = object()
+    ok, low = REFINE_MATCH_IOU + 0.05, REFINE_MATCH_IOU - 0.05
+    assert refine_choice((p, 1), (ok, ok + 0.01, low)) == ((p, 1), "its prompt is back")  # stored one matches
+    assert refine_choice((p, 2), (low, ok, low)) == ((p, 1), "its prompt is back")  # another one does
+    stored, hint = refine_choice((p, 0), (low, 0.3, 0.1))
+    assert stored is None and f"IoU {low:.2f}" in hint and "its mask guides SAM" in hint  # none does
+    assert refine_choice((p, 0), None) == ((p, 0), "its prompt is back")  # not checked (no model yet)
+    assert refine_choice(None, (ok,))[0] is None

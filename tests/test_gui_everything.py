@@ -180,6 +180,51 @@ def test_cancel_stops_the_run_and_a_stale_result_is_dropped(qtbot, fake_window):
     assert not thread.isRunning()
 
 
+def test_leaving_an_image_under_review_keeps_its_proposals_for_ctrl_e_and_says_so(qtbot, fake_window):
+    """Found in the real window: one arrow key during a review (90 s of segment everything on a 2-core CPU)
+    dropped the proposals without a word, the status bar kept saying "44 proposals ...: Enter accepts", and
+    Ctrl+E back on the image ran the whole job again. Now leaving says what happened, and Ctrl+E on the same
+    image (same model, same options) shows the proposals again at once, less those accepted meanwhile."""
+    gen = FakeGenerator(n=4)
+    w = fake_window(gen)
+    s, ev = w.session, w.session.everything
+    bar = w.statusBar()
+    _ready(qtbot, w)
+    key(qtbot, w, Qt.Key.Key_E, CTRL)
+    review = _review(qtbot, w)
+    click_image(qtbot, w, 70, 70)
+    key(qtbot, w, Qt.Key.Key_Return)  # one accepted
+    assert len(s.dataset.annotations) == 1 and len(review.open()) == 3
+
+    key(qtbot, w, Qt.Key.Key_D)  # leave the image: the review ends, and the status bar says so
+    assert not ev.reviewing and s.index == 1
+    msg = bar.currentMessage()
+    assert "Enter accepts" not in msg and "3 proposals" in msg and "01_astronaut.jpg" in msg, msg
+
+    key(qtbot, w, Qt.Key.Key_A)
+    _ready(qtbot, w)
+    key(qtbot, w, Qt.Key.Key_E, CTRL)
+    review = _review(qtbot, w)
+    assert gen.runs == 1  # not computed again
+    assert len(review.open()) == 3 and w.canvas.proposal_count == 3  # the accepted one is hidden
+    assert "3 proposals" in bar.currentMessage()
+
+    # another image's run is its own: Ctrl+E there runs the generator
+    key(qtbot, w, Qt.Key.Key_D)
+    _ready(qtbot, w)
+    key(qtbot, w, Qt.Key.Key_E, CTRL)
+    _review(qtbot, w)
+    assert gen.runs == 2
+
+    # other options: computed again
+    key(qtbot, w, Qt.Key.Key_A)
+    _ready(qtbot, w)
+    ev.options = replace(ev.options, pred_iou_thresh=ev.options.pred_iou_thresh + 0.01)
+    key(qtbot, w, Qt.Key.Key_E, CTRL)
+    _review(qtbot, w)
+    assert gen.runs == 3
+
+
 # --------------------------------------------------------------------------------------
 # the real generator, MobileSAM
 # --------------------------------------------------------------------------------------

@@ -486,3 +486,87 @@ def test_the_preferences_dialog_has_the_region_checkbox(qtbot, tmp_path):
     assert settings.region_encoding is True
     with pytest.raises(ValueError):
         settings.region_encoding = "maybe"
+
+
+@pytest.mark.gui
+def test_a_region_made_for_a_closer_view_does_not_answer_once_the_view_is_larger_than_it(qtbot, region_window):
+    """Zoomed in (a small region), then zoomed out (or the window made larger) over a region already held: the
+    prompt on display and the next clicks are answered by a region that contains the view, never by the small
+    one, whose edge now runs through the view and would cut the object there (found driving the real window:
+    the candidate had a straight edge across the coffee after the window was made small and large again)."""
+    w = region_window()
+    s, c = w.session, w.canvas
+    _ready(qtbot, w)
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as wide:
+        zoom_to(w, 1300, 1000, scale=0.4)  # region B: the wide view
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as close:
+        zoom_to(w, 1300, 1000, scale=3.0)  # region A: a close view, finer than B
+    _idle(qtbot, w)
+    b, a = wide.args[0].region, close.args[0].region
+    assert regions_mod.region_side(a) < regions_mod.region_side(b)
+    click_image(qtbot, w, 1300, 1000)
+    assert _current(qtbot, w).candidates.region == a  # zoomed in: the close region answers
+
+    asked: list = []
+    s.regions.requested.connect(asked.append)
+    zoom_to(w, 1300, 1000, scale=0.4)  # back to the wide view: B is held, nothing new is encoded
+    _idle(qtbot, w)
+    view = tuple(c.mapToScene(c.viewport().rect()).boundingRect().getCoords())
+    assert asked == [] and not regions_mod.contains(a, view) and regions_mod.contains(b, view)
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt and s.result.candidates.region == b)
+    click_image(qtbot, w, 1310, 1005)
+    assert _current(qtbot, w).candidates.region == b
+
+
+@pytest.mark.gui
+def test_a_mask_cut_by_the_regions_edge_is_answered_by_the_whole_image(qtbot, region_window):
+    """The object under a click inside the region can reach past it: SAM on the region then cuts it with a
+    straight edge (found zoomed in on a large photo: the coffee's mask, 1.2 M px, came out as a 0.5 M px
+    rectangle, which Enter would have accepted). A region's answer whose chosen mask reaches an edge of the
+    region inside the image is not shown: the prompt goes to the whole image (or a region that holds it)."""
+    w = region_window()
+    s = w.session
+    _ready(qtbot, w)
+    _idle(qtbot, w)
+    with qtbot.waitSignal(s.regions.regionReady, timeout=10_000) as ready:
+        zoom_to(w, 1300, 1000, scale=2.0)
+    region = ready.args[0].region
+    x0, y0, x1, y1 = region
+    assert x0 > 0 and x1 < W  # inner edges on both sides
+
+    # in the middle: the region's disc (radius 10 % of its short side) stays inside it: the region answers
+    s.add_point((x0 + x1) / 2, (y0 + y1) / 2, 1)
+    assert _current(qtbot, w).candidates.region == region
+
+    # near its right edge: the region's disc reaches the edge; what is shown comes from the whole image
+    s.clear_prompts()
+    n = len(w.fake.decoded_on)
+    s.add_point(x1 - 20.0, (y0 + y1) / 2, 1)
+    qtbot.waitUntil(lambda: s.result is not None and s.result.prompt is s.prompt
+                    and s.result.candidates.region is None, timeout=10_000)
+    assert w.fake.decoded_on[n:] == [region, None]
+    mask = s.result.candidates.mask(s.selected)
+    assert mask[:, x1:].any()  # the object goes on past the region's edge
+    assert w.answer_label.text() == "SAM: whole image"
+
+
+def test_cut_at_edge_reads_the_valid_part_of_the_logits_and_ignores_the_images_own_edges():
+    from sam_core import Candidates
+
+    def cands(mask_cells, region, input_size=(768, 1024)):
+        logits = np.full((1, 256, 256), -5.0, np.float32)
+        for (r, c) in mask_cells:
+            logits[0, r, c] = 5.0
+        return Candidates(np.array([0.9], np.float32), logits, (H, W), input_size, "fake", 0.0, region)
+
+    inner = (1000, 1000, 2024, 1768)  # 1024 x 768: valid low-res part 256 wide, 192 high
+    assert not regions_mod.cut_at_edge(cands([(96, 128)], inner), 0)  # in the middle
+    assert regions_mod.cut_at_edge(cands([(96, 255)], inner), 0)  # right column
+    assert regions_mod.cut_at_edge(cands([(191, 100)], inner), 0)  # last valid row
+    assert not regions_mod.cut_at_edge(cands([(200, 100)], inner), 0)  # in the padding: not the mask
+    at_corner = (0, 0, 1024, 768)  # the left and top edges are the image's own
+    assert not regions_mod.cut_at_edge(cands([(0, 0), (96, 0)], at_corner), 0)
+    assert regions_mod.cut_at_edge(cands([(96, 255)], at_corner), 0)
+    assert not regions_mod.cut_at_edge(cands([(96, 255)], None), 0)  # the whole image: nothing to cut

@@ -154,7 +154,10 @@ class DocumentEdits(QObject):
             if annotation_id is None:
                 self.statusMessage.emit("Select an annotation in the Annotations panel to delete it", 3000)
             return
-        self.undo_stack.push(DeleteAnnotationCommand(self, self.dataset.annotations[aid]))
+        ann = self.dataset.annotations[aid]
+        cat = self.dataset.categories.get(ann.category_id)
+        self.undo_stack.push(DeleteAnnotationCommand(self, ann))
+        self.statusMessage.emit(f"Deleted {cat.name if cat else 'annotation'} #{aid} (Undo brings it back)", 5000)
 
     def set_annotation_category(self, annotation_id: int, category_id: int) -> None:
         ann = self.dataset.annotations.get(annotation_id) if self.dataset else None

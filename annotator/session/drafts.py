@@ -191,11 +191,59 @@ def edit_annotation(mask: Optional[np.ndarray], grid: Optional[np.ndarray], segm
     return AnnotationEdit(mask, grid, delta, render.finish_mask(mask, color, opacity, patch))
 
 
-def refine_inputs(segmentation: Any, shape: Tuple[int, int], input_size: Optional[Tuple[int, int]]
-                  ) -> Tuple[np.ndarray, np.ndarray]:
-    """Decoder task for "refine with SAM": an annotation's ``(mask, logits)``: the mask (Fortran order) and
-    the decoder's ``mask_input`` made from it (:func:`annotator.data.maskedit.mask_logits`)."""
+#: R keeps an annotation's stored prompt only when SAM, given it and the mask as input, gives back a candidate
+#: at least this close (IoU) to the annotation; else the mask itself is shown and guides SAM.
+REFINE_MATCH_IOU = 0.9
+
+
+def refine_inputs(segmentation: Any, shape: Tuple[int, int], input_size: Optional[Tuple[int, int]],
+                  model: Any = None, embedding: Any = None, prompt: Any = None
+                  ) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[float, ...]]]:
+    """Decoder task for "refine with SAM": an annotation's ``(mask, logits, match)``: the mask (Fortran order),
+    the decoder's ``mask_input`` made from it (:func:`annotator.data.maskedit.mask_logits`), and, given the
+    ``model`` (``ModelInfo.model``), the image's whole ``embedding`` and the annotation's stored ``prompt`` (a
+    :class:`~annotator.data.prompts.PromptState`), the IoU with the mask of each of SAM's candidates for that
+    prompt (with the logits as mask input); else None. SAM does not always give an annotation back
+    (a hand-edited one, or one of its lower-ranked candidates), and R must not show, nor Enter accept, a
+    different mask than the one accepted."""
     from annotator.data.coco import decode_rle
 
     mask = decode_rle(segmentation, shape[0], shape[1])
-    return np.asfortranarray(mask), maskedit.mask_logits(mask, input_size)
+    logits = maskedit.mask_logits(mask, input_size)
+    ious: Optional[Tuple[float, ...]] = None
+    if model is not None and embedding is not None and prompt is not None and not prompt.empty:
+        from annotator.data.prompts import PromptState
+        from annotator.workers.loader import make_predictor
+
+        state = PromptState(prompt.points, prompt.labels, prompt.box, logits)
+        cands = make_predictor(model).decode(embedding, multimask=True, **state.decode_args(embedding))
+        area = int(mask.sum())
+        found = []
+        for i in range(len(cands)):
+            m = cands.mask(i)
+            inter = int(np.count_nonzero(m & mask))
+            found.append(inter / max(1, area + int(np.count_nonzero(m)) - inter))
+        ious = tuple(found)
+    return np.asfortranarray(mask), logits, ious
+
+
+def refine_choice(stored: Optional[Tuple[Any, int]], ious: Optional[Tuple[float, ...]]
+                  ) -> Tuple[Optional[Tuple[Any, int]], str]:
+    """What R reopens: ``(stored prompt and the candidate to show, or None: the mask itself), status hint``.
+
+    ``stored``: ``(PromptState, candidate index)`` kept with the annotation,
+    or None; ``ious``: from :func:`refine_inputs` (None: not checked). The
+    stored candidate is kept when SAM gives the annotation back with it
+    (IoU at least :data:`REFINE_MATCH_IOU`), else the candidate that does;
+    when none does, the annotation's own mask is shown and guides SAM.
+    """
+    if stored is None:
+        return None, "no stored prompt: its mask guides SAM"
+    if not ious:
+        return stored, "its prompt is back"
+    prompt, index = stored
+    if not (0 <= index < len(ious) and ious[index] >= REFINE_MATCH_IOU):
+        index = int(np.argmax(ious))  # the stored candidate is not it (any more): the one that is
+    if ious[index] < REFINE_MATCH_IOU:  # SAM would show, and Enter accept, another mask than the one accepted
+        return None, f"SAM does not give it back from its prompt (IoU {max(ious):.2f}): its mask guides SAM"
+    return (prompt, index), "its prompt is back"

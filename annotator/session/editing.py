@@ -25,8 +25,10 @@
   cost plus the RLE encoding, not a decode.
 * **Refine with SAM** (:meth:`MaskEditing.refine_selected`): the selected
   annotation's stored prompt comes back (its mask as the decoder's mask
-  input), or, without one, its mask becomes the draft's base and mask input;
-  further clicks refine it and Enter replaces it (same id, one undo step).
+  input) when SAM then gives the annotation back (checked, IoU 0.9:
+  :func:`~annotator.session.drafts.refine_choice`), or, without one or
+  else, its mask becomes the draft's base and mask input; further clicks
+  refine it and Enter replaces it (same id, one undo step).
 
 The canvas's live stroke preview is not drawn here: :attr:`strokeDone` tells
 the window when a stroke's result is on display (once per :meth:`stroke`).
@@ -109,6 +111,7 @@ class MaskEditing(QObject):
         self._style = style
         self.min_island = MIN_ISLAND_PX
         self._drafts: "weakref.WeakKeyDictionary[PromptState, Draft]" = weakref.WeakKeyDictionary()
+        self.visit = 0  # times the image was left (reset): edit steps of an earlier visit are stale
         self._cache: Optional[EditedMask] = None  # the current draft, edited, when computed
         self._display: Optional[int] = None  # task id of the draft being drawn
         self._display_again = False
@@ -210,9 +213,11 @@ class MaskEditing(QObject):
             self.statusMessage.emit("Select an annotation first (Ctrl+click it, or pick it in the panel)"
                                     if self.refining is None else "Already refining: click, then Enter or Esc", 3000)
             return
-        embedding = self._image.embedding
+        embedding, info = self._image.embedding, getattr(self._image, "model_info", None)
         size = tuple(embedding.input_size) if embedding is not None else None
-        task = self.decoder.run_task(drafts.refine_inputs, ann.segmentation, ann.size, size, urgent=True)
+        stored = self._stored_prompt(ann)  # SAM's answer to it is checked against the mask (refine_inputs)
+        check = (info.model, embedding, stored[0]) if stored is not None and info is not None else ()
+        task = self.decoder.run_task(drafts.refine_inputs, ann.segmentation, ann.size, size, *check, urgent=True)
         self._task = _Task(task, "refine", ann)
         self.gate.hold()
 
@@ -257,6 +262,7 @@ class MaskEditing(QObject):
 
     def reset(self) -> None:
         """The image is being left: no drafts, nothing computed for it is applied any more."""
+        self.visit += 1  # the edit steps made so far are stale, even when the user comes back
         self._drafts = weakref.WeakKeyDictionary()
         self._cache = None
         self._display = None
@@ -347,23 +353,26 @@ class MaskEditing(QObject):
         edits.replace_annotation(new, f"{what} on annotation {ann.id}", result.finished.patch)
         self._keep_mask(new, result.mask, result.grid)  # (the old one's stays kept: undo, then paint again)
 
-    def _finish_refine(self, ann, mask: np.ndarray, logits: np.ndarray) -> None:
-        loaded = self._image.loaded
-        if loaded is None or self.edits.dataset is None or self.edits.dataset.annotations.get(ann.id) is not ann:
+    def _finish_refine(self, ann, mask: np.ndarray, logits: np.ndarray, ious=None) -> None:
+        if self._image.loaded is None or self.edits.dataset is None or self.edits.dataset.annotations.get(
+                ann.id) is not ann:
             return
-        stored = maskedit.prompt_from_fields(ann.extra.get(maskedit.PROMPT_FIELD), loaded.width, loaded.height)
+        stored, hint = drafts.refine_choice(self._stored_prompt(ann), ious)
         if stored is not None:
             prompt, index = stored
             state = PromptState(prompt.points, prompt.labels, prompt.box, logits)
             self._drafts[state] = Draft(target=ann.id)
-            hint = "its prompt is back"
         else:
             state, index = PromptState(), 0
             self._drafts[state] = Draft(target=ann.id, base=mask, logits=logits)
-            hint = "no stored prompt: its mask guides SAM"
         self.prompts.push(state, f"Refine annotation {ann.id}", select=index)
         self.statusMessage.emit(f"Refining annotation {ann.id} ({hint}): click to change it, Enter replaces it, "
                                 "Esc cancels", 0)
+
+    def _stored_prompt(self, ann):
+        """``(PromptState, candidate index)`` stored with ``ann`` when it was accepted, or None."""
+        im, field = self._image.loaded, ann.extra.get(maskedit.PROMPT_FIELD)
+        return maskedit.prompt_from_fields(field, im.width, im.height) if im is not None else None
 
     # -- the draft on display ------------------------------------------------------------------
 

@@ -180,6 +180,19 @@ class ImageNavigator(QObject):
     def image_count(self) -> int:
         return len(self.paths)
 
+    def unavailable(self) -> str:
+        """Why there are no pixels on show to work on ("" when there are): no folder, an image that cannot be
+        used (the reason it was refused), or one still loading. For actions to say instead of failing silently."""
+        path = self.current_path
+        if path is None:
+            return "Open a folder of images first"
+        if self.loaded is not None and self.loaded.path == path:
+            return ""
+        state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))
+        if state == ImageState.ERROR:
+            return f"Cannot use {path.name}: {message}"
+        return f"{path.name} is still loading"
+
     def image_row(self, i: int) -> ImageRow:
         path = self.paths[i]
         state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))

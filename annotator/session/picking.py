@@ -5,7 +5,9 @@ what is drawn (:meth:`annotator.session.annotation_layer.AnnotationLayer.hits`,
 topmost first) and makes it the selected one (the panel row follows; the
 brush, the eraser, cleanup, Delete and R then act on it). A second Ctrl+click
 where the same annotations overlap selects the next one down, and so on
-round; a Ctrl+click on no annotation clears the selection. While Ctrl is
+round; a Ctrl+click on no annotation clears the selection, and so does one
+while the annotations are hidden (View → Show Annotations off: nothing is
+picked that the user cannot see; :meth:`AnnotationPicker.set_shown`). While Ctrl is
 held, :meth:`AnnotationPicker.hover_at` outlines the annotation a click would
 pick (``hoverChanged``). Coordinates are image pixels, x then y.
 """
@@ -38,6 +40,13 @@ class AnnotationPicker(QObject):
         self._refining = refining
         self._hits: List[int] = []  # what the last pick saw under the cursor, topmost first
         self._hover: Optional[int] = None
+        self.shown = True  # the annotations are drawn (View → Show Annotations)
+
+    def set_shown(self, shown: bool) -> None:
+        """View → Show Annotations: while off, a Ctrl+click picks nothing (and says why)."""
+        self.shown = bool(shown)
+        if not self.shown:
+            self.hover_at(None)
 
     def under(self, x: float, y: float) -> List[int]:
         """Ids of the annotations drawn under ``(x, y)``, topmost first."""
@@ -45,7 +54,7 @@ class AnnotationPicker(QObject):
 
     def would_pick(self, x: float, y: float) -> Optional[int]:
         """The annotation a Ctrl+click at ``(x, y)`` would select (the next one down when it cycles)."""
-        hits = self.under(x, y)
+        hits = self.under(x, y) if self.shown else []
         if not hits:
             return None
         selected = self.edits.selected_annotation
@@ -60,9 +69,12 @@ class AnnotationPicker(QObject):
             self.statusMessage.emit("Refining an annotation: Enter replaces it, Esc cancels", 3000)
             return
         choice = self.would_pick(x, y)
-        self._hits = self.under(x, y)
+        self._hits = self.under(x, y) if self.shown else []
         self.edits.select_annotation(choice)
-        if choice is not None:
+        if not self.shown:
+            self.statusMessage.emit("The annotations are hidden: H (View → Show Annotations) shows them to select "
+                                    "one", 4000)
+        elif choice is not None:
             ann = self.edits.dataset.annotations[choice]
             name = self.edits.dataset.categories[ann.category_id].name
             more = f" ({self._hits.index(choice) + 1} of {len(self._hits)} here)" if len(self._hits) > 1 else ""

@@ -125,6 +125,7 @@ class Prompting(QObject):
         self._early: Optional[DecodeResult] = None
         self._early_selected = 0
         self._decode_id = 0
+        self.visit = 0  # times the image was left (reset): prompt steps of an earlier visit are stale
         self._selection_memo: "weakref.WeakKeyDictionary[PromptState, int]" = weakref.WeakKeyDictionary()
         self._accept_when_ready = False
         self.view_scale = 1.0
@@ -135,6 +136,10 @@ class Prompting(QObject):
         #: ``(prompt, whole-image embedding or None) -> embedding to decode on`` (or None: wait); the session sets
         #: it to :meth:`annotator.session.regions.RegionController.embedding_for` (a region's, when one fits).
         self.embedding_for: Callable[[PromptState, Any], Any] = lambda prompt, whole: whole
+        #: ``(result, selected index) -> bool``: False drops a result before it is shown (and decodes the prompt
+        #: again, where :attr:`embedding_for` now sends it): the region controller's check of a mask cut by the
+        #: region's edge (:meth:`annotator.session.regions.RegionController.usable`).
+        self.result_usable: Callable[[Any, int], bool] = lambda result, selected: True
         decoder.decoded.connect(self._on_decoded)
         decoder.completed.connect(self._on_completed)
         decoder.failed.connect(self._on_decode_failed)
@@ -299,6 +304,7 @@ class Prompting(QObject):
 
     def reset(self) -> None:
         """The image is being left: no prompt, no candidates; decodes still on their way are dropped."""
+        self.visit += 1  # the prompt steps made so far are stale, even when the user comes back
         self._decode_id += 1
         self.decoder.cancel()
         self.prompt = EMPTY
@@ -362,6 +368,9 @@ class Prompting(QObject):
         if job_id != self._decode_id or result.prompt is not self.prompt:
             return
         selected = min(self._selection_memo.get(result.prompt, 0), len(result.overlays) - 1)
+        if not self.result_usable(result, selected):
+            self._request_decode(result.t0)  # on what answers it now (never shown, never accepted)
+            return
         if result.complete:
             self._show_result(result, selected)
         else:  # the mask now (the one drawn, if the pick changed since the request); the rest in _on_completed

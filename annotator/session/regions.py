@@ -33,9 +33,17 @@ the model) drops everything of it.
 
 Which embedding answers (:meth:`RegionController.embedding_for`): the finest
 region held for the image that covers every point and the box
-(:meth:`sam_core.ImageEmbedding.covers`) and whose prompt extent (the
-bounding box of the points and the box) is at most
-:data:`PROMPT_MAX_FRACTION` of the region's long side; else the whole image.
+(:meth:`sam_core.ImageEmbedding.covers`), contains the view (a region made
+for a closer view would cut objects at an edge the user can see, after a
+zoom out or a larger window), and whose prompt extent (the bounding box of
+the points and the box) is at most :data:`PROMPT_MAX_FRACTION` of the
+region's long side; else the whole image. When the view settles, a prompt
+on display answered by a region that no longer qualifies is decoded again.
+A region's answer whose chosen mask reaches an edge of the region inside the
+image (:func:`cut_at_edge`: the object goes on past what the region saw, and
+its mask would end in a straight cut) is never shown: that region no longer
+answers the object (until the prompt is cleared) and the prompt is decoded
+again on a larger region or the whole image.
 When a region arrives that would answer the current prompt better than what
 is on display, the prompt is decoded again on it. ``answerChanged`` gives the
 status-bar text saying which embedding answered the candidates on display.
@@ -47,6 +55,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from annotator.data.prompts import PromptState
@@ -160,6 +169,28 @@ def prompt_extent(prompt: PromptState) -> float:
     return max(max(xs) - min(xs), max(ys) - min(ys))
 
 
+def cut_at_edge(candidates: Any, index: int) -> bool:
+    """Whether candidate ``index`` of a region's decode reaches an edge of the region that lies inside the image.
+
+    Read from its low-res logits (``(256, 256)`` over the region's padded
+    model input; the valid part is ``input_size / 4``): mask in the outer
+    row or column on a side where the region does not end at the image's
+    edge. The object then very likely goes on past the region, which SAM
+    could not see: the region's mask would be cut there with a straight
+    edge. False for a whole-image decode.
+    """
+    region = getattr(candidates, "region", None)
+    if region is None:
+        return False
+    h_in, w_in = candidates.input_size
+    lh, lw = max(1, int(h_in) // 4), max(1, int(w_in) // 4)
+    m = np.asarray(candidates.low_res_logits[index, :lh, :lw]) > candidates.mask_threshold
+    x0, y0, x1, y1 = region
+    H, W = candidates.original_size
+    return bool((x0 > 0 and m[:, 0].any()) or (y0 > 0 and m[0, :].any())
+                or (x1 < W and m[:, -1].any()) or (y1 < H and m[-1, :].any()))
+
+
 def describe(candidates: Any) -> str:
     """Status-bar text for the embedding that answered ``candidates`` (a :class:`sam_core.Candidates` or None)."""
     if candidates is None:
@@ -234,6 +265,7 @@ class RegionController(QObject):
         self._timer = make_timer(self, REGION_SETTLE_MS if settle_ms is None else settle_ms, single_shot=True)
         self._timer.timeout.connect(self._settled)
         self.last_answer = ""
+        self._cut: set = set()  # regions that cut the object being prompted (until the prompt is cleared)
 
         encoder.regionReady.connect(self._on_ready)
         encoder.regionFailed.connect(self._on_failed)
@@ -241,7 +273,9 @@ class RegionController(QObject):
         images.modelChanged.connect(self._on_model_changed)
         if prompts is not None:
             prompts.embedding_for = self.embedding_for
+            prompts.result_usable = self.usable
             prompts.candidatesChanged.connect(self._on_candidates)
+            prompts.promptChanged.connect(self._on_prompt)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -282,24 +316,56 @@ class RegionController(QObject):
     def embedding_for(self, prompt: PromptState, whole: Any) -> Any:
         """The embedding to decode ``prompt`` on: the finest held region that fits it, else ``whole``.
 
-        A region fits when it covers every point and the box, and the
-        prompt's extent is at most :data:`PROMPT_MAX_FRACTION` of its long
-        side (see the module notes). ``whole`` may be None (still encoding).
+        A region fits when it covers every point and the box, contains the
+        view (clipped to the image; when known), has not cut this object's
+        mask (:meth:`usable`), and the prompt's extent is at most
+        :data:`PROMPT_MAX_FRACTION` of its long side (see the module notes).
+        ``whole`` may be None (still encoding).
         """
         if not self.enabled or prompt.empty or not self.held:
             return whole
         args = prompt.decode_args()
         extent = prompt_extent(prompt)
+        view = self._view_in_image()
         best = None
         for emb in reversed(self.held):  # newest first: among equals, the latest view
             side = region_side(emb.region)
             if extent > PROMPT_MAX_FRACTION * side or not emb.covers(args["points"], args["box"]):
                 continue
+            if view is not None and not contains(emb.region, view):
+                continue  # made for a closer view: its edge runs through what the user sees, and would cut objects
+            if emb.region in self._cut:
+                continue  # it cut this object's mask at its edge (see usable)
             if best is None or side < region_side(best.region):
                 best = emb
         return best if best is not None else whole
 
+    def usable(self, result: Any, selected: int) -> bool:
+        """Whether a decode ``result`` may be shown: False (and its region is not used again for this object)
+        when it came from a region and its ``selected`` mask reaches an inner edge of that region
+        (:func:`cut_at_edge`); the prompt is then decoded again on a larger region or the whole image."""
+        cands = result.candidates
+        if cands.region is None or not cut_at_edge(cands, selected):
+            return True
+        self._cut.add(tuple(cands.region))
+        log.debug("region %s cuts the mask of %s: decoded again", cands.region, result.prompt)
+        return False
+
     # -- internals ---------------------------------------------------------------------------
+
+    def _on_prompt(self, prompt: Any) -> None:
+        if prompt.empty:
+            self._cut.clear()  # a new object: every region may answer it
+
+    def _view_in_image(self) -> Optional[Tuple[float, float, float, float]]:
+        """The view clipped to the image on show (scene units), or None when unknown or it misses the image."""
+        loaded = self.images.loaded
+        if self._visible is None or loaded is None:
+            return None
+        a, b, c, d = self._visible
+        x0, x1 = max(0.0, min(a, c)), min(float(loaded.width), max(a, c))
+        y0, y1 = max(0.0, min(b, d)), min(float(loaded.height), max(b, d))
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def _settled(self) -> None:
         if not self.enabled or self._stopped or self._visible is None:
@@ -307,6 +373,7 @@ class RegionController(QObject):
         loaded = self.images.loaded
         if loaded is None or self.images.current_path != loaded.path or self.images.model_info is None:
             return
+        self._reroute()  # the view changed: what answers the prompt on display may have too
         region = wanted_region(self._visible, (loaded.height, loaded.width))
         if region is None or self._good_enough(region):
             return
@@ -362,8 +429,23 @@ class RegionController(QObject):
         if shown is None or shown.region != emb.region:
             p.redecode()
 
+    def _reroute(self) -> None:
+        """Decode the prompt on display again when it came from a region that no longer answers it (the view grew
+        past that region's edge: zoomed out, or the window made larger)."""
+        p = self.prompts
+        if p is None or p.prompt.empty or p.result is None or p.result.prompt is not p.prompt:
+            return
+        shown = p.result.candidates.region
+        if shown is None:
+            return
+        now = self.embedding_for(p.prompt, self.images.embedding)
+        if getattr(now, "region", None) != shown:
+            p.redecode()
+
     def _on_candidates(self, *_: object) -> None:
         r = self.prompts.result if self.prompts is not None else None
+        if r is not None and r.prompt is self.prompts.prompt and not self.usable(r, self.prompts.selected):
+            self.prompts.redecode()  # another candidate picked, and the region cuts it: decoded elsewhere
         text = describe(r.candidates if r is not None else None)
         if text != self.last_answer:
             self.last_answer = text
@@ -380,6 +462,7 @@ class RegionController(QObject):
             self._timer.start()
 
     def _drop_all(self) -> None:
+        self._cut.clear()
         self._timer.stop()
         self._ids.clear()
         self._pending_id, self.pending = 0, None

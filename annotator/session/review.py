@@ -58,6 +58,8 @@ class ReviewImage(Protocol):
     @property
     def model_info(self) -> Optional[ModelInfo]: ...
 
+    def unavailable(self) -> str: ...
+
 
 class ProposalSink(Protocol):
     """Where accepted proposals go (implemented by :class:`annotator.session.accepting.AcceptPipeline`)."""
@@ -177,6 +179,8 @@ class EverythingController(QObject):
         self.jobs.cancelled.connect(self._on_cancelled)
         self.review: Optional[Review] = None
         self.last_result: Optional[EverythingResult] = None
+        self._kept_for: Optional[tuple] = None  # (path, model info, options, make_generator) of last_result
+        self._job_for: Optional[tuple] = None  # ... of the run in flight
         self._job: Optional[int] = None
         self._job_path: Optional[Path] = None
         self._tokens = 0
@@ -202,7 +206,7 @@ class EverythingController(QObject):
         im = self._image
         path = im.current_path
         if path is None or im.loaded is None:
-            self.statusMessage.emit("Open a folder of images first", 3000)
+            self.statusMessage.emit(im.unavailable() or "Open a folder of images first", 5000)
             return False
         if im.model_info is None:
             self.statusMessage.emit("Segment everything can start once the model is loaded", 4000)
@@ -213,7 +217,10 @@ class EverythingController(QObject):
         if self.running:
             return True
         self.leave()
+        if self._reopen(path, im.model_info):
+            return True
         self._job_path = path
+        self._job_for = (path, im.model_info, self.options, self.make_generator)
         self._job = self.jobs.submit(run_stored_or_everything, self.stored_source(path), self.make_generator,
                                      im.model_info.model, path, im.embedding, self.options)
         self.runningChanged.emit(True)
@@ -231,11 +238,32 @@ class EverythingController(QObject):
         return True
 
     def stop(self) -> None:
-        """The image or the model changes: cancel any run and leave the review, without a word."""
+        """The image or the model changes: cancel any run and leave the review, saying what was left.
+
+        The proposals stay in :attr:`last_result`: Ctrl+E back on the same
+        image, with the same model and options, shows them again at once.
+        """
         if self._job is not None:
             self.jobs.cancel()
             self._end_run()
-        self.leave()
+            self.statusMessage.emit("Segment everything cancelled (the image changed)", 5000)
+        if self.review is not None:
+            n, name = len(self.review.open()), self.review.path.name
+            self.leave()
+            if n:  # replaces "N proposals ...: Enter accepts", which no longer holds
+                self.statusMessage.emit(f"Left the review of {n} proposals on {name}: Segment Everything there "
+                                        "shows them again", 8000)
+
+    def _reopen(self, path: Path, model_info: Any) -> bool:
+        """Show the proposals of the last run again if it was for ``path`` with this model and these options."""
+        result = self.last_result
+        kept = self._kept_for
+        if result is None or kept is None or result.path != path or not result.proposals:
+            return False
+        if kept[0] != path or kept[1] is not model_info or kept[2:] != (self.options, self.make_generator):
+            return False
+        self._announce(result, "kept from the last run")
+        return True
 
     def shutdown(self, timeout_ms: int = -1) -> bool:
         self._job = None
@@ -256,15 +284,20 @@ class EverythingController(QObject):
     def _on_finished(self, job_id: int, result: EverythingResult) -> None:
         if not self._mine(job_id) or result.path != self._image.current_path:
             return
+        self._kept_for, self._job_for = self._job_for, None
         self._end_run()
         self.last_result = result
         n = len(result.proposals)
         if n == 0:
             self.statusMessage.emit(f"Segment everything found no objects ({result.seconds:.1f} s)", 5000)
             return
+        self._announce(result, "from sam-annotator auto" if result.stored else f"in {result.seconds:.1f} s")
+
+    def _announce(self, result: EverythingResult, where: str) -> None:
+        """Open the review of ``result`` (a run's, found ``where``) and say how many proposals it has."""
+        n = len(result.proposals)
         self._begin(result)
         known = len(self.review.annotated)
-        where = "from sam-annotator auto" if result.stored else f"in {result.seconds:.1f} s"
         if known == n:
             self.leave()
             self.statusMessage.emit(f"All {n} proposals ({where}) are already annotated", 5000)

@@ -70,6 +70,7 @@ from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import redo_step, undo_step
+from annotator.session.undo_feedback import UndoState, step_message
 from annotator.workers.decoder import DecoderService
 from annotator.workers.encoder import EncoderService
 from annotator.workers.jobs import JobService
@@ -175,6 +176,7 @@ class Session(QObject):
                                    self.accepts, self.style, self)
         self.picking = AnnotationPicker(self.edits, self.gate, lambda: self.editing.refining, self)
         self.exports = ExportRunner(export_jobs, self)
+        self.undo_state = UndoState(self.undo_stack, self.images, self)  # what Undo / Redo offer (stale steps skipped)
         self.states = ImageStates(self.edits, self.images, self.undo_stack, self.gate, self.go_to, self)
         self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
         self.identity = IdentityReview(self.edits, self.images, self.undo_stack, self)  # changed pictures
@@ -444,6 +446,7 @@ class Session(QObject):
         """
         loaded = self.loaded
         if self.dataset is None or loaded is None:
+            self.statusMessage.emit(self.images.unavailable() or "Open a folder of images first", 5000)
             return
         if self.everything.reviewing:
             self.everything.accept_selected()
@@ -497,11 +500,13 @@ class Session(QObject):
     @waits_for_accept
     def undo(self) -> None:
         """Undo the last action on this image or the document (prompt steps of other images are skipped)."""
-        undo_step(self.undo_stack)
+        done = undo_step(self.undo_stack)
+        self.statusMessage.emit(step_message("Undid", done, self.dataset, self.current_path), 5000)
 
     @waits_for_accept
     def redo(self) -> None:
-        redo_step(self.undo_stack)
+        done = redo_step(self.undo_stack)
+        self.statusMessage.emit(step_message("Redid", done, self.dataset, self.current_path), 5000)
 
     # -- preferences, saving, export -------------------------------------------------------------
 

@@ -9,9 +9,10 @@ other part of the session. ``redo()`` also does the first application, when
 the command is pushed.
 
 Prompt commands (a click, a box, a brush stroke on the candidate) belong to
-one image. Once the user has moved to another image they are *stale*:
-:func:`undo_step` skips them (and the stack drops them as obsolete), so Ctrl+Z
-never edits a prompt the user cannot see. Document commands (an accept, an
+one image. Once the user has moved to another image they are *stale*, also
+after coming back (leaving cleared the prompt they refer to; the target's
+``visit`` counts the leaves): :func:`undo_step` skips them (and the stack
+drops them as obsolete), so Ctrl+Z never edits a prompt the user cannot see. Document commands (an accept, an
 edit of an accepted annotation) are never stale: undoing one after moving on
 restores that image's annotation.
 """
@@ -99,9 +100,10 @@ class PromptCommand(QUndoCommand):
         self.image = image
         self.before = before
         self.after = after
+        self.visit = getattr(target, "visit", 0)
 
     def stale(self) -> bool:
-        return self.target.current_path != self.image
+        return self.target.current_path != self.image or getattr(self.target, "visit", 0) != self.visit
 
     def redo(self) -> None:
         self._set(self.after)
@@ -127,9 +129,10 @@ class EditsCommand(QUndoCommand):
         self.prompt = prompt
         self.before = before
         self.after = after
+        self.visit = getattr(target, "visit", 0)
 
     def stale(self) -> bool:
-        return self.target.current_path != self.image
+        return self.target.current_path != self.image or getattr(self.target, "visit", 0) != self.visit
 
     def redo(self) -> None:
         self._set(self.after)
@@ -291,21 +294,37 @@ def _at(items: Sequence[Any], i: int) -> Any:
     return items[i] if i < len(items) else None
 
 
-def undo_step(stack: QUndoStack) -> None:
-    """Undo the last user step on the current image or the document (stale prompt and edit steps are skipped)."""
-    _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
+def next_step(stack: QUndoStack, undo: bool) -> Optional[QUndoCommand]:
+    """The command :func:`undo_step` (``undo``) or :func:`redo_step` would do now, or None: the nearest one
+    that is not a stale prompt or edit step (those are skipped)."""
+    indices = range(stack.index() - 1, -1, -1) if undo else range(stack.index(), stack.count())
+    for i in indices:
+        cmd = stack.command(i)
+        if not (isinstance(cmd, (PromptCommand, EditsCommand)) and cmd.stale()):
+            return cmd
+    return None
 
 
-def redo_step(stack: QUndoStack) -> None:
-    """Redo the next user step (stale prompt steps are skipped)."""
-    _step(stack, stack.redo, stack.canRedo, lambda: stack.command(stack.index()))
+def undo_step(stack: QUndoStack) -> Optional[QUndoCommand]:
+    """Undo the last user step on the current image or the document (stale prompt and edit steps are skipped).
+
+    Returns the command undone (it stays on the stack), or None when there was none.
+    """
+    return _step(stack, stack.undo, stack.canUndo, lambda: stack.command(stack.index() - 1))
 
 
-def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool], peek: Callable[[], Any]) -> None:
+def redo_step(stack: QUndoStack) -> Optional[QUndoCommand]:
+    """Redo the next user step (stale prompt steps are skipped); returns it, or None when there was none."""
+    return _step(stack, stack.redo, stack.canRedo, lambda: stack.command(stack.index()))
+
+
+def _step(stack: QUndoStack, do: Callable[[], None], can: Callable[[], bool],
+          peek: Callable[[], Any]) -> Optional[QUndoCommand]:
     while can():
         cmd = peek()
         stale = isinstance(cmd, (PromptCommand, EditsCommand)) and cmd.stale()
         do()
         if not stale:
-            return
+            return cmd
+    return None
 

@@ -179,6 +179,10 @@ class EditTools(QObject):
         if self.session.everything.reviewing:
             self._status("Accept or reject the proposals first (Enter, Esc)", 3000)
             return
+        why = self.session.images.unavailable()
+        if why:  # nothing to paint on (no folder, an image that cannot be used, or one still loading)
+            self._status(why, 5000)
+            return
         self.brush.erase = erase
         self.canvas.set_tool(self.brush)
         self.modeChanged.emit(self.mode)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator import render
+from annotator.ui.icons import exact_icon
 from annotator.data import palette
 from annotator.session.rows import CategoryRow
 
@@ -82,7 +83,7 @@ class CategoriesPanel(QWidget):
         self.list.clear()
         for r in self._rows:
             key = f"   {r.quick_key}" if r.quick_key else ""
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(render.swatch(r.color, 16))), f"{r.name}  ({r.count}){key}")
+            item = QListWidgetItem(exact_icon(render.swatch(r.color, 16)), f"{r.name}  ({r.count}){key}")
             item.setData(Qt.ItemDataRole.UserRole, r.id)
             item.setToolTip(f"{r.name}: {r.count} annotation(s)" + (f"; {r.quick_key} makes it current" if key else ""))
             self.list.addItem(item)
@@ -172,7 +173,7 @@ class DeleteCategoryDialog(QDialog):
         self.move = QRadioButton("Move them to:")
         self.target = QComboBox()
         for r in others:
-            self.target.addItem(QIcon(QPixmap.fromImage(render.swatch(r.color))), r.name, r.id)
+            self.target.addItem(exact_icon(render.swatch(r.color)), r.name, r.id)
         self.drop = QRadioButton(f"Delete them ({row.count})")
         move_row = QHBoxLayout()
         move_row.addWidget(self.move)

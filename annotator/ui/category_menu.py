@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import List, Mapping, Sequence
 
-from PySide6.QtGui import QAction, QIcon, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 
 from annotator import render
+from annotator.ui.icons import exact_icon
 from annotator.session.rows import CategoryRow
 from annotator.ui.actions import QUICK_CATEGORIES
 
@@ -36,7 +37,7 @@ def sync(actions: Mapping[str, QAction], rows: Sequence[CategoryRow]) -> List[Ca
         if i <= len(rows):
             row = rows[i - 1]
             action.setText(row.name.replace("&", "&&"))  # a literal "&", not a mnemonic
-            action.setIcon(QIcon(QPixmap.fromImage(render.swatch(row.color))))
+            action.setIcon(exact_icon(render.swatch(row.color)))
             action.setStatusTip(f"Make {row.name} the current category")
             action.setVisible(True)
         else:

@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
             "zoom_in": lambda: self.canvas.zoom_by(1.25),
             "zoom_out": lambda: self.canvas.zoom_by(0.8),
             "actual_size": self.canvas.actual_size,
-            "toggle_annotations": self.canvas.set_annotations_visible,
+            "toggle_annotations": lambda on: (self.canvas.set_annotations_visible(on), s.picking.set_shown(on)),
             "preferences": app.show_preferences,
             "segment_everything": s.everything.start,
             "accept_proposals": s.everything.accept_selected,
@@ -247,10 +247,8 @@ class MainWindow(QMainWindow):
         s.dirtyChanged.connect(self._update_title)
         s.saveFailed.connect(self._update_title)
         s.saveFailed.connect(files.save_failed)
-        s.undo_stack.canUndoChanged.connect(a["undo"].setEnabled)
-        s.undo_stack.canRedoChanged.connect(a["redo"].setEnabled)
-        s.undo_stack.undoTextChanged.connect(lambda t: a["undo"].setText(f"&Undo {t}".strip()))
-        s.undo_stack.redoTextChanged.connect(lambda t: a["redo"].setText(f"&Redo {t}".strip()))
+        s.undo_state.changed.connect(lambda *state: _show_undo_state(a["undo"], a["redo"], *state))
+        s.undo_state.refresh()
         ev = s.everything
         ev.runningChanged.connect(self._everything_running)
         ev.progress.connect(self.everything_progress.set_progress)
@@ -396,3 +394,11 @@ class MainWindow(QMainWindow):
             QApplication.processEvents()
         self.session.shutdown()
         event.accept()
+
+
+def _show_undo_state(undo, redo, can_undo: bool, undo_text: str, can_redo: bool, redo_text: str) -> None:
+    """The Undo and Redo actions offer what Ctrl+Z and Ctrl+Shift+Z would do (session.undo_state)."""
+    undo.setEnabled(can_undo)
+    undo.setText(f"&Undo {undo_text}".strip())
+    redo.setEnabled(can_redo)
+    redo.setText(f"&Redo {redo_text}".strip())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator import render
+from annotator.ui.icons import exact_icon
 from annotator.workers.base import make_timer
 from annotator.data.image_states import DONE, SKIPPED
 from annotator.session.rows import (
@@ -63,7 +64,7 @@ REVIEW_COLOR = QColor(245, 160, 60)
 
 
 def _icon(image) -> QIcon:
-    return QIcon(QPixmap.fromImage(image))
+    return exact_icon(image)  # the same colour when the row is selected
 
 
 class ImageListModel(QAbstractListModel):
