@@ -709,3 +709,15 @@ def test_large_images_are_drawn_from_the_pyramid_level_of_the_zoom(qtbot, fake_w
     assert c.view_scale() == pytest.approx(1.0) and c.image_level == 0
     assert c._image_item.sceneBoundingRect().getRect() == (0, 0, 3000, 2000)
     assert s.loaded.nbytes == 4 * (3000 * 2000 + 1500 * 1000 + 750 * 500) + s.loaded.small.nbytes
+
+
+def test_the_log_says_which_model_and_folder_a_session_used(qtbot, fake_window, caplog):
+    """A bug report's log must tell what was running: the model (and torch) and the folder opened."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    w = fake_window()
+    records = [r.getMessage() for r in caplog.records if r.name.startswith("annotator.session")]
+    assert any(m.startswith("model loaded: ") and " torch " in m for m in records), records
+    folder = next(m for m in records if m.startswith("opened "))
+    assert f"{w.session.image_count()} images" in folder and "annotations.json" in folder

@@ -21,6 +21,8 @@ It knows nothing of prompts, annotations or the document: the
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -31,6 +33,8 @@ from annotator.session.rows import ImageRow, ImageState
 from annotator.workers.base import make_timer
 from annotator.workers.encoder import EncoderService
 from annotator.workers.messages import EmbeddingResult, LoadedImage, ModelFailure, ModelInfo, ModelRequest
+
+log = logging.getLogger(__name__)
 
 #: The next image's prefetch starts this long after the current one is ready (ms), and not while a click is
 #: being answered: on a 2-core CPU, loading and encoding a 12 MP photo alongside the decoder made the first
@@ -137,6 +141,9 @@ class ImageNavigator(QObject):
         self.encoder.cancel_download()
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        torch_version = getattr(sys.modules.get("torch"), "__version__", "?")  # (imported by now, not here)
+        log.info("model loaded: %s, checkpoint %s, torch %s%s", info.label, info.checkpoint, torch_version,
+                 f" ({info.notice})" if info.notice else "")
         self._model_t0 = None
         self.model_info = info
         self.embedding = None  # embeddings of another model must not be decoded by this one...
@@ -153,6 +160,7 @@ class ImageNavigator(QObject):
             self._request_current()
 
     def _on_model_failed(self, failure: ModelFailure) -> None:
+        log.warning("model not loaded (%s): %s", failure.kind, failure.message)
         self._model_t0 = None
         self.encoderStatus.emit("", 0.0)
         self.modelFailed.emit(failure)

@@ -46,6 +46,7 @@ Why so long: the facade is the one object the window talks to; most of its lines
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -75,6 +76,8 @@ from annotator.workers.decoder import DecoderService
 from annotator.workers.encoder import EncoderService
 from annotator.workers.jobs import JobService
 from annotator.workers.messages import ModelInfo
+
+log = logging.getLogger(__name__)
 
 #: How many user actions Ctrl+Z can go back.
 UNDO_LIMIT = 500
@@ -305,6 +308,8 @@ class Session(QObject):
         self.images.set_folder(folder, paths)
         self.edits.set_dataset(dataset)
         self.folderChanged.emit()
+        log.info("opened %s: %d images; working file %s, %d annotations%s", folder, len(paths), output,
+                 len(dataset.annotations), f"; read-only: {dataset.read_only}" if dataset.read_only else "")
         if dataset.read_only:
             self.statusMessage.emit(f"Read-only: {dataset.read_only}", 0)
         problems = dataset.check_image_sizes() if dataset.images else []

@@ -240,6 +240,21 @@ def smoke_test(app, window, timeout_s: Optional[float] = None) -> None:
     window._smoke_timer = timer
 
 
+def _log_start() -> None:
+    """One line at the top of each session's log: what ran where (torch is not imported yet: see the model line)."""
+    import logging
+    import platform
+
+    import PySide6
+
+    from annotator import __version__
+
+    logging.getLogger("sam_annotator").info(
+        "sam-annotator %s starting: Python %s, PySide6 %s, %s", __version__, platform.python_version(),
+        PySide6.__version__, platform.platform(),
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the window; returns the exit status."""
     import os
@@ -251,6 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from annotator.data.logs import install_excepthook, log_path, setup_logging
 
     setup_logging()
+    _log_start()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "sam-annotator"])
     smoke = os.environ.get(SMOKE_ENV, "") not in ("", "0")
     try:
