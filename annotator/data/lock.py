@@ -221,8 +221,9 @@ def _flock(fd: int) -> Optional[bool]:
         raise
 
 
-#: How long a busy lock's unreadable record is read again (a holder taking over a stale lock rewrites it).
-_REREAD_SECONDS = 0.2
+#: How long a busy lock's unreadable or stale record is read again (a holder taking over a stale lock
+#: rewrites it within milliseconds, unless the machine is very busy). Only that race waits, never a plain open.
+_REREAD_SECONDS = 2.0
 
 
 def _holder_once_written(fd: int, read: Optional[LockHolder]) -> Optional[LockHolder]:
@@ -233,7 +234,8 @@ def _holder_once_written(fd: int, read: Optional[LockHolder]) -> Optional[LockHo
     (:func:`_write_record`: truncate, then write). A reader in between sees
     the dead process's record, or an empty or half-written one, and would
     name a process that no longer runs or none at all; it reads again until
-    the record names a live holder (or :data:`_REREAD_SECONDS` pass).
+    the record names a live holder. If :data:`_REREAD_SECONDS` pass first,
+    the holder is unknown (``None``) rather than a process known to be dead.
     """
     deadline = time.monotonic() + _REREAD_SECONDS
     holder = read
@@ -243,7 +245,7 @@ def _holder_once_written(fd: int, read: Optional[LockHolder]) -> Optional[LockHo
             holder = LockHolder.parse(_read_fd(fd))
         except OSError:
             break
-    return holder
+    return holder if _plausible(holder) else None
 
 
 def _plausible(holder: Optional[LockHolder]) -> bool:
