@@ -112,6 +112,16 @@ def test_a_real_backslash_in_a_file_name_is_kept(tmp_path):
     _image(tmp_path / "odd\\name.png")
     assert names.local_name("odd\\name.png", tmp_path) == "odd\\name.png"
     assert names.local_name("sub\\b.png", tmp_path) == "sub/b.png"
+    # ... and is not the file of the same name in a folder: each record is found by its own name
+    _image(tmp_path / "odd" / "name.png")
+    assert names.name_key("odd\\name.png", tmp_path) != names.name_key("odd/name.png", tmp_path)
+    data = {"images": [{"id": 1, "file_name": "odd\\name.png", "width": W, "height": H},
+                       {"id": 2, "file_name": "./odd/name.png", "width": W, "height": H}],
+            "categories": [], "annotations": []}  # fmt: skip
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    ds = Dataset.open(tmp_path / "annotations.json")
+    assert ds.load_notes == []
+    assert ds.image_by_name("odd/name.png").id == 2 and ds.image_by_name("odd\\name.png").id == 1
 
 
 @pytest.mark.parametrize("spelling,key", [

@@ -50,9 +50,11 @@ def name_key(file_name: str, root: PathLike) -> str:
     Separators as ``/``, ``.`` and ``..`` segments and doubled slashes folded,
     and an absolute path made relative to ``root`` (kept absolute on another
     Windows drive): ``name_key("./sub\\\\a.jpg", r)`` is ``"sub/a.jpg"``, as
-    is ``name_key(str(r / "sub/a.jpg"), r)``.
+    is ``name_key(str(r / "sub/a.jpg"), r)``. On POSIX a backslash that is
+    part of a file's name (see :func:`local_name`) is kept: ``a\\b.jpg`` and
+    ``a/b.jpg`` are then two files.
     """
-    name = file_name.replace("\\", "/")
+    name = local_name(file_name, root) if os.sep == "/" else file_name.replace("\\", "/")
     if os.path.isabs(name) or posixpath.isabs(name):
         try:
             name = os.path.relpath(os.path.normpath(name), os.path.abspath(os.fspath(root)))
