@@ -180,7 +180,7 @@ def test_cancel_stops_the_run_and_a_stale_result_is_dropped(qtbot, fake_window):
     assert not thread.isRunning()
 
 
-def test_leaving_an_image_under_review_keeps_its_proposals_for_ctrl_e_and_says_so(qtbot, fake_window):
+def test_leaving_an_image_under_review_keeps_its_proposals_for_ctrl_e_and_says_so(qtbot, fake_window, tmp_path):
     """Found in the real window: one arrow key during a review (90 s of segment everything on a 2-core CPU)
     dropped the proposals without a word, the status bar kept saying "44 proposals ...: Enter accepts", and
     Ctrl+E back on the image ran the whole job again. Now leaving says what happened, and Ctrl+E on the same
@@ -223,6 +223,17 @@ def test_leaving_an_image_under_review_keeps_its_proposals_for_ctrl_e_and_says_s
     key(qtbot, w, Qt.Key.Key_E, CTRL)
     _review(qtbot, w)
     assert gen.runs == 3
+
+    # another model: the review ends saying so, and promises no reopening (they are the old model's)
+    with qtbot.waitSignal(s.modelChanged, timeout=30_000):
+        w.use_model(fake_info(FakePredictor(), tmp_path / "cache2"))
+    assert not ev.reviewing
+    msg = bar.currentMessage()
+    assert "model changed" in msg and "runs again" in msg and "shows them again" not in msg, msg
+    _ready(qtbot, w)
+    key(qtbot, w, Qt.Key.Key_E, CTRL)
+    _review(qtbot, w)
+    assert gen.runs == 4
 
 
 # --------------------------------------------------------------------------------------

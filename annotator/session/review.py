@@ -237,20 +237,26 @@ class EverythingController(QObject):
         self.statusMessage.emit("Segment everything cancelled", 3000)
         return True
 
-    def stop(self) -> None:
-        """The image or the model changes: cancel any run and leave the review, saying what was left.
+    def stop(self, model_changed: bool = False) -> None:
+        """The image (or, ``model_changed``, the model) changes: cancel any run and leave the review, saying
+        what was left.
 
         The proposals stay in :attr:`last_result`: Ctrl+E back on the same
-        image, with the same model and options, shows them again at once.
+        image, with the same model and options, shows them again at once
+        (after a model change they are another model's, and are computed anew).
         """
+        why = "the model changed" if model_changed else "the image changed"
         if self._job is not None:
             self.jobs.cancel()
             self._end_run()
-            self.statusMessage.emit("Segment everything cancelled (the image changed)", 5000)
+            self.statusMessage.emit(f"Segment everything cancelled ({why})", 5000)
         if self.review is not None:
             n, name = len(self.review.open()), self.review.path.name
             self.leave()
-            if n:  # replaces "N proposals ...: Enter accepts", which no longer holds
+            if n and model_changed:
+                self.statusMessage.emit(f"Left the review of {n} proposals on {name} ({why}): Segment Everything "
+                                        "there runs again with the new model", 8000)
+            elif n:  # replaces "N proposals ...: Enter accepts", which no longer holds
                 self.statusMessage.emit(f"Left the review of {n} proposals on {name}: Segment Everything there "
                                         "shows them again", 8000)
 

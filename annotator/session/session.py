@@ -250,7 +250,7 @@ class Session(QObject):
 
     def _on_model_changed(self, info: ModelInfo) -> None:
         # (the navigator then encodes the current image again with the new model)
-        self.everything.stop()
+        self.everything.stop(model_changed=True)
         self.decoder.set_model(info.model)
         self.prompts.forget_result()
         self.modelChanged.emit(info)
