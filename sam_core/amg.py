@@ -456,7 +456,7 @@ class AutomaticMaskGenerator:
         the kept candidates are reported to the planner too, with which
         lattice points each mask contains.
         """
-        low_res, iou = self._decode_points(embedding, points)  # (B, K, r, c), (B, K)
+        low_res, iou = self._decode_points(embedding, points, is_cancelled)  # (B, K, r, c), (B, K)
         k = low_res.shape[1]
         low_res = low_res.flatten(0, 1)
         iou = iou.flatten(0, 1).float()
@@ -528,8 +528,11 @@ class AutomaticMaskGenerator:
             if planner is not None:
                 planner[0].add_kept(rles, boxes[ok], iou[sub], inside[ok.cpu().numpy()])
 
-    def _decode_points(self, embedding: ImageEmbedding, points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Decode single-point prompts ``(B, 2)`` (x, y, pixels of ``embedding.original_size``).
+    def _decode_points(
+        self, embedding: ImageEmbedding, points: np.ndarray, is_cancelled: Callable[[], bool] = lambda: False
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode single-point prompts ``(B, 2)`` (x, y, pixels of ``embedding.original_size``);
+        :class:`Cancelled` between two decodes of :data:`DECODER_BATCH` prompts once ``is_cancelled()``.
 
         Returns ``(B, 3, r, c)`` logits over the top-left of the padded model
         input (the part the upsampling reads; all ``256 x 256`` for a SAM 2
@@ -538,7 +541,13 @@ class AutomaticMaskGenerator:
         window = None
         if self._two_step_upsampling():
             window = logit_window(tuple(embedding.input_size), int(embedding.features.shape[-1]), IMG_SIZE)
-        return decode_points(self.predictor.model, embedding, points, self.pred_iou_thresh, window, DECODER_BATCH)
+        def between() -> None:
+            if is_cancelled():
+                raise Cancelled()
+
+        return decode_points(
+            self.predictor.model, embedding, points, self.pred_iou_thresh, window, DECODER_BATCH, between
+        )
 
     def _two_step_upsampling(self) -> bool:
         """True for SAM 1's mask upsampling (256 -> 1024, crop to ``input_size``, -> original).

@@ -26,7 +26,7 @@ logits are cut to the same window.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -60,6 +60,7 @@ def decode_points(
     iou_thresh: float,
     window: Optional[Tuple[int, int]],
     max_batch: int,
+    between: Optional[Callable[[], None]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Decode single-point prompts, at most ``max_batch`` at once.
 
@@ -76,6 +77,9 @@ def decode_points(
     window:
         ``(rows, cols)`` feature cells of logits needed (see :func:`logit_window`),
         or ``None`` for all ``256 x 256`` logits.
+    between:
+        Called between two decodes of ``max_batch`` prompts (e.g. to raise on
+        a cancel request, so that a cancel waits for one decode, not all).
 
     Returns
     -------
@@ -92,10 +96,13 @@ def decode_points(
     coords_t = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device).reshape(-1, 1, 2)
     labels_t = torch.ones((coords_t.shape[0], 1), dtype=torch.int32, device=device)
     decode = _split_decode if _is_plain_sam(model) else _protocol_decode
-    parts = [
-        decode(model, embedding, coords_t[s : s + max_batch], labels_t[s : s + max_batch], iou_thresh, window)
-        for s in range(0, coords_t.shape[0], max_batch)
-    ]
+    parts = []
+    for s in range(0, coords_t.shape[0], max_batch):
+        if s and between is not None:
+            between()
+        parts.append(
+            decode(model, embedding, coords_t[s : s + max_batch], labels_t[s : s + max_batch], iou_thresh, window)
+        )
     if len(parts) == 1:
         return parts[0]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -223,6 +223,23 @@ def test_cancel_stops_between_batches(image, kind):
     assert pred.model.decode_calls == 1  # 7 of the 8 batches never ran
 
 
+def test_cancel_stops_inside_a_batch_between_its_decodes(image):
+    """A batch of 64 prompts is decoded 32 at a time: a cancel waits for one decode, not the batch."""
+    pred = FakePredictor()
+    event = threading.Event()
+    decode = pred.model.predict_low_res
+
+    def decode_then_cancel(*args, **kwargs):
+        event.set()
+        return decode(*args, **kwargs)
+
+    pred.model.predict_low_res = decode_then_cancel
+    assert amg_mod.DECODER_BATCH == 32
+    with pytest.raises(Cancelled):
+        AutomaticMaskGenerator(pred, points_per_side=8, points_per_batch=64).generate(image, cancel=event)
+    assert pred.model.decode_calls == 1  # the batch's second half never ran
+
+
 def test_cancel_before_start_skips_encoding(image):
     pred = FakePredictor()
     with pytest.raises(Cancelled):
