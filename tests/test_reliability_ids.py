@@ -61,6 +61,29 @@ def test_new_ids_past_the_limit_are_free_ones_and_the_file_opens_again(at_the_li
     assert len(again.images) == 2 and len(again.categories) == 2 and len(again.annotations) == 4
 
 
+def test_past_the_limit_an_id_loaded_from_the_file_and_removed_is_not_handed_out(tmp_path):
+    """Found in review: ids 1, 2, 3 and the maximum in the file; delete 2, make a new annotation, undo the
+    delete: the new one must not have taken id 2."""
+    path = tmp_path / "annotations.json"
+    seg = [[1, 1, 4, 1, 4, 3]]
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": W, "height": H},
+                   {"id": 2, "file_name": "b.png", "width": W, "height": H}],
+        "categories": [{"id": 1, "name": "c"}, {"id": MAX_ID, "name": "d"}],
+        "annotations": [{"id": i, "image_id": 1, "category_id": 1, "segmentation": seg, "iscrowd": 0}
+                        for i in (1, 2, 3, MAX_ID)],
+    }))  # fmt: skip
+    ds = Dataset.open(path)
+    removed = ds.remove_annotation(2)
+    new = ds.make_annotation(1, 1, np.ones((H, W), bool))
+    assert new.id not in (1, 2, 3, MAX_ID)
+    ds.add_annotation(new)
+    ds.add_annotation(removed)  # the undo
+    gone = ds.remove_category(MAX_ID)  # (its annotations go with it)
+    assert ds.add_category("e").id not in (1, MAX_ID)
+    ds.restore_category(gone)
+
+
 def test_below_the_limit_ids_keep_counting_up(tmp_path):
     ds = Dataset(tmp_path / "annotations.json")
     rec = ds.ensure_image("a.png", W, H)

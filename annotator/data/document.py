@@ -158,7 +158,7 @@ class Dataset:
         self.saved_revision = 0
         self._next_annotation_id = 1
         self._next_category_id = 1
-        self._issued: set = set()  # (kind, id) handed out below the maximum (see _fresh_id)
+        self._issued: set = set()  # (kind, id) handed out below the maximum, or removed (see _fresh_id)
         self._by_image: Dict[int, Dict[int, None]] = {}
         self._by_file: Dict[str, int] = {}
         # names.name_key(file_name) -> id, for the records that spell their file otherwise (usually none)
@@ -527,6 +527,7 @@ class Dataset:
         if self._by_image.get(image_id):
             raise ValueError(f"image id {image_id} has annotations: it cannot be removed")
         rec = self.images.pop(image_id)
+        self._issued.add(("image", image_id))  # an undo may bring it back: never handed out again (_fresh_id)
         self._by_image.pop(image_id, None)
         if self._by_file.get(rec.file_name) == image_id:
             del self._by_file[rec.file_name]
@@ -635,6 +636,7 @@ class Dataset:
                 a.category_id = reassign_to
                 moved.append(a.id)
         del self.categories[category_id]
+        self._issued.add(("category", category_id))  # (see _fresh_id)
         self._changed()
         return RemovedCategory(cat, removed, moved, reassign_to)
 
@@ -747,8 +749,8 @@ class Dataset:
         and our own loader refuses it: a file that numbers from near the limit
         (ids made from timestamps or hashes) would otherwise be saved with ids
         that make it impossible to open again. Below the maximum, an id is
-        taken only if it is free and was never handed out in this session
-        (an undo may still bring back the annotation that had it).
+        taken only if it is free, was never handed out in this session and
+        was not removed in it (an undo may still bring back what had it).
         """
         if following <= MAX_ID:
             return following
@@ -815,6 +817,7 @@ class Dataset:
 
     def _remove(self, annotation_id: int) -> Annotation:
         ann = self.annotations.pop(annotation_id)
+        self._issued.add(("annotation", annotation_id))  # (see _fresh_id)
         self._by_image.get(ann.image_id, {}).pop(annotation_id, None)
         return ann
 
