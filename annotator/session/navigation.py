@@ -188,10 +188,13 @@ class ImageNavigator(QObject):
             return "Open a folder of images first"
         if self.loaded is not None and self.loaded.path == path:
             return ""
-        state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))
-        if state == ImageState.ERROR:
-            return f"Cannot use {path.name}: {message}"
-        return f"{path.name} is still loading"
+        return self.current_error() or f"{path.name} is still loading"
+
+    def current_error(self) -> str:
+        """``"Cannot use <name>: <reason>"`` when the image on show was refused (empty, truncated...), else ``""``."""
+        path = self.current_path
+        state, message = self._row_state.get(path, (ImageState.UNKNOWN, "")) if path is not None else ("", "")
+        return f"Cannot use {path.name}: {message}" if state == ImageState.ERROR else ""
 
     def image_row(self, i: int) -> ImageRow:
         path = self.paths[i]
