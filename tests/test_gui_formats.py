@@ -405,3 +405,30 @@ def test_reimporting_our_own_export_adds_nothing_and_says_why(qtbot, annotated, 
     assert all("the working file already has this" in line and "not added again" in line for line in result.late)
     assert infos and all(line in infos[0] for line in result.late[:20])
     assert {a.id: a.segmentation for a in s.dataset.annotations.values()} == before
+
+
+# --------------------------------------------------------------------------------------
+# what the dialogs say
+
+
+def _import_hint(qtbot, fmt: str) -> str:
+    dialog = ImportFormatDialog("labelme")
+    qtbot.addWidget(dialog)
+    dialog.format.setCurrentIndex(dialog.format.findData(fmt))  # as a user picks it
+    return dialog.hint.text()
+
+
+def test_the_dialogs_say_which_layouts_are_read_and_what_voc_export_writes(qtbot):
+    """The importers read CVAT/Datumaro VOC, Roboflow YOLO splits and CVAT COCO; the dialogs must say so."""
+    voc = _import_hint(qtbot, "voc")
+    assert "labelmap.txt" in voc and "Annotations/*.xml" in voc
+    yolo = _import_hint(qtbot, "yolo-seg")
+    assert "train/images" in yolo and "train/labels" in yolo and "box" in yolo
+    cocoin = _import_hint(qtbot, "coco")
+    assert "annotations/instances_default.json" in cocoin and "../images/" in cocoin
+    assert "imageData" in _import_hint(qtbot, "labelme")
+
+    dialog = ExportDialog(ExportChoice("voc"))
+    qtbot.addWidget(dialog)
+    voc_out = dialog.limits.text()
+    assert "Annotations/*.xml" in voc_out and "ImageSets/" in voc_out and "255" in voc_out and "crowd" in voc_out
