@@ -273,12 +273,14 @@ class FormatDialogs:
             self._session.start_export(Path(target), choice.fmt, choice.tolerance, **choice.options())
 
     def export_finished(self, path: Path, summary) -> None:
+        """The status bar says what was written; warnings, or a file that was there and backed up, are shown."""
         self._status(summary.text(), 10000)
-        if summary.warnings and self._window.interactive:
+        if (summary.warnings or summary.backup is not None) and self._window.interactive:
             warnings = list(summary.warnings)
             more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
-            QMessageBox.information(self._window, "Exported with warnings",
-                                    summary.text() + "\n\n" + "\n".join(warnings[:20]) + more)
+            QMessageBox.information(self._window, "Exported with warnings" if warnings else "Exported",
+                                    "\n\n".join([summary.text()] + (["\n".join(warnings[:20]) + more] if warnings
+                                                                     else [])))
 
     def export_failed(self, message: str) -> None:
         self._status(f"Export failed: {message.splitlines()[0] if message else ''}")
