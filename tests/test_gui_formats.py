@@ -216,7 +216,8 @@ def test_export_onto_a_coco_file_another_window_holds_is_refused_naming_it(qtbot
         assert f"process {os.getpid()}" in warned[0] and "not overwritten" in warned[0]
         assert not warned[0].startswith("LockBusy")
         assert theirs.read_bytes() == before and not list(theirs.parent.glob("*.bak"))
-        assert not w.session.exporting
+        assert not w.export_progress.isVisible()
+        qtbot.waitUntil(lambda: not w.session.exporting, timeout=5_000)  # (the job thread lets go of it)
     finally:
         other.close()
 
