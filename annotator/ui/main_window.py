@@ -230,6 +230,7 @@ class MainWindow(QMainWindow):
         s.folderChanged.connect(self.images.reset)
         s.folderChanged.connect(self._update_title)
         s.imageRowChanged.connect(self.images.refresh_row)
+        s.imageListChanged.connect(self.images.reset)
         s.currentIndexChanged.connect(self.images.set_current)
         s.imageShown.connect(c.set_image)
         s.imageShown.connect(lambda _levels: self.position_label.clear())  # the last image's cursor means nothing here
