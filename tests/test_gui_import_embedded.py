@@ -118,3 +118,12 @@ def test_a_folder_of_only_labelme_files_gets_its_images_from_them(qtbot, make_wi
     w.actions_by_name["undo"].trigger()  # nothing left to show
     assert s.image_count() == 0 and s.current_path is None and s.loaded is None
     assert not (folder / "a.png").exists() and not (folder / "b.png").exists()
+    w.actions_by_name["redo"].trigger()  # written again, listed again, the first shown
+    assert (folder / "a.png").read_bytes() == two and (folder / "b.png").read_bytes() == one
+    assert _names(s) == ["a.png", "b.png"] and s.current_path == folder / "a.png"
+    # an image deleted by hand after the import: undo puts the list right, redo writes it back (its records need it)
+    (folder / "b.png").unlink()
+    w.actions_by_name["undo"].trigger()
+    assert s.image_count() == 0 and not (folder / "a.png").exists()
+    w.actions_by_name["redo"].trigger()
+    assert (folder / "b.png").read_bytes() == one and _names(s) == ["a.png", "b.png"]

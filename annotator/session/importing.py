@@ -228,20 +228,22 @@ class ImportCommand(QUndoCommand):
         for path, data in self.written:
             if ds.image_by_name(ds.relative_name(path)) is not None:
                 kept.append(f"{path.name} kept (the working file still records it)")
-            elif not os.path.lexists(path):
-                gone.append(path)  # deleted meanwhile: only the list is put right
-            elif not _same_bytes(path, data):
+            elif os.path.lexists(path) and not _same_bytes(path, data):
                 kept.append(f"{path.name} kept (changed since the import wrote it)")
-            else:
+            else:  # (one deleted meanwhile: only the list is put right; redo writes it again all the same)
                 gone.append(path)
                 self._deleted.append((path, data))
         if self.listing is not None and gone:
             self.listing.remove(gone)  # (moves off the image on show first if it is one)
-        for path, _data in self._deleted:
+        failed = []
+        for path, data in list(self._deleted):
             try:
-                path.unlink()
+                path.unlink(missing_ok=True)
             except OSError as exc:
                 kept.append(f"{path.name} kept (cannot delete it: {exc.strerror or exc})")
+                self._deleted.remove((path, data))
+                failed.append(path)
+        self._list(failed)  # still there: listed again
         self.setText(self._text + (f"; {', '.join(kept)}" if kept else ""))
 
     def _write_again(self) -> None:
