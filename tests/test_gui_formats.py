@@ -61,7 +61,7 @@ def _export(qtbot, w, monkeypatch, choice: ExportChoice, target: Path):
     assert summary.fmt == choice.fmt and summary.path == target
     # the summary reaches the user: the status bar, and the warnings (holes filled...) in a message
     assert w.statusBar().currentMessage() == summary.text()
-    assert bool(infos) == bool(summary.warnings)
+    assert bool(infos) == bool(summary.warnings or summary.backup)
     return summary
 
 
@@ -173,6 +173,65 @@ def test_export_failure_is_reported_and_the_window_stays_usable(qtbot, annotated
     w.actions_by_name["export_coco"].trigger()
     assert warned and "is a file" in warned[0] and not w.session.exporting
     assert blocker.read_text() == "not a folder"
+
+
+def test_export_over_an_existing_coco_file_backs_it_up_and_says_so(qtbot, annotated, monkeypatch, tmp_path):
+    """As ``sam-annotator export`` does: the file that was there is copied aside first, and the user is told where."""
+    w, _, _ = annotated
+    out = tmp_path / "export" / "coco.json"
+    out.parent.mkdir()
+    old = b'{"images": [], "annotations": [], "categories": [], "note": "a colleague\'s file"}'
+    out.write_bytes(old)
+    infos: list = []
+    _answer_export(monkeypatch, ExportChoice("coco-rle"), out, infos)
+    with qtbot.waitSignal(w.session.exportFinished, timeout=120_000) as done:
+        w.actions_by_name["export_coco"].trigger()
+    summary = done.args[1]
+    backups = sorted(out.parent.glob("coco.json.*.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes() == old and summary.backup == backups[0]
+    assert len(json.loads(out.read_text())["annotations"]) == 27
+    said = f"the previous file was backed up as {backups[0].name}"
+    assert said in summary.text() and said in w.statusBar().currentMessage()
+    assert len(infos) == 1 and said in infos[0]  # the result dialog says it too
+    assert not (out.parent / "coco.json.lock").exists()  # the lock was held only while writing
+
+
+def test_export_onto_a_coco_file_another_window_holds_is_refused_naming_it(qtbot, annotated, monkeypatch, tmp_path):
+    """The target is another window's working file (its lock is held): nothing is written, the holder is named."""
+    import os
+
+    w, _, _ = annotated
+    theirs = tmp_path / "theirs" / "annotations.json"
+    theirs.parent.mkdir()
+    other = Dataset.open(theirs, lock=True)
+    other.save()
+    before = theirs.read_bytes()
+    warned: list = []
+    _answer_export(monkeypatch, ExportChoice("coco-rle"), theirs, [])
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    try:
+        with qtbot.waitSignal(w.session.exportFailed, timeout=120_000):
+            w.actions_by_name["export_coco"].trigger()
+        assert len(warned) == 1 and "open in another window or program" in warned[0]
+        assert f"process {os.getpid()}" in warned[0] and "not overwritten" in warned[0]
+        assert not warned[0].startswith("LockBusy")
+        assert theirs.read_bytes() == before and not list(theirs.parent.glob("*.bak"))
+        assert not w.export_progress.isVisible()
+        qtbot.waitUntil(lambda: not w.session.exporting, timeout=5_000)  # (the job thread lets go of it)
+    finally:
+        other.close()
+
+
+def test_export_onto_the_windows_own_working_file_is_refused(qtbot, annotated, monkeypatch, tmp_path):
+    w, _, _ = annotated
+    own = Path(w.session.dataset.path)
+    before = own.read_bytes()
+    warned: list = []
+    _answer_export(monkeypatch, ExportChoice("coco-rle"), own, [])
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    w.actions_by_name["export_coco"].trigger()
+    assert len(warned) == 1 and "this window's working file" in warned[0]
+    assert own.read_bytes() == before and not w.session.exporting
 
 
 # --------------------------------------------------------------------------------------
@@ -405,3 +464,30 @@ def test_reimporting_our_own_export_adds_nothing_and_says_why(qtbot, annotated, 
     assert all("the working file already has this" in line and "not added again" in line for line in result.late)
     assert infos and all(line in infos[0] for line in result.late[:20])
     assert {a.id: a.segmentation for a in s.dataset.annotations.values()} == before
+
+
+# --------------------------------------------------------------------------------------
+# what the dialogs say
+
+
+def _import_hint(qtbot, fmt: str) -> str:
+    dialog = ImportFormatDialog("labelme")
+    qtbot.addWidget(dialog)
+    dialog.format.setCurrentIndex(dialog.format.findData(fmt))  # as a user picks it
+    return dialog.hint.text()
+
+
+def test_the_dialogs_say_which_layouts_are_read_and_what_voc_export_writes(qtbot):
+    """The importers read CVAT/Datumaro VOC, Roboflow YOLO splits and CVAT COCO; the dialogs must say so."""
+    voc = _import_hint(qtbot, "voc")
+    assert "labelmap.txt" in voc and "Annotations/*.xml" in voc
+    yolo = _import_hint(qtbot, "yolo-seg")
+    assert "train/images" in yolo and "train/labels" in yolo and "box" in yolo
+    cocoin = _import_hint(qtbot, "coco")
+    assert "annotations/instances_default.json" in cocoin and "../images/" in cocoin
+    assert "imageData" in _import_hint(qtbot, "labelme")
+
+    dialog = ExportDialog(ExportChoice("voc"))
+    qtbot.addWidget(dialog)
+    voc_out = dialog.limits.text()
+    assert "Annotations/*.xml" in voc_out and "ImageSets/" in voc_out and "255" in voc_out and "crowd" in voc_out

@@ -54,3 +54,24 @@ def test_segment_everything_brush_and_enter_on_an_unusable_image_say_why(qtbot, 
     qtbot.waitUntil(lambda: s.loaded is not None, timeout=30_000)
     key(qtbot, w, Qt.Key.Key_B)
     assert w.tools.mode == "brush"
+
+
+def test_the_strip_hint_gives_the_reason_instead_of_click_an_object(qtbot, make_window, bad_folder, fake_predictor,
+                                                                     tmp_path):
+    """Under an unusable image the strip said "Click an object…", which cannot work there: it says why instead."""
+    from annotator.ui.main_window import STRIP_HINT
+
+    w = make_window(bad_folder, fake_info(fake_predictor, tmp_path / "cache"))
+    s = w.session
+    qtbot.waitUntil(lambda: s.embedding is not None, timeout=30_000)
+    assert w.strip.hint.text() == STRIP_HINT
+    s.next_image()
+    qtbot.waitUntil(lambda: s.images.image_row(1).state == ImageState.ERROR, timeout=30_000)
+    qtbot.waitUntil(lambda: w.strip.hint.text().startswith("Cannot use 00_zero.png: "), timeout=5_000)
+    assert "Click an object" not in w.strip.hint.text() and w.strip.hint.isVisibleTo(w.strip)
+    # a prompt change on it (Esc) does not bring the instructions back
+    s.clear_prompts()
+    assert w.strip.hint.text().startswith("Cannot use 00_zero.png: ")
+    # back on a usable image: the instructions again
+    s.previous_image()
+    qtbot.waitUntil(lambda: w.strip.hint.text() == STRIP_HINT, timeout=30_000)

@@ -659,7 +659,11 @@ def test_ctrl_s_and_export_menu(qtbot, fake_window, image_folder, monkeypatch, t
     with qtbot.waitSignal(s.exportFinished, timeout=20_000):
         key(qtbot, w, Qt.Key.Key_E, ctrl_shift)
     data = json.loads(out.read_text())
-    assert all(isinstance(a["segmentation"], dict) for a in data["annotations"]) and not infos
+    assert all(isinstance(a["segmentation"], dict) for a in data["annotations"])
+    # no warning this time; the polygon export it replaced was backed up first, and the dialog says so
+    assert len(infos) == 1 and "hole" not in infos[0] and "the previous file was backed up as export.json." in infos[0]
+    backups = list(tmp_path.glob("export.json.*.bak"))
+    assert len(backups) == 1 and isinstance(json.loads(backups[0].read_text())["annotations"][0]["segmentation"], list)
     # Ctrl+E is segment everything now, not export
     assert w.actions_by_name["segment_everything"].shortcut().toString() == "Ctrl+E"
 

@@ -4,13 +4,21 @@ The document is copied on the GUI thread (:func:`annotator.data.export.snapshot`
 the conversion (RLE, polygons, label files, PNGs), validation and the
 all-or-nothing write run on a :class:`annotator.workers.jobs.JobService`
 thread, with progress and Cancel. The result is an :class:`ExportSummary`.
+
+A COCO file is written as ``sam-annotator export`` writes it, inside
+:func:`annotator.data.replacing.replacing` on the export thread: the
+target's lock is held while writing, so a file another window (or program)
+has open as its working file is refused, naming the holder, before anything
+is written; a file already there is copied aside first (``NAME.<time>.bak``),
+and the summary says where. The window's own working file is refused at once
+(its lock is this window's; File → Save writes it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from PySide6.QtCore import QObject, Signal
 
@@ -34,14 +42,16 @@ class ExportSummary:
     annotations: int
     skipped: int
     warnings: Tuple[str, ...]
+    backup: Optional[Path] = None  # the copy of the COCO file that was at ``path`` (None: there was none)
 
     def text(self) -> str:
         """One line for the status bar."""
         negatives = f" ({self.negatives} with no annotations)" if self.negatives else ""
+        kept = f" (the previous file was backed up as {self.backup.name})" if self.backup is not None else ""
         skipped = f"; {self.skipped} empty mask(s) left out" if self.skipped else ""
         warned = f"; {len(self.warnings)} warning(s)" if self.warnings else ""
         return (f"Exported {self.images} image(s){negatives} and {self.annotations} annotation(s) as {self.fmt} "
-                f"to {self.path}{skipped}{warned}")
+                f"to {self.path}{kept}{skipped}{warned}")
 
 
 def _summarise(data: Dict[str, Any], path: Path, fmt: str) -> Dict[str, Any]:
@@ -91,6 +101,10 @@ class ExportRunner(QObject):
             self.exportFailed.emit("no folder is open")
             return False
         path = Path(path)
+        if fmt not in export.FOLDER_FORMATS and _same_file(path, dataset.path):
+            self.exportFailed.emit(f"{path} is this window's working file: it was not overwritten. Export to "
+                                   "another file (File → Save writes the working file).")
+            return False
         try:
             export.check_args(fmt, tolerance, options.get("voc_border", 0))
             data = export.snapshot(dataset, path, fmt)
@@ -115,9 +129,12 @@ class ExportRunner(QObject):
         self.exportRunning.emit(False)
         return path
 
-    def _on_finished(self, _job_id: int, summary: ExportSummary) -> None:
+    def _on_finished(self, _job_id: int, outcome: Union[ExportSummary, str]) -> None:
         path = self._end()
-        self.exportFinished.emit(path, summary)
+        if isinstance(outcome, str):  # refused before anything was written (the target is held)
+            self.exportFailed.emit(outcome)
+        else:
+            self.exportFinished.emit(path, outcome)
 
     def _on_failed(self, _job_id: int, message: str) -> None:
         self._end()
@@ -140,15 +157,37 @@ def export_now(dataset, path: Path, fmt: str = "coco-rle", tolerance: float = DE
     return list(export.export_dataset(dataset, Path(path), fmt, tolerance, **options))
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # (a symlink loop: not the working file)
+        return False
+
+
 def _export_job(data: dict, path: Path, fmt: str, tolerance: float, options: Dict[str, Any], *, report,
-                cancel) -> ExportSummary:
-    """The export's job (export thread): convert, validate and write a snapshot; returns its summary."""
+                cancel) -> Union[ExportSummary, str]:
+    """The export's job (export thread): convert, validate and write a snapshot; returns its summary.
+
+    A COCO file is written under :func:`~annotator.data.replacing.replacing`
+    (see the module notes); a target another process or window holds gives
+    the sentence for the user instead of a summary, nothing written.
+    """
+    import contextlib
+
     from annotator.data import export
+    from annotator.data.replacing import LockBusy, replacing
 
     report(0, 0, f"Exporting {path.name}…")
     counts = _summarise(data, path, fmt)
-    warnings = export.export_data(
-        data, path, fmt, tolerance, progress=lambda done, total: report(done, total, f"Exporting {path.name}…"),
-        cancel=cancel, **options,
-    )
-    return ExportSummary(warnings=tuple(warnings), **counts)
+    try:
+        with replacing(path) if fmt not in export.FOLDER_FORMATS else contextlib.nullcontext() as backup:
+            warnings = export.export_data(
+                data, path, fmt, tolerance,
+                progress=lambda done, total: report(done, total, f"Exporting {path.name}…"),
+                cancel=cancel, **options,
+            )
+    except LockBusy as exc:
+        who = exc.holder.describe() if exc.holder is not None else "its lock file cannot be read"
+        return (f"{path} is open in another window or program ({who}); it was not overwritten. Close it there "
+                "first, or export to another file.")
+    return ExportSummary(warnings=tuple(warnings), backup=backup, **counts)

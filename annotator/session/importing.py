@@ -18,6 +18,19 @@ Three stages, each with its own signal:
    image records it created and puts image states back; Ctrl+Shift+Z adds
    them again with the same ids. ``imported(ImportResult)`` follows.
 
+Images only the source holds (labelme ``imageData``): the data layer writes
+such an image next to its JSON file when the import is applied (never over a
+file). One that would land in the open folder itself counts as matched (and
+the preview says how many will be written); once written it joins the image
+list (:class:`~annotator.session.image_listing.FolderImages`) and can be shown
+like any other. One that would land in a sub-folder, or outside the folder,
+is listed as not imported: the window lists the open folder without its
+sub-folders, so the image would vanish from the list at the next opening.
+Undoing the import deletes each image it wrote, if the file is still
+byte-for-byte what was written and the working file no longer records it
+(the JSON still holds it, so nothing is lost); a file changed since is kept
+and the undo message says so. Redoing writes it again.
+
 Where the images are: the source is first read where its format puts them
 (YOLO ``images/``, VOC ``JPEGImages/``, labelme's ``imagePath``, COCO
 ``file_name`` relative to the JSON file), which matches an Ultralytics
@@ -37,9 +50,10 @@ from typing import Any, FrozenSet, List, Optional, Tuple
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from annotator.data.atomic import atomic_write_bytes
 from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, apply_plan
 from annotator.data.image_states import DONE
-from annotator.data.formats.plan import ImportFailed, shown
+from annotator.data.formats.plan import ImportedImage, ImportFailed, shown
 from annotator.workers.jobs import JobService
 
 __all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner"]
@@ -47,6 +61,18 @@ __all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner"]
 
 def _key(path: Path) -> str:
     return os.path.normcase(os.path.abspath(path))
+
+
+def _matches(img: ImportedImage, known: FrozenSet[str], folder: Path) -> bool:
+    """``img`` is one of the ``known`` images, or one the import will write into the open ``folder`` itself."""
+    return _key(img.path) in known or (img.data is not None and _key(Path(img.path).parent) == _key(folder))
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _known_images(dataset, paths) -> FrozenSet[str]:
@@ -87,13 +113,20 @@ class ImportPreview:
     def annotations(self) -> int:
         return self.plan.annotation_count
 
+    @property
+    def written(self) -> int:
+        """Images only the source holds (labelme ``imageData``), to be written into the open folder."""
+        return sum(1 for img in self.plan.images if img.data is not None and (img.annotations or img.negative))
+
     def text(self) -> str:
         """The summary shown above the report lines."""
         new = self.new_categories
         named = ", ".join(new[:12]) + (f" and {len(new) - 12} more" if len(new) > 12 else "")
+        written = (f" ({self.written} only in the labelme files, 'imageData': written into the folder)"
+                   if self.written else "")
         return (
             f"{self.images} image(s) of the open folder matched ({self.negatives} with no objects: marked done), "
-            f"{self.annotations} annotation(s), {len(new)} new categor{'y' if len(new) == 1 else 'ies'}"
+            f"{self.annotations} annotation(s){written}, {len(new)} new categor{'y' if len(new) == 1 else 'ies'}"
             f"{': ' + named if new else ''}; "
             f"{len(self.unmatched)} image(s) not in the open folder, {len(self.problems)} problem(s) in the source."
         )
@@ -122,14 +155,25 @@ class ImportResult:
 
 
 class ImportCommand(QUndoCommand):
-    """One import as one user step (see the module notes). ``edits``: the session's DocumentEdits."""
+    """One import as one user step (see the module notes).
 
-    def __init__(self, edits, plan: ImportPlan) -> None:
-        super().__init__(f"Import {plan.fmt} labels")
+    ``edits``: the session's DocumentEdits; ``listing``: a
+    :class:`~annotator.session.image_listing.FolderImages` that lists the
+    images the import writes (``None``: the files are still written and
+    removed, the list is not kept in step). ``written``: ``(path, bytes)`` of
+    each image this import wrote (labelme ``imageData``).
+    """
+
+    def __init__(self, edits, plan: ImportPlan, listing=None) -> None:
+        self._text = f"Import {plan.fmt} labels"
+        super().__init__(self._text)
         self.edits = edits
         self.plan = plan
+        self.listing = listing
         self.changes: Optional[ImportChanges] = None
         self.report: List[str] = []
+        self.written: List[Tuple[Path, bytes]] = []
+        self._deleted: List[Tuple[Path, bytes]] = []  # written, then deleted by undo: redo writes them again
         self._removed_images: list = []
         self._removed_annotations: list = []
         self._removed_categories: list = []
@@ -137,7 +181,11 @@ class ImportCommand(QUndoCommand):
     def redo(self) -> None:
         ds = self.edits.dataset
         if self.changes is None:  # the first time: add the plan
+            absent = [(Path(img.path), img.data) for img in self.plan.images
+                      if img.data is not None and not os.path.lexists(img.path)]
             self.changes, self.report = apply_plan(ds, self.plan)
+            self.written = [(path, data) for path, data in absent if _same_bytes(path, data)]
+            self._list([path for path, _ in self.written])
         else:  # again after an undo: the same records, same ids
             for rec in self._removed_images:
                 ds.restore_image(rec)
@@ -148,6 +196,8 @@ class ImportCommand(QUndoCommand):
             for ann in self._removed_annotations:
                 ds.add_annotation(ann)
         self.edits.apply_changed(self.changes.images_touched)  # one save, one refresh
+        if self._deleted:
+            self._write_again()
 
     def undo(self) -> None:
         ds, changes = self.edits.dataset, self.changes
@@ -165,6 +215,53 @@ class ImportCommand(QUndoCommand):
                                 if iid in ds.images and not ds.annotations_for(iid)][::-1]
         if self._removed_images:
             self.edits.document_changed()
+        self._delete_written()
+
+    def _list(self, paths: List[Path]) -> None:
+        if self.listing is not None and paths:
+            self.listing.add(paths)
+
+    def _delete_written(self) -> None:
+        """Delete the images this import wrote that are unchanged and no longer recorded; say which are kept."""
+        ds = self.edits.dataset
+        kept, gone, self._deleted = [], [], []
+        for path, data in self.written:
+            if ds.image_by_name(ds.relative_name(path)) is not None:
+                kept.append(f"{path.name} kept (the working file still records it)")
+            elif os.path.lexists(path) and not _same_bytes(path, data):
+                kept.append(f"{path.name} kept (changed since the import wrote it)")
+            else:  # (one deleted meanwhile: only the list is put right; redo writes it again all the same)
+                gone.append(path)
+                self._deleted.append((path, data))
+        if self.listing is not None and gone:
+            self.listing.remove(gone)  # (moves off the image on show first if it is one)
+        failed = []
+        for path, data in list(self._deleted):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                kept.append(f"{path.name} kept (cannot delete it: {exc.strerror or exc})")
+                self._deleted.remove((path, data))
+                failed.append(path)
+        self._list(failed)  # still there: listed again
+        self.setText(self._text + (f"; {', '.join(kept)}" if kept else ""))
+
+    def _write_again(self) -> None:
+        """Redo: write the images undo deleted (never over a file) and list them again."""
+        notes, listed = [], []
+        for path, data in self._deleted:
+            if os.path.lexists(path) and not _same_bytes(path, data):
+                notes.append(f"{path.name} is another file now; not written")
+                continue
+            try:
+                if not os.path.lexists(path):
+                    atomic_write_bytes(path, data)
+                listed.append(path)
+            except OSError as exc:
+                notes.append(f"cannot write {path.name} ({exc.strerror or exc})")
+        self._deleted = []
+        self._list(listed)
+        self.setText(self._text + (f"; {', '.join(notes)}" if notes else ""))
 
 
 class ImportRunner(QObject):
@@ -190,10 +287,11 @@ class ImportRunner(QObject):
     statusMessage = Signal(str, int)
 
     def __init__(self, edits, images, undo_stack: QUndoStack, gate, jobs: Optional[JobService] = None,
-                 parent: Optional[QObject] = None) -> None:
+                 parent: Optional[QObject] = None, listing=None) -> None:
         super().__init__(parent)
         self._edits = edits
         self._images = images
+        self._listing = listing
         self._undo_stack = undo_stack
         self._gate = gate
         self.jobs = jobs if jobs is not None else JobService("sam-import", self)
@@ -252,7 +350,7 @@ class ImportRunner(QObject):
         if preview.dataset is not self._edits.dataset:
             self.importFailed.emit("Another working file is open now; read the labels again to import them into it.")
             return None
-        command = ImportCommand(self._edits, preview.plan)
+        command = ImportCommand(self._edits, preview.plan, self._listing)
         self._undo_stack.push(command)
         late = tuple(command.report[len(preview.plan.report):])  # apply_plan: the plan's lines, then its own
         result = ImportResult(preview.plan.source, preview.plan.fmt, command.changes,
@@ -285,11 +383,18 @@ class ImportRunner(QObject):
 
 
 def _preview(plan: ImportPlan, dataset, known: FrozenSet[str], folder: Path) -> ImportPreview:
-    """Keep the plan's images that are ``known`` (the open folder's or the working file's); list the others."""
+    """Keep the plan's images that are ``known`` (the open folder's or the working file's) or will be written into
+    the open folder (labelme ``imageData``); list the others."""
     kept, unmatched = [], []
     for img in plan.images:
-        if _key(img.path) in known:
+        if _matches(img, known, folder):
             kept.append(img)
+        elif img.data is not None:
+            where = ("a sub-folder, which the window does not list" if Path(_key(img.path)).is_relative_to(_key(folder))
+                     else "outside the open folder")
+            unmatched.append(f"{img.where}: its image (only in the file, 'imageData') would be written to "
+                             f"{shown(img.path, folder)}, {where}; not imported (put the JSON file next to the "
+                             "folder's images, or open its folder)")
         else:
             unmatched.append(f"{img.where}: its image {shown(img.path, folder)} is not one of the open folder's "
                              "images nor in the working file; not imported")
@@ -319,7 +424,7 @@ def _read_job(source: Path, fmt: str, folder: Path, known: FrozenSet[str], *, re
         except ImportFailed as exc:
             failure = failure or str(exc)
             continue
-        matched = sum(1 for img in plan.images if _key(img.path) in known)
+        matched = sum(1 for img in plan.images if _matches(img, known, folder))
         if matched > best_matched:
             best, best_matched = plan, matched
         if matched and matched == len(plan.images):

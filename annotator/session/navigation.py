@@ -67,6 +67,7 @@ class ImageNavigator(QObject):
     """
 
     imageRowChanged = Signal(int)  # a row of the image list changed
+    imageListChanged = Signal()  # images joined or left the list of the open folder (currentIndexChanged follows)
     currentIndexChanged = Signal(int)
     imageShown = Signal(object)  # the current image's levels (tuple of QImage, full size first), or None
     embeddingArrived = Signal(object)  # EmbeddingResult of the current image
@@ -185,6 +186,56 @@ class ImageNavigator(QObject):
         else:
             self._ready_timer.stop()
 
+    def add_paths(self, paths: Sequence[Path]) -> List[Path]:
+        """Images that appeared in the open folder (an import wrote them): listed in :func:`list_images`'s order.
+
+        The image on show stays current (its index may change). Emits
+        ``imageListChanged`` then ``currentIndexChanged`` when any was added;
+        returns those added.
+        """
+        from annotator.data.imageio import natural_key
+
+        root = self.folder
+        key = (lambda p: natural_key(p.relative_to(root).as_posix()) if root is not None and p.is_relative_to(root)
+               else natural_key(p.as_posix()))
+        current = self.current_path
+        added = [p for p in dict.fromkeys(Path(p) for p in paths) if p not in set(self.paths)]
+        for path in added:  # before the first image that sorts after it (a list in natural order stays so)
+            k = key(path)
+            at = next((i for i, p in enumerate(self.paths) if key(p) > k), len(self.paths))
+            self.paths.insert(at, path)
+        if added:
+            self._list_changed(current)
+            if not self._stopped and not self._ready_timer.isActive():
+                self._ready_timer.start()
+        return added
+
+    def remove_paths(self, paths: Sequence[Path]) -> List[Path]:
+        """Images that left the open folder (an undone import removed them); returns those removed.
+
+        The caller moves off the image on show first when it is one of them
+        (:class:`annotator.session.image_listing.FolderImages`); if it did not,
+        nothing is current afterwards. Emits ``imageListChanged`` then
+        ``currentIndexChanged`` when any was removed.
+        """
+        gone = {Path(p) for p in paths} & set(self.paths)
+        if not gone:
+            return []
+        current = self.current_path
+        if current in gone:
+            self.clear()
+            current = None
+        self.paths = [p for p in self.paths if p not in gone]
+        for path in gone:
+            self._row_state.pop(path, None)
+        self._list_changed(current)
+        return sorted(gone)
+
+    def _list_changed(self, current: Optional[Path]) -> None:
+        self.index = self.paths.index(current) if current is not None else -1
+        self.imageListChanged.emit()
+        self.currentIndexChanged.emit(self.index)
+
     def image_count(self) -> int:
         return len(self.paths)
 
@@ -196,10 +247,13 @@ class ImageNavigator(QObject):
             return "Open a folder of images first"
         if self.loaded is not None and self.loaded.path == path:
             return ""
-        state, message = self._row_state.get(path, (ImageState.UNKNOWN, ""))
-        if state == ImageState.ERROR:
-            return f"Cannot use {path.name}: {message}"
-        return f"{path.name} is still loading"
+        return self.current_error() or f"{path.name} is still loading"
+
+    def current_error(self) -> str:
+        """``"Cannot use <name>: <reason>"`` when the image on show was refused (empty, truncated...), else ``""``."""
+        path = self.current_path
+        state, message = self._row_state.get(path, (ImageState.UNKNOWN, "")) if path is not None else ("", "")
+        return f"Cannot use {path.name}: {message}" if state == ImageState.ERROR else ""
 
     def image_row(self, i: int) -> ImageRow:
         path = self.paths[i]

@@ -61,6 +61,7 @@ from annotator.session.editing import MaskEditing
 from annotator.session.exporting import ExportRunner, export_now
 from annotator.session.gate import ActionGate, waits_for_accept
 from annotator.session.image_states import ImageStates
+from annotator.session.image_listing import FolderImages
 from annotator.session.importing import ImportRunner
 from annotator.session.identity_review import IdentityReview
 from annotator.session.navigation import ImageNavigator
@@ -118,6 +119,7 @@ class Session(QObject):
 
     folderChanged = Signal()  # a new folder (image list, document) is open
     imageRowChanged = Signal(int)  # a row of the image list changed
+    imageListChanged = Signal()  # images joined or left the open folder's list (currentIndexChanged follows)
     currentIndexChanged = Signal(int)
     imageShown = Signal(object)  # the current image's levels (tuple of QImage, full size first), or None
     promptChanged = Signal(object)  # PromptState
@@ -181,7 +183,8 @@ class Session(QObject):
         self.exports = ExportRunner(export_jobs, self)
         self.undo_state = UndoState(self.undo_stack, self.images, self)  # what Undo / Redo offer (stale steps skipped)
         self.states = ImageStates(self.edits, self.images, self.undo_stack, self.gate, self.go_to, self)
-        self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self)
+        self.imports = ImportRunner(self.edits, self.images, self.undo_stack, self.gate, parent=self,
+                                    listing=FolderImages(self.images, self.go_to, self._leave_image))
         self.identity = IdentityReview(self.edits, self.images, self.undo_stack, self)  # changed pictures
         self._wire()
 
@@ -207,6 +210,7 @@ class Session(QObject):
         self.editing.strokeDone.connect(self.strokeDone)
         self.picking.hoverChanged.connect(self.hoverChanged)
         im.imageRowChanged.connect(self.imageRowChanged)
+        im.imageListChanged.connect(self.imageListChanged)
         im.currentIndexChanged.connect(self.currentIndexChanged)
         im.imageShown.connect(self._on_image_shown)
         im.embeddingArrived.connect(pr.image_ready)

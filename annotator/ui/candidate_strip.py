@@ -3,14 +3,18 @@
 Each entry shows a picture (the candidate over a crop of the image, the same
 crop for all three; where a candidate differs from #1 is tinted strongly, what
 it leaves out of #1 striped: :func:`annotator.render.thumbnails`), its key
-(1, 2, 3: also its rank), predicted IoU and area. Clicking one picks it; the keys (Tab,
+(1, 2, 3: also its rank), predicted IoU and area. The pictures are as large as
+the strip's width lets the three entries be, text included (:meth:`CandidateStrip.fit`):
+:data:`THUMB` beside the text in a wide window; in a narrow one (the smallest the
+docks allow is about 880 px, leaving each entry about 120 px) smaller, and under
+the text when that leaves the larger picture. Clicking one picks it; the keys (Tab,
 Shift+Tab, 1, 2, 3) go through the main window's actions to the session,
 which then calls :meth:`CandidateStrip.set_selected`.
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
@@ -21,6 +25,9 @@ from annotator.session.rows import CandidateRow, format_area, format_iou
 
 SLOTS = 3
 THUMB = THUMB_SIDE
+#: The smallest picture the strip shrinks to (px a side); below it the text is what gets clipped.
+MIN_THUMB = 48
+_STYLES = (Qt.ToolButtonStyle.ToolButtonTextBesideIcon, Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
 
 
 class CandidateStrip(QWidget):
@@ -83,6 +90,52 @@ class CandidateStrip(QWidget):
         self.hint.setText(hint)
         self.hint.setVisible(not rows)
         self.set_selected(selected if rows else -1)
+        self.fit()
+
+    def fit(self) -> None:
+        """Give the entries the largest picture (and the text's place, beside or under it) with which each,
+        text included, fits its share of the strip: the three share the width equally, the hint being hidden."""
+        shown = [b for b in self.buttons if not b.isHidden()]
+        if not shown:
+            return
+        m, spacing = self.layout().contentsMargins(), self.layout().spacing()
+        width = (self.width() - m.left() - m.right() - spacing * (SLOTS - 1)) // SLOTS
+        height = self.height() - m.top() - m.bottom()
+        best = None
+        for style in _STYLES:
+            side = self._largest(shown, style, width, height)
+            if side is not None and (best is None or side > best[0]):
+                best = (side, style)
+        side, style = best if best is not None else (MIN_THUMB, _STYLES[1])
+        for b in self.buttons:
+            if b.iconSize().width() != side or b.toolButtonStyle() != style:
+                b.setToolButtonStyle(style)
+                b.setIconSize(QSize(side, side))
+
+    @staticmethod
+    def _largest(shown: List[QToolButton], style, width: int, height: int) -> Optional[int]:
+        """The largest side (:data:`MIN_THUMB`..:data:`THUMB`, by 4 px) with which every shown entry fits
+        ``width`` x ``height`` in ``style``, by its own size hint; None if none does."""
+        before = [(b.toolButtonStyle(), b.iconSize()) for b in shown]
+        try:
+            for side in range(THUMB, MIN_THUMB - 1, -4):
+                fits = True
+                for b in shown:
+                    b.setToolButtonStyle(style)
+                    b.setIconSize(QSize(side, side))
+                    hint = b.sizeHint()
+                    fits = fits and hint.width() <= width and hint.height() <= height
+                if fits:
+                    return side
+            return None
+        finally:
+            for b, (old_style, old_size) in zip(shown, before):
+                b.setToolButtonStyle(old_style)
+                b.setIconSize(old_size)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit()
 
     def set_selected(self, index: int) -> None:
         if 0 <= index < SLOTS and not self.buttons[index].isHidden():

@@ -43,7 +43,9 @@ EXPORT_FORMATS: Tuple[Tuple[str, str, str], ...] = (
     ("yolo-seg", "YOLO segmentation, Ultralytics (folder)",
      "labels/*.txt and data.yaml; one polygon per instance (parts joined), holes filled, 6 decimals."),
     ("voc", "Pascal VOC class and instance PNGs (folder)",
-     "Pixel-exact; where masks overlap the smaller is on top; at most 254 classes and instances per image."),
+     "Pixel-exact PNGs, Annotations/*.xml (one <object> per instance) and ImageSets/ lists; where masks overlap "
+     "the smaller is on top; crowd regions are void (255), not objects; at most 254 classes and instances per "
+     "image."),
     ("labelme", "labelme JSON, one per image (folder)",
      "Polygons, imagePath relative, no embedded image; holes filled; parts of a mask share a group_id."),
     ("masks", "Mask PNGs and masks.csv (folder)",
@@ -52,12 +54,18 @@ EXPORT_FORMATS: Tuple[Tuple[str, str, str], ...] = (
 
 #: Import formats: (format, menu text, what to pick).
 IMPORT_FORMATS: Tuple[Tuple[str, str, str], ...] = (
-    ("labelme", "labelme JSON", "Pick the folder of labelme JSON files (searched with its sub-folders)."),
+    ("labelme", "labelme JSON",
+     "Pick the folder of labelme JSON files (searched with its sub-folders). An image found only inside a JSON "
+     "(imageData) is written next to it on import."),
     ("yolo-seg", "YOLO segmentation (Ultralytics)",
-     "Pick the dataset folder (labels/ and data.yaml); labels pair with this folder's images by path."),
+     "Pick the dataset folder (images/ and labels/, or split folders train/images, train/labels, valid/..., "
+     "and data.yaml); labels pair with this folder's images by path. 5-number lines (boxes) become rectangles."),
     ("voc", "Pascal VOC PNGs",
-     "Pick the folder with SegmentationObject/, SegmentationClass/ and class_names.txt."),
-    ("coco", "COCO JSON", "Pick the COCO JSON file; file_name is relative to it."),
+     "Pick the folder with SegmentationObject/ and SegmentationClass/; class names from class_names.txt, "
+     "labelmap.txt (CVAT, Datumaro: names and colours) or Annotations/*.xml."),
+    ("coco", "COCO JSON",
+     "Pick the COCO JSON file; file_name is relative to it, or to ../images/ as in CVAT's layout "
+     "(annotations/instances_default.json)."),
 )
 
 _LIMITS = {fmt: limits for fmt, _text, limits in EXPORT_FORMATS}
@@ -265,12 +273,14 @@ class FormatDialogs:
             self._session.start_export(Path(target), choice.fmt, choice.tolerance, **choice.options())
 
     def export_finished(self, path: Path, summary) -> None:
+        """The status bar says what was written; warnings, or a file that was there and backed up, are shown."""
         self._status(summary.text(), 10000)
-        if summary.warnings and self._window.interactive:
+        if (summary.warnings or summary.backup is not None) and self._window.interactive:
             warnings = list(summary.warnings)
             more = f"\n… and {len(warnings) - 20} more" if len(warnings) > 20 else ""
-            QMessageBox.information(self._window, "Exported with warnings",
-                                    summary.text() + "\n\n" + "\n".join(warnings[:20]) + more)
+            QMessageBox.information(self._window, "Exported with warnings" if warnings else "Exported",
+                                    "\n\n".join([summary.text()] + (["\n".join(warnings[:20]) + more] if warnings
+                                                                     else [])))
 
     def export_failed(self, message: str) -> None:
         self._status(f"Export failed: {message.splitlines()[0] if message else ''}")

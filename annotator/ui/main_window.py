@@ -214,6 +214,10 @@ class MainWindow(QMainWindow):
             handlers[f"category_{i}"] = lambda n=i: s.quick_category(n)
         return handlers
 
+    def _strip_hint(self) -> str:
+        """What the strip says when it shows no candidates: how to prompt, or why the image on show cannot be used."""
+        return self.session.images.current_error() or STRIP_HINT
+
     def _review_actions_enabled(self, on: bool) -> None:
         for name in ("accept_proposals", "accept_all_proposals", "reject_proposals"):
             self.actions_by_name[name].setEnabled(on)
@@ -226,11 +230,14 @@ class MainWindow(QMainWindow):
         s.folderChanged.connect(self.images.reset)
         s.folderChanged.connect(self._update_title)
         s.imageRowChanged.connect(self.images.refresh_row)
+        s.imageListChanged.connect(self.images.reset)
         s.currentIndexChanged.connect(self.images.set_current)
         s.imageShown.connect(c.set_image)
         s.imageShown.connect(lambda _levels: self.position_label.clear())  # the last image's cursor means nothing here
         s.promptChanged.connect(c.set_prompt)
-        s.candidatesChanged.connect(lambda rows, sel: self.strip.set_candidates(rows, sel, STRIP_HINT))
+        s.candidatesChanged.connect(lambda rows, sel: self.strip.set_candidates(rows, sel, self._strip_hint()))
+        s.imageRowChanged.connect(lambda i: i == s.index and self.strip.hint.setText(self._strip_hint()))
+        s.currentIndexChanged.connect(lambda _i: self.strip.hint.setText(self._strip_hint()))
         s.candidateOverlayChanged.connect(c.set_candidate_overlay)
         s.draftOverlayChanged.connect(c.set_draft_overlay)
         s.hoverChanged.connect(c.set_hover_overlay)
