@@ -107,6 +107,28 @@ def test_two_records_of_one_file_are_noted_and_the_first_gets_new_work(tmp_path)
     assert ds.image_by_name("a.png").id == 2
 
 
+def test_two_records_of_one_file_survive_a_save_as_and_a_copy_elsewhere(tmp_path):
+    """Found in review: rebased to another folder, both records got the same file_name, and the file written
+    (by Save As, or by Save a Copy, the way out of a failing save) did not open again."""
+    _image(tmp_path / "a.png")
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H},
+                       {"id": 2, "file_name": "./a.png", "width": W, "height": H}],
+            "categories": [{"id": 1, "name": "c"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "segmentation": [[1, 1, 4, 1, 4, 3]],
+                             "iscrowd": 0} for i in (1, 2)]}  # fmt: skip
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    ds = Dataset.open(tmp_path / "annotations.json")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    ds.save_copy(other / "copy.json")
+    ds.save(other / "annotations.json")
+    for path in (other / "copy.json", other / "annotations.json"):
+        again = Dataset.open(path)
+        assert sorted(again.images) == [1, 2] and len(again.annotations) == 2
+        assert {again.image_path(r).resolve() for r in again.images.values()} == {(tmp_path / "a.png").resolve()}
+    assert ds.image_by_name("../a.png").id == 1 and ds.images[2].file_name == "./../a.png"
+
+
 @pytest.mark.skipif(os.sep != "/", reason="a backslash is a separator on Windows")
 def test_a_real_backslash_in_a_file_name_is_kept(tmp_path):
     _image(tmp_path / "odd\\name.png")

@@ -833,11 +833,12 @@ class Dataset:
             of the file being written); default :attr:`root`.
         """
         rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
+        rebased = self._rebased_names(Path(root)) if rebase else {}
         images = []
         for rec in sorted(self.images.values(), key=lambda r: r.id):
             item = rec.to_json()
             if rebase:
-                item["file_name"] = _relative_name(os.fspath(self.image_path(rec)), os.fspath(root), os.getcwd())
+                item["file_name"] = rebased[rec.id]
             images.append(item)
         out: Dict[str, Any] = {"info": _plain(self.info, "info"), "licenses": _plain(self.licenses, "licenses")}
         out.update({k: v for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS})
@@ -928,11 +929,31 @@ class Dataset:
         self._file.write_copy(path, self._encoded(path.parent))
         return path
 
+    def _rebased_names(self, new_root: Path) -> Dict[int, str]:
+        """Each image's ``file_name`` relative to ``new_root`` (a Save As or a copy elsewhere), by id.
+
+        Two records of one file (other spellings, which the loader accepts
+        with a note) would get the same name there, and a file with a
+        duplicate ``file_name`` does not open again: the later records get
+        ``./``-prefixed spellings of the same name, so both are kept and the
+        file stays readable.
+        """
+        out: Dict[int, str] = {}
+        taken: set = set()
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            name = _relative_name(os.fspath(self.image_path(rec)), os.fspath(new_root), os.getcwd())
+            while name in taken:
+                name = "./" + name
+            taken.add(name)
+            out[rec.id] = name
+        return out
+
     def _move_to(self, target: Path) -> None:
         new_root = target.parent
+        rebased = self._rebased_names(new_root)
         renamed: Dict[str, int] = {}
         for rec in sorted(self.images.values(), key=lambda r: r.id):
-            rec.file_name = _relative_name(os.fspath(self.image_path(rec)), os.fspath(new_root), os.getcwd())
+            rec.file_name = rebased[rec.id]
             renamed[rec.file_name] = rec.id
         self._by_file, self._by_key, self._respelled = renamed, {}, {}
         self.path, self.root = target, new_root
