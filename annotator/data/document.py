@@ -70,6 +70,7 @@ from annotator.data.atomic import write_protected
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
+from annotator.data.savecache import LineCache, PreRendered, annotation_fingerprint, image_fingerprint, join_sections
 from annotator.data.workfile import ConflictError, ReadOnlyError, SaveError, WorkingFile
 
 __all__ = [
@@ -167,6 +168,9 @@ class Dataset:
         #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
+        # each record's JSON line, reused by to_json while the record is unchanged (checked exactly)
+        self._annotation_lines: LineCache[Annotation] = LineCache(annotation_fingerprint)
+        self._image_lines: LineCache[ImageRecord] = LineCache(image_fingerprint)
 
     # ------------------------------------------------------------------ loading
 
@@ -848,9 +852,24 @@ class Dataset:
 
         One image, category or annotation per line keeps the file diffable
         and lets :mod:`json` use its fast C encoder (it has none for
-        indented output).
+        indented output). The text is ``dumps_coco(self.to_coco(root))``
+        exactly, but the line of every image and annotation unchanged since
+        the last call is reused (:mod:`annotator.data.savecache`): a save after
+        one accept does not serialise the other 100,000 annotations again.
         """
-        return dumps_coco(self.to_coco(root))
+        rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
+        if rebase:  # Save As / a copy elsewhere: every file_name changes, serialise the images afresh
+            images: List[Any] = self.to_coco(root)["images"]
+        else:
+            images = PreRendered(self._image_lines.lines(self.images[i] for i in sorted(self.images)))
+        sections: List[Tuple[str, Any]] = [("info", _plain(self.info, "info")),
+                                           ("licenses", _plain(self.licenses, "licenses"))]
+        sections += [(k, v) for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS]
+        sections.append(("images", images))
+        sections.append(("annotations", PreRendered(
+            self._annotation_lines.lines(self.annotations[i] for i in sorted(self.annotations)))))
+        sections.append(("categories", [c.to_json() for c in sorted(self.categories.values(), key=lambda c: c.id)]))
+        return join_sections(sections)
 
     def mark_saved(self, revision: int) -> None:
         """Record that the state of ``revision`` is on disk."""
