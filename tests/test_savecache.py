@@ -3,7 +3,8 @@
 Every check compares the cached text with a fresh full serialisation
 (``dumps_coco(ds.to_coco())``, the format before the cache) after a change
 made through each mutation path: the Dataset's methods, attribute assignment
-on a record, and in-place changes of a record's containers.
+on a record, and in-place changes of an image record's containers (an
+annotation's are not changed in place: the contract VERIFY mode checks).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 
 from annotator.data import savecache
-from annotator.data.document import Annotation, Category, Dataset, ImageRecord, dumps_coco
-from annotator.data.savecache import LineCache, annotation_fingerprint, image_fingerprint
+from annotator.data.document import Annotation, Category, Dataset, ImageRecord, SaveError, dumps_coco
+from annotator.data.savecache import LineCache
 
 H, W = 24, 32
 
@@ -106,34 +107,54 @@ def test_every_dataset_method_that_changes_a_record(ds):
 def test_direct_changes_of_records_are_seen(ds):
     ann = ds.annotations[min(ds.annotations)]
     rec = ds.images[1]
+    other_rle = ds.make_annotation(1, 1, _mask(7)).segmentation
     changes = [
         lambda: setattr(ann, "category_id", 2),
         lambda: setattr(ann, "area", ann.area + 0.0),  # same value, new object: still right
         lambda: setattr(ann, "area", float(ann.area) + 1),
-        lambda: ann.bbox.__setitem__(0, ann.bbox[0] + 1),  # in place
+        lambda: setattr(ann, "bbox", [v + 1 for v in ann.bbox]),
         lambda: setattr(ann, "iscrowd", 1),
-        lambda: ann.segmentation.__setitem__("counts", ds.make_annotation(1, 1, _mask(7)).segmentation["counts"]),
-        lambda: ann.extra.__setitem__("predicted_iou", 1),  # 0.5 -> 1
-        lambda: ann.extra.__setitem__("predicted_iou", 1.0),  # 1 -> 1.0: equal in Python, "1" vs "1.0" in JSON
-        lambda: ann.extra.__setitem__("predicted_iou", True),  # 1.0 == True too
-        lambda: ann.extra.__setitem__("predicted_iou", -0.0),
-        lambda: ann.extra.__setitem__("predicted_iou", 0.0),  # -0.0 == 0.0, written differently
-        lambda: ann.extra.__setitem__("nested", {"a": [1, [2]]}),
-        lambda: ann.extra["nested"]["a"][1].append(3),  # deep, in place
-        lambda: ann.extra.update({"z": 1, "nested": ann.extra.pop("nested")}),  # key order
-        lambda: ann.extra.__setitem__("np", np.float32(0.25)),  # not marshallable: never cached
-        lambda: ann.extra.pop("np"),
-        lambda: ann.extra.__setitem__("nan", float("nan")),  # written as null
+        lambda: setattr(ann, "iscrowd", True),  # written 1 either way
+        lambda: setattr(ann, "segmentation", other_rle),
+        lambda: setattr(ann, "extra", {**ann.extra, "predicted_iou": 1}),  # 0.5 -> 1
+        lambda: setattr(ann, "extra", {**ann.extra, "predicted_iou": 1.0}),  # 1 == 1.0, written "1" / "1.0"
+        lambda: setattr(ann, "extra", {**ann.extra, "predicted_iou": True}),  # 1.0 == True, written "true"
+        lambda: setattr(ann, "extra", {**ann.extra, "predicted_iou": -0.0}),
+        lambda: setattr(ann, "extra", {**ann.extra, "predicted_iou": 0.0}),  # -0.0 == 0.0, written otherwise
+        lambda: setattr(ann, "extra", {**ann.extra, "np": np.float32(0.25)}),
+        lambda: setattr(ann, "extra", {**ann.extra, "nan": float("nan")}),  # written as null
+        lambda: setattr(ann, "id", ann.id),
+        # image records: in place too (the Dataset changes their extra in place), deep, type-exact
         lambda: setattr(rec, "file_name", "renamed.png"),
         lambda: setattr(rec, "width", W),
         lambda: rec.extra.__setitem__("state", "skipped"),
-        lambda: rec.extra.__setitem__("tags", ["a", "b"]),
-        lambda: rec.extra["tags"].reverse(),
+        lambda: rec.extra.__setitem__("n", 1),
+        lambda: rec.extra.__setitem__("n", 1.0),
+        lambda: rec.extra.__setitem__("n", True),
+        lambda: rec.extra.__setitem__("n", -0.0),
+        lambda: rec.extra.__setitem__("n", 0.0),
+        lambda: rec.extra.__setitem__("tags", ["a", ["b"]]),
+        lambda: rec.extra["tags"][1].append("c"),
+        lambda: rec.extra.update({"z": 1, "tags": rec.extra.pop("tags")}),  # key order
+        lambda: rec.extra.__setitem__("np", np.int64(3)),  # not marshallable: never cached
+        lambda: rec.extra.pop("np"),
         lambda: setattr(ds.categories[1], "name", "bird"),
     ]
     for change in changes:
         change()
         _check(ds)
+
+
+def test_an_annotation_changed_in_place_is_caught_by_verify_mode(ds, monkeypatch):
+    """The one thing the annotation lines rest on (see the module docstring); VERIFY checks it."""
+    ann = ds.annotations[min(ds.annotations)]
+    ann.extra["predicted_iou"] = 0.75  # in place: against the contract
+    assert ds.to_json() != _fresh(ds)  # (why the contract exists)
+    monkeypatch.setattr(savecache, "VERIFY", True)
+    with pytest.raises(AssertionError, match="changed in place"):
+        ds.to_json()
+    with pytest.raises(SaveError, match="changed in place"):
+        ds.save()
 
 
 def test_save_as_rebases_names_and_keeps_the_cache_right(ds, tmp_path):
@@ -160,33 +181,36 @@ def test_unchanged_lines_are_reused_and_removed_records_dropped(ds):
 
 def test_a_value_json_cannot_hold_fails_every_save_and_leaves_the_cache_usable(ds):
     ann = ds.annotations[min(ds.annotations)]
-    ann.extra["bad"] = object()
+    good = ann.extra
+    ann.extra = {**good, "bad": object()}
     with pytest.raises(TypeError):
         ds.to_json()
-    del ann.extra["bad"]
+    with pytest.raises(SaveError, match="cannot be written as JSON"):
+        ds.save()
+    ann.extra = good
     _check(ds)
 
 
 @pytest.mark.parametrize("record_type", [Annotation, ImageRecord])
-def test_the_fingerprint_covers_every_field_of_the_record(record_type):
-    """A field added to a record without adding it to its fingerprint fails here."""
+def test_the_key_covers_every_field_of_the_record(record_type):
+    """A field added to a record without adding it to its cache key fails here."""
     if record_type is Annotation:
         rec = Annotation(id=1, image_id=2, category_id=3, segmentation={"size": [H, W], "counts": "0"},
                          area=1.0, bbox=[0.0, 0.0, 1.0, 1.0], iscrowd=0, extra={"k": 1})
-        fingerprint = annotation_fingerprint
+        cache = savecache.annotation_lines()
         other = {"segmentation": {"size": [H, W + 1], "counts": "0"}, "bbox": [0.0, 0.0, 1.0, 2.0], "extra": {"k": 2}}
     else:
         rec = ImageRecord(id=1, file_name="a.png", width=3, height=4, extra={"k": 1})
-        fingerprint = image_fingerprint
+        cache = savecache.image_lines()
         other = {"file_name": "b.png", "extra": {"k": 2}}
-    base = fingerprint(rec)
-    assert base is not None
+    key = cache._key(rec)
+    assert key is not None and cache._same(key, rec)
     for f in dataclasses.fields(record_type):
         value = other.get(f.name, getattr(rec, f.name) + 1 if isinstance(getattr(rec, f.name), (int, float)) else None)
         assert value is not None, f"no test value for {record_type.__name__}.{f.name}"
         changed = dataclasses.replace(rec, **{f.name: value})
         assert changed.to_json() != rec.to_json()
-        assert fingerprint(changed) != base, f"{record_type.__name__}.{f.name} is not in its fingerprint"
+        assert not cache._same(key, changed), f"{record_type.__name__}.{f.name} is not in its cache key"
 
 
 def test_dumps_item_is_json_dumps():
@@ -198,7 +222,7 @@ def test_dumps_item_is_json_dumps():
 
 
 def test_line_cache_without_a_fingerprint_serialises_every_time():
-    cache: LineCache[Category] = LineCache(lambda c: None)
+    cache: LineCache[Category] = LineCache(lambda c: None, lambda key, c: False)
     cat = Category(id=1, name="a", color=(1, 2, 3))
     first = cache.lines([cat])
     cat.name = "b"

@@ -65,12 +65,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from annotator.data import coco, identity, jsonsafe, names, palette
+from annotator.data import coco, identity, jsonsafe, names, palette, savecache
 from annotator.data.atomic import write_protected
 from annotator.data.files import FileTooLargeError, NotRegularFileError
 from annotator.data.loader import parse_working_file
 from annotator.data.lock import LockHolder
-from annotator.data.savecache import LineCache, PreRendered, annotation_fingerprint, image_fingerprint, join_sections
+from annotator.data.savecache import LineCache, PreRendered, annotation_lines, image_lines, join_sections
 from annotator.data.workfile import ConflictError, ReadOnlyError, SaveError, WorkingFile
 
 __all__ = [
@@ -169,8 +169,8 @@ class Dataset:
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
         # each record's JSON line, reused by to_json while the record is unchanged (checked exactly)
-        self._annotation_lines: LineCache[Annotation] = LineCache(annotation_fingerprint)
-        self._image_lines: LineCache[ImageRecord] = LineCache(image_fingerprint)
+        self._annotation_lines: LineCache[Annotation] = annotation_lines()
+        self._image_lines: LineCache[ImageRecord] = image_lines()
 
     # ------------------------------------------------------------------ loading
 
@@ -861,15 +861,21 @@ class Dataset:
         if rebase:  # Save As / a copy elsewhere: every file_name changes, serialise the images afresh
             images: List[Any] = self.to_coco(root)["images"]
         else:
-            images = PreRendered(self._image_lines.lines(self.images[i] for i in sorted(self.images)))
+            images = PreRendered(self._image_lines.lines([self.images[i] for i in sorted(self.images)]))
         sections: List[Tuple[str, Any]] = [("info", _plain(self.info, "info")),
                                            ("licenses", _plain(self.licenses, "licenses"))]
         sections += [(k, v) for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS]
         sections.append(("images", images))
         sections.append(("annotations", PreRendered(
-            self._annotation_lines.lines(self.annotations[i] for i in sorted(self.annotations)))))
+            self._annotation_lines.lines([self.annotations[i] for i in sorted(self.annotations)]))))
         sections.append(("categories", [c.to_json() for c in sorted(self.categories.values(), key=lambda c: c.id)]))
-        return join_sections(sections)
+        text = join_sections(sections)
+        if savecache.VERIFY and text != dumps_coco(self.to_coco(root)):
+            raise AssertionError(
+                "the cached serialisation differs from a fresh one: a record in the document was changed in "
+                "place (see annotator.data.savecache)"
+            )
+        return text
 
     def mark_saved(self, revision: int) -> None:
         """Record that the state of ``revision`` is on disk."""
