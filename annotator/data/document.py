@@ -57,11 +57,13 @@ would spread the invariants over modules that reach into each other's state.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -220,7 +222,8 @@ class Dataset:
         try:
             raw = ds._file.read()
             if raw is not None:
-                ds._load(raw)
+                with _gc_paused():
+                    ds._load(raw)
                 ds._note_write_protected()
         except NotRegularFileError as exc:
             ds._file.unlock()
@@ -960,6 +963,24 @@ class Dataset:
         self.path, self.root = target, new_root
         for rec in sorted(self.images.values(), key=lambda r: r.id):
             self._index_spelling(rec)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a document is built (it makes millions of objects, none garbage).
+
+    Each collection of the older generations walks every object made so far:
+    about a second of the 3.9 s that opening 100,000 annotations took.
+    Reference counting still frees everything as usual; collection resumes
+    (if it was on) when the block ends, however it ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -142,16 +142,17 @@ def _build(path: Path, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) ->
             )
         )
 
-    for i, ann in enumerate(data.get("annotations", [])):
-        rle = rles[i]
+    anns = data.get("annotations", [])
+    areas, boxes = coco.rle_areas_and_bboxes([rles[i] for i in range(len(anns))])  # one pycocotools call each
+    for i, ann in enumerate(anns):
         out.annotations.append(
             Annotation(
                 id=ann["id"],
                 image_id=ann["image_id"],
                 category_id=ann["category_id"],
-                segmentation=rle,
-                area=coco.rle_area(rle),
-                bbox=coco.rle_bbox(rle),
+                segmentation=rles[i],
+                area=areas[i],
+                bbox=boxes[i],
                 iscrowd=int(ann.get("iscrowd", 0)),
                 extra=extra(ann, _ANNOTATION_KEYS, f"annotation id {ann['id']}"),
             )
