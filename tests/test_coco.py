@@ -376,3 +376,19 @@ def test_an_image_id_that_is_a_list_or_object_is_a_problem_not_a_crash(image_id)
                              "segmentation": {"size": [2, 2], "counts": "04"}}]}
     problems = coco.validate_coco(data, check_geometry=False)
     assert problems == [f"annotations[0] (id 1): 'image_id' must be a non-negative integer, got {image_id!r}"]
+
+
+def test_integers_too_large_for_a_float_are_problems_not_crashes():
+    huge = 10**400  # JSON reads it (fewer than 4300 digits); float() of it overflows
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}],
+            "categories": [{"id": 1, "name": "c"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "segmentation": coco.encode_mask(np.ones((4, 4), bool)),
+                 "area": huge, "bbox": [0, 0, huge, 1]},
+                {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, huge, 0, 1, 1]]},
+            ]}
+    problems = coco.validate_coco(data, check_geometry=False)
+    assert len(problems) == 3, problems
+    assert "'area' must be a finite number >= 0" in problems[0]
+    assert "'bbox' must be [x, y, width, height] finite numbers" in problems[1]
+    assert "polygon 0 has a coordinate too large to be a number" in problems[2]

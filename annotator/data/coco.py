@@ -299,7 +299,10 @@ def _polygon_list(seg: Any) -> List[List[float]]:
             raise SegmentationError(f"polygon {i} has an odd number of coordinates ({len(poly)})")
         if len(poly) < 6:
             continue  # fewer than 3 points: no area (pycocotools would read 4 numbers as a box)
-        values = [float(v) for v in poly]
+        try:
+            values = [float(v) for v in poly]
+        except OverflowError:  # an integer of hundreds of digits
+            raise SegmentationError(f"polygon {i} has a coordinate too large to be a number") from None
         if not all(math.isfinite(v) for v in values):
             raise SegmentationError(f"polygon {i} has a NaN or infinite coordinate")
         polygons.append(values)
@@ -519,6 +522,30 @@ def _where(kind: str, index: int, item: Any) -> str:
     return f"{kind}[{index}]"
 
 
+class _Where:
+    """:func:`_where`, worked out only if a message needs it (most annotations have no problem)."""
+
+    __slots__ = ("kind", "index", "item")
+
+    def __init__(self, kind: str, index: int, item: Any):
+        self.kind, self.index, self.item = kind, index, item
+
+    def __str__(self) -> str:
+        return _where(self.kind, self.index, self.item)
+
+
+def _finite_real(value: Any) -> bool:
+    """A number (not a bool) that is finite as a float: an integer of 400 digits is not (float() overflows)."""
+    if type(value) is float:
+        return math.isfinite(value)
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _valid_id(value: Any, minimum: int = 0) -> bool:
     return _is_int(value) and minimum <= value < (1 << 53)
 
@@ -660,7 +687,7 @@ def inspect_coco(
     checked = _checked_counts(sections["annotations"], images)
     seen_ann: Dict[int, int] = {}
     for i, ann in enumerate(sections["annotations"]):
-        where = _where("annotations", i, ann)
+        where = _Where("annotations", i, ann)
         if not _is_mapping(ann):
             problems.append(f"{where}: expected an object, got {type(ann).__name__}")
             continue
@@ -684,13 +711,13 @@ def inspect_coco(
         if "iscrowd" in ann and not (_is_int(ann["iscrowd"]) and ann["iscrowd"] in (0, 1)):
             problems.append(f"{where}: 'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}")
         area, bbox = ann.get("area"), ann.get("bbox")
-        if "area" in ann and not (_is_number(area) and math.isfinite(area) and area >= 0):
+        if "area" in ann and not (_finite_real(area) and area >= 0):
             problems.append(f"{where}: 'area' must be a finite number >= 0, got {area!r}")
             area = None
         if "bbox" in ann and not (
             isinstance(bbox, (list, tuple))
             and len(bbox) == 4
-            and all(_is_number(v) and math.isfinite(v) for v in bbox)
+            and all(map(_finite_real, bbox))
             and bbox[2] >= 0
             and bbox[3] >= 0
         ):
