@@ -67,7 +67,7 @@ __all__ = [
 MAX_MASK_PIXELS = 1_000_000_000
 
 _UINT32 = 1 << 32
-_BATCH_CHARS = 1 << 20  # characters of counts strings checked together (see valid_counts_strings)
+_BATCH_CHARS = 1 << 18  # characters of counts strings checked together: 0.35 s for 13 M, 0.59 s with 1 << 20 (cache)
 _RLE_ALPHABET = re.compile(r"[0-o]*")  # pycocotools writes chr(48 + c), c in 0..63
 
 
@@ -180,7 +180,7 @@ def valid_counts_strings(strings: List[str], pixels: List[int]) -> np.ndarray:
     ``result[k]`` is True exactly when ``_counts_from_string(strings[k])``
     succeeds and its runs add up to ``pixels[k]`` (what
     :func:`to_compressed_rle` requires of a string): a few numpy passes over
-    many strings together (in batches of about a megabyte), instead of a
+    many strings together (in batches of 256 k characters), instead of a
     dozen numpy calls per string, which took 5.3 s for the 100,000 masks of
     a large working file. The message for a refused string comes from
     :func:`to_compressed_rle`.

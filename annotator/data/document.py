@@ -170,7 +170,7 @@ class Dataset:
         #: Things the loader changed or noticed, one sentence each (numbers JSON cannot hold, no lock...).
         self.load_notes: List[str] = []
         self._file = WorkingFile(self.path)
-        # each record's JSON line, reused by to_json while the record is unchanged (checked exactly)
+        # each record's JSON line, reused by to_json while the record is unchanged (see annotator.data.savecache)
         self._annotation_lines: LineCache[Annotation] = annotation_lines()
         self._image_lines: LineCache[ImageRecord] = image_lines()
 
@@ -859,6 +859,10 @@ class Dataset:
         exactly, but the line of every image and annotation unchanged since
         the last call is reused (:mod:`annotator.data.savecache`): a save after
         one accept does not serialise the other 100,000 annotations again.
+        An annotation is seen as changed when it is replaced or any of its
+        attributes is assigned; its ``segmentation``, ``bbox`` and ``extra``
+        must not be changed in place (make a new annotation, or assign a new
+        dict or list). Image records may be changed in any way.
         """
         rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
         if rebase:  # Save As / a copy elsewhere: every file_name changes, serialise the images afresh
