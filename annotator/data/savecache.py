@@ -32,7 +32,8 @@ the record; nothing has to remember to invalidate anything):
   assign a new container. No code does otherwise; setting :data:`VERIFY`
   (environment variable ``SAM_ANNOTATOR_VERIFY_SAVES=1``, e.g. in a test
   suite) makes every :meth:`Dataset.to_json` also serialise everything
-  afresh and raise if the texts differ.
+  afresh and raise :class:`StaleCacheError` (an ``AssertionError``, not a
+  save error the window would report and go on) if the texts differ.
 
 :func:`join_sections` puts the lines together in exactly the layout of
 :func:`annotator.data.records.dumps_coco` (one item per line, strict JSON).
@@ -51,12 +52,20 @@ from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Tuple
 from annotator.data.records import Annotation, ImageRecord
 
 __all__ = ["LineCache", "annotation_lines", "image_lines", "dumps_item", "image_fingerprint", "annotation_identity",
-           "join_sections", "PreRendered", "VERIFY"]
+           "join_sections", "PreRendered", "VERIFY", "StaleCacheError"]
 
 R = TypeVar("R")
 
 #: Check every cached serialisation against a fresh one (slow; for test suites).
 VERIFY = os.environ.get("SAM_ANNOTATOR_VERIFY_SAVES", "") not in ("", "0")
+
+
+class StaleCacheError(AssertionError):
+    """:data:`VERIFY` found a cached line that is not the record's (a record was changed in place).
+
+    Not a :class:`~annotator.data.workfile.SaveError`: the window would show
+    it as a failed save; a test must fail on it.
+    """
 
 # One encoder for all lines: json.dumps with non-default options builds a new
 # JSONEncoder on every call (a few microseconds each, 100,000 times a save).
