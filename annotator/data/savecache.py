@@ -67,6 +67,7 @@ class StaleCacheError(AssertionError):
     it as a failed save; a test must fail on it.
     """
 
+
 # One encoder for all lines: json.dumps with non-default options builds a new
 # JSONEncoder on every call (a few microseconds each, 100,000 times a save).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
