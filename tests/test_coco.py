@@ -345,3 +345,50 @@ def test_importing_the_data_layer_pulls_no_gui_or_plotting():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_id_too_large_for_json_readers_is_refused_saying_so():
+    big = 2**53
+    data = {
+        "images": [{"id": big, "file_name": "a.png", "width": 2, "height": 2},
+                   {"id": 1, "file_name": "b.png", "width": 2, "height": 2}],
+        "categories": [{"id": big + 1, "name": "c"}, {"id": 1, "name": "d"}],
+        "annotations": [{"id": 2**60, "image_id": big, "category_id": big + 1, "segmentation": [[0, 0, 1, 0, 1, 1]]},
+                        {"id": 0, "image_id": -1, "category_id": "x", "segmentation": [[0, 0, 1, 0, 1, 1]]}],
+    }
+    problems = coco.validate_coco(data, check_geometry=False)
+    too_large = [p for p in problems if "too large" in p]
+    assert len(too_large) == 5, problems  # image id, category id, annotation id, its image_id and category_id
+    assert all("2**53" in p and "non-negative" not in p for p in too_large)
+    assert any(p.startswith("images[0]") and f"'id' {big} is too large" in p for p in too_large)
+    assert any(f"'category_id' {big + 1} is too large" in p for p in too_large)
+    # the other refusals keep their words
+    assert any("'id' must be an integer >= 1 (COCOeval cannot match id 0), got 0" in p for p in problems)
+    assert any("'image_id' must be a non-negative integer, got -1" in p for p in problems)
+    assert any("'category_id' must be a non-negative integer, got 'x'" in p for p in problems)
+
+
+@pytest.mark.parametrize("image_id", [[1], {"a": 1}, [[]]])
+def test_an_image_id_that_is_a_list_or_object_is_a_problem_not_a_crash(image_id):
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 2, "height": 2}],
+            "categories": [{"id": 1, "name": "c"}],
+            "annotations": [{"id": 1, "image_id": image_id, "category_id": 1,
+                             "segmentation": {"size": [2, 2], "counts": "04"}}]}
+    problems = coco.validate_coco(data, check_geometry=False)
+    assert problems == [f"annotations[0] (id 1): 'image_id' must be a non-negative integer, got {image_id!r}"]
+
+
+def test_integers_too_large_for_a_float_are_problems_not_crashes():
+    huge = 10**400  # JSON reads it (fewer than 4300 digits); float() of it overflows
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}],
+            "categories": [{"id": 1, "name": "c"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "segmentation": coco.encode_mask(np.ones((4, 4), bool)),
+                 "area": huge, "bbox": [0, 0, huge, 1]},
+                {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, huge, 0, 1, 1]]},
+            ]}
+    problems = coco.validate_coco(data, check_geometry=False)
+    assert len(problems) == 3, problems
+    assert "'area' must be a finite number >= 0" in problems[0]
+    assert "'bbox' must be [x, y, width, height] finite numbers" in problems[1]
+    assert "polygon 0 has a coordinate too large to be a number" in problems[2]

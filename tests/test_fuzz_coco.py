@@ -35,7 +35,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
     max_leaves=10,
 )
-ids = st.integers(-1, 5) | scalars
+ids = st.integers(-1, 5) | scalars | st.lists(st.integers(0, 2), max_size=2)  # (unhashable ids crashed once)
 sizes = st.integers(-1, 9) | st.sampled_from([10**5, 2**31, 10**12]) | scalars
 
 
@@ -164,3 +164,79 @@ def test_fuzz_segmentation_decoding(seg, h, w):
     assert coco.encode_mask(m) == coco.encode_mask(coco.decode_rle(seg, h, w))
     x, y, bw, bh = coco.rle_bbox(rle)
     assert all(math.isfinite(v) for v in (x, y, bw, bh)) and 0 <= x + bw <= w and 0 <= y + bh <= h
+
+
+# -- the batched check of counts strings (inspect_coco's fast path) refuses exactly what the one-by-one check does
+
+
+def _one_by_one(counts: str, pixels: int) -> bool:
+    try:
+        runs = coco._counts_from_string(counts)
+    except SegmentationError:
+        return False
+    return int(runs.sum()) == pixels
+
+
+def _number(v: int) -> str:
+    """One run length (or delta) in pycocotools' string encoding."""
+    out = ""
+    more = True
+    while more:
+        c = v & 0x1F
+        v >>= 5
+        more = v != -1 if c & 0x10 else v != 0  # as pycocotools' rleToString
+        if more:
+            c |= 0x20
+        out += chr(c + 48)
+    return out
+
+
+counts_strings = (
+    valid_rles().map(lambda seg: seg["counts"] if isinstance(seg.get("counts"), str) else "")
+    | st.text(alphabet=[chr(c) for c in range(48, 112)], max_size=12)
+    | st.text(max_size=6)
+    | st.sampled_from(["PPPPPPP1", "PPPPPP1", "1PPPPPPP0", "PPPPPPPP0", "Ooooooo1", "oooooo1"])  # 6 to 9 characters
+    | st.lists(st.integers(-(2**36), 2**36) | st.sampled_from([0, 1, 2**32 - 1, 2**32, -1, 2**34]),
+               max_size=6).map(lambda vs: "".join(_number(v) for v in vs))
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(counts_strings, st.integers(0, 40) | st.sampled_from([2**32 - 1, 2**32, 2**33])),
+                      max_size=12),
+       batch=st.sampled_from([1, 7, 1 << 20]))
+def test_batched_counts_check_agrees_with_the_one_by_one_check(items, batch):
+    strings = [s for s, _ in items]
+    pixels = [p for _, p in items]
+    want = [_one_by_one(s, p) for s, p in items]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(coco, "_BATCH_CHARS", batch)
+        assert coco.valid_counts_strings(strings, pixels).tolist() == want
+
+
+def test_the_number_encoder_of_these_tests_is_pycocotools_own():
+    runs = [5, 0, 2**20, 7, 3, 2**31, 1]
+    rle = coco.mask_utils.frPyObjects({"size": [1, sum(runs)], "counts": runs}, 1, sum(runs))
+    deltas = runs[:3] + [runs[i] - runs[i - 2] for i in range(3, len(runs))]
+    assert "".join(_number(v) for v in deltas) == rle["counts"].decode()
+
+
+def test_batched_counts_check_on_real_masks_with_their_true_totals():
+    rng = np.random.default_rng(3)
+    strings, pixels = [], []
+    for k in range(300):
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        strings.append(coco.encode_mask(rng.random((h, w)) < rng.random())["counts"])
+        pixels.append(h * w + (k % 7 == 0))  # every seventh total is off by one
+    got = coco.valid_counts_strings(strings, pixels).tolist()
+    assert got == [k % 7 != 0 for k in range(300)]
+
+
+def test_areas_and_boxes_of_many_masks_at_once_match_one_by_one():
+    rng = np.random.default_rng(4)
+    rles = [coco.encode_mask(rng.random((9, 13)) < 0.1 * (k % 5)) for k in range(600)]  # > 255: in chunks
+    areas, boxes = coco.rle_areas_and_bboxes(rles)
+    assert areas == [coco.rle_area(r) for r in rles]
+    assert boxes == [coco.rle_bbox(r) for r in rles]
+    assert all(type(a) is float for a in areas) and all(type(v) is float for b in boxes for v in b)
+    assert coco.rle_areas_and_bboxes([]) == ([], [])

@@ -33,6 +33,7 @@ Why so long: it is the one adapter over pycocotools, on purpose: every conversio
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
 import io
@@ -54,6 +55,7 @@ __all__ = [
     "empty_rle",
     "rle_area",
     "rle_bbox",
+    "rle_areas_and_bboxes",
     "mask_to_polygons",
     "polygons_to_rle",
     "validate_coco",
@@ -65,6 +67,7 @@ __all__ = [
 MAX_MASK_PIXELS = 1_000_000_000
 
 _UINT32 = 1 << 32
+_BATCH_CHARS = 1 << 18  # characters of counts strings checked together: 0.35 s for 13 M, 0.59 s with 1 << 20 (cache)
 _RLE_ALPHABET = re.compile(r"[0-o]*")  # pycocotools writes chr(48 + c), c in 0..63
 
 
@@ -82,6 +85,11 @@ def _is_number(value: Any) -> bool:
     if type(value) is int or type(value) is float:
         return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_mapping(value: Any) -> bool:
+    # typing.Mapping's isinstance goes through the ABC machinery: 1 us a call, 0.3 s per 100,000 annotations
+    return type(value) is dict or isinstance(value, collections.abc.Mapping)
 
 
 def _check_size(h: Any, w: Any) -> Tuple[int, int]:
@@ -166,6 +174,96 @@ def _counts_from_string(s: str) -> np.ndarray:
     return runs
 
 
+def valid_counts_strings(strings: List[str], pixels: List[int]) -> np.ndarray:
+    """Which compressed-RLE ``counts`` strings are valid for masks of ``pixels`` pixels, all at once.
+
+    ``result[k]`` is True exactly when ``_counts_from_string(strings[k])``
+    succeeds and its runs add up to ``pixels[k]`` (what
+    :func:`to_compressed_rle` requires of a string): a few numpy passes over
+    many strings together (in batches of 256 k characters), instead of a
+    dozen numpy calls per string, which took 5.3 s for the 100,000 masks of
+    a large working file. The message for a refused string comes from
+    :func:`to_compressed_rle`.
+    """
+    n = len(strings)
+    ok = np.ones(n, dtype=bool)
+    begin = 0
+    while begin < n:
+        end, size = begin, 0
+        while end < n and (size < _BATCH_CHARS or end == begin):
+            size += len(strings[end])
+            end += 1
+        ok[begin:end] = _valid_counts_batch(strings[begin:end], pixels[begin:end])
+        begin = end
+    return ok
+
+
+def _valid_counts_batch(strings: List[str], pixels: List[int]) -> np.ndarray:
+    n = len(strings)
+    ok = np.ones(n, dtype=bool)
+    if n == 0:
+        return ok
+    try:
+        buf = "".join(strings).encode("ascii")
+    except UnicodeEncodeError:  # a character outside ASCII somewhere: leave those strings out
+        ascii_ = np.fromiter((s.isascii() for s in strings), dtype=bool, count=n)
+        keep = np.flatnonzero(ascii_)
+        ok[:] = False
+        if keep.size:
+            ok[keep] = _valid_counts_batch([strings[k] for k in keep], [pixels[k] for k in keep])
+        return ok
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+    wanted = np.asarray(pixels, dtype=np.int64)
+    ok &= (lengths > 0) | (wanted == 0)  # an empty string has no runs: 0 pixels
+    nonempty = np.flatnonzero(lengths > 0)
+    if nonempty.size == 0:
+        return ok
+    offsets = np.cumsum(lengths)  # one past each string's last character
+    c = np.frombuffer(buf, dtype=np.uint8)
+    bad_char = np.flatnonzero((c < 48) | (c > 111))  # not in the alphabet "0".."o"
+    if bad_char.size:
+        ok[np.searchsorted(offsets, bad_char, side="right")] = False
+    d = c - np.uint8(48)  # (wraps for characters refused above)
+    last = offsets[nonempty] - 1
+    more = (d & 0x20) != 0
+    ok[nonempty[more[last]]] = False  # ends in the middle of a number
+    is_end = ~more
+    is_end[last] = True  # a number never runs on into the next string
+    ends = np.flatnonzero(is_end)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    num_len = ends - starts + 1
+    first_num = np.searchsorted(ends, offsets[nonempty] - lengths[nonempty])  # each string's first number
+    per_string = np.diff(np.append(first_num, ends.size))
+    num_string = np.repeat(nonempty, per_string)
+    ok[np.unique(num_string[num_len > 7])] = False  # too many characters for a run length
+    low = d & 0x1F
+    x = low[starts].astype(np.int64)
+    for k in range(1, 7):  # 5 bits per character, little-endian
+        sel = np.flatnonzero(num_len > k)
+        if sel.size == 0:
+            break
+        x[sel] |= low[starts[sel] + k].astype(np.int64) << (5 * k)
+    negative = np.flatnonzero((d[ends] & 0x10) != 0)
+    x[negative] -= np.left_shift(1, 5 * np.minimum(num_len[negative], 7))
+    # run 0 as it is; runs 1, 3, 5, ... and 2, 4, 6, ... are two chains of deltas: a running sum per chain
+    # and string (int64 sums that wrap are still exact after the subtraction: the true values are small)
+    index = np.arange(ends.size) - np.repeat(first_num, per_string)  # of each number within its string
+    runs = x.copy()
+    odd = (index & 1) == 1
+    for chain in (odd, ~odd & (index > 0)):
+        cs = np.cumsum(np.where(chain, x, 0))
+        before = np.where(first_num > 0, cs[first_num - 1], 0)
+        runs[chain] = (cs - np.repeat(before, per_string))[chain]
+    out_of_range = (runs < 0) | (runs >= _UINT32)
+    ok[np.unique(num_string[out_of_range])] = False
+    totals = np.zeros(n, dtype=np.int64)
+    totals[nonempty] = np.add.reduceat(np.where(out_of_range, 0, runs), first_num)
+    ok &= totals == wanted
+    return ok
+
+
 def _check_runs_total(total: int, h: int, w: int) -> None:
     if total != h * w:
         raise SegmentationError(
@@ -201,7 +299,10 @@ def _polygon_list(seg: Any) -> List[List[float]]:
             raise SegmentationError(f"polygon {i} has an odd number of coordinates ({len(poly)})")
         if len(poly) < 6:
             continue  # fewer than 3 points: no area (pycocotools would read 4 numbers as a box)
-        values = [float(v) for v in poly]
+        try:
+            values = [float(v) for v in poly]
+        except OverflowError:  # an integer of hundreds of digits
+            raise SegmentationError(f"polygon {i} has a coordinate too large to be a number") from None
         if not all(math.isfinite(v) for v in values):
             raise SegmentationError(f"polygon {i} has a NaN or infinite coordinate")
         polygons.append(values)
@@ -269,7 +370,7 @@ def to_compressed_rle(seg: Any, h: int, w: int) -> Dict[str, Any]:
         The segmentation is malformed or its size disagrees with ``(h, w)``.
     """
     h, w = _check_size(h, w)
-    if isinstance(seg, Mapping):
+    if _is_mapping(seg):
         if "counts" not in seg or "size" not in seg:
             raise SegmentationError("RLE must have 'size' and 'counts'")
         _check_rle_size(seg["size"], h, w)
@@ -324,6 +425,18 @@ def decode_rle(seg: Any, h: int, w: int) -> np.ndarray:
 def rle_area(rle: Mapping[str, Any]) -> float:
     """Number of mask pixels of a compressed RLE, as a float (COCO ``area``)."""
     return float(mask_utils.area(dict(rle)))
+
+
+def rle_areas_and_bboxes(rles: List[Mapping[str, Any]]) -> Tuple[List[float], List[List[float]]]:
+    """:func:`rle_area` and :func:`rle_bbox` of many compressed RLEs, one pycocotools call each."""
+    if not rles:
+        return [], []
+    plain = [{"size": r["size"], "counts": r["counts"]} for r in rles]
+    # pycocotools' area() of a list sizes its result with np.array((n,), dtype=uint8): lists of at most 255
+    areas = np.concatenate([np.asarray(mask_utils.area(plain[k : k + 255]), dtype=np.float64).reshape(-1)
+                            for k in range(0, len(plain), 255)])
+    boxes = np.asarray(mask_utils.toBbox(plain), dtype=np.float64).reshape(-1, 4)
+    return areas.tolist(), boxes.tolist()
 
 
 def rle_bbox(rle: Mapping[str, Any]) -> List[float]:
@@ -404,13 +517,78 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 1.0) -> Tuple[List[Lis
 
 
 def _where(kind: str, index: int, item: Any) -> str:
-    if isinstance(item, Mapping) and _is_int(item.get("id")):
+    if _is_mapping(item) and _is_int(item.get("id")):
         return f"{kind}[{index}] (id {item['id']})"
     return f"{kind}[{index}]"
 
 
+class _Where:
+    """:func:`_where`, worked out only if a message needs it (most annotations have no problem)."""
+
+    __slots__ = ("kind", "index", "item")
+
+    def __init__(self, kind: str, index: int, item: Any):
+        self.kind, self.index, self.item = kind, index, item
+
+    def __str__(self) -> str:
+        return _where(self.kind, self.index, self.item)
+
+
+def _finite_real(value: Any) -> bool:
+    """A number (not a bool) that is finite as a float: an integer of 400 digits is not (float() overflows)."""
+    if type(value) is float:
+        return math.isfinite(value)
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _valid_id(value: Any, minimum: int = 0) -> bool:
     return _is_int(value) and minimum <= value < (1 << 53)
+
+
+def _id_problem(key: str, value: Any, expected: str = "a non-negative integer") -> str:
+    """What is wrong with an id :func:`_valid_id` refused (``key``: the field's name)."""
+    if _is_int(value) and value >= (1 << 53):
+        return (f"'{key}' {value} is too large: ids must be below 2**53 = {1 << 53}, beyond which JSON "
+                "readers that hold numbers as doubles (JavaScript, many COCO tools) cannot keep it exact")
+    return f"'{key}' must be {expected}, got {value!r}"
+
+
+def _checked_counts(annotations: List[Any], images: Mapping[int, Tuple[int, int, str]]) -> Dict[int, Dict[str, Any]]:
+    """``index -> compressed RLE`` of the annotations whose ``counts`` string is valid for their image.
+
+    What :func:`to_compressed_rle` would return for them, checked for all of
+    them at once (:func:`valid_counts_strings`); the rest (polygons, lists,
+    bytes, anything refused) go through :func:`to_compressed_rle` one by one,
+    which gives the message.
+    """
+    index: List[int] = []
+    strings: List[str] = []
+    pixels: List[int] = []
+    shapes: List[Tuple[int, int]] = []
+    for i, ann in enumerate(annotations):
+        if type(ann) is not dict:
+            continue
+        seg, iid = ann.get("segmentation"), ann.get("image_id")
+        if type(seg) is not dict or type(iid) is not int or iid not in images:
+            continue
+        counts, size = seg.get("counts"), seg.get("size")
+        h, w = images[iid][0], images[iid][1]
+        if type(counts) is not str or type(size) is not list or len(size) != 2:
+            continue
+        if type(size[0]) is not int or type(size[1]) is not int or size[0] != h or size[1] != w:
+            continue
+        index.append(i)
+        strings.append(counts)
+        pixels.append(h * w)
+        shapes.append((h, w))
+    ok = valid_counts_strings(strings, pixels)
+    return {i: {"size": [h, w], "counts": s}
+            for i, s, (h, w), good in zip(index, strings, shapes, ok.tolist()) if good}
 
 
 def inspect_coco(
@@ -452,13 +630,13 @@ def inspect_coco(
     names: Dict[str, int] = {}
     for i, img in enumerate(sections["images"]):
         where = _where("images", i, img)
-        if not isinstance(img, Mapping):
+        if not _is_mapping(img):
             problems.append(f"{where}: expected an object, got {type(img).__name__}")
             continue
         iid, name, w, h = img.get("id"), img.get("file_name"), img.get("width"), img.get("height")
         ok = True
         if not _valid_id(iid):
-            problems.append(f"{where}: 'id' must be a non-negative integer, got {iid!r}")
+            problems.append(f"{where}: {_id_problem('id', iid)}")
             ok = False
         elif iid in first_index:
             problems.append(f"{where}: duplicate image id {iid} (also images[{first_index[iid]}])")
@@ -491,12 +669,12 @@ def inspect_coco(
     categories: Dict[int, int] = {}
     for i, cat in enumerate(sections["categories"]):
         where = _where("categories", i, cat)
-        if not isinstance(cat, Mapping):
+        if not _is_mapping(cat):
             problems.append(f"{where}: expected an object, got {type(cat).__name__}")
             continue
         cid = cat.get("id")
         if not _valid_id(cid):
-            problems.append(f"{where}: 'id' must be a non-negative integer, got {cid!r}")
+            problems.append(f"{where}: {_id_problem('id', cid)}")
         elif cid in categories:
             problems.append(f"{where}: duplicate category id {cid} (also categories[{categories[cid]}])")
         else:
@@ -506,41 +684,40 @@ def inspect_coco(
         if "supercategory" in cat and not isinstance(cat["supercategory"], str):
             problems.append(f"{where}: 'supercategory' must be a string")
 
+    checked = _checked_counts(sections["annotations"], images)
     seen_ann: Dict[int, int] = {}
     for i, ann in enumerate(sections["annotations"]):
-        where = _where("annotations", i, ann)
-        if not isinstance(ann, Mapping):
+        where = _Where("annotations", i, ann)
+        if not _is_mapping(ann):
             problems.append(f"{where}: expected an object, got {type(ann).__name__}")
             continue
         aid = ann.get("id")
         if not _valid_id(aid, minimum=1):
-            problems.append(
-                f"{where}: 'id' must be an integer >= 1 (COCOeval cannot match id 0), got {aid!r}"
-            )
+            problems.append(f"{where}: {_id_problem('id', aid, 'an integer >= 1 (COCOeval cannot match id 0)')}")
         elif aid in seen_ann:
             problems.append(f"{where}: duplicate annotation id {aid} (also annotations[{seen_ann[aid]}])")
         else:
             seen_ann[aid] = i
         iid = ann.get("image_id")
         if not _valid_id(iid):
-            problems.append(f"{where}: 'image_id' must be a non-negative integer, got {iid!r}")
+            problems.append(f"{where}: {_id_problem('image_id', iid)}")
         elif iid not in images and iid not in first_index:
             problems.append(f"{where}: image_id {iid} is not in 'images' (annotation for a missing image)")
         cid = ann.get("category_id")
         if not _valid_id(cid):
-            problems.append(f"{where}: 'category_id' must be a non-negative integer, got {cid!r}")
+            problems.append(f"{where}: {_id_problem('category_id', cid)}")
         elif cid not in categories:
             problems.append(f"{where}: category_id {cid} is not in 'categories'")
         if "iscrowd" in ann and not (_is_int(ann["iscrowd"]) and ann["iscrowd"] in (0, 1)):
             problems.append(f"{where}: 'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}")
         area, bbox = ann.get("area"), ann.get("bbox")
-        if "area" in ann and not (_is_number(area) and math.isfinite(area) and area >= 0):
+        if "area" in ann and not (_finite_real(area) and area >= 0):
             problems.append(f"{where}: 'area' must be a finite number >= 0, got {area!r}")
             area = None
         if "bbox" in ann and not (
             isinstance(bbox, (list, tuple))
             and len(bbox) == 4
-            and all(_is_number(v) and math.isfinite(v) for v in bbox)
+            and all(map(_finite_real, bbox))
             and bbox[2] >= 0
             and bbox[3] >= 0
         ):
@@ -549,11 +726,11 @@ def inspect_coco(
         if "segmentation" not in ann:
             problems.append(f"{where}: 'segmentation' is missing")
             continue
-        if iid not in images:
+        if not _valid_id(iid) or iid not in images:  # (a list or dict image_id cannot be looked up)
             continue
         h, w, name = images[iid]
         try:
-            rle = to_compressed_rle(ann["segmentation"], h, w)
+            rle = checked.get(i) or to_compressed_rle(ann["segmentation"], h, w)
         except SegmentationError as exc:
             problems.append(f"{where}: segmentation for image id {iid} ({name!r}): {exc}")
             continue

@@ -13,6 +13,7 @@ operating system raises ``ValueError``, not ``OSError``, for such a path).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Tuple
@@ -100,8 +101,17 @@ def _build(path: Path, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) ->
     out = ParsedDocument()
     notes: List[str] = []
 
-    def extra(item: Mapping[str, Any], known: Tuple[str, ...], where: str) -> Dict[str, Any]:
-        return {k: jsonsafe.clean_extra(v, f"{where}[{k!r}]", notes) for k, v in item.items() if k not in known}
+    def extra(item: Mapping[str, Any], known: Tuple[str, ...], kind: str) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for k, v in item.items():
+            if k in known:
+                continue
+            t = type(v)
+            if t is str or t is int or t is bool or v is None or (t is float and math.isfinite(v)):
+                out[k] = v  # nothing to clean (most extra fields: a score, a model name)
+            else:
+                out[k] = jsonsafe.clean_extra(v, f"{kind} id {item['id']}[{k!r}]", notes)
+        return out
 
     for key, value in data.items():
         if key == "info":
@@ -122,7 +132,7 @@ def _build(path: Path, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) ->
                 file_name=img["file_name"],
                 width=img["width"],
                 height=img["height"],
-                extra=extra(img, _IMAGE_KEYS, f"image id {img['id']}"),
+                extra=extra(img, _IMAGE_KEYS, "image"),
             )
         )
     if bad_names:
@@ -138,22 +148,23 @@ def _build(path: Path, data: Dict[str, Any], rles: Dict[int, Dict[str, Any]]) ->
                 name=cat["name"],
                 color=color,
                 supercategory=cat.get("supercategory", "") or "",
-                extra=extra(cat, _CATEGORY_KEYS, f"category id {cat['id']}"),
+                extra=extra(cat, _CATEGORY_KEYS, "category"),
             )
         )
 
-    for i, ann in enumerate(data.get("annotations", [])):
-        rle = rles[i]
+    anns = data.get("annotations", [])
+    areas, boxes = coco.rle_areas_and_bboxes([rles[i] for i in range(len(anns))])  # one pycocotools call each
+    for i, ann in enumerate(anns):
         out.annotations.append(
             Annotation(
                 id=ann["id"],
                 image_id=ann["image_id"],
                 category_id=ann["category_id"],
-                segmentation=rle,
-                area=coco.rle_area(rle),
-                bbox=coco.rle_bbox(rle),
+                segmentation=rles[i],
+                area=areas[i],
+                bbox=boxes[i],
                 iscrowd=int(ann.get("iscrowd", 0)),
-                extra=extra(ann, _ANNOTATION_KEYS, f"annotation id {ann['id']}"),
+                extra=extra(ann, _ANNOTATION_KEYS, "annotation"),
             )
         )
     if notes:
