@@ -229,3 +229,22 @@ def test_line_cache_without_a_fingerprint_serialises_every_time():
     cat.name = "b"
     assert cache.lines([cat]) != first
     assert len(cache) == 0
+
+
+def test_prepare_save_fills_the_line_caches_so_the_first_save_reuses_them(tmp_path):
+    """The window calls prepare_save while a folder opens: the first autosave (the first accept) then
+    serialises only what changed."""
+    import json as _json
+
+    path = tmp_path / "annotations.json"
+    seg = [[1, 1, 4, 1, 4, 3]]
+    path.write_text(_json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 6, "height": 4}],
+        "categories": [{"id": 1, "name": "c"}],
+        "annotations": [{"id": i, "image_id": 1, "category_id": 1, "segmentation": seg, "iscrowd": 0}
+                        for i in range(1, 51)],
+    }))  # fmt: skip
+    ds = Dataset.open(path)
+    assert len(ds._annotation_lines) == 0
+    ds.prepare_save()
+    assert len(ds._annotation_lines) == 50 and len(ds._image_lines) == 1

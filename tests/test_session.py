@@ -725,3 +725,14 @@ def test_the_log_says_which_model_and_folder_a_session_used(qtbot, fake_window, 
     assert any(m.startswith("model loaded: ") and " torch " in m for m in records), records
     folder = next(m for m in records if m.startswith("opened "))
     assert f"{w.session.image_count()} images" in folder and "annotations.json" in folder
+
+
+def test_opening_a_folder_prepares_the_first_save(qtbot, fake_window, monkeypatch):
+    """The first autosave comes with the first accept: the document's lines are serialised while the folder
+    opens instead (a second's work at 100,000 annotations), not then."""
+    from annotator.data.document import Dataset
+
+    prepared = []
+    monkeypatch.setattr(Dataset, "prepare_save", lambda self: prepared.append(self.path))
+    w = fake_window()
+    assert prepared == [w.session.dataset.path]

@@ -888,6 +888,15 @@ class Dataset:
             )
         return text
 
+    def prepare_save(self) -> None:
+        """Serialise every record once now (while a folder opens), so that the first save, usually right
+        after the first accept, costs what later ones do (:meth:`to_json` reuses unchanged lines); about
+        a second for 100,000 annotations. A value that cannot be written is left for :meth:`save` to report."""
+        try:
+            self.to_json()
+        except Exception:  # (save raises it as a SaveError, with the message)
+            pass
+
     def mark_saved(self, revision: int) -> None:
         """Record that the state of ``revision`` is on disk."""
         self.saved_revision = revision

@@ -310,6 +310,7 @@ class Session(QObject):
         self.undo_stack.clear()
         self._leave_image()
         self.images.set_folder(folder, paths)
+        dataset.prepare_save()  # the first autosave (first accept) then costs what later ones do
         self.edits.set_dataset(dataset)
         self.folderChanged.emit()
         log.info("opened %s: %d images; working file %s, %d annotations%s", folder, len(paths), output,
