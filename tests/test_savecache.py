@@ -149,6 +149,7 @@ def test_an_annotation_changed_in_place_is_caught_by_verify_mode(ds, monkeypatch
     """The one thing the annotation lines rest on (see the module docstring); VERIFY checks it."""
     ann = ds.annotations[min(ds.annotations)]
     ann.extra["predicted_iou"] = 0.75  # in place: against the contract
+    monkeypatch.setattr(savecache, "VERIFY", False)  # (the tests' conftest turns it on)
     assert ds.to_json() != _fresh(ds)  # (why the contract exists)
     monkeypatch.setattr(savecache, "VERIFY", True)
     with pytest.raises(savecache.StaleCacheError, match="changed in place"):
