@@ -339,7 +339,7 @@ def test_embedded_image_is_never_written_over_a_file_and_bad_image_data_is_repor
         "c.json: no 'imagePath'; the image embedded in the file ('imageData') is written to c.png on import",
         "a.png: no labelme file refers to this image; not imported",
     ]
-    assert [i.path for i in plan.images] == [root / "c.png"] and plan.images[0].data == png.getvalue()
+    assert [i.path for i in plan.images] == [root / "c.png"] and plan.images[0].data.read() == png.getvalue()
     assert (root / "a.png").read_bytes() == b"not mine"
 
 

@@ -127,3 +127,80 @@ def test_a_folder_of_only_labelme_files_gets_its_images_from_them(qtbot, make_wi
     assert s.image_count() == 0 and not (folder / "a.png").exists()
     w.actions_by_name["redo"].trigger()
     assert (folder / "b.png").read_bytes() == one and _names(s) == ["a.png", "b.png"]
+
+
+def test_the_images_are_written_on_the_import_thread_and_no_bytes_are_kept(qtbot, make_window, tmp_path, photos,
+                                                                           monkeypatch):
+    """The write (fsync per image) runs on the import thread; the GUI thread only adds records. The undo step
+    keeps (path, digest), not the images: redo reads them from the JSON files again."""
+    import threading
+
+    from annotator.data.formats import importing
+    from annotator.data.formats.plan import EmbeddedImage
+
+    folder = tmp_path / "only-json"
+    pictures = {f"{name}.png": _png(photos[name]) for name in ("astronaut", "coffee", "chelsea")}
+    for name, data in pictures.items():
+        _labelme_json(folder / name.replace(".png", ".json"), name, data, "thing", (20, 20, 120, 120))
+    w = make_window(folder)
+    s = w.session
+    writers = []
+    real_write = importing.atomic_write_bytes
+
+    def recording(path, data, **kw):
+        writers.append((Path(path).name, threading.current_thread()))
+        return real_write(path, data, **kw)
+
+    monkeypatch.setattr(importing, "atomic_write_bytes", recording)
+    _result, (summary, _lines, _enabled) = _import(qtbot, w, monkeypatch, "labelme", folder)
+    assert summary.startswith("3 image(s) of the open folder matched")
+    assert sorted(name for name, _ in writers) == sorted(pictures)
+    assert all(t is not threading.main_thread() for _, t in writers), writers
+    assert all((folder / n).read_bytes() == d for n, d in pictures.items()) and len(s.dataset.annotations) == 3
+    command = s.undo_stack.command(s.undo_stack.count() - 1)
+    assert sorted(p.name for p, _ in command.written) == sorted(pictures)
+    assert all(isinstance(e, EmbeddedImage) for _, e in command.written)
+    assert not any(isinstance(v, (bytes, bytearray)) and len(v) > 1000 for v in vars(command).values())
+    w.actions_by_name["undo"].trigger()
+    assert not any((folder / n).exists() for n in pictures)
+    # one JSON file changed after the import: redo says so and does not write another picture in its place
+    _labelme_json(folder / "coffee.json", "coffee.png", _png(photos["chelsea"]), "thing", (20, 20, 120, 120))
+    w.actions_by_name["redo"].trigger()
+    assert (folder / "astronaut.png").read_bytes() == pictures["astronaut.png"] and not (folder / "coffee.png").exists()
+    assert "coffee.png not written (coffee.json changed since the import read it)" in command.text()
+
+
+def test_cancelling_the_write_deletes_the_images_and_adds_nothing(qtbot, make_window, tmp_path, photos, monkeypatch):
+    import threading
+
+    from annotator.data.formats import importing
+
+    folder = tmp_path / "only-json"
+    for name in ("astronaut", "coffee", "chelsea"):
+        _labelme_json(folder / f"{name}.json", f"{name}.png", _png(photos[name]), "thing", (20, 20, 120, 120))
+    w = make_window(folder)
+    s = w.session
+    go, writes = threading.Event(), []
+    real_write = importing.atomic_write_bytes
+
+    def held_after_the_first(path, data, **kw):
+        if writes:
+            go.wait(60)  # the test cancels while the second image is due
+        done = real_write(path, data, **kw)
+        writes.append(Path(path).name)  # (once the file is there)
+        return done
+
+    monkeypatch.setattr(importing, "atomic_write_bytes", held_after_the_first)
+    from test_gui_formats import _answer_import
+
+    _answer_import(monkeypatch, "labelme", folder)
+    with qtbot.waitSignal(s.imports.importRunning, check_params_cb=lambda on: on, timeout=60_000):
+        w.actions_by_name["import_labels"].trigger()
+    qtbot.waitUntil(lambda: len(writes) == 1, timeout=60_000)  # the dialog was answered; the writing has begun
+    assert s.imports.running and (folder / writes[0]).is_file() and s.undo_stack.count() == 0
+    with qtbot.waitSignal(s.imports.importRunning, check_params_cb=lambda on: not on, timeout=60_000):
+        s.imports.cancel()
+        go.set()
+    qtbot.waitUntil(lambda: not list(folder.glob("*.png")), timeout=60_000)
+    assert s.undo_stack.count() == 0 and not s.dataset.images and not s.dataset.annotations
+    assert s.image_count() == 0

@@ -11,25 +11,32 @@ Three stages, each with its own signal:
    the working file; an image elsewhere is listed as unmatched, never
    silently dropped), with the counts and the report lines to show *before*
    anything changes.
-3. :meth:`ImportRunner.apply` pushes one :class:`ImportCommand`: the plan is
+3. :meth:`ImportRunner.apply` writes the images only the source holds (see
+   below) on the import thread, then pushes one :class:`ImportCommand`: the plan is
    added with :func:`~annotator.data.formats.importing.apply_plan` (only ever
    adding; the working file is then saved as after any edit, backed up once
    per session first); Ctrl+Z removes exactly the annotations, categories and
    image records it created and puts image states back; Ctrl+Shift+Z adds
    them again with the same ids. ``imported(ImportResult)`` follows.
 
-Images only the source holds (labelme ``imageData``): the data layer writes
-such an image next to its JSON file when the import is applied (never over a
-file). One that would land in the open folder itself counts as matched (and
+Images only the source holds (labelme ``imageData``): such an image is
+written next to its JSON file when the import is applied (never over a file),
+on the import thread (:func:`~annotator.data.formats.importing.write_embedded`,
+cancellable: a cancel deletes what it wrote), before the command is pushed, so
+the GUI thread only adds records. Nothing keeps the image bytes: the plan and
+the command hold the JSON file's path and the bytes' digest, and the image is
+read from the JSON file again when it is (re)written. One that would land in the open folder itself counts as matched (and
 the preview says how many will be written); once written it joins the image
 list (:class:`~annotator.session.image_listing.FolderImages`) and can be shown
 like any other. One that would land in a sub-folder, or outside the folder,
 is listed as not imported: the window lists the open folder without its
 sub-folders, so the image would vanish from the list at the next opening.
-Undoing the import deletes each image it wrote, if the file is still
-byte-for-byte what was written and the working file no longer records it
+Undoing the import deletes each image it wrote, if the file still has the
+digest of what was written and the working file no longer records it
 (the JSON still holds it, so nothing is lost); a file changed since is kept
-and the undo message says so. Redoing writes it again.
+and the undo message says so. Redoing writes it again, read from the JSON
+file (on the GUI thread: only the images that undo deleted; a JSON file
+changed meanwhile is said, not written).
 
 Where the images are: the source is first read where its format puts them
 (YOLO ``images/``, VOC ``JPEGImages/``, labelme's ``imagePath``, COCO
@@ -48,12 +55,11 @@ from pathlib import Path
 from typing import Any, FrozenSet, List, Optional, Tuple
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoCommand, QUndoStack
+from PySide6.QtGui import QUndoStack
 
-from annotator.data.atomic import atomic_write_bytes
-from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, apply_plan
-from annotator.data.image_states import DONE
-from annotator.data.formats.plan import ImportedImage, ImportFailed, shown
+from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, remove_written, write_embedded
+from annotator.data.formats.plan import EmbeddedImage, ImportedImage, ImportFailed, shown
+from annotator.session.import_command import ImportCommand
 from annotator.workers.jobs import JobService
 
 __all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner"]
@@ -66,13 +72,6 @@ def _key(path: Path) -> str:
 def _matches(img: ImportedImage, known: FrozenSet[str], folder: Path) -> bool:
     """``img`` is one of the ``known`` images, or one the import will write into the open ``folder`` itself."""
     return _key(img.path) in known or (img.data is not None and _key(Path(img.path).parent) == _key(folder))
-
-
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
-    except OSError:
-        return False
 
 
 def _known_images(dataset, paths) -> FrozenSet[str]:
@@ -154,116 +153,6 @@ class ImportResult:
                 f"{f'; {len(self.report)} line(s) reported' if self.report else ''} (Ctrl+Z undoes it)")
 
 
-class ImportCommand(QUndoCommand):
-    """One import as one user step (see the module notes).
-
-    ``edits``: the session's DocumentEdits; ``listing``: a
-    :class:`~annotator.session.image_listing.FolderImages` that lists the
-    images the import writes (``None``: the files are still written and
-    removed, the list is not kept in step). ``written``: ``(path, bytes)`` of
-    each image this import wrote (labelme ``imageData``).
-    """
-
-    def __init__(self, edits, plan: ImportPlan, listing=None) -> None:
-        self._text = f"Import {plan.fmt} labels"
-        super().__init__(self._text)
-        self.edits = edits
-        self.plan = plan
-        self.listing = listing
-        self.changes: Optional[ImportChanges] = None
-        self.report: List[str] = []
-        self.written: List[Tuple[Path, bytes]] = []
-        self._deleted: List[Tuple[Path, bytes]] = []  # written, then deleted by undo: redo writes them again
-        self._removed_images: list = []
-        self._removed_annotations: list = []
-        self._removed_categories: list = []
-
-    def redo(self) -> None:
-        ds = self.edits.dataset
-        if self.changes is None:  # the first time: add the plan
-            absent = [(Path(img.path), img.data) for img in self.plan.images
-                      if img.data is not None and not os.path.lexists(img.path)]
-            self.changes, self.report = apply_plan(ds, self.plan)
-            self.written = [(path, data) for path, data in absent if _same_bytes(path, data)]
-            self._list([path for path, _ in self.written])
-        else:  # again after an undo: the same records, same ids
-            for rec in self._removed_images:
-                ds.restore_image(rec)
-            for removed in reversed(self._removed_categories):
-                self.edits.apply_restore_category(removed)
-            for image_id, _old in self.changes.states:
-                ds.set_image_state(image_id, DONE)
-            for ann in self._removed_annotations:
-                ds.add_annotation(ann)
-        self.edits.apply_changed(self.changes.images_touched)  # one save, one refresh
-        if self._deleted:
-            self._write_again()
-
-    def undo(self) -> None:
-        ds, changes = self.edits.dataset, self.changes
-        for image_id, old in reversed(changes.states):
-            ds.set_image_state(image_id, old)
-        self._removed_annotations = self.edits.apply_remove_annotations(
-            [aid for aid in changes.annotations if aid in ds.annotations]
-        )
-        self._removed_categories = [
-            self.edits.apply_remove_category(cid, None) for cid in reversed(changes.categories) if cid in ds.categories
-        ]
-        self.edits.apply_changed(changes.images_touched)
-        # the image records it listed go too (an image annotated since stays)
-        self._removed_images = [ds.remove_image(iid) for iid in reversed(changes.images)
-                                if iid in ds.images and not ds.annotations_for(iid)][::-1]
-        if self._removed_images:
-            self.edits.document_changed()
-        self._delete_written()
-
-    def _list(self, paths: List[Path]) -> None:
-        if self.listing is not None and paths:
-            self.listing.add(paths)
-
-    def _delete_written(self) -> None:
-        """Delete the images this import wrote that are unchanged and no longer recorded; say which are kept."""
-        ds = self.edits.dataset
-        kept, gone, self._deleted = [], [], []
-        for path, data in self.written:
-            if ds.image_by_name(ds.relative_name(path)) is not None:
-                kept.append(f"{path.name} kept (the working file still records it)")
-            elif os.path.lexists(path) and not _same_bytes(path, data):
-                kept.append(f"{path.name} kept (changed since the import wrote it)")
-            else:  # (one deleted meanwhile: only the list is put right; redo writes it again all the same)
-                gone.append(path)
-                self._deleted.append((path, data))
-        if self.listing is not None and gone:
-            self.listing.remove(gone)  # (moves off the image on show first if it is one)
-        failed = []
-        for path, data in list(self._deleted):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                kept.append(f"{path.name} kept (cannot delete it: {exc.strerror or exc})")
-                self._deleted.remove((path, data))
-                failed.append(path)
-        self._list(failed)  # still there: listed again
-        self.setText(self._text + (f"; {', '.join(kept)}" if kept else ""))
-
-    def _write_again(self) -> None:
-        """Redo: write the images undo deleted (never over a file) and list them again."""
-        notes, listed = [], []
-        for path, data in self._deleted:
-            if os.path.lexists(path) and not _same_bytes(path, data):
-                notes.append(f"{path.name} is another file now; not written")
-                continue
-            try:
-                if not os.path.lexists(path):
-                    atomic_write_bytes(path, data)
-                listed.append(path)
-            except OSError as exc:
-                notes.append(f"cannot write {path.name} ({exc.strerror or exc})")
-        self._deleted = []
-        self._list(listed)
-        self.setText(self._text + (f"; {', '.join(notes)}" if notes else ""))
-
-
 class ImportRunner(QObject):
     """File → Import's session part: one read at a time, then one undoable apply.
 
@@ -298,9 +187,12 @@ class ImportRunner(QObject):
         self.jobs.progress.connect(lambda _id, done, total, text: self.importProgress.emit(done, total, text))
         self.jobs.finished.connect(self._on_finished)
         self.jobs.failed.connect(self._on_failed)
-        self.jobs.cancelled.connect(lambda _id: self._end())
+        self.jobs.cancelled.connect(self._on_cancelled)
         # (dataset, folder, known image keys) the read in flight is for
         self._reading: Optional[Tuple[Any, Path, FrozenSet[str]]] = None
+        # the preview whose embedded images are being written, and the files written so far (by the job)
+        self._writing: Optional[ImportPreview] = None
+        self._made: List[Tuple[Path, EmbeddedImage]] = []
         self._running = False
 
     @property
@@ -323,6 +215,9 @@ class ImportRunner(QObject):
         if fmt not in IMPORT_FORMATS:
             self.importFailed.emit(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
             return False
+        if self._writing is not None:
+            self.importFailed.emit("An import is still writing its images; wait for it (or cancel it) first.")
+            return False
         folder = Path(folder) if folder is not None else ds.image_dir
         known = _known_images(ds, self._images.paths)
         self._reading = (ds, folder, known)
@@ -339,18 +234,52 @@ class ImportRunner(QObject):
 
     def shutdown(self, timeout_ms: int = -1) -> bool:
         done = self.jobs.shutdown(timeout_ms)
+        if self._writing is not None and done:
+            remove_written(self._made)  # an import that never got pushed leaves no file behind
         self._end()
         return done
 
     def apply(self, preview: ImportPreview) -> Optional[ImportResult]:
-        """Add ``preview``'s plan as one undoable step (behind the action gate); ``imported`` follows."""
+        """Add ``preview``'s plan as one undoable step (behind the action gate); ``imported`` follows.
+
+        Returns the result when added at once; ``None`` when it waits behind an
+        accept, or first writes the images only the source holds on the import
+        thread (``importRunning``, ``importProgress``; Cancel deletes them again).
+        """
+        if self._writing is not None:
+            self.importFailed.emit("An import is still writing its images; wait for it (or cancel it) first.")
+            return None
+        if preview.written:
+            return self._start_writing(preview)
         return self._gate.call(self._apply, preview)
 
-    def _apply(self, preview: ImportPreview) -> Optional[ImportResult]:
+    def _start_writing(self, preview: ImportPreview) -> None:
+        if not self._check(preview):
+            return None
+        self._writing, self._made = preview, []
+        self.jobs.submit(_write_job, preview.plan, self._made)
+        if not self._running:
+            self._running = True
+            self.importRunning.emit(True)
+        self.importProgress.emit(0, preview.written, f"Writing {preview.written} image(s) from the labelme files…")
+        return None
+
+    def _check(self, preview: ImportPreview) -> bool:
         if preview.dataset is not self._edits.dataset:
             self.importFailed.emit("Another working file is open now; read the labels again to import them into it.")
+            return False
+        return True
+
+    def _apply(self, preview: ImportPreview, written: Optional[List[Tuple[Path, EmbeddedImage]]] = None,
+               plan: Optional[ImportPlan] = None) -> Optional[ImportResult]:
+        """Push the command: ``preview.plan``, or after :func:`write_embedded` the ``plan`` it returned and the
+        images it ``written``. Its report lines past the preview's (a JSON file changed meanwhile...) count as late."""
+        if not self._check(preview):
+            if written:
+                remove_written(written)  # copies of what the JSON files hold: nothing is lost
             return None
-        command = ImportCommand(self._edits, preview.plan, self._listing)
+        command = ImportCommand(self._edits, plan if plan is not None else preview.plan, self._listing,
+                                written=written if plan is not None else None)
         self._undo_stack.push(command)
         late = tuple(command.report[len(preview.plan.report):])  # apply_plan: the plan's lines, then its own
         result = ImportResult(preview.plan.source, preview.plan.fmt, command.changes,
@@ -360,15 +289,29 @@ class ImportRunner(QObject):
 
     def _end(self) -> None:
         self._reading = None
+        self._writing = None
         if self._running:
             self._running = False
             self.importRunning.emit(False)
 
+    def _on_cancelled(self, _job_id: int) -> None:
+        if self._writing is not None:
+            remove_written(self._made)  # (the job deletes them itself, unless it had returned already)
+        self._end()
+
     def _on_failed(self, _job_id: int, message: str) -> None:
+        if self._writing is not None:
+            remove_written(self._made)
         self._end()
         self.importFailed.emit(message)
 
-    def _on_finished(self, _job_id: int, outcome: Tuple[Optional[ImportPlan], str]) -> None:
+    def _on_finished(self, _job_id: int, outcome: Any) -> None:
+        writing = self._writing
+        if writing is not None:
+            self._end()
+            # the images are written: push the command (behind the gate) with the plan of those that were
+            self._gate.call(self._apply, writing, outcome.written, outcome.plan)
+            return
         reading = self._reading
         self._end()
         plan, problem = outcome
@@ -380,6 +323,13 @@ class ImportRunner(QObject):
             return
         dataset, folder, known = reading
         self.previewReady.emit(_preview(plan, dataset, known, folder))
+
+
+def _write_job(plan: ImportPlan, made: list, *, report, cancel):
+    """The apply's job (import thread): write the images only the source holds; an :class:`EmbeddedWrites`."""
+    total = sum(1 for img in plan.images if img.data is not None and (img.annotations or img.negative))
+    text = f"Writing {total} image(s) from the labelme files…"
+    return write_embedded(plan, lambda done, n: report(done, n, text), cancel, made)
 
 
 def _preview(plan: ImportPlan, dataset, known: FrozenSet[str], folder: Path) -> ImportPreview:

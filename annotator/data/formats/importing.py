@@ -19,13 +19,22 @@ Two steps, so that the slow part can run on a worker thread:
    It returns an :class:`ImportChanges` (what was added, for undo) and the
    report lines.
 
+Images only the source holds (labelme ``imageData``) are written next to
+their JSON file by :func:`write_embedded` (never over a file), read from the
+JSON file again at that moment: a plan holds only a reference to each
+(:class:`~annotator.data.formats.plan.EmbeddedImage`). :func:`apply_plan`
+writes them itself unless told they are written already (the window writes
+them on its import thread first, then adds the records on the GUI thread).
+
 :func:`import_labels` does both. Writing the working file is left to the
 caller (:meth:`Dataset.save`, which backs the old file up first).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +48,16 @@ from annotator.data.document import Dataset, DatasetError
 from annotator.data.formats import cocoin, labelme, voc, yolo
 from annotator.data.formats.common import rle_ious
 from annotator.data.image_states import DONE, STATE_FIELD, recorded_state
-from annotator.data.formats.plan import ImportCancelled, ImportedImage, ImportFailed, ImportPlan, ProgressFn
-from annotator.data.imageio import ImageLoadError, image_size
+from annotator.data.formats.plan import (
+    EmbeddedChanged,
+    EmbeddedImage,
+    ImportCancelled,
+    ImportedImage,
+    ImportFailed,
+    ImportPlan,
+    ProgressFn,
+    check_cancel,
+)
 from annotator.data.maskedit import fill_holes
 
 __all__ = [
@@ -51,6 +68,8 @@ __all__ = [
     "ImportPlan",
     "read_labels",
     "apply_plan",
+    "EmbeddedWrites",
+    "write_embedded",
     "import_labels",
     "undo_import",
 ]
@@ -123,8 +142,12 @@ def read_labels(
     return _READERS[fmt](Path(src), Path(images) if images is not None else None, progress, cancel)
 
 
-def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[str]]:
+def apply_plan(dataset: Dataset, plan: ImportPlan, *, embedded_written: bool = False) -> Tuple[ImportChanges, List[str]]:
     """Add a plan to ``dataset`` (never removing or changing what is there).
+
+    Images only the source holds are written first (:func:`write_embedded`,
+    one at a time, where the caller runs), unless ``embedded_written``: the
+    caller has run :func:`write_embedded` already and passes the plan it returned.
 
     Returns
     -------
@@ -141,7 +164,7 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
     for image in plan.images:
         if not image.annotations and not image.negative:
             continue
-        if image.data is not None and not _write_embedded(image, report):
+        if image.data is not None and not embedded_written and not _write_one(image, report):
             continue
         file_name = dataset.relative_name(image.path)
         known = dataset.image_by_name(file_name)
@@ -184,22 +207,95 @@ def apply_plan(dataset: Dataset, plan: ImportPlan) -> Tuple[ImportChanges, List[
     return changes, report
 
 
-def _write_embedded(image: ImportedImage, report: List[str]) -> bool:
-    """Write an image the source embeds (labelme ``imageData``) where the plan put it; never over a file.
+@dataclass
+class EmbeddedWrites:
+    """What :func:`write_embedded` did.
 
-    Returns False (with a report line) when it cannot be written or another image is there by now.
+    ``plan``: the plan without the images that could not be written (its
+    report has a line for each); ``written``: ``(path, embedded)`` of each
+    file this call created.
+    """
+
+    plan: ImportPlan
+    written: List[Tuple[Path, EmbeddedImage]] = field(default_factory=list)
+
+
+def write_embedded(
+    plan: ImportPlan,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[threading.Event] = None,
+    written: Optional[List[Tuple[Path, EmbeddedImage]]] = None,
+) -> EmbeddedWrites:
+    """Write each image only the source holds (labelme ``imageData``) where the plan put it (any thread).
+
+    Each is read from its JSON file again (checked against the digest read
+    before: a file changed meanwhile is reported, not written) and written
+    atomically; never over a file (one already there holding the same bytes
+    counts as written before). ``written``, when given, gets each file as it
+    is created (so a caller can clean up after a cancel it did not see end).
+
+    Raises
+    ------
+    ImportCancelled
+        ``cancel`` was set: the files this call created are deleted again.
+    """
+    made: List[Tuple[Path, EmbeddedImage]] = written if written is not None else []
+    report = list(plan.report)
+    kept: List[ImportedImage] = []
+    todo = [img for img in plan.images if img.data is not None and (img.annotations or img.negative)]
+    done = 0
+    try:
+        for image in plan.images:
+            if image.data is None or not (image.annotations or image.negative):
+                kept.append(image)
+                continue
+            check_cancel(cancel)
+            existed = os.path.lexists(image.path)
+            if _write_one(image, report):
+                kept.append(image)
+                if not existed:
+                    made.append((Path(image.path), image.data))
+            done += 1
+            if progress is not None:
+                progress(done, len(todo))
+        check_cancel(cancel)
+    except ImportCancelled:
+        remove_written(made)
+        raise
+    return EmbeddedWrites(dataclasses.replace(plan, images=kept, report=report), made)
+
+
+def remove_written(written: List[Tuple[Path, EmbeddedImage]]) -> List[Path]:
+    """Delete files :func:`write_embedded` created, those still holding what it wrote; returns those it could not."""
+    left = []
+    for path, embedded in written:
+        if embedded.matches(path):
+            try:
+                path.unlink()
+            except OSError:
+                left.append(path)
+    return left
+
+
+def _write_one(image: ImportedImage, report: List[str]) -> bool:
+    """Write one embedded image at ``image.path``; never over a file.
+
+    Returns False (with a report line) when it cannot be written, its JSON
+    file changed meanwhile, or another file is there by now.
     """
     path = Path(image.path)
-    if path.exists():
-        try:
-            same = image_size(path) == (image.width, image.height)
-        except ImageLoadError:
-            same = False
+    if os.path.lexists(path):
+        same = image.data.matches(path)
         if not same:
             report.append(f"{image.where}: {path} appeared meanwhile and is not the embedded image; not imported")
         return same
     try:
-        atomic_write_bytes(path, image.data)
+        data = image.data.read()
+    except EmbeddedChanged as exc:
+        report.append(f"{image.where}: {exc}; not imported")
+        return False
+    try:
+        atomic_write_bytes(path, data)
     except OSError as exc:
         report.append(f"{image.where}: cannot write the embedded image to {path} ({exc.strerror or exc}); not imported")
         return False

@@ -268,11 +268,15 @@ def _load(path: Path, where: str, report: List[str]) -> Optional[Dict[str, Any]]
 _IMAGE_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
 
 
-def _embedded(doc: Mapping[str, Any], where: str, report: List[str]) -> Optional[Tuple[bytes, Tuple[int, int], str]]:
-    """The image a labelme file embeds (``imageData``): ``(bytes, (width, height), suffix)``, or None.
+def _embedded(
+    path: Path, doc: Mapping[str, Any], where: str, report: List[str]
+) -> Optional[Tuple[P.EmbeddedImage, Tuple[int, int], str]]:
+    """The image a labelme file (``path``) embeds (``imageData``): ``(reference, (width, height), suffix)``, or None.
 
     labelme embeds the image file's bytes (re-encoded when it applied an
-    EXIF orientation); the size is taken as labelme shows it, orientation applied.
+    EXIF orientation); the size is taken as labelme shows it, orientation
+    applied. The bytes are not kept: the reference reads them again when the
+    image is written (a folder of labelme files would otherwise hold every image).
     """
     raw = doc.get("imageData")
     if not isinstance(raw, str) or not raw:
@@ -287,13 +291,13 @@ def _embedded(doc: Mapping[str, Any], where: str, report: List[str]) -> Optional
     except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         report.append(f"{where}: 'imageData' is not a base64-encoded image ({exc.__class__.__name__}); not used")
         return None
-    return data, (w, h), _IMAGE_SUFFIXES.get(fmt, ".png")
+    return P.EmbeddedImage.of(Path(os.path.abspath(path)), data), (w, h), _IMAGE_SUFFIXES.get(fmt, ".png")
 
 
 def _find_image(
     path: Path, doc: Mapping[str, Any], where: str, images: Optional[Path], root: Path, report: List[str]
-) -> Tuple[Optional[Path], Optional[Tuple[bytes, Tuple[int, int]]]]:
-    """Where the labelled image is: ``(path, None)``; ``(where to write it, (bytes, size))`` when only
+) -> Tuple[Optional[Path], Optional[Tuple[P.EmbeddedImage, Tuple[int, int]]]]:
+    """Where the labelled image is: ``(path, None)``; ``(where to write it, (embedded, size))`` when only
     the JSON holds it; ``(None, None)`` with a report line when it is nowhere.
 
     Tried in order: ``imagePath`` against the JSON file's folder (labelme's
@@ -315,7 +319,7 @@ def _find_image(
     if beside is not None and beside.is_file():
         report.append(f"{where}: image '{raw}' not found; using {P.shown(beside, root)} next to the JSON file")
         return beside, None
-    embedded = _embedded(doc, where, report)
+    embedded = _embedded(path, doc, where, report)
     if embedded is not None:
         data, size, suffix = embedded
         stem = Path(name).stem if name and Path(name).stem else path.stem

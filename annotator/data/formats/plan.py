@@ -15,6 +15,10 @@ what was done (``line skipped``, ``not imported``).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from annotator.data.identity import file_sha256
 from annotator.data.imageio import ImageLoadError, image_size, list_images, natural_key
 
 ProgressFn = Callable[[int, int], object]
@@ -52,6 +57,60 @@ class ImportedAnnotation:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+class EmbeddedChanged(ValueError):
+    """A label file no longer holds the image it held when it was read (edited, moved or deleted meanwhile)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """An image file held inside a JSON label file as base64 (labelme ``imageData``), by reference.
+
+    A plan of 1,000 labelme files holds 1,000 of these (a path and a digest),
+    not ~3 GB of image bytes: :meth:`read` reads the JSON file again when the
+    image is written, and checks that it still holds the same bytes.
+    """
+
+    source: Path  # the JSON file, absolute
+    digest: str  # SHA-256 (hex) of the decoded image bytes
+    size: int  # their length
+    key: str = "imageData"  # the JSON field holding them (base64)
+
+    @classmethod
+    def of(cls, source: Path, data: bytes, key: str = "imageData") -> "EmbeddedImage":
+        return cls(Path(source), hashlib.sha256(data).hexdigest(), len(data), key)
+
+    def read(self) -> bytes:
+        """The image's bytes, decoded from the JSON file again.
+
+        Raises
+        ------
+        EmbeddedChanged
+            The file cannot be read or parsed any more, or its ``key`` no longer
+            decodes to the bytes it held (message names the file).
+        """
+        try:
+            doc = json.loads(self.source.read_bytes().decode("utf-8-sig"))
+        except OSError as exc:
+            raise EmbeddedChanged(f"{self.source} cannot be read again ({exc.strerror or exc})") from None
+        except ValueError as exc:  # not UTF-8, malformed JSON
+            raise EmbeddedChanged(f"{self.source} is no longer valid JSON ({exc.__class__.__name__})") from None
+        raw = doc.get(self.key) if isinstance(doc, dict) else None
+        try:
+            data = base64.b64decode(raw, validate=False) if isinstance(raw, str) else b""
+        except (binascii.Error, ValueError):
+            data = b""
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.digest:
+            raise EmbeddedChanged(f"{self.source} changed since it was read: its '{self.key}' is another image now")
+        return data
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``path`` is a file holding exactly these bytes (hashed in chunks; False when unreadable)."""
+        try:
+            return os.path.isfile(path) and os.stat(path).st_size == self.size and file_sha256(path) == self.digest
+        except OSError:
+            return False
+
+
 @dataclass
 class ImportedImage:
     """An image file and its masks.
@@ -67,9 +126,10 @@ class ImportedImage:
     where: str  # the label file, relative to the source
     annotations: List[ImportedAnnotation] = field(default_factory=list)
     negative: bool = False
-    #: The image file's bytes when ``path`` does not exist yet (a labelme file's embedded
-    #: ``imageData``): :func:`~annotator.data.formats.importing.apply_plan` writes them there.
-    data: Optional[bytes] = None
+    #: Where the image file's bytes are when ``path`` does not exist yet (a labelme file's
+    #: embedded ``imageData``): :func:`~annotator.data.formats.importing.write_embedded`
+    #: writes them there. A reference, not the bytes (see :class:`EmbeddedImage`).
+    data: Optional[EmbeddedImage] = None
 
 
 @dataclass
