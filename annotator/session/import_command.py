@@ -112,6 +112,8 @@ class ImportCommand(QUndoCommand):
                 kept.append(f"{path.name} kept (the working file still records it)")
             elif os.path.lexists(path) and not emb.matches(path):
                 kept.append(f"{path.name} kept (changed since the import wrote it)")
+            elif os.path.lexists(path) and not _still_held(emb):  # deleting it would lose the only copy
+                kept.append(f"{path.name} kept ({emb.source.name} no longer holds it)")
             else:  # (one deleted meanwhile: only the list is put right; redo writes it again all the same)
                 gone.append(path)
                 self._deleted.append((path, emb))
@@ -146,3 +148,12 @@ class ImportCommand(QUndoCommand):
         self._deleted = []
         self._list(listed)
         self.setText(self._text + (f"; {', '.join(notes)}" if notes else ""))
+
+
+def _still_held(emb) -> bool:
+    """Whether the label file an image was written from still holds that image (redo can write it again)."""
+    try:
+        emb.read()
+    except (EmbeddedChanged, OSError, ValueError):
+        return False
+    return True

@@ -199,11 +199,19 @@ class ImageNavigator(QObject):
         key = (lambda p: natural_key(p.relative_to(root).as_posix()) if root is not None and p.is_relative_to(root)
                else natural_key(p.as_posix()))
         current = self.current_path
-        added = [p for p in dict.fromkeys(Path(p) for p in paths) if p not in set(self.paths)]
-        for path in added:  # before the first image that sorts after it (a list in natural order stays so)
-            k = key(path)
-            at = next((i for i, p in enumerate(self.paths) if key(p) > k), len(self.paths))
-            self.paths.insert(at, path)
+        listed = set(self.paths)
+        added = [p for p in dict.fromkeys(Path(p) for p in paths) if p not in listed]
+        if added:  # each before the first image that sorts after it (a list in natural order stays so): one merge
+            new = sorted(((key(p), i, p) for i, p in enumerate(added)), key=lambda t: (t[0], t[1]))
+            merged, j = [], 0
+            for p in self.paths:
+                k = key(p)
+                while j < len(new) and new[j][0] < k:
+                    merged.append(new[j][2])
+                    j += 1
+                merged.append(p)
+            merged.extend(t[2] for t in new[j:])
+            self.paths[:] = merged
         if added:
             self._list_changed(current)
             if not self._stopped and not self._ready_timer.isActive():
