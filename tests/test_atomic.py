@@ -203,3 +203,53 @@ def test_old_backups_are_pruned(tmp_path, monkeypatch):
     assert len(left) == 3 and backup.name in left
     assert "a.json.20200105-120000.bak" in left and "a.json.20200101-120000.bak" not in left
     assert (tmp_path / "other.json.20200101-120000.bak").exists()
+
+
+def test_an_export_backs_up_a_file_this_process_already_backed_up_or_wrote(tmp_path, monkeypatch):
+    """Found in review: a file once used as this process's working file (backed up once, then written) was
+    later replaced by an export with no backup at all, since backup_once had already seen it."""
+    from annotator.data.replacing import replacing
+
+    monkeypatch.setattr(atomic, "_backed_up", set())
+    path = tmp_path / "annotations.json"
+    path.write_text("first")
+    assert backup_once(path) is not None  # the working file's first save
+    atomic_write_text(path, "the working file")
+    assert backup_once(path) is None  # later saves: not again
+    with replacing(path) as bak:  # an export over it, later in the same process
+        assert bak is not None and bak.read_text() == "the working file"
+        atomic_write_text(path, "exported")
+    with replacing(path) as bak2:
+        assert bak2 is not None and bak2 != bak and bak2.read_text() == "exported"
+
+
+def test_a_long_backup_of_one_file_does_not_hold_up_another_files(tmp_path, monkeypatch):
+    """Found in review: backup_once copied under its global lock, so an export backing up a large file on its
+    thread held up every save (backup_once) of the working file on the GUI thread."""
+    import threading
+
+    monkeypatch.setattr(atomic, "_backed_up", set())
+    big, small = tmp_path / "big.json", tmp_path / "small.json"
+    big.write_text("big")
+    small.write_text("small")
+    reading, release = threading.Event(), threading.Event()
+    read = atomic.read_regular
+
+    def slow_read(path, limit):
+        if Path(path).name == "big.json":
+            reading.set()
+            assert release.wait(30)
+        return read(path, limit)
+
+    monkeypatch.setattr(atomic, "read_regular", slow_read)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("big", backup_once(big, every_time=True)))
+    worker.start()
+    try:
+        assert reading.wait(30)  # the big copy is under way (and blocked)
+        got = backup_once(small)  # returns while it is: not behind the lock
+        assert got is not None and got.read_text() == "small"
+    finally:
+        release.set()
+        worker.join(30)
+    assert result["big"].read_text() == "big"

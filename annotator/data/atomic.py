@@ -77,6 +77,8 @@ _BAK_RESERVE = 1 + 15 + 5 + 4
 
 _backed_up: set[str] = set()
 _backup_lock = threading.Lock()
+_backup_done = threading.Condition(_backup_lock)  # a copy aside finished
+_backing_up: set[str] = set()  # files being copied aside now (outside the lock)
 
 # errnos meaning "this file system cannot fsync a directory", not a failed write
 _DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EISDIR, errno.EACCES}
@@ -288,21 +290,30 @@ def _prune_backups(target: Path, keep: Path) -> None:
             pass
 
 
-def backup_once(path: PathLike) -> Optional[Path]:
+def backup_once(path: PathLike, *, every_time: bool = False) -> Optional[Path]:
     """Copy ``path`` aside the first time this process is about to write it.
 
     Parameters
     ----------
     path
         The file about to be written.
+    every_time
+        Copy it aside now whether or not this process did before (an export
+        replacing a file: the process may have written that file as its
+        working file earlier, which says nothing about what is there now).
 
     Returns
     -------
     Path or None
         The backup written now (``NAME.YYYYmmdd-HHMMSS.bak`` in the same
         folder), or ``None`` when this path was already seen in this process
-        or did not exist yet. Only the newest :data:`KEEP_BACKUPS` backups of
-        a file are kept.
+        (not with ``every_time``) or did not exist yet. Only the newest
+        :data:`KEEP_BACKUPS` backups of a file are kept.
+
+    The copy is made outside the module's lock (only the bookkeeping is under
+    it): a large file being backed up for an export on one thread never holds
+    up the saves of another file on the GUI thread; two calls for one file
+    wait for each other.
 
     Raises
     ------
@@ -315,26 +326,41 @@ def backup_once(path: PathLike) -> Optional[Path]:
     """
     target = _resolve_target(path)
     key = os.path.normcase(os.path.abspath(target))
-    with _backup_lock:
-        if key in _backed_up:
+    with _backup_done:
+        while key in _backing_up:
+            _backup_done.wait()
+        if key in _backed_up and not every_time:
             return None
-        try:
-            data = read_regular(target, MAX_BACKUP_BYTES)
-        except FileNotFoundError:
-            _backed_up.add(key)
-            return None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = backup_name(target, stamp)
-        n = 1
-        while os.path.lexists(backup):
-            backup = backup_name(target, stamp, n)
-            n += 1
-        atomic_write_bytes(backup, data, temp_for=target)
-        try:
-            st = os.stat(target)
-            os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
-        except OSError:  # pragma: no cover - cosmetic only
-            pass
-        _backed_up.add(key)
-        _prune_backups(target, backup)
+        _backing_up.add(key)
+    try:
+        backup = _copy_aside(target)
+        if not every_time:
+            with _backup_lock:
+                _backed_up.add(key)
         return backup
+    finally:
+        with _backup_done:
+            _backing_up.discard(key)
+            _backup_done.notify_all()
+
+
+def _copy_aside(target: Path) -> Optional[Path]:
+    """The backup copy of ``target`` (``None``: there is no file there)."""
+    try:
+        data = read_regular(target, MAX_BACKUP_BYTES)
+    except FileNotFoundError:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = backup_name(target, stamp)
+    n = 1
+    while os.path.lexists(backup):
+        backup = backup_name(target, stamp, n)
+        n += 1
+    atomic_write_bytes(backup, data, temp_for=target)
+    try:
+        st = os.stat(target)
+        os.utime(backup, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:  # pragma: no cover - cosmetic only
+        pass
+    _prune_backups(target, backup)
+    return backup

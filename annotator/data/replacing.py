@@ -43,8 +43,9 @@ def replacing(path: PathLike) -> Iterator[Optional[Path]]:
     Yields
     ------
     Path or None
-        The backup of the file that was at ``path`` (``None``: there was none,
-        or it was already backed up in this process).
+        The backup of the file that was at ``path`` (``None``: there was none).
+        Made at every call, even when this process wrote or backed up that
+        file before (as its working file, or by an earlier export).
 
     Raises
     ------
@@ -63,7 +64,7 @@ def replacing(path: PathLike) -> Iterator[Optional[Path]]:
         log.info("cannot lock %s before replacing it: %s", target, exc)
         lock = None
     try:
-        yield backup_once(target) if target.exists() else None
+        yield backup_once(target, every_time=True) if target.exists() else None
     finally:
         if lock is not None:
             lock.release()
