@@ -45,3 +45,20 @@ def test_the_stamp_does_not_print_the_whole_file(tmp_path):
     wf = WorkingFile(path, check_external=True)
     wf.write(b"x" * 10_000)
     assert len(repr(wf._known)) < 300
+
+
+@pytest.mark.parametrize("keep", [1 << 30, 4])
+def test_a_large_file_keeps_its_digest_not_its_bytes_and_is_checked_all_the_same(tmp_path, monkeypatch, keep):
+    """Keeping the bytes costs the file's size for the whole session: past KEEP_BYTES the stamp holds a digest."""
+    from annotator.data import workfile
+
+    monkeypatch.setattr(workfile, "KEEP_BYTES", keep)
+    path = tmp_path / "annotations.json"
+    wf = WorkingFile(path, check_external=True)
+    wf.write(b'{"a": 1}\n')
+    assert (wf._known.content == b'{"a": 1}\n') == (keep > 9) and (wf._known.digest is None) == (keep > 9)
+    path.unlink()
+    path.write_bytes(b'{"a": 1}\n')  # same content, another file
+    assert not wf.changed_on_disk()
+    _rewrite_in_place(path, b'{"a": 2}\n')
+    assert wf.changed_on_disk()
