@@ -160,3 +160,17 @@ def test_a_cancelled_write_deletes_what_it_wrote(tmp_path, photos):
         write_embedded(plan, progress, cancel, made)
     assert seen == [(1, 4), (2, 4)] and len(made) == 2
     assert sorted(p.name for p in root.iterdir()) == [f"img{i:02d}.json" for i in range(4)]
+
+
+@pytest.mark.parametrize("json_name, image_name, fmt", [("anim.json", "anim.gif", "GIF"),
+                                                        ("hidden.json", ".hidden.png", "PNG")])
+def test_an_embedded_image_the_image_list_would_not_show_is_not_written(tmp_path, json_name, image_name, fmt):
+    """Found in review: an embedded GIF (or a hidden name) was written and listed, then gone from the image
+    list at the next open (the folder lists only the usual image types, hidden files not)."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(out, format=fmt)
+    _labelme(tmp_path / json_name, image_name, out.getvalue())
+    plan = read_labels(tmp_path, "labelme")
+    assert plan.images == []
+    assert any("the image list does not show" in line for line in plan.report), plan.report
+    assert not (tmp_path / image_name).exists()

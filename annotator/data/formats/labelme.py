@@ -327,6 +327,12 @@ def _find_image(
         if target.exists():
             report.append(f"{where}: image '{raw}' not found, and {P.shown(target, root)} is another file; skipped")
             return None, None
+        if not target.name.lower().endswith(IMAGE_EXTENSIONS) or target.name.startswith("."):
+            report.append(  # (a GIF, a hidden name: written, it would be gone from the image list at the next open)
+                f"{where}: image '{raw}' not found, and its embedded image would be written as {target.name}, "
+                f"which the image list does not show ({', '.join(IMAGE_EXTENSIONS)}, not hidden); skipped"
+            )
+            return None, None
         missing = f"image '{raw}' not found" if raw else "no 'imagePath'"
         report.append(
             f"{where}: {missing}; the image embedded in the file ('imageData') is written to "
