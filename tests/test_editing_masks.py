@@ -203,6 +203,7 @@ def test_edit_annotation_decodes_edits_and_finishes_the_mask():
     np.testing.assert_array_equal(done.grid, render.grid_of(expected))
     again = drafts.edit_annotation(done.mask, done.grid, None, m.shape, Cleanup("fill_holes"), (0, 200, 0), 0.4)
     np.testing.assert_array_equal(again.mask, maskedit.fill_holes(expected).apply(expected))
-    mask, logits = drafts.refine_inputs(seg, m.shape, None)
+    mask, logits, match = drafts.refine_inputs(seg, m.shape, None)
     np.testing.assert_array_equal(mask, m)
     assert logits.shape == (256, 256)
+    assert match is None  # (no model, embedding and prompt given: nothing to compare SAM's candidates with)
