@@ -839,17 +839,9 @@ class Dataset:
             Folder the ``file_name`` values should be relative to (the folder
             of the file being written); default :attr:`root`.
         """
-        rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
-        rebased = self._rebased_names(Path(root)) if rebase else {}
-        images = []
-        for rec in sorted(self.images.values(), key=lambda r: r.id):
-            item = rec.to_json()
-            if rebase:
-                item["file_name"] = rebased[rec.id]
-            images.append(item)
         out: Dict[str, Any] = {"info": _plain(self.info, "info"), "licenses": _plain(self.licenses, "licenses")}
         out.update({k: v for k, v in _plain(self.extra, "top level").items() if k not in _TOP_KEYS})
-        out["images"] = images
+        out["images"] = self._image_items(root)
         out["annotations"] = [a.to_json() for a in sorted(self.annotations.values(), key=lambda a: a.id)]
         out["categories"] = [c.to_json() for c in sorted(self.categories.values(), key=lambda c: c.id)]
         return out
@@ -870,7 +862,7 @@ class Dataset:
         """
         rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
         if rebase:  # Save As / a copy elsewhere: every file_name changes, serialise the images afresh
-            images: List[Any] = self.to_coco(root)["images"]
+            images: List[Any] = self._image_items(root)
         else:
             images = PreRendered(self._image_lines.lines([self.images[i] for i in sorted(self.images)]))
         sections: List[Tuple[str, Any]] = [("info", _plain(self.info, "info")),
@@ -971,6 +963,18 @@ class Dataset:
             raise SaveError(path, "this is the working file itself; choose another file for the copy")
         self._file.write_copy(path, self._encoded(path.parent))
         return path
+
+    def _image_items(self, root: Optional[PathLike]) -> List[Dict[str, Any]]:
+        """The image records as COCO dicts, ``file_name`` relative to ``root`` (default :attr:`root`)."""
+        rebase = root is not None and os.path.abspath(root) != os.path.abspath(self.root)
+        rebased = self._rebased_names(Path(root)) if rebase else {}
+        images = []
+        for rec in sorted(self.images.values(), key=lambda r: r.id):
+            item = rec.to_json()
+            if rebase:
+                item["file_name"] = rebased[rec.id]
+            images.append(item)
+        return images
 
     def _rebased_names(self, new_root: Path) -> Dict[int, str]:
         """Each image's ``file_name`` relative to ``new_root`` (a Save As or a copy elsewhere), by id.
