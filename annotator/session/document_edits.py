@@ -390,7 +390,7 @@ class DocumentEdits(QObject):
         user chose "keep mine"); without it such a change is never overwritten
         and ``saveConflict`` says where this version went instead.
         """
-        from annotator.data.workfile import ConflictError
+        from annotator.data.workfile import ConflictError, ReadOnlyError
 
         self._save_timer.stop()
         if self.dataset is None:
@@ -402,8 +402,15 @@ class DocumentEdits(QObject):
             self.saveConflict.emit(exc)
             self._emit_dirty()
             return False
+        except ReadOnlyError as exc:  # saving here can never work: no "press Ctrl+S"
+            message = (f"Not saved: {self.dataset.path} is open read-only ({self.dataset.read_only}). Your changes "
+                       "are kept in this window; File → Save a Copy writes them to another file.")
+            log.warning("save failed: %s", exc)
+            self.saveFailed.emit(message)
+            self._emit_dirty()
+            return False
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = (exc.strerror or str(exc)).rstrip(".")
             message = f"Could not save {self.dataset.path}: {reason}. Your work is kept in memory; fix the problem and press Ctrl+S."
             log.warning("save failed: %s", exc)
             self.saveFailed.emit(message)

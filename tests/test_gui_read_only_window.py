@@ -1,0 +1,59 @@
+"""A second window on a folder another window holds (read-only): found driving the real window under Xvfb.
+
+``sam-annotator FOLDER --categories list.txt`` in a second window loaded the list into the read-only
+document, whose autosave then failed at once: the user got a "Could not save" box over the
+"Opened read-only" one, advising to "fix the problem and press Ctrl+S" (which can never work there).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from qt_fixtures import FakePredictor, fake_info
+
+pytestmark = pytest.mark.gui
+
+
+def _second_window(make_window, image_folder, tmp_path):
+    a = make_window(image_folder, fake_info(FakePredictor(), tmp_path / "cache-a"))
+    assert not a.session.dataset.read_only
+    b = make_window(None, fake_info(FakePredictor(), tmp_path / "cache-b"))
+    b.interactive = False
+    b.file_dialogs.leave_unsaved = lambda action: True
+    return a, b
+
+
+def test_a_category_list_is_not_loaded_into_a_read_only_file(qtbot, make_window, image_folder, tmp_path):
+    a, b = _second_window(make_window, image_folder, tmp_path)
+    listing = tmp_path / "cats.txt"
+    listing.write_text("".join(f"class_{i}\n" for i in range(1, 51)))
+    failures, said = [], []
+    b.session.saveFailed.connect(failures.append)
+    b.session.statusMessage.connect(lambda text, ms: said.append(text))
+    b.start(image_folder, categories=listing)  # as `sam-annotator FOLDER --categories cats.txt` does
+    assert b.session.dataset.read_only
+    names = {c.name for c in b.session.dataset.categories.values()}
+    assert not names & {f"class_{i}" for i in range(1, 51)}
+    assert not b.session.dataset.dirty and not b.session.edits.save_pending
+    assert b.category_loading.last is None
+    assert any("not loaded" in m and "read-only" in m for m in said), said
+    assert failures == []
+    # the first window's file is untouched, and that window can still load the list
+    assert a.category_loading.load(listing)[0][:2] == ["class_1", "class_2"]
+
+
+def test_a_failed_save_of_a_read_only_file_points_to_save_a_copy(qtbot, make_window, image_folder, tmp_path):
+    a, b = _second_window(make_window, image_folder, tmp_path)
+    assert b.open_folder(image_folder)
+    failures = []
+    b.session.saveFailed.connect(failures.append)
+    b.session.add_category("kept in memory")
+    assert not b.session.save()
+    (message,) = failures
+    assert "Save a Copy" in message
+    assert "press Ctrl+S" not in message  # saving here can never work
+    assert ".." not in message
+    assert "kept" in message  # nothing is lost
+    on_disk = json.loads(a.session.dataset.path.read_text()) if a.session.dataset.path.exists() else {"categories": []}
+    assert "kept in memory" not in {c["name"] for c in on_disk["categories"]}
