@@ -57,3 +57,26 @@ def test_a_failed_save_of_a_read_only_file_points_to_save_a_copy(qtbot, make_win
     assert "kept" in message  # nothing is lost
     on_disk = json.loads(a.session.dataset.path.read_text()) if a.session.dataset.path.exists() else {"categories": []}
     assert "kept in memory" not in {c["name"] for c in on_disk["categories"]}
+
+
+def test_file_save_a_copy_keeps_the_work_of_a_read_only_window(qtbot, make_window, image_folder, tmp_path,
+                                                               monkeypatch):
+    """The messages say "File → Save a Copy"; the File menu had no such entry (only the quit question offered it)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from annotator.data.document import Dataset
+
+    a, b = _second_window(make_window, image_folder, tmp_path)
+    assert b.open_folder(image_folder) and b.session.dataset.read_only
+    action = b.actions_by_name["save_copy"]
+    assert action.isEnabled() and action in b.menuBar().actions()[0].menu().actions()
+    assert action.shortcut().toString() == "Ctrl+Shift+S"
+    b.session.add_category("kept in memory")
+    copy = tmp_path / "elsewhere" / "mine.json"
+    copy.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(copy), "COCO JSON (*.json)"))
+    action.trigger()
+    assert "kept in memory" in {c.name for c in Dataset.open(copy).categories.values()}
+    assert "Saved a copy" in b.statusBar().currentMessage()
+    working = a.session.dataset.path
+    assert not working.exists() or "kept in memory" not in working.read_text()

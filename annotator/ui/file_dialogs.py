@@ -165,6 +165,7 @@ class FileDialogs:
         """Ask where, and write the document there (the working file is not touched); ``True`` once written."""
         dataset = self._session.dataset
         if dataset is None:
+            self._status("Open a folder first", 3000)
             return False
         target, _ = QFileDialog.getSaveFileName(self._window, "Save a copy of the annotations",
                                                 str(dataset.path.with_name(dataset.path.stem + "-copy.json")),

@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
             "open_folder": files.choose_folder,
             "open_images": files.choose_images,
             "save": files.save,
+            "save_copy": files.save_copy,
             "export_coco": self.format_dialogs.export,
             "import_labels": self.format_dialogs.import_labels,
             "choose_checkpoint": models.choose_checkpoint,
