@@ -259,8 +259,9 @@ class DocumentEdits(QObject):
         if cat is None or not name:
             return False
         other = self.dataset.category_by_name(name)
-        if other is not None and other.id != category_id:
-            self.statusMessage.emit(f"A category called “{name}” exists already", 4000)
+        if other is not None and other.id != category_id:  # a rename never merges two categories silently
+            self.statusMessage.emit(f"A category called “{other.name}” exists already. To merge “{cat.name}” "
+                                    f"into it, delete “{cat.name}” and move its annotations to “{other.name}”", 8000)
             return False
         self.undo_stack.push(EditCategoryCommand(self, category_id, "name", name, cat.name))
         return True
