@@ -43,3 +43,27 @@ def test_fifty_categories_rename_onto_another_and_merge_by_delete(qtbot, make_wi
     assert s.dataset.categories[rows[20].id].name == "class_20"
     assert s.dataset.annotations[ann.id].category_id == rows[20].id
     assert w.categories.list.count() == 51
+
+
+def test_undoing_the_deletion_of_the_current_category_makes_it_current_again(qtbot, make_window, image_folder,
+                                                                               tmp_path):
+    """Found under Xvfb: after Delete category "object" (current, moved to class_1) and Ctrl+Z, "object" was back
+    but class_1 stayed current, so the next accepted masks went to class_1."""
+    w = make_window(image_folder, fake_info(FakePredictor(), tmp_path / "cache"))
+    s = w.session
+    s.add_categories([("class_1", None), ("class_2", None)])
+    rows = s.category_rows()
+    s.set_current_category(rows[0].id)
+    s.delete_category(rows[0].id, rows[1].id)
+    assert s.category_id == rows[1].id
+    s.undo()
+    assert s.category_id == rows[0].id
+    assert w.categories.current_id() == rows[0].id  # the panel shows it
+    s.redo()
+    assert s.category_id == rows[1].id
+    # a category that was not current stays not current after its undo
+    s.undo()
+    s.set_current_category(rows[2].id)
+    s.delete_category(rows[1].id, None)
+    s.undo()
+    assert s.category_id == rows[2].id

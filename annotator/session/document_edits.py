@@ -89,6 +89,7 @@ class DocumentEdits(QObject):
         self._save_timer = make_timer(self, AUTOSAVE_MS, single_shot=True)
         self._save_timer.timeout.connect(self.save)
         self._closed = False
+        self._current_when_removed: set = set()  # ids of deleted categories that were current then
 
     # -- the document ------------------------------------------------------------------------
 
@@ -328,6 +329,7 @@ class DocumentEdits(QObject):
         for ann in removed.removed_annotations:
             self.layer.forget(ann.id)
         if self.category_id == category_id:
+            self._current_when_removed.add(category_id)  # its undo makes it current again
             self.category_id = reassign_to if reassign_to is not None else min(self.dataset.categories, default=None)
             if self.category_id is not None:
                 self.currentCategoryChanged.emit(self.category_id)
@@ -337,6 +339,10 @@ class DocumentEdits(QObject):
     def apply_restore_category(self, removed) -> None:
         self.dataset.restore_category(removed)
         self._categories_edited()
+        cid = removed.category.id
+        if cid in self._current_when_removed:  # it was current: new masks go to it again, not to where it went
+            self._current_when_removed.discard(cid)
+            self.set_current_category(cid)
 
     def apply_changed(self, image_ids) -> None:
         """The document was changed in one go outside these methods (an import's ``apply_plan``): save, refresh."""
