@@ -250,7 +250,8 @@ class MainWindow(QMainWindow):
         s.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         s.encoderStatus.connect(self.encoder_status.set_state)
         s.modelChanged.connect(self._model_changed)
-        s.modelFailed.connect(lambda _failure: self.model_label.setText("no model"))
+        s.modelFailed.connect(lambda _failure: self.model_label.setText(s.model_info.label if s.model_info else
+                                                                        "no model"))  # a failed load keeps the old one
         s.modelFailed.connect(models.failed)
         s.downloadProgress.connect(models.download_progress)
         s.dirtyChanged.connect(self._update_title)
