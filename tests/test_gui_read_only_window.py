@@ -80,3 +80,28 @@ def test_file_save_a_copy_keeps_the_work_of_a_read_only_window(qtbot, make_windo
     assert "Saved a copy" in b.statusBar().currentMessage()
     working = a.session.dataset.path
     assert not working.exists() or "kept in memory" not in working.read_text()
+
+
+def test_the_read_only_messages_say_why_once(qtbot, make_window, image_folder, tmp_path, monkeypatch):
+    """Found under Xvfb: "…/annotations.json is opened read-only: opened read-only: …/annotations.json is open in
+    another window or program: process …", and "Read-only: opened read-only: …" in the status bar."""
+    from PySide6.QtWidgets import QMessageBox
+
+    a, b = _second_window(make_window, image_folder, tmp_path)
+    b.interactive = True
+    boxes, said, failures = [], [], []
+    monkeypatch.setattr(QMessageBox, "information", lambda *args, **k: boxes.append(args[2]))
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args, **k: failures.append(args[2]))
+    b.session.statusMessage.connect(lambda text, ms: said.append(text))
+    b.session.saveFailed.connect(failures.append)
+    assert b.open_folder(image_folder)
+    b.session.add_category("x")
+    b.session.save()
+    b.session.mark_image("done")
+    path = str(b.session.dataset.path)
+    texts = boxes + said + failures
+    assert boxes and any(t.startswith("Read-only: ") for t in said) and failures
+    for text in texts:
+        assert "opened read-only: " not in text, text
+        assert text.count(path) <= 1, text
+    assert "process" in boxes[0] and "This window opened it read-only" in boxes[0]

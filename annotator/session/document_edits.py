@@ -27,6 +27,7 @@ from PySide6.QtGui import QImage, QUndoStack
 
 from annotator.data.image_states import STATE_FIELD, TODO
 from annotator.session.annotation_layer import AnnotationLayer, CurrentImage
+from annotator.session.read_only import read_only_reason
 from annotator.session.rows import AnnotationRow, CategoryRow, Color
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import (
@@ -410,8 +411,8 @@ class DocumentEdits(QObject):
             self._emit_dirty()
             return False
         except ReadOnlyError as exc:  # saving here can never work: no "press Ctrl+S"
-            message = (f"Not saved: {self.dataset.path} is open read-only ({self.dataset.read_only}). Your changes "
-                       "are kept in this window; File → Save a Copy writes them to another file.")
+            message = (f"Not saved: {read_only_reason(self.dataset)}. Your changes are kept in this window; "
+                       "File → Save a Copy writes them to another file.")
             log.warning("save failed: %s", exc)
             self.saveFailed.emit(message)
             self._emit_dirty()

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from annotator.data.category_lists import CategoryListError, read_categories
+from annotator.session.read_only import read_only_reason
 
 #: Problems listed in the message box (the rest are counted).
 SHOWN_PROBLEMS = 12
@@ -58,7 +59,7 @@ class CategoryLoading(QObject):
         """Add the categories of ``path``; returns ``(added, kept, problems)`` or ``None`` if the file is unusable."""
         dataset = self._session.dataset
         if dataset is not None and dataset.read_only:  # as File → Import: nothing it adds could be saved there
-            self._tell(f"Categories not loaded: {dataset.path} is open read-only ({dataset.read_only})", [],
+            self._tell(f"Categories not loaded: {read_only_reason(dataset)} (this window has it read-only)", [],
                        error=True)
             return None
         try:
