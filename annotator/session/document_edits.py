@@ -27,6 +27,7 @@ from PySide6.QtGui import QImage, QUndoStack
 
 from annotator.data.image_states import STATE_FIELD, TODO
 from annotator.session.annotation_layer import AnnotationLayer, CurrentImage
+from annotator.session.read_only import read_only_reason
 from annotator.session.rows import AnnotationRow, CategoryRow, Color
 from annotator.session.style import OverlayStyle
 from annotator.session.undo import (
@@ -89,6 +90,7 @@ class DocumentEdits(QObject):
         self._save_timer = make_timer(self, AUTOSAVE_MS, single_shot=True)
         self._save_timer.timeout.connect(self.save)
         self._closed = False
+        self._current_when_removed: set = set()  # ids of deleted categories that were current then
 
     # -- the document ------------------------------------------------------------------------
 
@@ -259,8 +261,9 @@ class DocumentEdits(QObject):
         if cat is None or not name:
             return False
         other = self.dataset.category_by_name(name)
-        if other is not None and other.id != category_id:
-            self.statusMessage.emit(f"A category called “{name}” exists already", 4000)
+        if other is not None and other.id != category_id:  # a rename never merges two categories silently
+            self.statusMessage.emit(f"A category called “{other.name}” exists already. To merge “{cat.name}” "
+                                    f"into it, delete “{cat.name}” and move its annotations to “{other.name}”", 8000)
             return False
         self.undo_stack.push(EditCategoryCommand(self, category_id, "name", name, cat.name))
         return True
@@ -327,6 +330,7 @@ class DocumentEdits(QObject):
         for ann in removed.removed_annotations:
             self.layer.forget(ann.id)
         if self.category_id == category_id:
+            self._current_when_removed.add(category_id)  # its undo makes it current again
             self.category_id = reassign_to if reassign_to is not None else min(self.dataset.categories, default=None)
             if self.category_id is not None:
                 self.currentCategoryChanged.emit(self.category_id)
@@ -336,6 +340,10 @@ class DocumentEdits(QObject):
     def apply_restore_category(self, removed) -> None:
         self.dataset.restore_category(removed)
         self._categories_edited()
+        cid = removed.category.id
+        if cid in self._current_when_removed:  # it was current: new masks go to it again, not to where it went
+            self._current_when_removed.discard(cid)
+            self.set_current_category(cid)
 
     def apply_changed(self, image_ids) -> None:
         """The document was changed in one go outside these methods (an import's ``apply_plan``): save, refresh."""
@@ -390,7 +398,7 @@ class DocumentEdits(QObject):
         user chose "keep mine"); without it such a change is never overwritten
         and ``saveConflict`` says where this version went instead.
         """
-        from annotator.data.workfile import ConflictError
+        from annotator.data.workfile import ConflictError, ReadOnlyError
 
         self._save_timer.stop()
         if self.dataset is None:
@@ -402,8 +410,15 @@ class DocumentEdits(QObject):
             self.saveConflict.emit(exc)
             self._emit_dirty()
             return False
+        except ReadOnlyError as exc:  # saving here can never work: no "press Ctrl+S"
+            message = (f"Not saved: {read_only_reason(self.dataset)}. Your changes are kept in this window; "
+                       "File → Save a Copy writes them to another file.")
+            log.warning("save failed: %s", exc)
+            self.saveFailed.emit(message)
+            self._emit_dirty()
+            return False
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = (exc.strerror or str(exc)).rstrip(".")
             message = f"Could not save {self.dataset.path}: {reason}. Your work is kept in memory; fix the problem and press Ctrl+S."
             log.warning("save failed: %s", exc)
             self.saveFailed.emit(message)

@@ -11,7 +11,9 @@ target's lock is held while writing, so a file another window (or program)
 has open as its working file is refused, naming the holder, before anything
 is written; a file already there is copied aside first (``NAME.<time>.bak``),
 and the summary says where. The window's own working file is refused at once
-(its lock is this window's; File → Save writes it).
+(its lock is this window's; File → Save writes it), and so is one mask PNG
+per image into the folder of the images (the next open would list the masks
+as images).
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ class ExportRunner(QObject):
             self.exportFailed.emit(f"{path} is this window's working file: it was not overwritten. Export to "
                                    "another file (File → Save writes the working file).")
             return False
+        if fmt == "masks" and options.get("masks_per_image") and _same_file(path, dataset.image_dir):
+            self.exportFailed.emit(
+                f"{path} is the folder of the images: one mask PNG per image written there would be listed as "
+                f"images the next time it opens. Nothing was written; export to another folder (say "
+                f"{path / 'masks_export'}).")
+            return False
         try:
             export.check_args(fmt, tolerance, options.get("voc_border", 0))
             data = export.snapshot(dataset, path, fmt)
@@ -169,8 +177,10 @@ def _export_job(data: dict, path: Path, fmt: str, tolerance: float, options: Dic
     """The export's job (export thread): convert, validate and write a snapshot; returns its summary.
 
     A COCO file is written under :func:`~annotator.data.replacing.replacing`
-    (see the module notes); a target another process or window holds gives
-    the sentence for the user instead of a summary, nothing written.
+    (see the module notes); a target another process or window holds, or a
+    refusal of the writers (``ValueError``: an output that would replace a
+    source image...), gives the sentence for the user instead of a summary,
+    nothing written.
     """
     import contextlib
 
@@ -190,4 +200,7 @@ def _export_job(data: dict, path: Path, fmt: str, tolerance: float, options: Dic
         who = exc.holder.describe() if exc.holder is not None else "its lock file cannot be read"
         return (f"{path} is open in another window or program ({who}); it was not overwritten. Close it there "
                 "first, or export to another file.")
+    except ValueError as exc:  # the writers' refusals (a source image in the way...): a sentence, not "ValueError:"
+        text = str(exc).strip().rstrip(".") or "the export was refused"
+        return f"{text}\n\nNothing was written." if "\n" in text else f"{text}. Nothing was written."
     return ExportSummary(warnings=tuple(warnings), backup=backup, **counts)

@@ -23,6 +23,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from annotator.data.image_states import DONE, SKIPPED, STATE_FIELD, STATES, TODO, effective_state
 from annotator.session.gate import ActionGate, waits_for_accept
+from annotator.session.read_only import read_only_reason
 from annotator.session.rows import list_state
 
 #: ``before`` of a :class:`SetImageStateCommand` that listed the image: undo removes its record.
@@ -113,7 +114,7 @@ class ImageStates(QObject):
         if ds is None or path is None:
             return
         if ds.read_only:
-            self.statusMessage.emit(f"Read-only: {ds.read_only}", 5000)
+            self.statusMessage.emit(f"Read-only: {read_only_reason(ds)}", 5000)
             return
         rec = self._record(path)
         if rec is not None and rec.extra.get(STATE_FIELD) == state:

@@ -60,6 +60,7 @@ from PySide6.QtGui import QUndoStack
 from annotator.data.formats.importing import IMPORT_FORMATS, ImportChanges, ImportPlan, remove_written, write_embedded
 from annotator.data.formats.plan import EmbeddedImage, ImportedImage, ImportFailed, shown
 from annotator.session.import_command import ImportCommand
+from annotator.session.read_only import read_only_reason
 from annotator.workers.jobs import JobService
 
 __all__ = ["ImportPreview", "ImportResult", "ImportCommand", "ImportRunner"]
@@ -210,7 +211,8 @@ class ImportRunner(QObject):
             self.importFailed.emit("Open a folder first: labels are imported into its working file.")
             return False
         if ds.read_only:
-            self.importFailed.emit(f"{ds.path} is open read-only ({ds.read_only}); nothing can be imported into it.")
+            self.importFailed.emit(f"{read_only_reason(ds)}; this window has it read-only, so nothing can be "
+                                   "imported into it.")
             return False
         if fmt not in IMPORT_FORMATS:
             self.importFailed.emit(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")

@@ -67,6 +67,7 @@ from annotator.session.identity_review import IdentityReview
 from annotator.session.navigation import ImageNavigator
 from annotator.session.picking import AnnotationPicker
 from annotator.session.prompting import Prompting
+from annotator.session.read_only import read_only_reason
 from annotator.session.regions import RegionController
 from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
@@ -316,7 +317,7 @@ class Session(QObject):
         log.info("opened %s: %d images; working file %s, %d annotations%s", folder, len(paths), output,
                  len(dataset.annotations), f"; read-only: {dataset.read_only}" if dataset.read_only else "")
         if dataset.read_only:
-            self.statusMessage.emit(f"Read-only: {dataset.read_only}", 0)
+            self.statusMessage.emit(f"Read-only: {read_only_reason(dataset)}", 0)
         problems = dataset.check_image_sizes() if dataset.images else []
         if problems:
             self.statusMessage.emit(f"{len(problems)} recorded image(s) differ from their files: {problems[0]}", 0)

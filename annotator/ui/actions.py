@@ -93,6 +93,9 @@ ACTIONS: Tuple[ActionSpec, ...] = (
                ("Ctrl+Shift+O",)),
     ActionSpec("save", "&Save", "File", "Save the annotations now (also done after every change while autosave is on)",
                ("Ctrl+S",)),
+    ActionSpec("save_copy", "Save a &Copy…", "File",
+               "Write the annotations to another file; the working file stays as it is (how a read-only window, "
+               "or one that cannot save, keeps its work)", ("Ctrl+Shift+S",)),
     # (named export_coco still: users' shortcut settings are stored by action name)
     ActionSpec("export_coco", "&Export…", "File",
                "Write a copy as COCO (RLE or polygons), YOLO segmentation, Pascal VOC, labelme or mask PNGs",

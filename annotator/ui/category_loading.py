@@ -4,7 +4,9 @@
 adds the names the working file lacks through the session (one undo step;
 names already present are kept, never duplicated), and tells the user what
 happened: added, already there, and every line it could not use. A list
-given on the command line before a folder is open waits for the folder.
+given on the command line before a folder is open waits for the folder. A
+working file open read-only (another window holds it) gets nothing: it is
+refused, as File → Import is, instead of failing its first autosave.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from annotator.data.category_lists import CategoryListError, read_categories
+from annotator.session.read_only import read_only_reason
 
 #: Problems listed in the message box (the rest are counted).
 SHOWN_PROBLEMS = 12
@@ -54,12 +57,16 @@ class CategoryLoading(QObject):
 
     def load(self, path: Path) -> Optional[tuple]:
         """Add the categories of ``path``; returns ``(added, kept, problems)`` or ``None`` if the file is unusable."""
+        dataset = self._session.dataset
+        if dataset is not None and dataset.read_only:  # as File → Import: nothing it adds could be saved there
+            self._tell(f"Categories not loaded: {read_only_reason(dataset)} (this window has it read-only)", [],
+                       error=True)
+            return None
         try:
             listed = read_categories(path)
         except CategoryListError as exc:
             self._tell(f"Categories not loaded: {exc}", [], error=True)
             return None
-        dataset = self._session.dataset
         kept = [n for n in listed.names if dataset is not None and dataset.category_by_name(n) is not None]
         self._session.add_categories(listed.entries)
         added = [n for n in listed.names if n not in kept]

@@ -15,6 +15,8 @@ from typing import List, Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
+from annotator.session.read_only import read_only_reason
+
 
 class FileDialogs:
     """File questions for ``window`` (its session, status bar, ``interactive`` and ``closing`` flags)."""
@@ -72,8 +74,8 @@ class FileDialogs:
             dataset = self._session.dataset
             if dataset is not None and dataset.read_only and self._window.interactive:
                 QMessageBox.information(self._window, "Opened read-only",
-                                        f"{dataset.path} is opened read-only: {dataset.read_only}\n\n"
-                                        "Your changes cannot be saved to it; File → Save a Copy writes them elsewhere.")
+                                        f"{read_only_reason(dataset)}.\n\nThis window opened it read-only: your "
+                                        "changes cannot be saved to it; File → Save a Copy writes them elsewhere.")
             return True
         except UnsavedWork:
             if not self.leave_unsaved("Open another folder"):
@@ -165,6 +167,7 @@ class FileDialogs:
         """Ask where, and write the document there (the working file is not touched); ``True`` once written."""
         dataset = self._session.dataset
         if dataset is None:
+            self._status("Open a folder first", 3000)
             return False
         target, _ = QFileDialog.getSaveFileName(self._window, "Save a copy of the annotations",
                                                 str(dataset.path.with_name(dataset.path.stem + "-copy.json")),

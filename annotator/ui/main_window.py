@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
 
@@ -39,6 +39,7 @@ from annotator.ui.model_dialogs import ModelDialogs
 from annotator.ui.panels import AnnotationsPanel, EncoderStatus, ImageListPanel
 from annotator.ui.resume import SettingsResume
 from annotator.ui.safety_dialogs import SafetyDialogs
+from annotator.ui.screen_fit import resize_to_fit
 from annotator.ui.settings import Settings, apply_shortcuts
 from annotator.ui.task_widgets import ReviewBar, TaskProgress
 from annotator.workers.messages import ModelInfo, ModelRequest
@@ -146,7 +147,7 @@ class MainWindow(QMainWindow):
         self.apply_settings()
         self.strip.set_candidates((), hint=STRIP_HINT)
         self.setWindowTitle(s.title())
-        self.resize(1400, 900)
+        resize_to_fit(self, QSize(1400, 900))  # never past the screen (small or HiDPI screens)
         self.canvas.setFocus()
 
     # =====================================================================================
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
             "open_folder": files.choose_folder,
             "open_images": files.choose_images,
             "save": files.save,
+            "save_copy": files.save_copy,
             "export_coco": self.format_dialogs.export,
             "import_labels": self.format_dialogs.import_labels,
             "choose_checkpoint": models.choose_checkpoint,
@@ -248,7 +250,8 @@ class MainWindow(QMainWindow):
         s.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         s.encoderStatus.connect(self.encoder_status.set_state)
         s.modelChanged.connect(self._model_changed)
-        s.modelFailed.connect(lambda _failure: self.model_label.setText("no model"))
+        s.modelFailed.connect(lambda _failure: self.model_label.setText(s.model_info.label if s.model_info else
+                                                                        "no model"))  # a failed load keeps the old one
         s.modelFailed.connect(models.failed)
         s.downloadProgress.connect(models.download_progress)
         s.dirtyChanged.connect(self._update_title)

@@ -76,8 +76,11 @@ class ModelDialogs:
         """Loading failed: offer another file, or loading it as the type the checkpoint looks like."""
         self.close_progress()
         window = self._window
+        kept = window.session.model_info  # the encoder goes on with the model it had
+        still = f"Still using {kept.label}." if kept is not None else ""
         if not window.interactive:
-            window.statusBar().showMessage(f"The model could not be loaded: {failure.message}", 0)
+            kept_text = f" (still using {kept.label})" if kept is not None else ""
+            window.statusBar().showMessage(f"The model could not be loaded{kept_text}: {failure.message}", 0)
             return
         if failure.kind == "cancelled":
             window.statusBar().showMessage("Download cancelled. File → Load Checkpoint… picks weights from a file.", 0)
@@ -87,6 +90,8 @@ class ModelDialogs:
         box.setWindowTitle("The model could not be loaded")
         box.setText(failure.message.splitlines()[0] if failure.message else "The model could not be loaded.")
         box.setDetailedText(failure.message)
+        if still:
+            box.setInformativeText(still)
         pick = box.addButton("Choose Another File…", QMessageBox.ButtonRole.AcceptRole)
         as_detected = None
         if failure.detected_type and failure.detected_type != failure.model_type:

@@ -3,7 +3,9 @@
 The dialog edits a copy: nothing reaches :class:`~annotator.ui.settings.Settings`
 until OK, and Cancel writes nothing. OK is refused while two actions share a
 key (the clashes are listed in red above the buttons), because Qt disables
-both actions of an ambiguous shortcut without a word.
+both actions of an ambiguous shortcut without a word, and while the cache
+folder cannot be one (:func:`cache_folder_problem`: a file, or under one, not
+writable, or a relative path), which would stop the next start loading any model.
 
 The Shortcuts tab is :class:`~annotator.ui.shortcuts_page.ShortcutsPage`.
 
@@ -79,6 +81,34 @@ def _default_cache_folder() -> str:
         return ""
 
 
+def cache_folder_problem(text: str) -> Optional[str]:
+    """Why ``text`` cannot be the cache folder (weights and embeddings go under it), or ``None``.
+
+    Empty is the default. Checked at OK because the folder is only used at the
+    next start, where a file in its place (or a folder that cannot be made)
+    stops every model from loading.
+    """
+    import os
+    from pathlib import Path
+
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        return f"the cache folder “{text}” is not a full path (it would depend on where sam-annotator starts)"
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            return f"the cache folder {path} is not a folder (a file is there)"
+        return f"{existing} is not a folder, so the cache folder {path} cannot be made in it"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} cannot be written, so the cache folder {path} cannot be " + (
+            "used" if existing == path else "made")
+    return None
+
+
 class PreferencesDialog(QDialog):
     """The preferences of ``settings``; written back on OK only.
 
@@ -148,6 +178,7 @@ class PreferencesDialog(QDialog):
         layout.addWidget(self.conflict_label)
         layout.addWidget(self.buttons)
         page.changed.connect(self._show_conflicts)
+        self.cache_dir_edit.textChanged.connect(self._show_conflicts)  # a refused folder's message goes on an edit
         self._show_conflicts()
         self._initial = self.values()
         self.resize(680, 620)
@@ -365,7 +396,8 @@ class PreferencesDialog(QDialog):
         }
 
     def accept(self) -> None:
-        """Write the settings and close, unless two actions share a key (then say which, and stay open)."""
+        """Write the settings and close, unless two actions share a key or the cache folder cannot be one (then
+        say why, and stay open)."""
         clashes = self.conflicts()
         if clashes:
             self.tabs.setCurrentWidget(self.shortcuts_tab)
@@ -373,6 +405,14 @@ class PreferencesDialog(QDialog):
             self.conflict_label.show()
             self.select_action(clashes[0][1][-1])
             return
+        problem = cache_folder_problem(self.cache_dir_edit.text().strip())
+        if problem is not None:
+            self.tabs.setCurrentWidget(self.cache_tab)
+            self.conflict_label.setText(f"Not saved: {problem}.")
+            self.conflict_label.show()
+            self.cache_dir_edit.setFocus()
+            return
+        self._show_conflicts()  # (none: the label goes)
         self._write()
         super().accept()
 
@@ -391,4 +431,4 @@ class PreferencesDialog(QDialog):
         s.sync()
 
 
-__all__ = ["PreferencesDialog", "display_name"]
+__all__ = ["PreferencesDialog", "cache_folder_problem", "display_name"]
