@@ -282,8 +282,20 @@ def _read_checkpoint(path: PathLike, expected: str) -> Dict[str, torch.Tensor]:
     return _state_dict_from(obj, path, want)
 
 
+def _detail(exc: BaseException) -> str:
+    """The cause in ``exc``'s message, without PyTorch's advice to load with ``weights_only=False``
+    (which would run whatever code the file holds: never ours to pass on)."""
+    text = str(exc).strip()
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
+    if found:
+        text = "not a plain weights file: " + " ".join(found.group(1).split())
+    elif "weights_only" in text:
+        text = "not a plain weights file"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _corrupt_message(path: str, want: str, size: int, is_zip: bool, exc: BaseException) -> str:
-    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    detail = _detail(exc)
     if is_zip:
         what = "a PyTorch zip archive that cannot be read: the file is truncated or corrupt (re-download it)"
     else:

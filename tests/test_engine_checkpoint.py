@@ -130,6 +130,19 @@ def test_random_bytes(tmp_path, content):
     assert "vit_b model" in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@pytest.mark.parametrize("content", [b"<html><body>404</body></html>", pickle.dumps({"x": {1, 2}})],
+                         ids=["html", "pickled-set"])
+def test_the_message_never_passes_on_the_advice_to_load_without_weights_only(tmp_path, content):
+    """torch's own message advises ``weights_only=False``, which would run whatever code the file holds."""
+    bad = tmp_path / "odd.pth"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(build_model("vit_b", device="meta"), bad)
+    text = str(err.value)
+    assert "weights_only" not in text and "Re-running" not in text and "not a plain weights file" in text
+
+
 def test_empty_missing_and_folder(tmp_path):
     model = build_model("vit_b", device="meta")
     empty = tmp_path / "empty.pth"
