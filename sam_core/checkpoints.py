@@ -865,7 +865,8 @@ def _failure_message(spec: Checkpoint, path: Path, errors: Sequence[Tuple[str, s
     ]
     if spec.sha256:
         lines.append(f"It is checked against SHA-256 {spec.sha256} on the next start.")
-    lines.append(f"Another cache folder can be chosen with --cache-dir or the {ENV_CACHE} environment variable.")
+    lines.append(f"Another cache folder can be chosen in the window's Preferences (Cache), with --cache-dir, or with "
+                 f"the {ENV_CACHE} environment variable.")
     return "\n".join(lines)
 
 
