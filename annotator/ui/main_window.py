@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         s.regions.answerChanged.connect(lambda text: self.answer_label.setText(f"SAM: {text}" if text else ""))
         self.strip.candidateChosen.connect(s.select_candidate)
         self.images.imageChosen.connect(s.go_to)
+        self.images.filterChanged.connect(s.set_list_filter)
         self.annotations.selected.connect(s.select_annotation)
         self.annotations.visibilityChanged.connect(s.set_annotation_visible)
         self.annotations.deleteRequested.connect(s.delete_annotation)

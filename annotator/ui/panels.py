@@ -146,6 +146,7 @@ class ImageListPanel(QWidget):
     """The folder's images, filtered by state (with counts); a click asks to show one."""
 
     imageChosen = Signal(int)  # the row in the session's list (not in the filtered view)
+    filterChanged = Signal(str)  # the state the list shows ("": all); D / A step through those images
 
     def __init__(self, count: Callable[[], int], row: Callable[[int], ImageRow], parent=None) -> None:
         super().__init__(parent)
@@ -195,6 +196,7 @@ class ImageListPanel(QWidget):
         """Show only the images in ``state`` (one of :data:`annotator.session.rows.LIST_STATES`; ``""``: all)."""
         if state != self.proxy.state:
             self.proxy.set_state(state)
+            self.filterChanged.emit(state)
         i = self.filter.findData(state)
         if i != self.filter.currentIndex():
             self.filter.setCurrentIndex(i)
