@@ -169,6 +169,7 @@ class MainWindow(QMainWindow):
             "open_images": files.choose_images,
             "save": files.save,
             "save_copy": files.save_copy,
+            "save_as": files.save_as,
             "export_coco": self.format_dialogs.export,
             "import_labels": self.format_dialogs.import_labels,
             "choose_checkpoint": models.choose_checkpoint,
