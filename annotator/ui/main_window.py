@@ -33,6 +33,7 @@ from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
 from annotator.ui.category_loading import CategoryLoading
+from annotator.ui.dock_fit import DockFit
 from annotator.ui.file_dialogs import FileDialogs
 from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
         categories = self._dock("Categories", self.categories, Qt.DockWidgetArea.RightDockWidgetArea)
         annotations = self._dock("Annotations", self.annotations, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([categories, annotations], [260, 500], Qt.Orientation.Vertical)
+        self.dock_fit = DockFit(self)  # a small window: the docks give way to the canvas
 
         self.encoder_status = EncoderStatus(self)
         self.everything_progress = TaskProgress("everythingProgress", self)

@@ -178,6 +178,7 @@ class ImageListPanel(QWidget):
         self.view.clicked.connect(lambda index: self.imageChosen.emit(self.proxy.mapToSource(index).row()))
         self.summary = QLabel(self)
         self.summary.setObjectName("panelHint")
+        self.summary.setWordWrap(True)  # a narrow dock (small window) wraps it instead of cutting it off
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.filter)
@@ -262,6 +263,7 @@ class AnnotationsPanel(QWidget):
         self.empty_hint = QLabel("No annotations on this image yet.\nClick an object, then press Enter.", self)
         self.empty_hint.setObjectName("panelHint")
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)  # a narrow dock (small window) wraps it instead of cutting it off
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list)
