@@ -126,3 +126,23 @@ def test_a_read_only_window_saved_as_another_file_can_save_again(qtbot, make_win
     assert b.session.save()
     assert {"kept", "later"} <= {c.name for c in Dataset.open(new).categories.values()}
     assert not a.session.dataset.read_only
+
+
+@pytest.mark.parametrize("action", ["save_as", "save_copy"])
+@pytest.mark.parametrize("name", ["01_astronaut.jpg", "annotations.PNG"])
+def test_save_as_and_save_a_copy_never_write_over_or_as_an_image(qtbot, make_window, image_folder, tmp_path,
+                                                                 monkeypatch, action, name):
+    """Typing a picture's name in the file chooser replaced the photo with JSON (or wrote a new "image" the next
+    open listed as unusable): both refuse it with a message, and nothing changes."""
+    from annotator.data.imageio import list_images
+
+    w = make_window(image_folder, fake_info(FakePredictor(), tmp_path / "cache"))
+    w.session.add_category("car")
+    before = {p.name: p.read_bytes() for p in image_folder.iterdir() if p.is_file()}
+    working = w.session.dataset.path
+    _asked, warned = _answer(monkeypatch, image_folder / name)
+    assert not getattr(w.file_dialogs, action)()
+    assert warned and "image file name" in warned[0] and ".json" in warned[0], warned
+    assert {p.name: p.read_bytes() for p in image_folder.iterdir() if p.is_file()} == before
+    assert [p.name for p in list_images(image_folder)] == ["01_astronaut.jpg", "02_chelsea.png", "03_coffee.jpg"]
+    assert w.session.dataset.path == working

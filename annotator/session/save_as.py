@@ -24,6 +24,26 @@ from annotator.session.read_only import read_only_reason
 log = logging.getLogger(__name__)
 
 
+def check_target(target: Path) -> None:
+    """Refuse a working file (or copy) named like an image (``photo.jpg``): Save a Copy and Save As both.
+
+    A JSON file written there would replace the user's picture, or be listed
+    as an image (an unusable one) the next time the folder is opened.
+
+    Raises
+    ------
+    annotator.data.workfile.SaveError
+        ``target``'s extension is one of :data:`annotator.data.imageio.IMAGE_EXTENSIONS`.
+    """
+    from annotator.data.imageio import IMAGE_EXTENSIONS
+    from annotator.data.workfile import SaveError
+
+    if Path(target).suffix.lower() in IMAGE_EXTENSIONS:
+        what = "would replace that image" if Path(target).exists() else "would be listed as an image"
+        raise SaveError(target, f"it is an image file name: the annotations (JSON) written there {what}; "
+                                "choose a name ending in .json")
+
+
 def save_as(session, target: Path) -> Path:
     """Write ``session``'s document to ``target`` and make it the working file; returns the file written.
 
@@ -39,6 +59,7 @@ def save_as(session, target: Path) -> Path:
     ValueError
         No folder is open.
     OSError
+        :func:`check_target`'s refusal (an image's file name), or
         :class:`~annotator.data.workfile.SaveError` or
         :class:`~annotator.data.workfile.ReadOnlyError` (the working file
         itself, held by another window): nothing changed, the work is still
@@ -48,6 +69,7 @@ def save_as(session, target: Path) -> Path:
     dataset = session.dataset
     if dataset is None:
         raise ValueError("Open a folder first")
+    check_target(target)
     old = Path(dataset.path)
     written = dataset.save(Path(target))
     log.info("saved as %s (was %s)", written, old)

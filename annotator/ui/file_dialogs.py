@@ -174,7 +174,10 @@ class FileDialogs:
                                                 "COCO JSON (*.json)")
         if not target:
             return False
+        from annotator.session.save_as import check_target
+
         try:
+            check_target(Path(target))  # not over an image, nor named like one
             written = dataset.save_copy(Path(target))
         except OSError as exc:
             QMessageBox.warning(self._window, "Could not save a copy", str(exc))
