@@ -27,7 +27,8 @@ def _show_candidates(qtbot, w):
 def _fits(qtbot, w) -> int:
     """Every entry is whole inside the strip with room for its picture and text; returns the picture's side."""
     strip = w.strip
-    qtbot.waitUntil(lambda: all(b.width() >= b.sizeHint().width() for b in strip.buttons), timeout=5_000)
+    qtbot.waitUntil(lambda: all(b.width() >= b.sizeHint().width() and b.height() >= b.sizeHint().height()
+                                for b in strip.buttons), timeout=5_000)  # (the layout settles over a few passes)
     for b in strip.buttons:
         assert b.isVisible() and strip.rect().contains(b.geometry()), (b.objectName(), b.geometry(), strip.rect())
         hint = b.sizeHint()

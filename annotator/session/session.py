@@ -72,6 +72,7 @@ from annotator.session.regions import RegionController
 from annotator.session.review import EverythingController
 from annotator.session.rows import ImageRow
 from annotator.session.style import OverlayStyle
+from annotator.session.stepping import filtered_step
 from annotator.session.undo import redo_step, undo_step
 from annotator.session.undo_feedback import UndoState, step_message
 from annotator.workers.decoder import DecoderService
@@ -329,15 +330,27 @@ class Session(QObject):
     mark_image = _part("states", "mark")  # "todo" | "done" | "skipped": the current image, one undo step
     next_todo = _part("states", "next_todo")  # the next image to do, wrapping; says so when none is left
 
+    #: The image list's filter (a :data:`annotator.session.rows.LIST_STATES` state; ``""``: all): D / A step
+    #: through the images it shows (:mod:`annotator.session.stepping`). The window sets it.
+    list_filter = ""
+
+    def set_list_filter(self, state: str) -> None:
+        self.list_filter = state or ""
+
     @waits_for_accept
     def next_image(self) -> None:
-        if self.index + 1 < self.image_count():
-            self.go_to(self.index + 1)
+        self._step(1)
 
     @waits_for_accept
     def previous_image(self) -> None:
-        if self.index > 0:
-            self.go_to(self.index - 1)
+        self._step(-1)
+
+    def _step(self, direction: int) -> None:
+        i, why = filtered_step(self.images, direction, self.list_filter)
+        if i is not None:
+            self.go_to(i)
+        elif why:
+            self.statusMessage.emit(why, 5000)
 
     @waits_for_accept
     def go_to(self, index: int) -> None:

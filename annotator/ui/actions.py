@@ -96,6 +96,9 @@ ACTIONS: Tuple[ActionSpec, ...] = (
     ActionSpec("save_copy", "Save a &Copy…", "File",
                "Write the annotations to another file; the working file stays as it is (how a read-only window, "
                "or one that cannot save, keeps its work)", ("Ctrl+Shift+S",)),
+    ActionSpec("save_as", "Save &As…", "File",
+               "Write the annotations to another file and work on that file from now on (the old file stays as it "
+               "was at its last save)", ("Ctrl+Alt+S",)),
     # (named export_coco still: users' shortcut settings are stored by action name)
     ActionSpec("export_coco", "&Export…", "File",
                "Write a copy as COCO (RLE or polygons), YOLO segmentation, Pascal VOC, labelme or mask PNGs",

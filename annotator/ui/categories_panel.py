@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from annotator import render
 from annotator.ui.icons import exact_icon
 from annotator.data import palette
+from annotator.ui.flow_layout import WrappingRow
 from annotator.session.rows import CategoryRow
 
 
@@ -53,7 +54,7 @@ class CategoriesPanel(QWidget):
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.itemClicked.connect(self._clicked)
         self.list.itemDoubleClicked.connect(lambda item: self.rename(self._id(item)))
-        buttons = QHBoxLayout()
+        buttons = WrappingRow(self)  # wraps onto more rows in a narrow dock (one row made ~300 px its minimum)
         for text, tip, slot in (
             ("Add", "Add a category", self.add),
             ("Rename", "Rename the selected category", lambda: self.rename(self.current_id())),
@@ -68,11 +69,10 @@ class CategoriesPanel(QWidget):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(slot)
             buttons.addWidget(b)
-        buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list)
-        layout.addLayout(buttons)
+        layout.addWidget(buttons)
         self._rows: List[CategoryRow] = []
 
     # -- from the session ------------------------------------------------------------

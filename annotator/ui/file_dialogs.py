@@ -174,10 +174,37 @@ class FileDialogs:
                                                 "COCO JSON (*.json)")
         if not target:
             return False
+        from annotator.session.save_as import check_target
+
         try:
+            check_target(Path(target))  # not over an image, nor named like one
             written = dataset.save_copy(Path(target))
         except OSError as exc:
             QMessageBox.warning(self._window, "Could not save a copy", str(exc))
             return False
         self._status(f"Saved a copy to {written}", 5000)
+        return True
+
+    def save_as(self) -> bool:
+        """File → Save As: ask where, write the document there and work on that file; ``True`` once written.
+
+        Refused (a message, nothing changed) where Save a Copy is: another window's file, an unwritable place.
+        """
+        from annotator.session.save_as import save_as
+
+        dataset = self._session.dataset
+        if dataset is None:
+            self._status("Open a folder first", 3000)
+            return False
+        target, _ = QFileDialog.getSaveFileName(self._window, "Save the annotations as (then work on that file)",
+                                                str(dataset.path.with_name(dataset.path.stem + "-2.json")),
+                                                "COCO JSON (*.json)")
+        if not target:
+            return False
+        try:
+            save_as(self._session, Path(target))
+        except OSError as exc:
+            QMessageBox.warning(self._window, "Could not save as", f"{exc}\n\nNothing was changed: this window "
+                                f"still works on {dataset.path}.")
+            return False
         return True

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.data.export import DEFAULT_TOLERANCE, FOLDER_FORMATS, POLYGON_FORMATS
+from annotator.ui.export_folder import ProposedFolder
 from annotator.ui.task_widgets import TaskProgress
 
 #: Export formats: (format, menu text, its limits in one sentence; the README says the same).
@@ -261,10 +262,10 @@ class FormatDialogs:
             return
         self.export_choice = choice
         if choice.fmt in FOLDER_FORMATS:
-            start = dataset.path.parent / _DEFAULT_FOLDER[choice.fmt]
+            proposed = ProposedFolder(self._session.folder or dataset.root, dataset.path, _DEFAULT_FOLDER[choice.fmt])
             target = QFileDialog.getExistingDirectory(
-                self._window, f"Export {choice.fmt}: the folder to write into",
-                str(start if start.is_dir() else dataset.path.parent))
+                self._window, f"Export {choice.fmt}: the folder to write into", str(proposed.start))
+            proposed.done(Path(target) if target else None)
         else:
             default = dataset.path.with_name("coco_export.json")
             target, _ = QFileDialog.getSaveFileName(self._window, f"Export {choice.fmt}", str(default),

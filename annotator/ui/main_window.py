@@ -33,6 +33,7 @@ from annotator.ui.candidate_strip import CandidateStrip
 from annotator.ui.canvas import Canvas
 from annotator.ui.categories_panel import CategoriesPanel
 from annotator.ui.category_loading import CategoryLoading
+from annotator.ui.dock_fit import DockFit
 from annotator.ui.file_dialogs import FileDialogs
 from annotator.ui.format_dialogs import FormatDialogs
 from annotator.ui.model_dialogs import ModelDialogs
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
         categories = self._dock("Categories", self.categories, Qt.DockWidgetArea.RightDockWidgetArea)
         annotations = self._dock("Annotations", self.annotations, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([categories, annotations], [260, 500], Qt.Orientation.Vertical)
+        self.dock_fit = DockFit(self)  # a small window: the docks give way to the canvas
 
         self.encoder_status = EncoderStatus(self)
         self.everything_progress = TaskProgress("everythingProgress", self)
@@ -169,6 +171,7 @@ class MainWindow(QMainWindow):
             "open_images": files.choose_images,
             "save": files.save,
             "save_copy": files.save_copy,
+            "save_as": files.save_as,
             "export_coco": self.format_dialogs.export,
             "import_labels": self.format_dialogs.import_labels,
             "choose_checkpoint": models.choose_checkpoint,
@@ -290,6 +293,7 @@ class MainWindow(QMainWindow):
         s.regions.answerChanged.connect(lambda text: self.answer_label.setText(f"SAM: {text}" if text else ""))
         self.strip.candidateChosen.connect(s.select_candidate)
         self.images.imageChosen.connect(s.go_to)
+        self.images.filterChanged.connect(s.set_list_filter)
         self.annotations.selected.connect(s.select_annotation)
         self.annotations.visibilityChanged.connect(s.set_annotation_visible)
         self.annotations.deleteRequested.connect(s.delete_annotation)

@@ -146,6 +146,7 @@ class ImageListPanel(QWidget):
     """The folder's images, filtered by state (with counts); a click asks to show one."""
 
     imageChosen = Signal(int)  # the row in the session's list (not in the filtered view)
+    filterChanged = Signal(str)  # the state the list shows ("": all); D / A step through those images
 
     def __init__(self, count: Callable[[], int], row: Callable[[int], ImageRow], parent=None) -> None:
         super().__init__(parent)
@@ -177,6 +178,7 @@ class ImageListPanel(QWidget):
         self.view.clicked.connect(lambda index: self.imageChosen.emit(self.proxy.mapToSource(index).row()))
         self.summary = QLabel(self)
         self.summary.setObjectName("panelHint")
+        self.summary.setWordWrap(True)  # a narrow dock (small window) wraps it instead of cutting it off
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.filter)
@@ -195,6 +197,7 @@ class ImageListPanel(QWidget):
         """Show only the images in ``state`` (one of :data:`annotator.session.rows.LIST_STATES`; ``""``: all)."""
         if state != self.proxy.state:
             self.proxy.set_state(state)
+            self.filterChanged.emit(state)
         i = self.filter.findData(state)
         if i != self.filter.currentIndex():
             self.filter.setCurrentIndex(i)
@@ -260,6 +263,7 @@ class AnnotationsPanel(QWidget):
         self.empty_hint = QLabel("No annotations on this image yet.\nClick an object, then press Enter.", self)
         self.empty_hint.setObjectName("panelHint")
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)  # a narrow dock (small window) wraps it instead of cutting it off
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list)
