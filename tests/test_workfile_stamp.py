@@ -50,9 +50,9 @@ def test_the_stamp_does_not_print_the_whole_file(tmp_path):
 @pytest.mark.parametrize("keep", [1 << 30, 4])
 def test_a_large_file_keeps_its_digest_not_its_bytes_and_is_checked_all_the_same(tmp_path, monkeypatch, keep):
     """Keeping the bytes costs the file's size for the whole session: past KEEP_BYTES the stamp holds a digest."""
-    from annotator.data import workfile
+    from annotator.data import filestamp
 
-    monkeypatch.setattr(workfile, "KEEP_BYTES", keep)
+    monkeypatch.setattr(filestamp, "KEEP_BYTES", keep)
     path = tmp_path / "annotations.json"
     wf = WorkingFile(path, check_external=True)
     wf.write(b'{"a": 1}\n')
