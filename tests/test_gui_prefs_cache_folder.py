@@ -94,3 +94,26 @@ def test_a_write_protected_cache_folder_is_refused(tmp_path):
     finally:
         locked.chmod(0o700)
     assert Path(locked).is_dir()
+
+
+def test_a_folder_under_one_that_cannot_be_entered_is_refused_with_a_message_not_an_error(tmp_path, monkeypatch):
+    """Found in review: pathlib's exists() raises PermissionError under a folder that cannot be searched
+    (a non-root user choosing /root/x); the check must give its sentence, not the error dialog."""
+    import os
+
+    from annotator.ui.preferences import cache_folder_problem
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_stat = os.stat
+
+    def stat(p, *args, **kwargs):
+        if str(p).startswith(str(locked) + os.sep):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "lstat", stat)
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(locked)))
+    why = cache_folder_problem(str(locked / "sub" / "cache"))
+    assert why is not None and "cannot be written" in why and str(locked) in why

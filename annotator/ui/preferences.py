@@ -97,9 +97,9 @@ def cache_folder_problem(text: str) -> Optional[str]:
     if not path.is_absolute():
         return f"the cache folder “{text}” is not a full path (it would depend on where sam-annotator starts)"
     existing = path
-    while not existing.exists() and existing.parent != existing:
+    while not os.path.lexists(existing) and existing.parent != existing:  # (os.path: never raises)
         existing = existing.parent
-    if not existing.is_dir():
+    if not os.path.isdir(existing):
         if existing == path:
             return f"the cache folder {path} is not a folder (a file is there)"
         return f"{existing} is not a folder, so the cache folder {path} cannot be made in it"
