@@ -111,7 +111,7 @@ class ExportRunner(QObject):
             self.exportFailed.emit(
                 f"{path} is the folder of the images: one mask PNG per image written there would be listed as "
                 f"images the next time it opens. Nothing was written; export to another folder (say "
-                f"{path / 'masks_export'}).")
+                f"{path.parent / (path.name + '_masks_export')}, beside it).")
             return False
         try:
             export.check_args(fmt, tolerance, options.get("voc_border", 0))
