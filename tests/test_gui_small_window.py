@@ -61,14 +61,3 @@ def test_the_docks_get_their_width_back_and_keep_the_users(qtbot, make_window, i
     w.resize(1800, 900)
     qtbot.waitUntil(lambda: w.width() == 1800, timeout=5000)
     qtbot.waitUntil(lambda: docks["Images"].width() == 360, timeout=5000)
-
-
-def test_a_window_shown_at_its_size_gives_the_docks_their_share_at_once(qtbot, make_window, image_folder):
-    """The first resize comes before the docks are visible: the window's show fits them too. Without it the
-    right-hand docks kept their (narrow) size hints and the Annotations list was cut off at 1400 px."""
-    from annotator.ui.dock_fit import SIDE_SHARE
-
-    w = make_window(image_folder)  # resized, then shown: no resize after the docks appear
-    docks = _docks(w)
-    want = min(PREFERRED_WIDTH, int(SIDE_SHARE * w.width()))
-    qtbot.waitUntil(lambda: docks["Categories"].width() == want and docks["Images"].width() == want, timeout=5000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow
 
 #: The most of the window's width the docks of one side take after a resize (the canvas keeps the rest).
@@ -42,10 +42,6 @@ class DockFit(QObject):
         # at which the canvas and the candidate strip have the old docks' share
         if watched is self._window and event.type() == QEvent.Type.Resize:
             self.fit()
-        elif watched is self._window and event.type() == QEvent.Type.Show:
-            # the docks are not visible yet at the first resize: without this they keep their size hints,
-            # which the wrapping rows make narrow (the Annotations list was cut off in a 1400 px window)
-            QTimer.singleShot(0, self.fit)
         return False
 
     def fit(self) -> None:
